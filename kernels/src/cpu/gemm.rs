@@ -1,0 +1,164 @@
+//! Strided matrix multiply on CPU through the `gemm` crate (multi-threaded with rayon).
+//!
+//! Every matmul in the CPU kernels and the runtime goes through [`gemm`]: transposes are
+//! expressed as strides (no copies), and accumulation into the destination is free.
+
+use crate::Real;
+
+/// A read-only strided matrix view: element (i, j) is `data[i * rs + j * cs]`.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a, T> {
+    /// Backing slice; must cover every addressed element.
+    pub data: &'a [T],
+    /// Number of rows.
+    pub rows: usize,
+    /// Number of columns.
+    pub cols: usize,
+    /// Row stride in elements.
+    pub rs: usize,
+    /// Column stride in elements.
+    pub cs: usize,
+}
+
+impl<'a, T> MatRef<'a, T> {
+    /// A contiguous row-major `[rows, cols]` matrix.
+    pub fn new(data: &'a [T], rows: usize, cols: usize) -> Self {
+        MatRef { data, rows, cols, rs: cols, cs: 1 }
+    }
+    /// The transpose, as a view (no copy).
+    pub fn t(self) -> Self {
+        MatRef { data: self.data, rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs }
+    }
+}
+
+/// A mutable strided matrix view: element (i, j) is `data[i * rs + j * cs]`.
+#[derive(Debug)]
+pub struct MatMut<'a, T> {
+    /// Backing slice; must cover every addressed element.
+    pub data: &'a mut [T],
+    /// Number of rows.
+    pub rows: usize,
+    /// Number of columns.
+    pub cols: usize,
+    /// Row stride in elements.
+    pub rs: usize,
+    /// Column stride in elements.
+    pub cs: usize,
+}
+
+impl<'a, T> MatMut<'a, T> {
+    /// A contiguous row-major `[rows, cols]` matrix.
+    pub fn new(data: &'a mut [T], rows: usize, cols: usize) -> Self {
+        MatMut { data, rows, cols, rs: cols, cs: 1 }
+    }
+    /// The transpose, as a view (no copy).
+    pub fn t(self) -> Self {
+        MatMut { data: self.data, rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs }
+    }
+}
+
+fn span(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
+    if rows == 0 || cols == 0 {
+        0
+    } else {
+        (rows - 1) * rs + (cols - 1) * cs + 1
+    }
+}
+
+/// `dst = (accumulate ? dst : 0) + scale · a · b`, with `a: [m, k]`, `b: [k, n]`, `dst: [m, n]`.
+///
+/// Panics if the shapes disagree or a view addresses past its slice (a caller bug, never
+/// user input: the runtime checks shapes before calling).
+pub fn gemm<T: Real>(dst: MatMut<'_, T>, a: MatRef<'_, T>, b: MatRef<'_, T>, accumulate: bool, scale: T) {
+    let (m, n, k) = (dst.rows, dst.cols, a.cols);
+    assert!(a.rows == m && b.rows == k && b.cols == n, "gemm shape mismatch");
+    assert!(span(m, n, dst.rs, dst.cs) <= dst.data.len(), "gemm dst out of bounds");
+    assert!(span(m, k, a.rs, a.cs) <= a.data.len(), "gemm lhs out of bounds");
+    assert!(span(k, n, b.rs, b.cs) <= b.data.len(), "gemm rhs out of bounds");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m {
+                for j in 0..n {
+                    dst.data[i * dst.rs + j * dst.cs] = T::zero();
+                }
+            }
+        }
+        return;
+    }
+    // Small products are faster single-threaded than through rayon's fork/join.
+    let par = if m * n * k >= 64 * 64 * 64 {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the asserts above prove every addressed element lies inside its slice, `dst`
+    // is uniquely borrowed, and `T` is f32 or f64 (the only `Real` impls), both of which the
+    // gemm crate supports.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.data.as_mut_ptr(),
+            dst.cs as isize,
+            dst.rs as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            T::one(),
+            scale,
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
+
+/// `[m, k] · [k, n]` for contiguous row-major inputs, into a new buffer (convenience).
+pub fn matmul<T: Real>(a: &[T], b: &[T], m: usize, k: usize, n: usize) -> Vec<T> {
+    let mut out = vec![T::zero(); m * n];
+    gemm(MatMut::new(&mut out, m, n), MatRef::new(a, m, k), MatRef::new(b, k, n), false, T::one());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{rand_vec, Lcg};
+
+    fn naive(a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> Vec<f64> {
+        let mut out = vec![0.0; a.rows * b.cols];
+        for i in 0..a.rows {
+            for j in 0..b.cols {
+                for p in 0..a.cols {
+                    out[i * b.cols + j] += a.data[i * a.rs + p * a.cs] * b.data[p * b.rs + j * b.cs];
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn matches_naive_with_transposes_and_accumulate() {
+        let mut rng = Lcg::new(7);
+        for &(m, k, n) in &[(1, 1, 1), (37, 48, 5), (3, 130, 67), (70, 70, 70)] {
+            let a = rand_vec(&mut rng, m * k, 1.0);
+            let bt = rand_vec(&mut rng, n * k, 1.0); // stored as [n, k], used transposed
+            let b = MatRef::new(&bt, n, k).t();
+            let want = naive(MatRef::new(&a, m, k), b);
+            let mut got = vec![1.0; m * n];
+            gemm(MatMut::new(&mut got, m, n), MatRef::new(&a, m, k), b, true, 2.0);
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - (1.0 + 2.0 * w)).abs() < 1e-9, "{g} vs {}", 1.0 + 2.0 * w);
+            }
+        }
+    }
+}

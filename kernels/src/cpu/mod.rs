@@ -1,0 +1,14 @@
+//! CPU kernels: the CPU backend and the reference for every GPU twin.
+//!
+//! Each module is one kernel (forward + backward) over raw slices and shapes.
+
+pub mod adamw;
+pub mod attention;
+pub mod gemm;
+pub mod linear_ce;
+pub mod lora;
+pub mod philox;
+pub mod quant;
+pub mod rmsnorm;
+pub mod rope;
+pub mod swiglu;

@@ -1,0 +1,1 @@
+//! lmf runtime: `Tensor` (shape, strides, dtype, device), storage, dispatch to kernels, RNG.

@@ -1,0 +1,2 @@
+//! The `lmf` command line.
+fn main() {}
