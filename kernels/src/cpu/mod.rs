@@ -4,6 +4,7 @@
 
 pub mod adamw;
 pub mod attention;
+pub mod embedding;
 pub mod gemm;
 pub mod linear_ce;
 pub mod lora;
