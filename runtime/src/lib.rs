@@ -1,1 +1,31 @@
 //! lmf runtime: `Tensor` (shape, strides, dtype, device), storage, dispatch to kernels, RNG.
+//!
+//! What lives where (one concept per file):
+//! - `dtype`: `DType` and the `Element` trait mapping Rust scalars onto it.
+//! - `device`: `Device { Cpu, Cuda(n) }` (CUDA returns `Error::CudaNotBuilt` for now).
+//! - `error`: the `Error` enum; every message names the op and the shapes.
+//! - `layout`: shape + strides + offset, view arithmetic, strided offset iteration.
+//! - `storage`: typed host buffers (`CpuStorage`) behind `Storage::Cpu`.
+//! - `tensor`: the `Tensor` struct, constructors, accessors, views.
+//! - `convert`: `to_vec`, `to_dtype`, `as_slice`, `update` (copy-on-write).
+//!
+//! Compute rule: F32/BF16/F16 compute in f32, F64 and the integer types in f64; results keep
+//! the input dtype. Contiguous F32/F64 inputs are borrowed, never copied.
+
+#[macro_use]
+mod macros;
+
+pub mod convert;
+pub mod device;
+pub mod dtype;
+pub mod error;
+pub mod layout;
+pub mod storage;
+pub mod tensor;
+
+pub use device::Device;
+pub use dtype::{DType, Element};
+pub use error::{Error, Result};
+pub use layout::Layout;
+pub use storage::{CpuStorage, Storage};
+pub use tensor::Tensor;

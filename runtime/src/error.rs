@@ -1,0 +1,90 @@
+//! The runtime's error type: every user-facing failure is one clear line naming the op.
+
+/// A runtime error; the message names the op and the offending shapes/dtypes.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// Shapes that do not fit the op (mismatch, bad dim, bad element count).
+    #[error("{op}: shape error: {msg}")]
+    Shape {
+        /// The op that failed.
+        op: &'static str,
+        /// What was expected and what was given.
+        msg: String,
+    },
+    /// A dtype the op does not accept, or operands of different dtypes.
+    #[error("{op}: dtype error: {msg}")]
+    DType {
+        /// The op that failed.
+        op: &'static str,
+        /// What was expected and what was given.
+        msg: String,
+    },
+    /// Operands on different devices, or a device the op cannot use.
+    #[error("{op}: device error: {msg}")]
+    Device {
+        /// The op that failed.
+        op: &'static str,
+        /// What was expected and what was given.
+        msg: String,
+    },
+    /// A CUDA device was asked for, but this build has only the CPU backend.
+    #[error("CUDA backend not built yet: lmf-runtime currently runs on Device::Cpu only")]
+    CudaNotBuilt,
+    /// An index (token id, row id) out of range.
+    #[error("{op}: index error: {msg}")]
+    Index {
+        /// The op that failed.
+        op: &'static str,
+        /// The bad index and the valid range.
+        msg: String,
+    },
+    /// Any other bad argument (probability outside [0, 1], empty list, ..).
+    #[error("{op}: invalid argument: {msg}")]
+    Invalid {
+        /// The op that failed.
+        op: &'static str,
+        /// What was wrong.
+        msg: String,
+    },
+}
+
+impl Error {
+    /// A shape error for `op`.
+    pub fn shape(op: &'static str, msg: impl Into<String>) -> Error {
+        Error::Shape {
+            op,
+            msg: msg.into(),
+        }
+    }
+    /// A dtype error for `op`.
+    pub fn dtype(op: &'static str, msg: impl Into<String>) -> Error {
+        Error::DType {
+            op,
+            msg: msg.into(),
+        }
+    }
+    /// A device error for `op`.
+    pub fn device(op: &'static str, msg: impl Into<String>) -> Error {
+        Error::Device {
+            op,
+            msg: msg.into(),
+        }
+    }
+    /// An index error for `op`.
+    pub fn index(op: &'static str, msg: impl Into<String>) -> Error {
+        Error::Index {
+            op,
+            msg: msg.into(),
+        }
+    }
+    /// An invalid-argument error for `op`.
+    pub fn invalid(op: &'static str, msg: impl Into<String>) -> Error {
+        Error::Invalid {
+            op,
+            msg: msg.into(),
+        }
+    }
+}
+
+/// The runtime's result type.
+pub type Result<T> = std::result::Result<T, Error>;
