@@ -8,6 +8,10 @@
 //! - `storage`: typed host buffers (`CpuStorage`) behind `Storage::Cpu`.
 //! - `tensor`: the `Tensor` struct, constructors, accessors, views.
 //! - `convert`: `to_vec`, `to_dtype`, `as_slice`, `update` (copy-on-write).
+//! - `broadcast`: the strided/broadcast walk behind binary ops.
+//! - `elementwise`: unary, scalar, binary (numpy broadcasting), compare, `where_cond`.
+//! - `reduce`: sum/mean over dims, max/min/argmax, `sum_to`.
+//! - `softmax`: softmax and log-softmax along a dim.
 //!
 //! Compute rule: F32/BF16/F16 compute in f32, F64 and the integer types in f64; results keep
 //! the input dtype. Contiguous F32/F64 inputs are borrowed, never copied.
@@ -15,11 +19,15 @@
 #[macro_use]
 mod macros;
 
+mod broadcast;
 pub mod convert;
 pub mod device;
 pub mod dtype;
+pub mod elementwise;
 pub mod error;
 pub mod layout;
+pub mod reduce;
+pub mod softmax;
 pub mod storage;
 pub mod tensor;
 
