@@ -12,6 +12,9 @@
 //! - `elementwise`: unary, scalar, binary (numpy broadcasting), compare, `where_cond`.
 //! - `reduce`: sum/mean over dims, max/min/argmax, `sum_to`.
 //! - `softmax`: softmax and log-softmax along a dim.
+//! - `index`: `index_select` (embedding), `index_add` (its backward), `cat`, `stack`.
+//! - `matmul`: batched, broadcasting matmul through the strided CPU gemm (no copies).
+//! - `random`: `rand`, `randn`, `dropout_mask` from Philox keyed by (seed, offset).
 //!
 //! Compute rule: F32/BF16/F16 compute in f32, F64 and the integer types in f64; results keep
 //! the input dtype. Contiguous F32/F64 inputs are borrowed, never copied.
@@ -25,7 +28,10 @@ pub mod device;
 pub mod dtype;
 pub mod elementwise;
 pub mod error;
+pub mod index;
 pub mod layout;
+pub mod matmul;
+pub mod random;
 pub mod reduce;
 pub mod softmax;
 pub mod storage;
