@@ -30,19 +30,18 @@ struct Plan {
 fn plan(shape: &[usize], la: &Layout, lb: &Layout) -> Plan {
     // Keep only dims of size > 1, then merge dim d into d+1 when both operands allow it.
     let mut dims: Vec<(usize, [usize; 2])> = Vec::new();
-    for d in 0..shape.len() {
-        if shape[d] == 1 {
+    for (d, &n) in shape.iter().enumerate() {
+        if n == 1 {
             continue;
         }
         let s = [la.strides()[d], lb.strides()[d]];
         if let Some(last) = dims.last_mut() {
-            let n = shape[d];
             if last.1[0] == s[0] * n && last.1[1] == s[1] * n {
                 *last = (last.0 * n, s);
                 continue;
             }
         }
-        dims.push((shape[d], s));
+        dims.push((n, s));
     }
     let (inner, inner_strides) = dims.pop().unwrap_or((1, [0, 0]));
     Plan {

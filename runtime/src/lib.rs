@@ -40,6 +40,6 @@ pub mod tensor;
 pub use device::Device;
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
-pub use layout::Layout;
+pub use layout::{broadcast_shape, Layout};
 pub use storage::{CpuStorage, Storage};
 pub use tensor::Tensor;

@@ -231,6 +231,17 @@ mod tests {
             .to_vec::<f64>()
             .unwrap();
         close(&got, &want, 1e-12);
+        // stride-0 rows: a broadcast row vector as the lhs matrix
+        let row = rand_t(&mut rng, &[1, 13]).broadcast_as(&[4, 13]).unwrap();
+        let got = row.matmul(&r).unwrap().to_vec::<f64>().unwrap();
+        let want = row
+            .contiguous()
+            .unwrap()
+            .matmul(&r)
+            .unwrap()
+            .to_vec::<f64>()
+            .unwrap();
+        close(&got, &want, 1e-12);
     }
 
     #[test]

@@ -26,6 +26,9 @@ fn sum_run<C: Element>(x: &[C]) -> f64 {
 /// `out[o, i] = Σ_j x[o, j, i]` in f64, `x: [outer, r, inner]`.
 fn sum_3d<C: Element>(x: &[C], outer: usize, r: usize, inner: usize) -> Vec<f64> {
     let mut out = vec![0.0f64; outer * inner];
+    if out.is_empty() {
+        return out;
+    }
     if inner == 1 {
         let f = |(o, y): (usize, &mut f64)| *y = sum_run(&x[o * r..(o + 1) * r]);
         if x.len() >= 2 * PAR_CHUNK && outer > 1 {
@@ -50,7 +53,7 @@ fn sum_3d<C: Element>(x: &[C], outer: usize, r: usize, inner: usize) -> Vec<f64>
             .for_each(|(o, acc)| cols(o, 0, acc));
     } else {
         // Split the columns so each task still reads about PAR_CHUNK elements.
-        let w = (PAR_CHUNK / r.max(1)).clamp(16, inner);
+        let w = (PAR_CHUNK / r.max(1)).max(16).min(inner);
         out.par_chunks_mut(inner).enumerate().for_each(|(o, row)| {
             row.par_chunks_mut(w)
                 .enumerate()
@@ -69,6 +72,9 @@ fn fold_3d<C: Element>(
     pick: impl Fn(C, C) -> C + Sync,
 ) -> Vec<C> {
     let mut out: Vec<C> = Vec::with_capacity(outer * inner);
+    if outer * inner == 0 {
+        return out;
+    }
     for o in 0..outer {
         out.extend_from_slice(&x[o * r * inner..][..inner]);
     }
@@ -91,6 +97,9 @@ fn fold_3d<C: Element>(
 /// Index of the first maximum along `r` of `x: [outer, r >= 1, inner]` (NaN counts as max).
 fn argmax_3d<C: Element + Real>(x: &[C], outer: usize, r: usize, inner: usize) -> Vec<i64> {
     let mut out = vec![0i64; outer * inner];
+    if out.is_empty() {
+        return out;
+    }
     let body = |(o, idx): (usize, &mut [i64])| {
         let mut best: Vec<C> = x[o * r * inner..][..inner].to_vec();
         for j in 1..r {
@@ -411,6 +420,43 @@ mod tests {
             empty.max(1, false).unwrap_err(),
             Error::Shape { op: "max", .. }
         ));
+    }
+
+    #[test]
+    fn edge_shapes_big_and_empty() {
+        // tall-thin and short-wide, large enough for the parallel paths
+        let x = Tensor::ones(&[100_000, 2], DType::F32, Device::Cpu).unwrap();
+        assert_eq!(
+            x.sum(&[0], false).unwrap().to_vec::<f32>().unwrap(),
+            vec![1e5, 1e5]
+        );
+        assert_eq!(
+            x.max(0, false).unwrap().to_vec::<f32>().unwrap(),
+            vec![1.0, 1.0]
+        );
+        let y = x.t().unwrap().contiguous().unwrap(); // [2, 100000]
+        assert_eq!(
+            y.sum(&[1], false).unwrap().to_vec::<f32>().unwrap(),
+            vec![1e5, 1e5]
+        );
+        let a = Tensor::arange(0, 70_000, DType::F32, Device::Cpu)
+            .unwrap()
+            .reshape(&[2, 35_000])
+            .unwrap();
+        assert_eq!(
+            a.argmax(1, false).unwrap().to_vec::<i64>().unwrap(),
+            vec![34_999, 34_999]
+        );
+        // zero-size dims: sums over them are 0, reductions over other dims are empty
+        let z = Tensor::zeros(&[3, 0], DType::F32, Device::Cpu).unwrap();
+        assert_eq!(
+            z.sum(&[1], false).unwrap().to_vec::<f32>().unwrap(),
+            vec![0.0; 3]
+        );
+        assert_eq!(z.sum(&[0], false).unwrap().shape(), &[0]);
+        assert_eq!(z.max(0, false).unwrap().shape(), &[0]);
+        assert_eq!(z.argmax(0, true).unwrap().shape(), &[1, 0]);
+        assert_eq!(z.softmax(0).unwrap().shape(), &[3, 0]);
     }
 
     #[test]

@@ -85,6 +85,11 @@ impl Tensor {
         ))
     }
 
+    /// A rank-0 tensor holding `value` (converted to `dtype`).
+    pub fn scalar(value: f64, dtype: DType, device: Device) -> Result<Tensor> {
+        Tensor::full(value, &[], dtype, device)
+    }
+
     /// A tensor of zeros.
     pub fn zeros(shape: &[usize], dtype: DType, device: Device) -> Result<Tensor> {
         Tensor::full(0.0, shape, dtype, device)
@@ -280,6 +285,8 @@ mod tests {
         assert_eq!(z.to_vec::<f32>().unwrap(), vec![0.0; 4]);
         let o = t.ones_like().unwrap();
         assert_eq!(o.to_vec::<f32>().unwrap(), vec![1.0; 6]);
+        let s = Tensor::scalar(2.5, DType::F16, Device::Cpu).unwrap();
+        assert_eq!((s.rank(), s.to_scalar::<f32>().unwrap()), (0, 2.5));
         let f = Tensor::full(7.5, &[3], DType::I64, Device::Cpu).unwrap();
         assert_eq!(f.to_vec::<i64>().unwrap(), vec![7, 7, 7]);
         let a = Tensor::arange(-2, 3, DType::I32, Device::Cpu).unwrap();
