@@ -1,0 +1,162 @@
+//! Attention forward, FlashAttention-2 style: per query tile, walk the visible key tiles
+//! with an online softmax (running max `m`, running sum `l`, rescaled accumulator), and
+//! save `lse = m + ln l` for the backward. Extra memory: one `[BQ, BK]` score tile and
+//! `m`, `l` per task.
+
+use rayon::prelude::*;
+
+use super::{head_view, head_view_mut, score_tile, split_rows, tiles, AttnParams, BK, BQ};
+use crate::cpu::gemm::{gemm, MatRef};
+use crate::Real;
+
+/// Flash-style attention forward over packed varlen sequences: writes `out: [total_q,
+/// num_heads, head_dim]` and `lse: [num_heads, total_q]` (see the module doc for layouts).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_forward<T: Real>(
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    cu_seqlens_q: &[usize],
+    cu_seqlens_k: &[usize],
+    p: &AttnParams,
+    out: &mut [T],
+    lse: &mut [T],
+) {
+    let (h_q, h_kv, d) = (p.num_heads, p.num_kv_heads, p.head_dim);
+    let total_q = q.len() / (h_q * d).max(1);
+    let total_k = k.len() / (h_kv * d).max(1);
+    assert!(
+        q.len() == total_q * h_q * d && out.len() == q.len(),
+        "attention: q/out length"
+    );
+    assert!(
+        k.len() == total_k * h_kv * d && v.len() == k.len(),
+        "attention: k/v length"
+    );
+    assert!(lse.len() == total_q * h_q, "attention: lse length");
+    p.check(cu_seqlens_q, cu_seqlens_k, total_q, total_k);
+
+    // One task per (sequence, query tile), all heads: it owns rows of `out` and returns its
+    // lse block `[num_heads, rows]`, scattered below (lse is head-major, rows are not).
+    let qt = tiles(cu_seqlens_q, BQ);
+    let chunks = split_rows(out, h_q * d, &qt);
+    let lse_blocks: Vec<Vec<T>> = chunks
+        .into_par_iter()
+        .zip(qt.par_iter())
+        .map(|(o, t)| {
+            let (q0, k0) = (cu_seqlens_q[t.seq], cu_seqlens_k[t.seq]);
+            let sq = cu_seqlens_q[t.seq + 1] - q0;
+            let sk = cu_seqlens_k[t.seq + 1] - k0;
+            let mut lse_t = vec![T::zero(); h_q * t.len];
+            let mut s = vec![T::zero(); BQ * BK];
+            let (mut m, mut l) = (vec![T::zero(); t.len], vec![T::zero(); t.len]);
+            for h in 0..h_q {
+                tile_head(
+                    (q, k, v),
+                    p,
+                    (q0 + t.r0, k0),
+                    (t.r0, t.len, sq, sk),
+                    h,
+                    (&mut s, &mut m, &mut l),
+                    o,
+                    &mut lse_t[h * t.len..(h + 1) * t.len],
+                );
+            }
+            lse_t
+        })
+        .collect();
+    for (t, blk) in qt.iter().zip(&lse_blocks) {
+        let row0 = cu_seqlens_q[t.seq] + t.r0;
+        for h in 0..h_q {
+            lse[h * total_q + row0..][..t.len].copy_from_slice(&blk[h * t.len..][..t.len]);
+        }
+    }
+}
+
+/// One query tile × one head: `o` is the task's `[rows, num_heads, head_dim]` block of
+/// `out`; head `h`'s slice of it is the accumulator, normalised at the end.
+#[allow(clippy::too_many_arguments)]
+fn tile_head<T: Real>(
+    (q, k, v): (&[T], &[T], &[T]),
+    p: &AttnParams,
+    (qrow, k0): (usize, usize),
+    (i0, rows, sq, sk): (usize, usize, usize, usize),
+    h: usize,
+    (s, m, l): (&mut [T], &mut [T], &mut [T]),
+    o: &mut [T],
+    lse_h: &mut [T],
+) {
+    let (h_q, h_kv, d) = (p.num_heads, p.num_kv_heads, p.head_dim);
+    let g = h / p.group();
+    let off = sk as isize - sq as isize;
+    // qt: [rows, d], acc: [rows, d] (strided views into q and this head of `o`)
+    let qt = head_view(q, qrow, rows, h_q, h, d);
+    m.fill(T::neg_infinity());
+    l.fill(T::zero());
+    {
+        let acc = head_view_mut(o, 0, rows, h_q, h, d);
+        for r in 0..rows {
+            acc.data[r * acc.rs..][..d].fill(T::zero());
+        }
+    }
+    let (lo, hi) = p.key_range(i0, i0 + rows, sk, off);
+    for j0 in (lo..hi).step_by(BK) {
+        let cols = BK.min(hi - j0);
+        let s = &mut s[..rows * cols];
+        // s: [rows, cols] masked scores of this tile
+        score_tile(
+            s,
+            qt,
+            head_view(k, k0 + j0, cols, h_kv, g, d),
+            p,
+            i0,
+            j0,
+            off,
+        );
+        let acc = head_view_mut(o, 0, rows, h_q, h, d);
+        for (r, row) in s.chunks_mut(cols).enumerate() {
+            let m_new = row.iter().fold(m[r], |a, &x| a.max(x));
+            if m_new == T::neg_infinity() {
+                // Nothing visible in this row yet: p = 0, and acc, l stay 0.
+                row.fill(T::zero());
+                continue;
+            }
+            // alpha rescales what was accumulated under the old max (0 when m was -inf).
+            let alpha = (m[r] - m_new).exp();
+            let mut sum = T::zero();
+            for x in row.iter_mut() {
+                *x = (*x - m_new).exp();
+                sum += *x;
+            }
+            l[r] = l[r] * alpha + sum;
+            m[r] = m_new;
+            if alpha != T::one() {
+                acc.data[r * acc.rs..][..d]
+                    .iter_mut()
+                    .for_each(|a| *a *= alpha);
+            }
+        }
+        // acc [rows, d] += p [rows, cols] · v [cols, d]
+        let pv = MatRef::new(s, rows, cols);
+        gemm(
+            acc,
+            pv,
+            head_view(v, k0 + j0, cols, h_kv, g, d),
+            true,
+            T::one(),
+        );
+    }
+    let acc = head_view_mut(o, 0, rows, h_q, h, d);
+    for r in 0..rows {
+        let row = &mut acc.data[r * acc.rs..][..d];
+        if l[r] > T::zero() {
+            let inv = T::one() / l[r];
+            row.iter_mut().for_each(|a| *a *= inv);
+            lse_h[r] = m[r] + l[r].ln();
+        } else {
+            // No visible key: out = 0 (acc never touched), lse = -inf.
+            row.fill(T::zero());
+            lse_h[r] = T::neg_infinity();
+        }
+    }
+}
