@@ -1,2 +1,85 @@
-//! The `lmf` command line.
-fn main() {}
+//! The `lmf` command line: LLaMA-Factory's commands (`train`, `chat`, `export`, `eval`,
+//! `api`, `webui`, `env`, `version`) over the lmf crates.
+
+mod env;
+
+use clap::{Parser, Subcommand};
+
+/// LLaMA-Factory rebuilt kernel-first in Rust.
+#[derive(Parser)]
+#[command(name = "lmf", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands, named as `llamafactory-cli` names them.
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model from a LLaMA-Factory YAML file (`lmf train config.yaml key=value ...`).
+    Train {
+        /// YAML/JSON config file followed by `key=value` overrides.
+        args: Vec<String>,
+    },
+    /// Chat with a model in the terminal.
+    Chat {
+        /// YAML config file and/or `--key value` arguments.
+        args: Vec<String>,
+    },
+    /// Merge adapters and export a Hugging Face model folder.
+    Export {
+        /// YAML config file and/or `key=value` overrides.
+        args: Vec<String>,
+    },
+    /// Evaluate a model on a benchmark.
+    Eval {
+        /// YAML config file and/or `key=value` overrides.
+        args: Vec<String>,
+    },
+    /// Serve an OpenAI-compatible API.
+    Api {
+        /// YAML config file and/or `key=value` overrides.
+        args: Vec<String>,
+    },
+    /// Start the web UI.
+    Webui,
+    /// Print the environment: lmf version, platform, CPU features, devices.
+    Env,
+    /// Print the version.
+    Version,
+}
+
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, whatever RUST_BACKTRACE says: errors here are user-facing.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Env => {
+            print!("{}", env::report());
+            Ok(())
+        }
+        Command::Version => {
+            println!("lmf {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Train { .. } => not_yet("train", 4),
+        Command::Chat { .. } => not_yet("chat", 3),
+        Command::Export { .. } => not_yet("export", 4),
+        Command::Eval { .. } | Command::Api { .. } | Command::Webui => {
+            anyhow::bail!("this command is not implemented yet")
+        }
+    }
+}
+
+/// A command whose issue has not landed: a clear error, never a silent no-op.
+fn not_yet(cmd: &str, issue: u32) -> anyhow::Result<()> {
+    anyhow::bail!("`lmf {cmd}` is not implemented yet (tracked in issue {issue})")
+}

@@ -23,11 +23,23 @@ pub struct MatRef<'a, T> {
 impl<'a, T> MatRef<'a, T> {
     /// A contiguous row-major `[rows, cols]` matrix.
     pub fn new(data: &'a [T], rows: usize, cols: usize) -> Self {
-        MatRef { data, rows, cols, rs: cols, cs: 1 }
+        MatRef {
+            data,
+            rows,
+            cols,
+            rs: cols,
+            cs: 1,
+        }
     }
     /// The transpose, as a view (no copy).
     pub fn t(self) -> Self {
-        MatRef { data: self.data, rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs }
+        MatRef {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
     }
 }
 
@@ -49,11 +61,23 @@ pub struct MatMut<'a, T> {
 impl<'a, T> MatMut<'a, T> {
     /// A contiguous row-major `[rows, cols]` matrix.
     pub fn new(data: &'a mut [T], rows: usize, cols: usize) -> Self {
-        MatMut { data, rows, cols, rs: cols, cs: 1 }
+        MatMut {
+            data,
+            rows,
+            cols,
+            rs: cols,
+            cs: 1,
+        }
     }
     /// The transpose, as a view (no copy).
     pub fn t(self) -> Self {
-        MatMut { data: self.data, rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs }
+        MatMut {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
     }
 }
 
@@ -69,12 +93,53 @@ fn span(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
 ///
 /// Panics if the shapes disagree or a view addresses past its slice (a caller bug, never
 /// user input: the runtime checks shapes before calling).
-pub fn gemm<T: Real>(dst: MatMut<'_, T>, a: MatRef<'_, T>, b: MatRef<'_, T>, accumulate: bool, scale: T) {
+pub fn gemm<T: Real>(
+    dst: MatMut<'_, T>,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    accumulate: bool,
+    scale: T,
+) {
+    gemm_impl(dst, a, b, accumulate, scale, true)
+}
+
+/// [`gemm`] on the calling thread only: for tile products inside kernels that are already
+/// parallel over rows or heads, where forking again would only add overhead.
+pub fn gemm_serial<T: Real>(
+    dst: MatMut<'_, T>,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    accumulate: bool,
+    scale: T,
+) {
+    gemm_impl(dst, a, b, accumulate, scale, false)
+}
+
+fn gemm_impl<T: Real>(
+    dst: MatMut<'_, T>,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    accumulate: bool,
+    scale: T,
+    parallel: bool,
+) {
     let (m, n, k) = (dst.rows, dst.cols, a.cols);
-    assert!(a.rows == m && b.rows == k && b.cols == n, "gemm shape mismatch");
-    assert!(span(m, n, dst.rs, dst.cs) <= dst.data.len(), "gemm dst out of bounds");
-    assert!(span(m, k, a.rs, a.cs) <= a.data.len(), "gemm lhs out of bounds");
-    assert!(span(k, n, b.rs, b.cs) <= b.data.len(), "gemm rhs out of bounds");
+    assert!(
+        a.rows == m && b.rows == k && b.cols == n,
+        "gemm shape mismatch"
+    );
+    assert!(
+        span(m, n, dst.rs, dst.cs) <= dst.data.len(),
+        "gemm dst out of bounds"
+    );
+    assert!(
+        span(m, k, a.rs, a.cs) <= a.data.len(),
+        "gemm lhs out of bounds"
+    );
+    assert!(
+        span(k, n, b.rs, b.cs) <= b.data.len(),
+        "gemm rhs out of bounds"
+    );
     if m == 0 || n == 0 {
         return;
     }
@@ -89,7 +154,7 @@ pub fn gemm<T: Real>(dst: MatMut<'_, T>, a: MatRef<'_, T>, b: MatRef<'_, T>, acc
         return;
     }
     // Small products are faster single-threaded than through rayon's fork/join.
-    let par = if m * n * k >= 64 * 64 * 64 {
+    let par = if parallel && m * n * k >= 64 * 64 * 64 {
         gemm::Parallelism::Rayon(0)
     } else {
         gemm::Parallelism::None
@@ -125,7 +190,13 @@ pub fn gemm<T: Real>(dst: MatMut<'_, T>, a: MatRef<'_, T>, b: MatRef<'_, T>, acc
 /// `[m, k] · [k, n]` for contiguous row-major inputs, into a new buffer (convenience).
 pub fn matmul<T: Real>(a: &[T], b: &[T], m: usize, k: usize, n: usize) -> Vec<T> {
     let mut out = vec![T::zero(); m * n];
-    gemm(MatMut::new(&mut out, m, n), MatRef::new(a, m, k), MatRef::new(b, k, n), false, T::one());
+    gemm(
+        MatMut::new(&mut out, m, n),
+        MatRef::new(a, m, k),
+        MatRef::new(b, k, n),
+        false,
+        T::one(),
+    );
     out
 }
 
@@ -139,7 +210,8 @@ mod tests {
         for i in 0..a.rows {
             for j in 0..b.cols {
                 for p in 0..a.cols {
-                    out[i * b.cols + j] += a.data[i * a.rs + p * a.cs] * b.data[p * b.rs + j * b.cs];
+                    out[i * b.cols + j] +=
+                        a.data[i * a.rs + p * a.cs] * b.data[p * b.rs + j * b.cs];
                 }
             }
         }
@@ -155,9 +227,19 @@ mod tests {
             let b = MatRef::new(&bt, n, k).t();
             let want = naive(MatRef::new(&a, m, k), b);
             let mut got = vec![1.0; m * n];
-            gemm(MatMut::new(&mut got, m, n), MatRef::new(&a, m, k), b, true, 2.0);
+            gemm(
+                MatMut::new(&mut got, m, n),
+                MatRef::new(&a, m, k),
+                b,
+                true,
+                2.0,
+            );
             for (g, w) in got.iter().zip(&want) {
-                assert!((g - (1.0 + 2.0 * w)).abs() < 1e-9, "{g} vs {}", 1.0 + 2.0 * w);
+                assert!(
+                    (g - (1.0 + 2.0 * w)).abs() < 1e-9,
+                    "{g} vs {}",
+                    1.0 + 2.0 * w
+                );
             }
         }
     }

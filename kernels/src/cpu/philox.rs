@@ -28,7 +28,10 @@ pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
 /// The four raw words of element `e` of the stream keyed by `seed`.
 #[inline]
 pub fn words(seed: u64, e: u64) -> [u32; 4] {
-    philox4x32_10([e as u32, (e >> 32) as u32, 0, 0], [seed as u32, (seed >> 32) as u32])
+    philox4x32_10(
+        [e as u32, (e >> 32) as u32, 0, 0],
+        [seed as u32, (seed >> 32) as u32],
+    )
 }
 
 /// Maps a word to (0, 1]: 24 random bits, never 0 (so `ln` is finite).
@@ -78,13 +81,19 @@ mod tests {
     #[test]
     fn matches_random123_known_answers() {
         // Known-answer vectors of Random123's kat_vectors for philox4x32_10.
-        assert_eq!(philox4x32_10([0; 4], [0; 2]), [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]);
+        assert_eq!(
+            philox4x32_10([0; 4], [0; 2]),
+            [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]
+        );
         assert_eq!(
             philox4x32_10([u32::MAX; 4], [u32::MAX; 2]),
             [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]
         );
         assert_eq!(
-            philox4x32_10([0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344], [0xa4093822, 0x299f31d0]),
+            philox4x32_10(
+                [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344],
+                [0xa4093822, 0x299f31d0]
+            ),
             [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]
         );
     }
@@ -101,7 +110,10 @@ mod tests {
         fill_normal(3, 11, &mut g);
         let m = g.iter().map(|&x| x as f64).sum::<f64>() / n as f64;
         let v = g.iter().map(|&x| (x as f64 - m).powi(2)).sum::<f64>() / n as f64;
-        assert!(m.abs() < 0.02 && (v - 1.0).abs() < 0.03, "normal mean {m} var {v}");
+        assert!(
+            m.abs() < 0.02 && (v - 1.0).abs() < 0.03,
+            "normal mean {m} var {v}"
+        );
         let kept = (0..n as u64).filter(|&e| keep(5, e, 0.1)).count() as f64 / n as f64;
         assert!((kept - 0.9).abs() < 0.01, "keep rate {kept}");
         // offset stream: element i of offset 11 is element 11 + i of offset 0

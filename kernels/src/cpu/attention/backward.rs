@@ -11,7 +11,7 @@
 use rayon::prelude::*;
 
 use super::{head_view, head_view_mut, score_tile, split_rows, tiles, AttnParams, BK, BQ};
-use crate::cpu::gemm::{gemm, MatMut, MatRef};
+use crate::cpu::gemm::{gemm_serial, MatMut, MatRef};
 use crate::Real;
 
 /// Flash-style attention backward: overwrites `dq: [total_q, num_heads, head_dim]` and
@@ -161,7 +161,7 @@ impl<T: Real> Ctx<'_, T> {
         // ds: [rows, cols] = dP = dO [rows, d] · vᵀ [d, cols]
         let dot = head_view(self.dout, q0 + i0, rows, h_q, h, d);
         let vt = head_view(self.v, k0 + j0, cols, h_kv, g, d);
-        gemm(MatMut::new(ds, rows, cols), dot, vt.t(), false, T::one());
+        gemm_serial(MatMut::new(ds, rows, cols), dot, vt.t(), false, T::one());
         let inv_cap = p.softcap.map(|c| T::of(1.0 / c));
         for r in 0..rows {
             let row = q0 + i0 + r;
@@ -217,7 +217,7 @@ impl<T: Real> Ctx<'_, T> {
             self.tile(seq, h, (i0, rows), (j0, cols), s, ds);
             // dV [cols, d] += Pᵀ [cols, rows] · dO [rows, d]
             let dot = head_view(self.dout, q0 + i0, rows, h_q, h, d);
-            gemm(
+            gemm_serial(
                 head_view_mut(dv_t, 0, cols, h_kv, g, d),
                 MatRef::new(s, rows, cols).t(),
                 dot,
@@ -226,7 +226,7 @@ impl<T: Real> Ctx<'_, T> {
             );
             // dK [cols, d] += scale · dSᵀ [cols, rows] · Q [rows, d]
             let qt = head_view(self.q, q0 + i0, rows, h_q, h, d);
-            gemm(
+            gemm_serial(
                 head_view_mut(dk_t, 0, cols, h_kv, g, d),
                 MatRef::new(ds, rows, cols).t(),
                 qt,
@@ -260,7 +260,7 @@ impl<T: Real> Ctx<'_, T> {
             self.tile(seq, h, (i0, rows), (j0, cols), s, ds);
             // dQ [rows, d] += scale · dS [rows, cols] · K [cols, d]
             let kt = head_view(self.k, k0 + j0, cols, h_kv, g, d);
-            gemm(
+            gemm_serial(
                 head_view_mut(dq_t, 0, rows, h_q, h, d),
                 MatRef::new(ds, rows, cols),
                 kt,

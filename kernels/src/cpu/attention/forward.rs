@@ -6,7 +6,7 @@
 use rayon::prelude::*;
 
 use super::{head_view, head_view_mut, score_tile, split_rows, tiles, AttnParams, BK, BQ};
-use crate::cpu::gemm::{gemm, MatRef};
+use crate::cpu::gemm::{gemm_serial, MatRef};
 use crate::Real;
 
 /// Flash-style attention forward over packed varlen sequences: writes `out: [total_q,
@@ -138,7 +138,7 @@ fn tile_head<T: Real>(
         }
         // acc [rows, d] += p [rows, cols] · v [cols, d]
         let pv = MatRef::new(s, rows, cols);
-        gemm(
+        gemm_serial(
             acc,
             pv,
             head_view(v, k0 + j0, cols, h_kv, g, d),

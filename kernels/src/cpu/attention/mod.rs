@@ -28,7 +28,7 @@ mod tests;
 pub use backward::attention_backward;
 pub use forward::attention_forward;
 
-use crate::cpu::gemm::{gemm, MatMut, MatRef};
+use crate::cpu::gemm::{gemm_serial, MatMut, MatRef};
 use crate::Real;
 
 /// Query rows per tile (the `Br` of FlashAttention-2).
@@ -232,7 +232,7 @@ fn score_tile<T: Real>(
 ) {
     let (rows, cols) = (qt.rows, kt.rows);
     // s: [rows, cols] = scale · q [rows, d] · kᵀ [d, cols]
-    gemm(
+    gemm_serial(
         MatMut::new(s, rows, cols),
         qt,
         kt.t(),

@@ -1,0 +1,35 @@
+//! The `lmf` binary: `env` and `version` work, unimplemented commands fail with one clear line.
+
+use std::process::Command;
+
+fn lmf(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_lmf"))
+        .args(args)
+        .output()
+        .expect("run lmf")
+}
+
+#[test]
+fn env_reports_version_platform_and_cuda_state() {
+    let out = lmf(&["env"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("- lmf version: {}", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    assert!(text.contains("- Platform: "), "{text}");
+    assert!(text.contains("- CUDA: "), "{text}");
+}
+
+#[test]
+fn unimplemented_command_is_one_line_error() {
+    let out = lmf(&["train", "cfg.yaml"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("lmf train") && err.contains("not implemented"),
+        "{err}"
+    );
+}
