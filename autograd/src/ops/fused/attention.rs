@@ -1,0 +1,131 @@
+//! Fused attention node (flash-style, `lmf_kernels::cpu::attention`): packed varlen
+//! sequences (`cu_seqlens`), GQA, causal, sliding window, softcap. Saves q, k, v, the output
+//! and the per-row log-sum-exp; the `[seq, seq]` probabilities are never stored.
+
+use super::{check_dtype, check_shape, from_kernel, with_real};
+use crate::tape::{grad_if, record1};
+use crate::var::Var;
+use lmf_kernels::cpu::attention::{attention_backward, attention_forward};
+use lmf_runtime::{Error, Result, Tensor};
+
+pub use lmf_kernels::cpu::attention::AttnParams;
+
+const OP: &str = "attention";
+
+/// Validates user-facing shapes and parameters (the kernel only asserts).
+fn check(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    cu_q: &[usize],
+    cu_k: &[usize],
+    p: &AttnParams,
+) -> Result<()> {
+    let bad = |msg: String| Error::invalid(OP, msg);
+    if p.num_kv_heads == 0 || p.num_heads % p.num_kv_heads != 0 {
+        return Err(bad(format!(
+            "num_kv_heads {} must divide num_heads {}",
+            p.num_kv_heads, p.num_heads
+        )));
+    }
+    if p.window == Some(0) || p.softcap.is_some_and(|c| c <= 0.0) {
+        return Err(bad("window must be >= 1 and softcap > 0".into()));
+    }
+    if q.rank() != 3 || k.rank() != 3 {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "q {:?} and k {:?} must be [tokens, heads, head_dim]",
+                q.shape(),
+                k.shape()
+            ),
+        ));
+    }
+    let (tq, tk) = (q.shape()[0], k.shape()[0]);
+    check_shape(OP, "q", q, &[tq, p.num_heads, p.head_dim])?;
+    check_shape(OP, "k", k, &[tk, p.num_kv_heads, p.head_dim])?;
+    check_shape(OP, "v", v, &[tk, p.num_kv_heads, p.head_dim])?;
+    check_dtype(OP, "k", k, q.dtype())?;
+    check_dtype(OP, "v", v, q.dtype())?;
+    let sorted = |cu: &[usize], total: usize| {
+        cu.first() == Some(&0) && cu.last() == Some(&total) && cu.windows(2).all(|w| w[0] <= w[1])
+    };
+    if cu_q.len() != cu_k.len() || !sorted(cu_q, tq) || !sorted(cu_k, tk) {
+        return Err(bad(format!(
+            "cu_seqlens_q {cu_q:?} / cu_seqlens_k {cu_k:?} must be equally long, start at 0, \
+             never decrease and end at {tq} / {tk}"
+        )));
+    }
+    Ok(())
+}
+
+/// Attention over packed sequences: `q: [total_q, num_heads, head_dim]`, `k`, `v:
+/// [total_k, num_kv_heads, head_dim]`, sequence `b` owning rows `cu[b]..cu[b+1]`; returns
+/// `[total_q, num_heads, head_dim]`.
+pub fn attention(
+    q: &Var,
+    k: &Var,
+    v: &Var,
+    cu_seqlens_q: &[usize],
+    cu_seqlens_k: &[usize],
+    params: &AttnParams,
+) -> Result<Var> {
+    let (qt, kt, vt) = (q.tensor(), k.tensor(), v.tensor());
+    check(qt, kt, vt, cu_seqlens_q, cu_seqlens_k, params)?;
+    let (dtype, device) = (qt.dtype(), qt.device());
+    let (tq, h) = (qt.shape()[0], params.num_heads);
+    let (out, lse) = with_real!(dtype, T => {
+        let mut out = vec![T::default(); qt.elem_count()];
+        // lse: [num_heads, total_q], kept in the compute type
+        let mut lse = vec![T::default(); h * tq];
+        attention_forward(
+            &qt.as_slice::<T>()?,
+            &kt.as_slice::<T>()?,
+            &vt.as_slice::<T>()?,
+            cu_seqlens_q,
+            cu_seqlens_k,
+            params,
+            &mut out,
+            &mut lse,
+        );
+        (
+            from_kernel(out, qt.shape(), dtype, device)?,
+            Tensor::from_vec(lse, &[h, tq], device)?,
+        )
+    });
+    let saved = vec![qt.clone(), kt.clone(), vt.clone(), out.clone(), lse];
+    let (cu_q, cu_k, p) = (cu_seqlens_q.to_vec(), cu_seqlens_k.to_vec(), *params);
+    Ok(record1(OP, &[q, k, v], out, saved, move |ctx| {
+        let s = ctx.saved_all();
+        let (q, k, v, out, lse) = (&s[0], &s[1], &s[2], &s[3], &s[4]);
+        let (dq, dk, dv) = with_real!(q.dtype(), T => {
+            let mut dq = vec![T::default(); q.elem_count()];
+            let mut dk = vec![T::default(); k.elem_count()];
+            let mut dv = vec![T::default(); v.elem_count()];
+            attention_backward(
+                &ctx.grad(0).as_slice::<T>()?,
+                &q.as_slice::<T>()?,
+                &k.as_slice::<T>()?,
+                &v.as_slice::<T>()?,
+                &out.as_slice::<T>()?,
+                &lse.as_slice::<T>()?,
+                &cu_q,
+                &cu_k,
+                &p,
+                &mut dq,
+                &mut dk,
+                &mut dv,
+            );
+            (
+                from_kernel(dq, q.shape(), q.dtype(), q.device())?,
+                from_kernel(dk, k.shape(), k.dtype(), k.device())?,
+                from_kernel(dv, v.shape(), v.dtype(), v.device())?,
+            )
+        });
+        Ok(vec![
+            grad_if(ctx.needs(0), || Ok(dq))?,
+            grad_if(ctx.needs(1), || Ok(dk))?,
+            grad_if(ctx.needs(2), || Ok(dv))?,
+        ])
+    }))
+}
