@@ -8,16 +8,11 @@ pub struct Lcg(u64);
 impl Lcg {
     /// A generator seeded with `seed`.
     pub fn new(seed: u64) -> Self {
-        Lcg(seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407))
+        Lcg(seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407))
     }
     /// Uniform in [0, 1).
     pub fn next_f64(&mut self) -> f64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (self.0 >> 11) as f64 / (1u64 << 53) as f64
     }
     /// Uniform in [-scale, scale).
