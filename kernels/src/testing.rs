@@ -67,3 +67,77 @@ pub fn check_grad(what: &str, x: &[f64], grad: &[f64], loss: impl FnMut(&[f64]) 
     let num = numeric_grad(x, 1e-6, loss);
     assert_close(what, grad, &num, 1e-6, 1e-5);
 }
+
+/// A global allocator for memory tests: wraps [`std::alloc::System`] and tracks the live and
+/// peak bytes with atomics. Declare it in a test binary with
+/// `#[global_allocator] static A: CountingAlloc = CountingAlloc::new();`.
+#[derive(Debug, Default)]
+pub struct CountingAlloc {
+    current: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+}
+
+impl CountingAlloc {
+    /// A counter at zero (const, so it can initialise a `static`).
+    pub const fn new() -> Self {
+        CountingAlloc {
+            current: std::sync::atomic::AtomicUsize::new(0),
+            peak: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+    /// Bytes currently allocated.
+    pub fn current_bytes(&self) -> usize {
+        self.current.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    /// Highest `current_bytes` since the last [`CountingAlloc::reset_peak`].
+    pub fn peak_bytes(&self) -> usize {
+        self.peak.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    /// Restarts peak tracking from the current live bytes.
+    pub fn reset_peak(&self) {
+        self.peak
+            .store(self.current_bytes(), std::sync::atomic::Ordering::SeqCst);
+    }
+    fn grow(&self, bytes: usize) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.current.fetch_add(bytes, SeqCst) + bytes;
+        self.peak.fetch_max(now, SeqCst);
+    }
+    fn shrink(&self, bytes: usize) {
+        self.current
+            .fetch_sub(bytes, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+// SAFETY: every call forwards to `System` with the caller's layout unchanged; the counters
+// only observe sizes.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        let p = std::alloc::System.alloc(layout);
+        if !p.is_null() {
+            self.grow(layout.size());
+        }
+        p
+    }
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        let p = std::alloc::System.alloc_zeroed(layout);
+        if !p.is_null() {
+            self.grow(layout.size());
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        std::alloc::System.dealloc(ptr, layout);
+        self.shrink(layout.size());
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        let p = std::alloc::System.realloc(ptr, layout, new_size);
+        if !p.is_null() {
+            // Count the new block before releasing the old one: a moving realloc briefly
+            // holds both.
+            self.grow(new_size);
+            self.shrink(layout.size());
+        }
+        p
+    }
+}
