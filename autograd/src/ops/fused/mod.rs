@@ -3,8 +3,12 @@
 //! every other float dtype runs the f32 kernels and converts back.
 
 pub mod attention;
+pub mod linear_ce;
+pub mod lora;
 
-pub use attention::attention;
+pub use attention::{attention, AttnParams};
+pub use linear_ce::{linear_cross_entropy, CeOptions, CeReduction};
+pub use lora::{lora_linear, LoraDropout};
 
 use lmf_runtime::{DType, Device, Element, Result, Tensor};
 
