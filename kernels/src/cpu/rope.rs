@@ -108,7 +108,7 @@ impl RopeConfig {
     pub fn inv_freq(&self, seq_len: usize) -> (Vec<f64>, f64) {
         let r = self.rotary_dim;
         assert!(
-            r >= 2 && r % 2 == 0 && r <= self.head_dim,
+            r >= 2 && r.is_multiple_of(2) && r <= self.head_dim,
             "rope: rotary_dim {r} must be even, >= 2 and <= head_dim {}",
             self.head_dim
         );
@@ -227,7 +227,7 @@ fn rotate<T: Real>(
 ) {
     let half = rotary_dim / 2;
     assert!(
-        rotary_dim % 2 == 0 && rotary_dim <= head_dim,
+        rotary_dim.is_multiple_of(2) && rotary_dim <= head_dim,
         "rope: rotary_dim {rotary_dim} must be even and <= head_dim {head_dim}"
     );
     let row = heads * head_dim;
