@@ -5,10 +5,12 @@
 pub mod attention;
 pub mod linear_ce;
 pub mod lora;
+pub mod rope;
 
 pub use attention::{attention, AttnParams};
 pub use linear_ce::{linear_cross_entropy, CeOptions, CeReduction};
 pub use lora::{lora_linear, LoraDropout};
+pub use rope::{rope, rope_cos_sin, RopeConfig, RopeScaling};
 
 use lmf_runtime::{DType, Device, Element, Result, Tensor};
 
