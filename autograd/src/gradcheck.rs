@@ -50,9 +50,17 @@ fn sample(n: usize, max: usize) -> Vec<usize> {
 impl GradCheck {
     /// Checks d loss / d input for every input (all F64, made params), panicking with the
     /// input and element index on a mismatch; op errors are returned.
-    pub fn run(&self, what: &str, inputs: &[Tensor], f: impl Fn(&[Var]) -> Result<Var>) -> Result<()> {
+    pub fn run(
+        &self,
+        what: &str,
+        inputs: &[Tensor],
+        f: impl Fn(&[Var]) -> Result<Var>,
+    ) -> Result<()> {
         if let Some(t) = inputs.iter().find(|t| t.dtype() != DType::F64) {
-            return Err(Error::dtype("gradcheck", format!("inputs must be f64, got {}", t.dtype())));
+            return Err(Error::dtype(
+                "gradcheck",
+                format!("inputs must be f64, got {}", t.dtype()),
+            ));
         }
         let vars: Vec<Var> = inputs.iter().map(|t| Var::param(t.clone())).collect();
         let out = f(&vars)?;
@@ -86,11 +94,21 @@ impl GradCheck {
             }
             let picked: Vec<f64> = idx.iter().map(|&j| analytic[j]).collect();
             let note = if idx.len() < base.len() {
-                format!(" (sampled: entry k is element k·{}/{})", base.len(), idx.len())
+                format!(
+                    " (sampled: entry k is element k·{}/{})",
+                    base.len(),
+                    idx.len()
+                )
             } else {
                 String::new()
             };
-            assert_close(&format!("{what}: d/d input {i}{note}"), &picked, &numeric, self.atol, self.rtol);
+            assert_close(
+                &format!("{what}: d/d input {i}{note}"),
+                &picked,
+                &numeric,
+                self.atol,
+                self.rtol,
+            );
         }
         Ok(())
     }

@@ -60,18 +60,28 @@ fn checkpoint_grads_identical_and_less_memory() {
     let (loss_a, ga) = run(&x, &p, false);
     let state_a = rng::rng_state();
     let (loss_b, gb) = run(&x, &p, true);
-    assert_eq!(rng::rng_state(), state_a, "the stream advances the same with checkpointing");
+    assert_eq!(
+        rng::rng_state(),
+        state_a,
+        "the stream advances the same with checkpointing"
+    );
     assert_eq!(vals(loss_a.tensor()), vals(loss_b.tensor()));
     for v in [&x, &p.w1, &p.b1, &p.w2] {
         let (a, b) = (vals(ga.get(v).unwrap()), vals(gb.get(v).unwrap()));
         for (i, (u, w)) in a.iter().zip(&b).enumerate() {
-            assert!((u - w).abs() <= 1e-13 * (1.0 + u.abs()), "{v:?}[{i}]: {u} vs {w}");
+            assert!(
+                (u - w).abs() <= 1e-13 * (1.0 + u.abs()),
+                "{v:?}[{i}]: {u} vs {w}"
+            );
         }
     }
     // between forward and backward: each checkpointed block keeps only its input
     let (sa, sb) = (tape_stats(&[&loss_a]), tape_stats(&[&loss_b]));
     assert_eq!(sb.nodes, 3 + 2, "3 checkpoint nodes + sqr + mean");
-    assert!(sb.saved_bytes * 3 < sa.saved_bytes, "checkpoint {sb:?} vs plain {sa:?}");
+    assert!(
+        sb.saved_bytes * 3 < sa.saved_bytes,
+        "checkpoint {sb:?} vs plain {sa:?}"
+    );
 }
 
 #[test]
@@ -81,12 +91,21 @@ fn closed_over_params_get_grads_with_constant_inputs() {
     let x = Var::constant(rnd(&[5, 8], 5));
     let (w1, b1, w2) = (p.w1.clone(), p.b1.clone(), p.w2.clone());
     rng::manual_seed(1);
-    let out = checkpoint(move |xs| Ok(vec![mlp(&xs[0], &w1, &b1, &w2)?]), std::slice::from_ref(&x)).unwrap();
+    let out = checkpoint(
+        move |xs| Ok(vec![mlp(&xs[0], &w1, &b1, &w2)?]),
+        std::slice::from_ref(&x),
+    )
+    .unwrap();
     assert!(out[0].requires_grad());
     assert_eq!(out[0].op_name(), Some("checkpoint"));
     let gc = out[0].sum_all().unwrap().backward().unwrap();
     rng::manual_seed(1);
-    let gp = mlp(&x, &p.w1, &p.b1, &p.w2).unwrap().sum_all().unwrap().backward().unwrap();
+    let gp = mlp(&x, &p.w1, &p.b1, &p.w2)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
     for v in [&p.w1, &p.b1, &p.w2] {
         assert_eq!(vals(gc.get(v).unwrap()), vals(gp.get(v).unwrap()));
     }
@@ -101,14 +120,25 @@ fn checkpoint_nested_and_multi_output() {
     // outer checkpoint returns two outputs; it checkpoints its first half again inside
     let f = move |xs: &[Var]| {
         let (w1c, b1c) = (w1.clone(), b1.clone());
-        let inner = checkpoint(move |ys| Ok(vec![ys[0].matmul(&w1c)?.add(&b1c)?.tanh()?]), &xs[..1])?;
+        let inner = checkpoint(
+            move |ys| Ok(vec![ys[0].matmul(&w1c)?.add(&b1c)?.tanh()?]),
+            &xs[..1],
+        )?;
         let y = inner[0].matmul(&w2)?;
         Ok(vec![y.clone(), y.exp()?])
     };
     let outs = checkpoint(f, std::slice::from_ref(&x)).unwrap();
     // only the second output is used: the first one's grad is zero-filled
     let gc = outs[1].sum_all().unwrap().backward().unwrap();
-    let plain = x.matmul(&p.w1).unwrap().add(&p.b1).unwrap().tanh().unwrap().matmul(&p.w2).unwrap();
+    let plain = x
+        .matmul(&p.w1)
+        .unwrap()
+        .add(&p.b1)
+        .unwrap()
+        .tanh()
+        .unwrap()
+        .matmul(&p.w2)
+        .unwrap();
     let gp = plain.exp().unwrap().sum_all().unwrap().backward().unwrap();
     for v in [&x, &p.w1, &p.b1, &p.w2] {
         let (a, b) = (vals(gc.get(v).unwrap()), vals(gp.get(v).unwrap()));
@@ -121,7 +151,8 @@ fn checkpoint_nested_and_multi_output() {
 #[test]
 fn checkpoint_under_no_grad_is_plain() {
     let x = Var::param(rnd(&[3, 8], 7));
-    let out = no_grad(|| checkpoint(|xs| Ok(vec![xs[0].sqr()?]), std::slice::from_ref(&x))).unwrap();
+    let out =
+        no_grad(|| checkpoint(|xs| Ok(vec![xs[0].sqr()?]), std::slice::from_ref(&x))).unwrap();
     assert!(!out[0].requires_grad());
     assert_eq!(vals(out[0].tensor()), vals(&x.tensor().sqr().unwrap()));
 }

@@ -17,7 +17,14 @@ fn rnd(shape: &[usize], seed: u64, scale: f64) -> Tensor {
     Tensor::from_vec(v, shape, Device::Cpu).unwrap()
 }
 
-fn params(h: usize, hkv: usize, d: usize, causal: bool, window: Option<usize>, softcap: Option<f64>) -> AttnParams {
+fn params(
+    h: usize,
+    hkv: usize,
+    d: usize,
+    causal: bool,
+    window: Option<usize>,
+    softcap: Option<f64>,
+) -> AttnParams {
     AttnParams {
         num_heads: h,
         num_kv_heads: hkv,
@@ -41,13 +48,27 @@ fn attention_grad_varlen_gqa() {
     ];
     for p in configs {
         let (h, hkv, d) = (p.num_heads, p.num_kv_heads, p.head_dim);
-        let inputs = [rnd(&[13, h, d], 1, 1.0), rnd(&[13, hkv, d], 2, 1.0), rnd(&[13, hkv, d], 3, 1.0)];
-        check_grads(&format!("attention {p:?}"), &inputs, |v| attention(&v[0], &v[1], &v[2], &cu, &cu, &p)).unwrap();
+        let inputs = [
+            rnd(&[13, h, d], 1, 1.0),
+            rnd(&[13, hkv, d], 2, 1.0),
+            rnd(&[13, hkv, d], 3, 1.0),
+        ];
+        check_grads(&format!("attention {p:?}"), &inputs, |v| {
+            attention(&v[0], &v[1], &v[2], &cu, &cu, &p)
+        })
+        .unwrap();
     }
     // cross lengths: 4 queries attend to 7 keys (bottom-right causal)
     let p = params(2, 1, 4, true, None, None);
-    let inputs = [rnd(&[4, 2, 4], 4, 1.0), rnd(&[7, 1, 4], 5, 1.0), rnd(&[7, 1, 4], 6, 1.0)];
-    check_grads("attention sq != sk", &inputs, |v| attention(&v[0], &v[1], &v[2], &[0, 4], &[0, 7], &p)).unwrap();
+    let inputs = [
+        rnd(&[4, 2, 4], 4, 1.0),
+        rnd(&[7, 1, 4], 5, 1.0),
+        rnd(&[7, 1, 4], 6, 1.0),
+    ];
+    check_grads("attention sq != sk", &inputs, |v| {
+        attention(&v[0], &v[1], &v[2], &[0, 4], &[0, 7], &p)
+    })
+    .unwrap();
 }
 
 #[test]
@@ -56,33 +77,70 @@ fn attention_rejects_bad_shapes() {
     let q = Var::param(rnd(&[5, 4, 3], 1, 1.0));
     let k = Var::param(rnd(&[5, 2, 3], 2, 1.0));
     assert!(attention(&q, &k, &k, &[0, 5], &[0, 5], &p).is_ok());
-    assert!(attention(&q, &k, &k, &[0, 4], &[0, 5], &p).is_err(), "cu does not end at total");
-    assert!(attention(&q, &q, &q, &[0, 5], &[0, 5], &p).is_err(), "k has wrong heads");
+    assert!(
+        attention(&q, &k, &k, &[0, 4], &[0, 5], &p).is_err(),
+        "cu does not end at total"
+    );
+    assert!(
+        attention(&q, &q, &q, &[0, 5], &[0, 5], &p).is_err(),
+        "k has wrong heads"
+    );
     let bad = params(4, 3, 3, true, None, None);
-    assert!(attention(&q, &k, &k, &[0, 5], &[0, 5], &bad).is_err(), "kv heads do not divide");
+    assert!(
+        attention(&q, &k, &k, &[0, 5], &[0, 5], &bad).is_err(),
+        "kv heads do not divide"
+    );
 }
 
 #[test]
 fn rope_grad_and_partial_rotary() {
     let positions: Vec<i64> = vec![0, 1, 2, 3, 4, 0, 1, 2, 3]; // two packed sequences
-    for (rotary, scaling) in [(6, RopeScaling::Default), (4, RopeScaling::Linear { factor: 2.0 })] {
-        let cfg = RopeConfig { head_dim: 6, rotary_dim: rotary, theta: 10000.0, max_position_embeddings: 64, scaling };
+    for (rotary, scaling) in [
+        (6, RopeScaling::Default),
+        (4, RopeScaling::Linear { factor: 2.0 }),
+    ] {
+        let cfg = RopeConfig {
+            head_dim: 6,
+            rotary_dim: rotary,
+            theta: 10000.0,
+            max_position_embeddings: 64,
+            scaling,
+        };
         let (cos, sin) = rope_cos_sin(&cfg, &positions, DType::F64, Device::Cpu).unwrap();
-        check_grads("rope", &[rnd(&[9, 3, 6], 7, 1.0)], |v| rope(&v[0], &cos, &sin, rotary)).unwrap();
+        check_grads("rope", &[rnd(&[9, 3, 6], 7, 1.0)], |v| {
+            rope(&v[0], &cos, &sin, rotary)
+        })
+        .unwrap();
     }
     // position 0 is the identity; leading batch dims fold into tokens
-    let cfg = RopeConfig { head_dim: 4, rotary_dim: 4, theta: 10000.0, max_position_embeddings: 64, scaling: RopeScaling::Default };
+    let cfg = RopeConfig {
+        head_dim: 4,
+        rotary_dim: 4,
+        theta: 10000.0,
+        max_position_embeddings: 64,
+        scaling: RopeScaling::Default,
+    };
     let (cos, sin) = rope_cos_sin(&cfg, &[0, 0], DType::F64, Device::Cpu).unwrap();
     let x = Var::param(rnd(&[2, 1, 1, 4], 8, 1.0));
     let y = rope(&x, &cos, &sin, 4).unwrap();
-    assert_eq!(y.tensor().to_vec::<f64>().unwrap(), x.tensor().to_vec::<f64>().unwrap());
+    assert_eq!(
+        y.tensor().to_vec::<f64>().unwrap(),
+        x.tensor().to_vec::<f64>().unwrap()
+    );
     assert!(rope(&x, &cos, &sin, 5).is_err());
 }
 
 #[test]
 fn lora_linear_grad() {
     // x: [2, 3, 5] -> y: [2, 3, 4], rank 2; base weight and bias differentiable too
-    for dropout in [None, Some(LoraDropout { p: 0.3, seed: 11, offset: 5 })] {
+    for dropout in [
+        None,
+        Some(LoraDropout {
+            p: 0.3,
+            seed: 11,
+            offset: 5,
+        }),
+    ] {
         for with_bias in [true, false] {
             let mut inputs = vec![
                 rnd(&[2, 3, 5], 1, 1.0),
@@ -102,10 +160,21 @@ fn lora_linear_grad() {
     // frozen base: no grad for w, but A and B get theirs
     let x = Var::constant(rnd(&[3, 5], 1, 1.0));
     let w = Var::constant(rnd(&[4, 5], 2, 1.0));
-    let (a, b) = (Var::param(rnd(&[2, 5], 3, 1.0)), Var::param(rnd(&[4, 2], 4, 1.0)));
-    let g = lora_linear(&x, &w, None, &a, &b, 2.0, None).unwrap().sum_all().unwrap().backward().unwrap();
+    let (a, b) = (
+        Var::param(rnd(&[2, 5], 3, 1.0)),
+        Var::param(rnd(&[4, 2], 4, 1.0)),
+    );
+    let g = lora_linear(&x, &w, None, &a, &b, 2.0, None)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
     assert!(g.get(&w).is_none() && g.get(&a).is_some() && g.get(&b).is_some());
-    assert!(lora_linear(&x, &w, None, &b, &a, 2.0, None).is_err(), "A/B swapped");
+    assert!(
+        lora_linear(&x, &w, None, &b, &a, 2.0, None).is_err(),
+        "A/B swapped"
+    );
 }
 
 #[test]
@@ -114,31 +183,66 @@ fn linear_ce_grad() {
     let labels = Tensor::from_slice(&[-100i64, 3, 10, 0, -100, 7, 7], &[7], Device::Cpu).unwrap();
     let opts = [
         CeOptions::default(),
-        CeOptions { label_smoothing: 0.1, z_loss: 1e-2, softcap: Some(3.0), chunk: 3, ..CeOptions::default() },
+        CeOptions {
+            label_smoothing: 0.1,
+            z_loss: 1e-2,
+            softcap: Some(3.0),
+            chunk: 3,
+            ..CeOptions::default()
+        },
     ];
     for o in opts {
-        for red in [CeReduction::Mean, CeReduction::Sum, CeReduction::Divide(9.0)] {
-            check_grads(&format!("linear_ce {o:?} {red:?}"), &[rnd(&[7, 5], 1, 1.0), rnd(&[11, 5], 2, 1.0)], |v| {
-                linear_cross_entropy(&v[0], &v[1], &labels, &o, red)
-            })
+        for red in [
+            CeReduction::Mean,
+            CeReduction::Sum,
+            CeReduction::Divide(9.0),
+        ] {
+            check_grads(
+                &format!("linear_ce {o:?} {red:?}"),
+                &[rnd(&[7, 5], 1, 1.0), rnd(&[11, 5], 2, 1.0)],
+                |v| linear_cross_entropy(&v[0], &v[1], &labels, &o, red),
+            )
             .unwrap();
         }
     }
     // [batch, seq, hidden] input, upstream grad != 1 (loss scaled), and matches the unfused CE
     let x = Var::param(rnd(&[1, 7, 5], 1, 1.0));
     let w = Var::param(rnd(&[11, 5], 2, 1.0));
-    let loss = linear_cross_entropy(&x, &w, &labels, &CeOptions::default(), CeReduction::Mean).unwrap();
+    let loss =
+        linear_cross_entropy(&x, &w, &labels, &CeOptions::default(), CeReduction::Mean).unwrap();
     assert_eq!(loss.shape(), &[] as &[usize]);
-    let logits = x.reshape(&[7, 5]).unwrap().matmul(&w.t().unwrap()).unwrap().log_softmax(1).unwrap();
+    let logits = x
+        .reshape(&[7, 5])
+        .unwrap()
+        .matmul(&w.t().unwrap())
+        .unwrap()
+        .log_softmax(1)
+        .unwrap();
     let valid: Vec<usize> = vec![1, 2, 3, 5, 6];
     let lab = [3usize, 10, 0, 7, 7];
     let lp = logits.tensor().to_vec::<f64>().unwrap();
-    let reference: f64 = -valid.iter().zip(lab).map(|(&t, y)| lp[t * 11 + y]).sum::<f64>() / 5.0;
+    let reference: f64 = -valid
+        .iter()
+        .zip(lab)
+        .map(|(&t, y)| lp[t * 11 + y])
+        .sum::<f64>()
+        / 5.0;
     assert!((loss.tensor().to_scalar::<f64>().unwrap() - reference).abs() < 1e-12);
     let chk = GradCheck::default();
-    chk.run("linear_ce scaled", &[rnd(&[1, 7, 5], 1, 1.0), rnd(&[11, 5], 2, 1.0)], |v| {
-        linear_cross_entropy(&v[0], &v[1], &labels, &CeOptions::default(), CeReduction::Mean)?.scale(3.5)
-    })
+    chk.run(
+        "linear_ce scaled",
+        &[rnd(&[1, 7, 5], 1, 1.0), rnd(&[11, 5], 2, 1.0)],
+        |v| {
+            linear_cross_entropy(
+                &v[0],
+                &v[1],
+                &labels,
+                &CeOptions::default(),
+                CeReduction::Mean,
+            )?
+            .scale(3.5)
+        },
+    )
     .unwrap();
     // a label outside the vocabulary is an error, not a panic
     let bad = Tensor::from_slice(&[11i64, 0, 0, 0, 0, 0, 0], &[7], Device::Cpu).unwrap();
@@ -149,7 +253,15 @@ fn linear_ce_grad() {
 fn fused_nodes_run_in_f32() {
     // f32 tensors go through the f32 kernels and keep their dtype.
     let q = Var::param(rnd(&[5, 2, 4], 1, 1.0).to_dtype(DType::F32).unwrap());
-    let y = attention(&q, &q, &q, &[0, 5], &[0, 5], &params(2, 2, 4, true, None, None)).unwrap();
+    let y = attention(
+        &q,
+        &q,
+        &q,
+        &[0, 5],
+        &[0, 5],
+        &params(2, 2, 4, true, None, None),
+    )
+    .unwrap();
     assert_eq!(y.dtype(), DType::F32);
     let g = y.sum_all().unwrap().backward().unwrap();
     assert_eq!(g.get(&q).unwrap().dtype(), DType::F32);

@@ -105,7 +105,10 @@ fn reductions() {
 fn softmax_family() {
     for dim in [0, 1] {
         check_grads("softmax", &[rnd(&[3, 37], 31, 2.0)], |v| v[0].softmax(dim)).unwrap();
-        check_grads("log_softmax", &[rnd(&[3, 37], 32, 2.0)], |v| v[0].log_softmax(dim)).unwrap();
+        check_grads("log_softmax", &[rnd(&[3, 37], 32, 2.0)], |v| {
+            v[0].log_softmax(dim)
+        })
+        .unwrap();
     }
 }
 
@@ -122,12 +125,17 @@ fn matmul_shapes() {
     ];
     for (i, (sa, sb)) in cases.iter().enumerate() {
         let (a, b) = (rnd(sa, 40 + i as u64, 1.0), rnd(sb, 50 + i as u64, 1.0));
-        check_grads(&format!("matmul {sa:?} x {sb:?}"), &[a, b], |v| v[0].matmul(&v[1])).unwrap();
+        check_grads(&format!("matmul {sa:?} x {sb:?}"), &[a, b], |v| {
+            v[0].matmul(&v[1])
+        })
+        .unwrap();
     }
     // transposed operand views
-    check_grads("matmul aᵀ·b", &[rnd(&[5, 4], 61, 1.0), rnd(&[5, 3], 62, 1.0)], |v| {
-        v[0].t()?.matmul(&v[1])
-    })
+    check_grads(
+        "matmul aᵀ·b",
+        &[rnd(&[5, 4], 61, 1.0), rnd(&[5, 3], 62, 1.0)],
+        |v| v[0].t()?.matmul(&v[1]),
+    )
     .unwrap();
 }
 
@@ -135,14 +143,20 @@ fn matmul_shapes() {
 fn shape_ops() {
     let x = rnd(&[3, 4, 5], 71, 1.0);
     let ops: [(&str, Un); 12] = [
-        ("reshape", |x| x.reshape(&[12, 5])?.mul(&x.reshape(&[12, 5])?)),
+        ("reshape", |x| {
+            x.reshape(&[12, 5])?.mul(&x.reshape(&[12, 5])?)
+        }),
         ("flatten_all", |x| x.flatten_all()?.sqr()),
         ("transpose", |x| x.transpose(0, 2)?.sqr()),
         ("t", |x| x.t()),
-        ("permute", |x| x.permute(&[2, 0, 1])?.contiguous()?.reshape(&[60])),
+        ("permute", |x| {
+            x.permute(&[2, 0, 1])?.contiguous()?.reshape(&[60])
+        }),
         ("narrow", |x| x.narrow(1, 1, 2)),
         ("narrow end", |x| x.narrow(2, 3, 2)?.sqr()),
-        ("broadcast_as", |x| x.narrow(0, 0, 1)?.broadcast_as(&[2, 3, 4, 5])),
+        ("broadcast_as", |x| {
+            x.narrow(0, 0, 1)?.broadcast_as(&[2, 3, 4, 5])
+        }),
         ("unsqueeze", |x| x.unsqueeze(1)?.sqr()),
         ("squeeze", |x| x.narrow(1, 2, 1)?.squeeze(1)),
         ("cat", |x| Var::cat(&[&x.narrow(1, 0, 1)?, &x.sqr()?, x], 1)),
@@ -152,9 +166,15 @@ fn shape_ops() {
         check_grads(name, std::slice::from_ref(&x), |v| op(&v[0])).unwrap();
     }
     // cat of distinct inputs
-    check_grads("cat 3 inputs", &[rnd(&[2, 3], 72, 1.0), rnd(&[5, 3], 73, 1.0), rnd(&[1, 3], 74, 1.0)], |v| {
-        Var::cat(&[&v[0], &v[1], &v[2]], 0)
-    })
+    check_grads(
+        "cat 3 inputs",
+        &[
+            rnd(&[2, 3], 72, 1.0),
+            rnd(&[5, 3], 73, 1.0),
+            rnd(&[1, 3], 74, 1.0),
+        ],
+        |v| Var::cat(&[&v[0], &v[1], &v[2]], 0),
+    )
     .unwrap();
 }
 
@@ -162,14 +182,24 @@ fn shape_ops() {
 fn index_and_where() {
     let table = rnd(&[7, 5], 81, 1.0);
     let rows = ids(&[3, 0, 3, 6, 3]);
-    check_grads("index_select dim 0", std::slice::from_ref(&table), |v| v[0].index_select(&rows, 0)).unwrap();
-    let cols = ids(&[4, 4, 1]);
-    check_grads("index_select dim 1", &[table], |v| v[0].index_select(&cols, 1)).unwrap();
-    // mask: [3, 1, 5] broadcast against [4, 5] values
-    let mask = rnd(&[3, 1, 5], 82, 1.0).gt(&Tensor::scalar(0.0, DType::F64, Device::Cpu).unwrap()).unwrap();
-    check_grads("where_cond", &[rnd(&[4, 5], 83, 1.0), rnd(&[3, 4, 5], 84, 1.0)], |v| {
-        Var::where_cond(&mask, &v[0], &v[1])
+    check_grads("index_select dim 0", std::slice::from_ref(&table), |v| {
+        v[0].index_select(&rows, 0)
     })
+    .unwrap();
+    let cols = ids(&[4, 4, 1]);
+    check_grads("index_select dim 1", &[table], |v| {
+        v[0].index_select(&cols, 1)
+    })
+    .unwrap();
+    // mask: [3, 1, 5] broadcast against [4, 5] values
+    let mask = rnd(&[3, 1, 5], 82, 1.0)
+        .gt(&Tensor::scalar(0.0, DType::F64, Device::Cpu).unwrap())
+        .unwrap();
+    check_grads(
+        "where_cond",
+        &[rnd(&[4, 5], 83, 1.0), rnd(&[3, 4, 5], 84, 1.0)],
+        |v| Var::where_cond(&mask, &v[0], &v[1]),
+    )
     .unwrap();
 }
 
@@ -184,7 +214,10 @@ fn to_dtype_grad_is_cast_back() {
     assert_eq!(g.dtype(), DType::F64);
     assert_eq!(g.to_vec::<f64>().unwrap(), w.to_vec::<f64>().unwrap());
     // f64 -> f64 is the identity and fully differentiable
-    check_grads("to_dtype f64", &[rnd(&[3, 5], 93, 1.0)], |v| v[0].to_dtype(DType::F64)?.sqr()).unwrap();
+    check_grads("to_dtype f64", &[rnd(&[3, 5], 93, 1.0)], |v| {
+        v[0].to_dtype(DType::F64)?.sqr()
+    })
+    .unwrap();
 }
 
 #[test]
@@ -196,18 +229,37 @@ fn dropout_grad_uses_the_same_mask() {
     .unwrap();
     // about p of the elements are dropped
     rng::manual_seed(6);
-    let y = Var::constant(Tensor::ones(&[4000], DType::F64, Device::Cpu).unwrap()).dropout(0.25).unwrap();
-    let zeros = y.tensor().to_vec::<f64>().unwrap().iter().filter(|&&v| v == 0.0).count();
+    let y = Var::constant(Tensor::ones(&[4000], DType::F64, Device::Cpu).unwrap())
+        .dropout(0.25)
+        .unwrap();
+    let zeros = y
+        .tensor()
+        .to_vec::<f64>()
+        .unwrap()
+        .iter()
+        .filter(|&&v| v == 0.0)
+        .count();
     assert!((800..1200).contains(&zeros), "{zeros} of 4000 dropped");
 }
 
 #[test]
 fn composite_chain_sampled() {
     // A longer chain with sampled elements: exercises accumulation through many nodes.
-    let chk = GradCheck { max_elems: 40, ..GradCheck::default() };
-    chk.run("chain", &[rnd(&[37, 48], 101, 0.5), rnd(&[48, 5], 102, 0.5), rnd(&[5], 103, 0.5)], |v| {
-        let h = v[0].matmul(&v[1])?.add(&v[2])?.tanh()?;
-        h.log_softmax(1)?.mul(&h)?.sum(&[0], false)
-    })
+    let chk = GradCheck {
+        max_elems: 40,
+        ..GradCheck::default()
+    };
+    chk.run(
+        "chain",
+        &[
+            rnd(&[37, 48], 101, 0.5),
+            rnd(&[48, 5], 102, 0.5),
+            rnd(&[5], 103, 0.5),
+        ],
+        |v| {
+            let h = v[0].matmul(&v[1])?.add(&v[2])?.tanh()?;
+            h.log_softmax(1)?.mul(&h)?.sum(&[0], false)
+        },
+    )
     .unwrap();
 }

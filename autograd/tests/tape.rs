@@ -108,7 +108,11 @@ fn backward_contracts() {
     assert!(y.backward().is_err(), "non-scalar loss must be rejected");
     let w = rnd(&[3, 5], 9);
     let g = y.backward_with(&w).unwrap();
-    let want: Vec<f64> = vals(p.tensor()).iter().zip(vals(&w)).map(|(x, w)| 2.0 * x * w).collect();
+    let want: Vec<f64> = vals(p.tensor())
+        .iter()
+        .zip(vals(&w))
+        .map(|(x, w)| 2.0 * x * w)
+        .collect();
     assert_eq!(vals(g.get(&p).unwrap()), want);
     // wrong seed shape is an error, not a panic
     assert!(y.backward_with(&rnd(&[5, 3], 1)).is_err());
@@ -117,11 +121,18 @@ fn backward_contracts() {
     assert_eq!(vals(s.backward().unwrap().get(&s).unwrap()), vec![1.0]);
     // backward twice gives the same grads (the graph lives as long as its vars)
     let l = y.sum_all().unwrap();
-    assert_eq!(vals(l.backward().unwrap().get(&p).unwrap()), vals(l.backward().unwrap().get(&p).unwrap()));
+    assert_eq!(
+        vals(l.backward().unwrap().get(&p).unwrap()),
+        vals(l.backward().unwrap().get(&p).unwrap())
+    );
     // several roots with their own grads
     let z = p.scale(3.0).unwrap();
     let g = backward_multi(&[(&y, w.clone()), (&z, w.clone())]).unwrap();
-    let want: Vec<f64> = vals(p.tensor()).iter().zip(vals(&w)).map(|(x, w)| (2.0 * x + 3.0) * w).collect();
+    let want: Vec<f64> = vals(p.tensor())
+        .iter()
+        .zip(vals(&w))
+        .map(|(x, w)| (2.0 * x + 3.0) * w)
+        .collect();
     for (a, b) in vals(g.get(&p).unwrap()).iter().zip(&want) {
         assert!((a - b).abs() < 1e-12);
     }
@@ -131,7 +142,13 @@ fn backward_contracts() {
 fn grads_are_contiguous_and_typed() {
     // broadcast_as hands back a stride-0 grad; the store makes it row-major.
     let p = Var::param(Tensor::ones(&[1, 5], DType::F32, Device::Cpu).unwrap());
-    let y = p.broadcast_as(&[4, 5]).unwrap().t().unwrap().sum_all().unwrap();
+    let y = p
+        .broadcast_as(&[4, 5])
+        .unwrap()
+        .t()
+        .unwrap()
+        .sum_all()
+        .unwrap();
     let g = y.backward().unwrap();
     let g = g.get(&p).unwrap();
     assert!(g.is_contiguous());
@@ -158,10 +175,16 @@ fn saved_tensors_follow_ownership() {
     let p = Var::param(rnd(&[64, 64], 10));
     let y = p.exp().unwrap(); // saves its output: 64·64 f64
     let s = tape_stats(&[&y]);
-    assert_eq!((s.nodes, s.saved_tensors, s.saved_bytes), (1, 1, 64 * 64 * 8));
+    assert_eq!(
+        (s.nodes, s.saved_tensors, s.saved_bytes),
+        (1, 1, 64 * 64 * 8)
+    );
     let z = y.mul(&p).unwrap(); // saves y (already counted) and p
     let s = tape_stats(&[&z]);
-    assert_eq!((s.nodes, s.saved_tensors, s.saved_bytes), (2, 2, 2 * 64 * 64 * 8));
+    assert_eq!(
+        (s.nodes, s.saved_tensors, s.saved_bytes),
+        (2, 2, 2 * 64 * 64 * 8)
+    );
     // add saves nothing
     assert_eq!(tape_stats(&[&p.add(&p).unwrap()]).saved_bytes, 0);
 }
@@ -195,7 +218,9 @@ fn gradcheck_catches_a_wrong_backward() {
 fn backward_rejects_wrongly_shaped_grads() {
     let p = Var::param(rnd(&[2, 3], 13));
     let out = p.tensor().clone();
-    let y = record1("bad", &[&p], out, vec![], |ctx| Ok(vec![Some(ctx.grad(0).t()?)]));
+    let y = record1("bad", &[&p], out, vec![], |ctx| {
+        Ok(vec![Some(ctx.grad(0).t()?)])
+    });
     let e = y.sum_all().unwrap().backward().unwrap_err();
     assert!(e.to_string().contains("bad"), "{e}");
 }

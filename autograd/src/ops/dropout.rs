@@ -22,15 +22,28 @@ impl Var {
         }
         let st = reserve(self.elem_count() as u64);
         // mask: [shape], 0 or 1/(1-p)
-        let mask =
-            Tensor::dropout_mask(st.seed, st.offset, p, self.shape(), self.dtype(), self.device())?;
+        let mask = Tensor::dropout_mask(
+            st.seed,
+            st.offset,
+            p,
+            self.shape(),
+            self.dtype(),
+            self.device(),
+        )?;
         let out = self.tensor().mul(&mask)?;
         // The backward regenerates the mask from (seed, offset) instead of saving it.
         let shape = self.shape().to_vec();
         Ok(record1("dropout", &[self], out, vec![], move |ctx| {
             let g = ctx.grad(0);
             Ok(vec![grad_if(ctx.needs(0), || {
-                g.mul(&Tensor::dropout_mask(st.seed, st.offset, p, &shape, g.dtype(), g.device())?)
+                g.mul(&Tensor::dropout_mask(
+                    st.seed,
+                    st.offset,
+                    p,
+                    &shape,
+                    g.dtype(),
+                    g.device(),
+                )?)
             })?])
         }))
     }

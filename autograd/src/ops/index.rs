@@ -12,12 +12,18 @@ impl Var {
     pub fn index_select(&self, ids: &Tensor, dim: usize) -> Result<Var> {
         let out = self.tensor().index_select(ids, dim)?;
         let shape = self.shape().to_vec();
-        Ok(record1("index_select", &[self], out, vec![ids.clone()], move |ctx| {
-            let (g, ids) = (ctx.grad(0), ctx.saved(0));
-            Ok(vec![grad_if(ctx.needs(0), || {
-                Tensor::zeros(&shape, g.dtype(), g.device())?.index_add(dim, ids, g)
-            })?])
-        }))
+        Ok(record1(
+            "index_select",
+            &[self],
+            out,
+            vec![ids.clone()],
+            move |ctx| {
+                let (g, ids) = (ctx.grad(0), ctx.saved(0));
+                Ok(vec![grad_if(ctx.needs(0), || {
+                    Tensor::zeros(&shape, g.dtype(), g.device())?.index_add(dim, ids, g)
+                })?])
+            },
+        ))
     }
 
     /// `mask ? on_true : on_false` elementwise with a constant U8 `mask`; all broadcast.
@@ -25,15 +31,21 @@ impl Var {
         let out = mask.where_cond(on_true.tensor(), on_false.tensor())?;
         let (st, sf) = (on_true.shape().to_vec(), on_false.shape().to_vec());
         let saved = vec![mask.clone()];
-        Ok(record1("where_cond", &[on_true, on_false], out, saved, move |ctx| {
-            let (g, mask) = (ctx.grad(0), ctx.saved(0));
-            let zero = zero_like(g)?;
-            // The mask may be smaller than the output: broadcast it to g's shape first.
-            let mask = mask.broadcast_as(g.shape())?;
-            Ok(vec![
-                grad_if(ctx.needs(0), || reduce_to(&mask.where_cond(g, &zero)?, &st))?,
-                grad_if(ctx.needs(1), || reduce_to(&mask.where_cond(&zero, g)?, &sf))?,
-            ])
-        }))
+        Ok(record1(
+            "where_cond",
+            &[on_true, on_false],
+            out,
+            saved,
+            move |ctx| {
+                let (g, mask) = (ctx.grad(0), ctx.saved(0));
+                let zero = zero_like(g)?;
+                // The mask may be smaller than the output: broadcast it to g's shape first.
+                let mask = mask.broadcast_as(g.shape())?;
+                Ok(vec![
+                    grad_if(ctx.needs(0), || reduce_to(&mask.where_cond(g, &zero)?, &st))?,
+                    grad_if(ctx.needs(1), || reduce_to(&mask.where_cond(&zero, g)?, &sf))?,
+                ])
+            },
+        ))
     }
 }

@@ -21,14 +21,26 @@ impl Var {
     /// rhs a column vector (that dim is dropped from the result, like torch).
     pub fn matmul(&self, rhs: &Var) -> Result<Var> {
         if self.rank() == 1 || rhs.rank() == 1 {
-            let a = if self.rank() == 1 { self.unsqueeze(0)? } else { self.clone() };
-            let b = if rhs.rank() == 1 { rhs.unsqueeze(1)? } else { rhs.clone() };
+            let a = if self.rank() == 1 {
+                self.unsqueeze(0)?
+            } else {
+                self.clone()
+            };
+            let b = if rhs.rank() == 1 {
+                rhs.unsqueeze(1)?
+            } else {
+                rhs.clone()
+            };
             let mut out = a.matmul(&b)?;
             if rhs.rank() == 1 {
                 out = out.squeeze(out.rank() - 1)?;
             }
             if self.rank() == 1 {
-                let d = if rhs.rank() == 1 { out.rank() - 1 } else { out.rank() - 2 };
+                let d = if rhs.rank() == 1 {
+                    out.rank() - 1
+                } else {
+                    out.rank() - 2
+                };
                 out = out.squeeze(d)?;
             }
             return Ok(out);

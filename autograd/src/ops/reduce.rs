@@ -51,7 +51,12 @@ impl Var {
         let count: usize = dims.iter().map(|&d| shape[d]).product();
         Ok(record1("mean", &[self], out, vec![], move |ctx| {
             Ok(vec![grad_if(ctx.needs(0), || {
-                expand_back(&ctx.grad(0).scale(1.0 / count as f64)?, &dims, keepdim, &shape)
+                expand_back(
+                    &ctx.grad(0).scale(1.0 / count as f64)?,
+                    &dims,
+                    keepdim,
+                    &shape,
+                )
             })?])
         }))
     }
@@ -90,12 +95,17 @@ impl Var {
         Ok(record1(name, &[self], out, vec![idx], move |ctx| {
             let (g, idx) = (ctx.grad(0), ctx.saved(0));
             Ok(vec![grad_if(ctx.needs(0), || {
-                let g = if keepdim { g.clone() } else { g.unsqueeze(dim)? };
+                let g = if keepdim {
+                    g.clone()
+                } else {
+                    g.unsqueeze(dim)?
+                };
                 // pos: [1, .., n, .., 1] positions along `dim`; hit = pos == idx, broadcast
                 let n = shape[dim];
                 let mut pos_shape = vec![1; shape.len()];
                 pos_shape[dim] = n;
-                let pos = Tensor::arange(0, n as i64, DType::I64, g.device())?.reshape(&pos_shape)?;
+                let pos =
+                    Tensor::arange(0, n as i64, DType::I64, g.device())?.reshape(&pos_shape)?;
                 let hit = pos.eq(idx)?.broadcast_as(&shape)?;
                 hit.where_cond(&g, &zero_like(&g)?)
             })?])

@@ -25,7 +25,9 @@ impl Var {
     pub fn transpose(&self, d0: usize, d1: usize) -> Result<Var> {
         let out = self.tensor().transpose(d0, d1)?;
         Ok(record1("transpose", &[self], out, vec![], move |ctx| {
-            Ok(vec![grad_if(ctx.needs(0), || ctx.grad(0).transpose(d0, d1))?])
+            Ok(vec![grad_if(ctx.needs(0), || {
+                ctx.grad(0).transpose(d0, d1)
+            })?])
         }))
     }
 
@@ -49,7 +51,9 @@ impl Var {
             inverse[d] = i;
         }
         Ok(record1("permute", &[self], out, vec![], move |ctx| {
-            Ok(vec![grad_if(ctx.needs(0), || ctx.grad(0).permute(&inverse))?])
+            Ok(vec![grad_if(ctx.needs(0), || {
+                ctx.grad(0).permute(&inverse)
+            })?])
         }))
     }
 
@@ -61,7 +65,8 @@ impl Var {
         Ok(record1("narrow", &[self], out, vec![], move |ctx| {
             let g = ctx.grad(0);
             Ok(vec![grad_if(ctx.needs(0), || {
-                let ids = Tensor::arange(start as i64, (start + len) as i64, DType::I64, g.device())?;
+                let ids =
+                    Tensor::arange(start as i64, (start + len) as i64, DType::I64, g.device())?;
                 Tensor::zeros(&shape, g.dtype(), g.device())?.index_add(dim, &ids, g)
             })?])
         }))
@@ -72,7 +77,9 @@ impl Var {
         let out = self.tensor().broadcast_as(shape)?;
         let from = self.shape().to_vec();
         Ok(record1("broadcast_as", &[self], out, vec![], move |ctx| {
-            Ok(vec![grad_if(ctx.needs(0), || reduce_to(ctx.grad(0), &from))?])
+            Ok(vec![grad_if(ctx.needs(0), || {
+                reduce_to(ctx.grad(0), &from)
+            })?])
         }))
     }
 

@@ -22,7 +22,8 @@ fn check(
     p: &AttnParams,
 ) -> Result<()> {
     let bad = |msg: String| Error::invalid(OP, msg);
-    if p.num_kv_heads == 0 || p.num_heads % p.num_kv_heads != 0 {
+    // checked_rem also rejects num_kv_heads == 0 (and keeps the 1.85 MSRV).
+    if p.num_heads.checked_rem(p.num_kv_heads) != Some(0) {
         return Err(bad(format!(
             "num_kv_heads {} must divide num_heads {}",
             p.num_kv_heads, p.num_heads

@@ -6,8 +6,8 @@
 use super::{from_kernel, with_real};
 use crate::tape::{grad_if, record1, will_record};
 use crate::var::Var;
+use lmf_kernels::cpu::linear_ce::{linear_ce_forward, linear_ce_fwd_bwd};
 use lmf_kernels::Real;
-use lmf_kernels::cpu::linear_ce::{linear_ce_fwd_bwd, linear_ce_forward};
 use lmf_runtime::{DType, Error, Result, Tensor};
 
 pub use lmf_kernels::cpu::linear_ce::CeOptions;
@@ -60,7 +60,10 @@ pub fn linear_cross_entropy(
         ));
     }
     if xt.dtype() != wt.dtype() || !xt.dtype().is_float() {
-        return Err(Error::dtype(OP, format!("x is {}, w is {}", xt.dtype(), wt.dtype())));
+        return Err(Error::dtype(
+            OP,
+            format!("x is {}, w is {}", xt.dtype(), wt.dtype()),
+        ));
     }
     let lab: Vec<i64> = labels.to_vec::<i64>()?;
     if let Some((t, y)) = lab
@@ -81,7 +84,11 @@ pub fn linear_cross_entropy(
         CeReduction::Divide(d) => 1.0 / d,
     };
     let (dtype, device) = (xt.dtype(), xt.device());
-    let loss_dtype = if dtype == DType::F64 { DType::F64 } else { DType::F32 };
+    let loss_dtype = if dtype == DType::F64 {
+        DType::F64
+    } else {
+        DType::F32
+    };
     let record = will_record(&[x, w]);
     let (need_x, need_w) = (x.requires_grad(), w.requires_grad());
     let (loss_sum, saved) = with_real!(dtype, T => {

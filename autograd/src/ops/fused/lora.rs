@@ -5,8 +5,8 @@
 use super::{check_dtype, check_shape, from_kernel, with_real};
 use crate::tape::{grad_if, record1};
 use crate::var::Var;
-use lmf_kernels::Real;
 use lmf_kernels::cpu::lora::{lora_backward, lora_forward, LoraGrads};
+use lmf_kernels::Real;
 use lmf_runtime::{Error, Result, Tensor};
 
 pub use lmf_kernels::cpu::lora::LoraDropout;
@@ -56,7 +56,10 @@ pub fn lora_linear(
     }
     if let Some(d) = &dropout {
         if !(0.0..1.0).contains(&d.p) {
-            return Err(Error::invalid(OP, format!("dropout p = {} is not in [0, 1)", d.p)));
+            return Err(Error::invalid(
+                OP,
+                format!("dropout p = {} is not in [0, 1)", d.p),
+            ));
         }
     }
     let n = xt.elem_count() / in_f.max(1);

@@ -43,7 +43,11 @@ pub(crate) fn check_dtype(op: &'static str, what: &str, t: &Tensor, dtype: DType
     if t.dtype() != dtype || !dtype.is_float() {
         return Err(lmf_runtime::Error::dtype(
             op,
-            format!("{what} is {} but must be the float dtype {}", t.dtype().name(), dtype.name()),
+            format!(
+                "{what} is {} but must be the float dtype {}",
+                t.dtype().name(),
+                dtype.name()
+            ),
         ));
     }
     Ok(())

@@ -15,11 +15,19 @@ const OP: &str = "rope";
 /// The `(cos, sin)` tables for `positions` as `[positions.len(), rotary_dim / 2]` tensors of
 /// `dtype` (computed in f64 for F64, f32 otherwise); packed sequences pass positions that
 /// restart at 0.
-pub fn rope_cos_sin(cfg: &RopeConfig, positions: &[i64], dtype: DType, device: Device) -> Result<(Tensor, Tensor)> {
-    if cfg.rotary_dim < 2 || cfg.rotary_dim % 2 != 0 || cfg.rotary_dim > cfg.head_dim {
+pub fn rope_cos_sin(
+    cfg: &RopeConfig,
+    positions: &[i64],
+    dtype: DType,
+    device: Device,
+) -> Result<(Tensor, Tensor)> {
+    if cfg.rotary_dim < 2 || cfg.rotary_dim & 1 != 0 || cfg.rotary_dim > cfg.head_dim {
         return Err(Error::invalid(
             OP,
-            format!("rotary_dim {} must be even, >= 2 and <= head_dim {}", cfg.rotary_dim, cfg.head_dim),
+            format!(
+                "rotary_dim {} must be even, >= 2 and <= head_dim {}",
+                cfg.rotary_dim, cfg.head_dim
+            ),
         ));
     }
     let shape = [positions.len(), cfg.rotary_dim / 2];
@@ -35,11 +43,14 @@ pub fn rope_cos_sin(cfg: &RopeConfig, positions: &[i64], dtype: DType, device: D
 pub fn rope(x: &Var, cos: &Tensor, sin: &Tensor, rotary_dim: usize) -> Result<Var> {
     let xt = x.tensor();
     if xt.rank() < 3 {
-        return Err(Error::shape(OP, format!("x {:?} must be [tokens, heads, head_dim]", xt.shape())));
+        return Err(Error::shape(
+            OP,
+            format!("x {:?} must be [tokens, heads, head_dim]", xt.shape()),
+        ));
     }
     let (heads, head_dim) = (xt.shape()[xt.rank() - 2], xt.shape()[xt.rank() - 1]);
     let tokens = xt.elem_count() / (heads * head_dim).max(1);
-    if rotary_dim % 2 != 0 || rotary_dim > head_dim {
+    if rotary_dim & 1 != 0 || rotary_dim > head_dim {
         return Err(Error::invalid(
             OP,
             format!("rotary_dim {rotary_dim} must be even and <= head_dim {head_dim}"),
