@@ -157,3 +157,26 @@ impl std::fmt::Debug for Var {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Vars (and with them whole graphs) may move across threads, e.g. into rayon tasks.
+    #[test]
+    fn var_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Var>();
+        check::<crate::Grads>();
+    }
+
+    #[test]
+    fn ids_are_unique_and_kept_by_clone() {
+        let t = Tensor::zeros(&[2], DType::F32, Device::Cpu).unwrap();
+        let (a, b) = (Var::param(t.clone()), Var::param(t));
+        assert_ne!(a.id(), b.id());
+        assert_eq!(a.clone().id(), a.id());
+        assert!(a.is_leaf() && a.requires_grad() && a.op_name().is_none());
+        assert!(format!("{a:?}").contains("leaf"));
+    }
+}
