@@ -50,6 +50,13 @@ struct SharedMut<T>(*mut T);
 unsafe impl<T: Send> Send for SharedMut<T> {}
 unsafe impl<T: Send> Sync for SharedMut<T> {}
 
+impl<T> SharedMut<T> {
+    /// The pointer (a method, so closures capture the whole Send wrapper, not the field).
+    fn ptr(self) -> *mut T {
+        self.0
+    }
+}
+
 /// Embedding backward: scatter-ADD `dtable[ids[i], :] += dout[i, :]` (repeated ids
 /// accumulate, in token order); `dout: [n, dim]`, `dtable: [vocab, dim]`.
 pub fn embedding_backward<T: Real>(
@@ -64,7 +71,6 @@ pub fn embedding_backward<T: Real>(
     check_ids(ids, vocab);
     let base = SharedMut(dtable.as_mut_ptr());
     (0..dim.div_ceil(BLOCK)).into_par_iter().for_each(|b| {
-        let base = base;
         let (c0, c1) = (b * BLOCK, ((b + 1) * BLOCK).min(dim));
         for (i, &id) in ids.iter().enumerate() {
             let src = &dout[i * dim + c0..i * dim + c1];
@@ -74,7 +80,7 @@ pub fn embedding_backward<T: Real>(
             // [c0, c1), disjoint from every other task's columns, and holds one such slice
             // at a time, so no two live `&mut` overlap.
             let dst = unsafe {
-                std::slice::from_raw_parts_mut(base.0.add(id as usize * dim + c0), c1 - c0)
+                std::slice::from_raw_parts_mut(base.ptr().add(id as usize * dim + c0), c1 - c0)
             };
             for (d, &s) in dst.iter_mut().zip(src) {
                 *d += s;
