@@ -7,7 +7,8 @@
 //! - `grad_mode`: the thread-local recording switch (`no_grad`, `is_grad_enabled`).
 //! - `checkpoint`: one node that recomputes a function in backward instead of saving it.
 //! - `rng`: the thread-local Philox cursor that random ops draw from (checkpoint rewinds it).
-//! - `ops`: the differentiable ops, by family; `ops::fused` the kernel-level fused nodes.
+//! - `ops`: the differentiable ops, by family; `ops::fused` the kernel-level fused nodes
+//!   (rmsnorm, rope, swiglu/geglu, embedding, attention, linear_cross_entropy, lora_linear).
 //! - `gradcheck`: finite-difference gradient checks of any `Var` function (f64).
 //!
 //! Ops are methods on `Var` (`a.matmul(&b)?`), fused ops free functions in `ops::fused`.

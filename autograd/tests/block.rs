@@ -5,8 +5,8 @@
 
 use lmf_autograd::gradcheck::GradCheck;
 use lmf_autograd::ops::fused::{
-    attention, linear_cross_entropy, rope, rope_cos_sin, AttnParams, CeOptions, CeReduction,
-    RopeConfig, RopeScaling,
+    attention, embedding, linear_cross_entropy, rmsnorm, rope, rope_cos_sin, swiglu, AttnParams,
+    CeOptions, CeReduction, RopeConfig, RopeScaling,
 };
 use lmf_autograd::{checkpoint, tape_stats, Result, Var};
 use lmf_kernels::testing::Lcg;
@@ -58,20 +58,14 @@ fn param_tensors() -> Vec<Tensor> {
         .collect()
 }
 
-/// RMSNorm over the last dim: `x / sqrt(mean(x²) + eps) · w`.
-fn rmsnorm(x: &Var, w: &Var) -> Result<Var> {
-    let ms = x.sqr()?.mean(&[1], true)?;
-    x.mul(&ms.affine(1.0, 1e-5)?.powf(-0.5)?)?.mul(w)
-}
-
-/// SwiGLU MLP: `(silu(x·Wg) ⊙ x·Wu)·Wd`.
+/// SwiGLU MLP: `swiglu(x·Wg, x·Wu)·Wd`.
 fn swiglu_mlp(x: &Var, wg: &Var, wu: &Var, wd: &Var) -> Result<Var> {
-    x.matmul(wg)?.silu()?.mul(&x.matmul(wu)?)?.matmul(wd)
+    swiglu(&x.matmul(wg)?, &x.matmul(wu)?)?.matmul(wd)
 }
 
 /// The decoder layer on hidden states `x: [tokens, hidden]`; `p` = params 1..=9.
 fn layer(x: &Var, p: &[Var], cos: &Tensor, sin: &Tensor) -> Result<Var> {
-    let h = rmsnorm(x, &p[1])?;
+    let h = rmsnorm(x, &p[1], 1e-5, 0.0)?;
     let q = h.matmul(&p[2])?.reshape(&[TOKENS, HEADS, HEAD_DIM])?;
     let k = h.matmul(&p[3])?.reshape(&[TOKENS, KV_HEADS, HEAD_DIM])?;
     let v = h.matmul(&p[4])?.reshape(&[TOKENS, KV_HEADS, HEAD_DIM])?;
@@ -87,7 +81,7 @@ fn layer(x: &Var, p: &[Var], cos: &Tensor, sin: &Tensor) -> Result<Var> {
     };
     let a = attention(&q, &k, &v, &CU, &CU, &ap)?.reshape(&[TOKENS, HEADS * HEAD_DIM])?;
     let x = x.add(&a.matmul(&p[5])?)?;
-    let h = rmsnorm(&x, &p[6])?;
+    let h = rmsnorm(&x, &p[6], 1e-5, 0.0)?;
     x.add(&swiglu_mlp(&h, &p[7], &p[8], &p[9])?)
 }
 
@@ -121,7 +115,7 @@ fn batch() -> Batch {
 
 /// The whole model's mean CE loss; the layer is checkpointed when `ckpt`.
 fn model(p: &[Var], b: &Batch, ckpt: bool) -> Result<Var> {
-    let x = p[0].index_select(&b.ids, 0)?; // embedding: [tokens, hidden]
+    let x = embedding(&p[0], &b.ids)?; // [tokens, hidden]
     let x = if ckpt {
         let (ps, cos, sin) = (p.to_vec(), b.cos.clone(), b.sin.clone());
         checkpoint(move |xs| Ok(vec![layer(&xs[0], &ps, &cos, &sin)?]), &[x])?.remove(0)

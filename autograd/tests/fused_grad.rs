@@ -3,8 +3,8 @@
 
 use lmf_autograd::gradcheck::{check_grads, GradCheck};
 use lmf_autograd::ops::fused::{
-    attention, linear_cross_entropy, lora_linear, rope, rope_cos_sin, AttnParams, CeOptions,
-    CeReduction, LoraDropout, RopeConfig, RopeScaling,
+    attention, embedding, geglu, linear_cross_entropy, lora_linear, rmsnorm, rope, rope_cos_sin,
+    swiglu, AttnParams, CeOptions, CeReduction, LoraDropout, RopeConfig, RopeScaling,
 };
 use lmf_autograd::Var;
 use lmf_kernels::testing::Lcg;
@@ -265,4 +265,63 @@ fn fused_nodes_run_in_f32() {
     assert_eq!(y.dtype(), DType::F32);
     let g = y.sum_all().unwrap().backward().unwrap();
     assert_eq!(g.get(&q).unwrap().dtype(), DType::F32);
+}
+
+#[test]
+fn rmsnorm_grad() {
+    for offset in [0.0, 1.0] {
+        let inputs = [rnd(&[3, 37], 1, 1.0), rnd(&[37], 2, 1.0)];
+        check_grads(&format!("rmsnorm offset {offset}"), &inputs, |v| {
+            rmsnorm(&v[0], &v[1], 1e-5, offset)
+        })
+        .unwrap();
+    }
+    // leading dims fold into rows
+    check_grads(
+        "rmsnorm [2, 3, 5]",
+        &[rnd(&[2, 3, 5], 3, 1.0), rnd(&[5], 4, 1.0)],
+        |v| rmsnorm(&v[0], &v[1], 1e-6, 0.0),
+    )
+    .unwrap();
+    let x = Var::param(rnd(&[3, 5], 1, 1.0));
+    assert!(rmsnorm(&x, &Var::param(rnd(&[4], 2, 1.0)), 1e-5, 0.0).is_err());
+}
+
+#[test]
+fn glu_grad() {
+    let inputs = [rnd(&[3, 37], 1, 2.0), rnd(&[3, 37], 2, 1.0)];
+    check_grads("swiglu", &inputs, |v| swiglu(&v[0], &v[1])).unwrap();
+    check_grads("geglu", &inputs, |v| geglu(&v[0], &v[1])).unwrap();
+    // matches the unfused composition
+    let (g, u) = (Var::param(inputs[0].clone()), Var::param(inputs[1].clone()));
+    let fused = swiglu(&g, &u).unwrap().tensor().to_vec::<f64>().unwrap();
+    let plain = g
+        .silu()
+        .unwrap()
+        .mul(&u)
+        .unwrap()
+        .tensor()
+        .to_vec::<f64>()
+        .unwrap();
+    for (a, b) in fused.iter().zip(&plain) {
+        assert!((a - b).abs() < 1e-14);
+    }
+    assert!(swiglu(&g, &Var::param(rnd(&[37, 3], 3, 1.0))).is_err());
+}
+
+#[test]
+fn embedding_grad() {
+    // repeated ids accumulate; [2, 3] ids -> [2, 3, 5]
+    let ids = Tensor::from_slice(&[3i64, 0, 3, 6, 3, 1], &[2, 3], Device::Cpu).unwrap();
+    check_grads("embedding", &[rnd(&[7, 5], 1, 1.0)], |v| {
+        embedding(&v[0], &ids)
+    })
+    .unwrap();
+    let table = Var::param(rnd(&[7, 5], 1, 1.0));
+    assert_eq!(embedding(&table, &ids).unwrap().shape(), &[2, 3, 5]);
+    let bad = Tensor::from_slice(&[7i64], &[1], Device::Cpu).unwrap();
+    assert!(
+        embedding(&table, &bad).is_err(),
+        "id out of range is an error"
+    );
 }

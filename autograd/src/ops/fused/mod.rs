@@ -3,14 +3,20 @@
 //! every other float dtype runs the f32 kernels and converts back.
 
 pub mod attention;
+pub mod embedding;
 pub mod linear_ce;
 pub mod lora;
+pub mod rmsnorm;
 pub mod rope;
+pub mod swiglu;
 
 pub use attention::{attention, AttnParams};
+pub use embedding::embedding;
 pub use linear_ce::{linear_cross_entropy, CeOptions, CeReduction};
 pub use lora::{lora_linear, LoraDropout};
+pub use rmsnorm::rmsnorm;
 pub use rope::{rope, rope_cos_sin, RopeConfig, RopeScaling};
+pub use swiglu::{geglu, glu, swiglu, GluActivation};
 
 use lmf_runtime::{DType, Device, Element, Result, Tensor};
 
