@@ -102,6 +102,27 @@ pub fn cast<S: Element, T: Element>(x: S) -> T {
     }
 }
 
+/// The three storage accessors of an `Element` impl, for the `CpuStorage` variant `$dt`.
+macro_rules! storage_access {
+    ($dt:ident) => {
+        fn slice(s: &CpuStorage) -> Option<&[Self]> {
+            match s {
+                CpuStorage::$dt(v) => Some(v),
+                _ => None,
+            }
+        }
+        fn slice_mut(s: &mut CpuStorage) -> Option<&mut [Self]> {
+            match s {
+                CpuStorage::$dt(v) => Some(v),
+                _ => None,
+            }
+        }
+        fn into_storage(v: Vec<Self>) -> CpuStorage {
+            CpuStorage::$dt(v)
+        }
+    };
+}
+
 macro_rules! impl_element {
     ($t:ty, $dt:ident, |$a:ident| $to:expr, |$b:ident| $from:expr) => {
         impl Element for $t {
@@ -116,21 +137,7 @@ macro_rules! impl_element {
                 let $b = v;
                 $from
             }
-            fn slice(s: &CpuStorage) -> Option<&[Self]> {
-                match s {
-                    CpuStorage::$dt(v) => Some(v),
-                    _ => None,
-                }
-            }
-            fn slice_mut(s: &mut CpuStorage) -> Option<&mut [Self]> {
-                match s {
-                    CpuStorage::$dt(v) => Some(v),
-                    _ => None,
-                }
-            }
-            fn into_storage(v: Vec<Self>) -> CpuStorage {
-                CpuStorage::$dt(v)
-            }
+            storage_access!($dt);
         }
     };
 }
@@ -159,21 +166,7 @@ impl Element for f32 {
     fn from_f32(v: f32) -> Self {
         v
     }
-    fn slice(s: &CpuStorage) -> Option<&[Self]> {
-        match s {
-            CpuStorage::F32(v) => Some(v),
-            _ => None,
-        }
-    }
-    fn slice_mut(s: &mut CpuStorage) -> Option<&mut [Self]> {
-        match s {
-            CpuStorage::F32(v) => Some(v),
-            _ => None,
-        }
-    }
-    fn into_storage(v: Vec<Self>) -> CpuStorage {
-        CpuStorage::F32(v)
-    }
+    storage_access!(F32);
 }
 
 macro_rules! impl_half {
@@ -197,21 +190,7 @@ macro_rules! impl_half {
             fn from_f32(v: f32) -> Self {
                 <$t>::from_f32(v)
             }
-            fn slice(s: &CpuStorage) -> Option<&[Self]> {
-                match s {
-                    CpuStorage::$dt(v) => Some(v),
-                    _ => None,
-                }
-            }
-            fn slice_mut(s: &mut CpuStorage) -> Option<&mut [Self]> {
-                match s {
-                    CpuStorage::$dt(v) => Some(v),
-                    _ => None,
-                }
-            }
-            fn into_storage(v: Vec<Self>) -> CpuStorage {
-                CpuStorage::$dt(v)
-            }
+            storage_access!($dt);
         }
     };
 }
