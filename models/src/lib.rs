@@ -1,4 +1,8 @@
 //! lmf models: Hugging Face `config.json` + safetensors loading, the architectures (Llama,
 //! Mistral, Qwen2/3, Gemma, GPT-OSS, ...) built on `lmf-autograd` with HF tensor names,
-//! adapters (LoRA, DoRA, PiSSA, freeze, LLaMA Pro), quantized linears and generation
-//! (KV cache, sampling). Filled in by the models issue; knows nothing of datasets or YAML.
+//! the tokenizer, adapters (LoRA, DoRA, PiSSA, freeze, LLaMA Pro), quantized linears and
+//! generation (KV cache, sampling). Knows nothing of datasets or YAML.
+
+pub mod error;
+
+pub use error::{Error, Result};
