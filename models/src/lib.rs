@@ -3,6 +3,16 @@
 //! the tokenizer, adapters (LoRA, DoRA, PiSSA, freeze, LLaMA Pro), quantized linears and
 //! generation (KV cache, sampling). Knows nothing of datasets or YAML.
 
+pub mod batch;
+pub mod config;
 pub mod error;
+pub mod generate;
+pub mod model;
+pub mod weights;
 
+pub use batch::SeqBatch;
+pub use config::{Arch, ModelConfig};
 pub use error::{Error, Result};
+pub use generate::{generate, GenerationConfig};
+pub use model::{CausalLM, KvCache};
+pub use weights::Weights;

@@ -1,0 +1,406 @@
+//! `config.json` of a Hugging Face causal LM → [`ModelConfig`]: the architecture switches
+//! (norm offset, GLU activation, biases, q/k norms, soft-capping, sliding windows per layer)
+//! resolved once here, so the model code reads plain fields. Accepts both the transformers
+//! 4 keys (`rope_theta`, `rope_scaling`) and the transformers 5 `rope_parameters`.
+
+use crate::{Error, Result};
+use lmf_kernels::cpu::rope::{RopeConfig, RopeScaling};
+use lmf_kernels::cpu::swiglu::GluActivation;
+use serde_json::{Map, Value};
+use std::path::Path;
+
+/// The decoder families we build (`config.model_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    /// Llama 2 / 3 / 3.1+.
+    Llama,
+    /// Mistral (sliding window).
+    Mistral,
+    /// Qwen2 / Qwen2.5 (q/k/v bias).
+    Qwen2,
+    /// Qwen3 (q/k RMSNorm per head).
+    Qwen3,
+    /// Gemma 1 (norm offset, embedding scale, GeGLU).
+    Gemma,
+    /// Gemma 2 (Gemma 1 + soft-capping, alternating sliding window, post-norms).
+    Gemma2,
+}
+
+/// The `model_type` strings we accept.
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2"];
+
+impl Arch {
+    /// Parses `config.model_type`.
+    pub fn from_model_type(t: &str) -> Option<Arch> {
+        Some(match t {
+            "llama" => Arch::Llama,
+            "mistral" => Arch::Mistral,
+            "qwen2" => Arch::Qwen2,
+            "qwen3" => Arch::Qwen3,
+            "gemma" => Arch::Gemma,
+            "gemma2" => Arch::Gemma2,
+            _ => return None,
+        })
+    }
+
+    /// Gemma's RMSNorm multiplies by `(1 + w)`.
+    pub fn is_gemma(self) -> bool {
+        matches!(self, Arch::Gemma | Arch::Gemma2)
+    }
+}
+
+/// Everything the decoder needs from `config.json`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelConfig {
+    /// Architecture family.
+    pub arch: Arch,
+    /// `config.model_type` as written.
+    pub model_type: String,
+    /// Vocabulary size (rows of the embedding).
+    pub vocab_size: usize,
+    /// Model width.
+    pub hidden_size: usize,
+    /// MLP width.
+    pub intermediate_size: usize,
+    /// Decoder layers.
+    pub num_layers: usize,
+    /// Query heads.
+    pub num_heads: usize,
+    /// Key/value heads (GQA).
+    pub num_kv_heads: usize,
+    /// Size of one head.
+    pub head_dim: usize,
+    /// RMSNorm epsilon.
+    pub rms_norm_eps: f64,
+    /// RMSNorm offset: 1 for Gemma (`x̂ · (1 + w)`), else 0.
+    pub norm_offset: f64,
+    /// Rotary embedding parameters.
+    pub rope: RopeConfig,
+    /// GLU activation of the MLP.
+    pub act: GluActivation,
+    /// Bias on q/k/v projections.
+    pub qkv_bias: bool,
+    /// Bias on the output projection.
+    pub o_bias: bool,
+    /// Bias on the MLP projections.
+    pub mlp_bias: bool,
+    /// Per-head RMSNorm on q and k before RoPE (Qwen3).
+    pub qk_norm: bool,
+    /// Post-attention and post-feedforward norms on the branch outputs (Gemma 2).
+    pub sandwich_norms: bool,
+    /// Embedding output multiplied by `sqrt(hidden)` (Gemma).
+    pub embed_scale: Option<f64>,
+    /// Output head shares the embedding matrix.
+    pub tie_word_embeddings: bool,
+    /// Softmax scale of attention.
+    pub attn_scale: f64,
+    /// Attention logit soft-cap (Gemma 2).
+    pub attn_softcap: Option<f64>,
+    /// Final logit soft-cap (Gemma 2).
+    pub final_softcap: Option<f64>,
+    /// Sliding window per layer (`None` = full attention).
+    pub layer_windows: Vec<Option<usize>>,
+    /// `bos_token_id` from the config.
+    pub bos_token_id: Option<u32>,
+    /// `eos_token_id` (one or several).
+    pub eos_token_ids: Vec<u32>,
+    /// `pad_token_id`.
+    pub pad_token_id: Option<u32>,
+}
+
+/// Typed access to the JSON object with errors naming the file and key.
+struct Keys<'a> {
+    map: &'a Map<String, Value>,
+    path: &'a Path,
+}
+
+impl Keys<'_> {
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.map.get(key).filter(|v| !v.is_null())
+    }
+
+    fn bad(&self, key: &str, want: &str) -> Error {
+        Error::file(
+            self.path,
+            format!("key `{key}` must be {want}, got {}", self.map[key]),
+        )
+    }
+
+    fn usize_opt(&self, key: &str) -> Result<Option<usize>> {
+        self.get(key)
+            .map(|v| {
+                v.as_u64()
+                    .map(|x| x as usize)
+                    .ok_or_else(|| self.bad(key, "a non-negative integer"))
+            })
+            .transpose()
+    }
+
+    fn usize(&self, key: &str) -> Result<usize> {
+        self.usize_opt(key)?
+            .ok_or_else(|| Error::file(self.path, format!("missing key `{key}`")))
+    }
+
+    fn f64_opt(&self, key: &str) -> Result<Option<f64>> {
+        self.get(key)
+            .map(|v| v.as_f64().ok_or_else(|| self.bad(key, "a number")))
+            .transpose()
+    }
+
+    fn bool_or(&self, key: &str, default: bool) -> Result<bool> {
+        self.get(key)
+            .map(|v| v.as_bool().ok_or_else(|| self.bad(key, "true or false")))
+            .transpose()
+            .map(|b| b.unwrap_or(default))
+    }
+
+    fn str_opt(&self, key: &str) -> Result<Option<&str>> {
+        self.get(key)
+            .map(|v| v.as_str().ok_or_else(|| self.bad(key, "a string")))
+            .transpose()
+    }
+
+    /// A token id or a list of them.
+    fn ids(&self, key: &str) -> Result<Vec<u32>> {
+        match self.get(key) {
+            None => Ok(vec![]),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| v.as_u64().map(|x| x as u32))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| self.bad(key, "a token id or a list of token ids")),
+            Some(v) => v
+                .as_u64()
+                .map(|x| vec![x as u32])
+                .ok_or_else(|| self.bad(key, "a token id or a list of token ids")),
+        }
+    }
+}
+
+impl ModelConfig {
+    /// Reads `dir/config.json`.
+    pub fn from_dir(dir: &Path) -> Result<ModelConfig> {
+        let path = dir.join("config.json");
+        if !path.is_file() {
+            return Err(Error::missing(&path, "the model config"));
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        Self::from_json_str(&text, &path)
+    }
+
+    /// Parses the text of a `config.json`; `path` is used in error messages.
+    pub fn from_json_str(text: &str, path: &Path) -> Result<ModelConfig> {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| Error::file(path, format!("invalid JSON: {e}")))?;
+        let map = value
+            .as_object()
+            .ok_or_else(|| Error::file(path, "expected a JSON object"))?;
+        Self::from_map(map, path)
+    }
+
+    fn from_map(map: &Map<String, Value>, path: &Path) -> Result<ModelConfig> {
+        let k = Keys { map, path };
+        let model_type = k
+            .str_opt("model_type")?
+            .ok_or_else(|| Error::file(path, "missing key `model_type`"))?
+            .to_string();
+        let arch = Arch::from_model_type(&model_type).ok_or_else(|| {
+            Error::file(
+                path,
+                format!(
+                    "unsupported model_type `{model_type}` (supported: {})",
+                    SUPPORTED_MODEL_TYPES.join(", ")
+                ),
+            )
+        })?;
+        let hidden_size = k.usize("hidden_size")?;
+        let num_heads = k.usize("num_attention_heads")?;
+        let num_kv_heads = k.usize_opt("num_key_value_heads")?.unwrap_or(num_heads);
+        if num_heads == 0 || num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
+            return Err(Error::file(
+                path,
+                format!("num_key_value_heads {num_kv_heads} must divide num_attention_heads {num_heads}"),
+            ));
+        }
+        let head_dim = match k.usize_opt("head_dim")? {
+            Some(d) => d,
+            None if hidden_size % num_heads == 0 => hidden_size / num_heads,
+            None => {
+                return Err(Error::file(
+                    path,
+                    "no `head_dim` and hidden_size is not a multiple of num_attention_heads",
+                ))
+            }
+        };
+        let num_layers = k.usize("num_hidden_layers")?;
+        let gemma = arch.is_gemma();
+        let act_name = if gemma {
+            // Gemma ignores the legacy `hidden_act: gelu` and uses the tanh approximation.
+            k.str_opt("hidden_activation")?.unwrap_or("gelu_pytorch_tanh")
+        } else {
+            k.str_opt("hidden_act")?.unwrap_or("silu")
+        };
+        let act = match act_name {
+            "silu" | "swish" => GluActivation::Silu,
+            "gelu_pytorch_tanh" | "gelu_new" | "gelu_fast" => GluActivation::GeluTanh,
+            other => {
+                return Err(Error::file(
+                    path,
+                    format!("unsupported activation `{other}` (supported: silu, gelu_pytorch_tanh)"),
+                ))
+            }
+        };
+        let sliding_window = k.usize_opt("sliding_window")?;
+        let layer_windows = layer_windows(&k, arch, num_layers, sliding_window)?;
+        let attn_bias = k.bool_or("attention_bias", false)?;
+        let query_pre_attn_scalar = match arch {
+            Arch::Gemma2 => k.f64_opt("query_pre_attn_scalar")?,
+            _ => None,
+        };
+        let attn_scale = 1.0 / query_pre_attn_scalar.unwrap_or(head_dim as f64).sqrt();
+        let (attn_softcap, final_softcap) = match arch {
+            Arch::Gemma2 => (
+                k.f64_opt("attn_logit_softcapping")?,
+                k.f64_opt("final_logit_softcapping")?,
+            ),
+            _ => (None, None),
+        };
+        Ok(ModelConfig {
+            arch,
+            vocab_size: k.usize("vocab_size")?,
+            hidden_size,
+            intermediate_size: k.usize("intermediate_size")?,
+            num_layers,
+            num_heads,
+            num_kv_heads,
+            head_dim,
+            rms_norm_eps: k.f64_opt("rms_norm_eps")?.unwrap_or(1e-6),
+            norm_offset: if gemma { 1.0 } else { 0.0 },
+            rope: rope_config(&k, head_dim)?,
+            act,
+            qkv_bias: attn_bias || arch == Arch::Qwen2,
+            o_bias: attn_bias,
+            mlp_bias: k.bool_or("mlp_bias", false)?,
+            qk_norm: arch == Arch::Qwen3,
+            sandwich_norms: arch == Arch::Gemma2,
+            embed_scale: gemma.then(|| (hidden_size as f64).sqrt()),
+            tie_word_embeddings: k.bool_or("tie_word_embeddings", gemma)?,
+            attn_scale,
+            attn_softcap,
+            final_softcap,
+            layer_windows,
+            bos_token_id: k.ids("bos_token_id")?.first().copied(),
+            eos_token_ids: k.ids("eos_token_id")?,
+            pad_token_id: k.ids("pad_token_id")?.first().copied(),
+            model_type,
+        })
+    }
+}
+
+/// Sliding window of each layer: `layer_types` when the config lists them (transformers 5),
+/// else each family's rule from transformers 4.
+fn layer_windows(
+    k: &Keys,
+    arch: Arch,
+    num_layers: usize,
+    window: Option<usize>,
+) -> Result<Vec<Option<usize>>> {
+    if let Some(types) = k.get("layer_types") {
+        let types = types
+            .as_array()
+            .filter(|a| a.len() == num_layers)
+            .ok_or_else(|| k.bad("layer_types", "a list with one entry per layer"))?;
+        return types
+            .iter()
+            .map(|t| match t.as_str() {
+                Some("full_attention") => Ok(None),
+                Some("sliding_attention") => window.map(Some).ok_or_else(|| {
+                    Error::file(k.path, "`layer_types` has sliding_attention but no `sliding_window`")
+                }),
+                _ => Err(k.bad("layer_types", "full_attention or sliding_attention entries")),
+            })
+            .collect();
+    }
+    let use_sliding = k.bool_or("use_sliding_window", false)?;
+    let max_window_layers = k.usize_opt("max_window_layers")?.unwrap_or(num_layers);
+    Ok((0..num_layers)
+        .map(|i| match arch {
+            Arch::Mistral => window,
+            Arch::Gemma2 => window.filter(|_| i % 2 == 0),
+            Arch::Qwen2 | Arch::Qwen3 => window.filter(|_| use_sliding && i >= max_window_layers),
+            Arch::Llama | Arch::Gemma => None,
+        })
+        .collect())
+}
+
+/// RoPE from `rope_parameters` (transformers 5) or `rope_theta` + `rope_scaling` (4.x).
+fn rope_config(k: &Keys, head_dim: usize) -> Result<RopeConfig> {
+    let params = k.get("rope_parameters").or_else(|| k.get("rope_scaling"));
+    let params = match params {
+        None => None,
+        Some(Value::Object(m)) => Some(m),
+        Some(_) => {
+            let key = if k.get("rope_parameters").is_some() { "rope_parameters" } else { "rope_scaling" };
+            return Err(k.bad(key, "an object"));
+        }
+    };
+    let sub = params.map(|m| Keys { map: m, path: k.path });
+    let theta = match sub.as_ref().map(|s| s.f64_opt("rope_theta")).transpose()?.flatten() {
+        Some(t) => t,
+        None => k.f64_opt("rope_theta")?.unwrap_or(10000.0),
+    };
+    let max_pos = k.usize_opt("max_position_embeddings")?.unwrap_or(2048);
+    let partial = k.f64_opt("partial_rotary_factor")?.unwrap_or(1.0);
+    let rotary_dim = ((head_dim as f64 * partial) as usize) & !1;
+    let scaling = match sub {
+        None => RopeScaling::Default,
+        Some(s) => {
+            let kind = s.str_opt("rope_type")?.or(s.str_opt("type")?).unwrap_or("default");
+            let factor = || {
+                s.f64_opt("factor")?
+                    .ok_or_else(|| Error::file(k.path, format!("rope `{kind}` needs `factor`")))
+            };
+            let orig = || -> Result<usize> {
+                Ok(s.usize_opt("original_max_position_embeddings")?
+                    .or(k.usize_opt("original_max_position_embeddings")?)
+                    .unwrap_or(max_pos))
+            };
+            match kind {
+                "default" => RopeScaling::Default,
+                "linear" => RopeScaling::Linear { factor: factor()? },
+                "dynamic" => RopeScaling::Dynamic {
+                    factor: factor()?,
+                    original_max_position_embeddings: orig()?,
+                },
+                "llama3" => RopeScaling::Llama3 {
+                    factor: factor()?,
+                    low_freq_factor: s.f64_opt("low_freq_factor")?.unwrap_or(1.0),
+                    high_freq_factor: s.f64_opt("high_freq_factor")?.unwrap_or(4.0),
+                    original_max_position_embeddings: orig()?,
+                },
+                "yarn" => RopeScaling::Yarn {
+                    factor: factor()?,
+                    original_max_position_embeddings: orig()?,
+                    beta_fast: s.f64_opt("beta_fast")?.unwrap_or(32.0),
+                    beta_slow: s.f64_opt("beta_slow")?.unwrap_or(1.0),
+                    mscale: s.f64_opt("mscale")?,
+                    mscale_all_dim: s.f64_opt("mscale_all_dim")?,
+                    attention_factor: s.f64_opt("attention_factor")?,
+                },
+                other => {
+                    return Err(Error::file(
+                        k.path,
+                        format!("unsupported rope type `{other}` (supported: default, linear, dynamic, llama3, yarn)"),
+                    ))
+                }
+            }
+        }
+    };
+    Ok(RopeConfig {
+        head_dim,
+        rotary_dim,
+        theta,
+        max_position_embeddings: max_pos,
+        scaling,
+    })
+}

@@ -1,0 +1,133 @@
+//! One decoder layer of the Llama family, with the per-family switches from
+//! [`ModelConfig`]: pre-norm attention (GQA, RoPE, optional q/k norm, sliding window,
+//! soft-cap) and a gated MLP, each added back to the residual; Gemma 2 also norms each
+//! branch output before the add ("sandwich" norms).
+
+use super::kv_cache::KvCache;
+use super::linear::Linear;
+use crate::config::ModelConfig;
+use lmf_autograd::ops::fused::{attention, glu, rmsnorm, rope, AttnParams};
+use lmf_autograd::{Result, Tensor, Var};
+
+/// `self_attn.*` of one layer.
+#[derive(Clone)]
+pub struct Attention {
+    /// `q_proj: [heads·head_dim, hidden]`.
+    pub q_proj: Linear,
+    /// `k_proj: [kv_heads·head_dim, hidden]`.
+    pub k_proj: Linear,
+    /// `v_proj: [kv_heads·head_dim, hidden]`.
+    pub v_proj: Linear,
+    /// `o_proj: [hidden, heads·head_dim]`.
+    pub o_proj: Linear,
+    /// Qwen3 `q_norm.weight: [head_dim]`.
+    pub q_norm: Option<Var>,
+    /// Qwen3 `k_norm.weight: [head_dim]`.
+    pub k_norm: Option<Var>,
+}
+
+/// `mlp.*` of one layer: `down(act(gate(x)) ⊙ up(x))`.
+#[derive(Clone)]
+pub struct Mlp {
+    /// `gate_proj: [intermediate, hidden]`.
+    pub gate_proj: Linear,
+    /// `up_proj: [intermediate, hidden]`.
+    pub up_proj: Linear,
+    /// `down_proj: [hidden, intermediate]`.
+    pub down_proj: Linear,
+}
+
+/// `model.layers.{i}`.
+#[derive(Clone)]
+pub struct DecoderLayer {
+    /// Layer index.
+    pub index: usize,
+    /// `input_layernorm.weight: [hidden]`.
+    pub input_layernorm: Var,
+    /// Attention block.
+    pub self_attn: Attention,
+    /// `post_attention_layernorm.weight`: before the MLP (Llama) or on the attention
+    /// output (Gemma 2).
+    pub post_attention_layernorm: Var,
+    /// Gemma 2 `pre_feedforward_layernorm.weight`.
+    pub pre_feedforward_layernorm: Option<Var>,
+    /// Gemma 2 `post_feedforward_layernorm.weight`.
+    pub post_feedforward_layernorm: Option<Var>,
+    /// MLP block.
+    pub mlp: Mlp,
+}
+
+/// Per-forward inputs shared by all layers.
+pub(crate) struct LayerCtx<'a> {
+    pub cfg: &'a ModelConfig,
+    pub cu_seqlens: &'a [usize],
+    /// RoPE tables `[tokens, rotary_dim / 2]`.
+    pub cos: &'a Tensor,
+    pub sin: &'a Tensor,
+}
+
+impl DecoderLayer {
+    /// `h: [tokens, hidden]` → `[tokens, hidden]`.
+    pub(crate) fn forward(&self, h: &Var, ctx: &LayerCtx, cache: Option<&mut KvCache>) -> Result<Var> {
+        let cfg = ctx.cfg;
+        let norm = |x: &Var, w: &Var| rmsnorm(x, w, cfg.rms_norm_eps, cfg.norm_offset);
+        let a = self.attention(&norm(h, &self.input_layernorm)?, ctx, cache)?;
+        if !cfg.sandwich_norms {
+            let h = h.add(&a)?;
+            let m = self.mlp(&norm(&h, &self.post_attention_layernorm)?, cfg)?;
+            return h.add(&m);
+        }
+        // Gemma 2: each branch output is normed before it joins the residual.
+        let h = h.add(&norm(&a, &self.post_attention_layernorm)?)?;
+        let (pre, post) = match (&self.pre_feedforward_layernorm, &self.post_feedforward_layernorm) {
+            (Some(pre), Some(post)) => (pre, post),
+            _ => return Err(lmf_autograd::Error::invalid("decoder", "sandwich norms need the feedforward norms")),
+        };
+        let m = self.mlp(&norm(&h, pre)?, cfg)?;
+        h.add(&norm(&m, post)?)
+    }
+
+    /// Attention block on normed `x: [tokens, hidden]`.
+    fn attention(&self, x: &Var, ctx: &LayerCtx, cache: Option<&mut KvCache>) -> Result<Var> {
+        let cfg = ctx.cfg;
+        let at = &self.self_attn;
+        let n = x.shape()[0];
+        let (h, kvh, d) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
+        // q: [n, H, D], k, v: [n, KVH, D]
+        let mut q = at.q_proj.forward(x)?.reshape(&[n, h, d])?;
+        let mut k = at.k_proj.forward(x)?.reshape(&[n, kvh, d])?;
+        let v = at.v_proj.forward(x)?.reshape(&[n, kvh, d])?;
+        if let (Some(qn), Some(kn)) = (&at.q_norm, &at.k_norm) {
+            q = rmsnorm(&q, qn, cfg.rms_norm_eps, cfg.norm_offset)?;
+            k = rmsnorm(&k, kn, cfg.rms_norm_eps, cfg.norm_offset)?;
+        }
+        let r = cfg.rope.rotary_dim;
+        let q = rope(&q, ctx.cos, ctx.sin, r)?;
+        let k = rope(&k, ctx.cos, ctx.sin, r)?;
+        let params = AttnParams {
+            num_heads: h,
+            num_kv_heads: kvh,
+            head_dim: d,
+            causal: true,
+            window: cfg.layer_windows[self.index],
+            scale: cfg.attn_scale,
+            softcap: cfg.attn_softcap,
+        };
+        let o = match cache {
+            None => attention(&q, &k, &v, ctx.cu_seqlens, ctx.cu_seqlens, &params)?,
+            Some(cache) => {
+                let (k_all, v_all, cu_k) = cache.append(self.index, ctx.cu_seqlens, k.tensor(), v.tensor())?;
+                let (k_all, v_all) = (Var::constant(k_all), Var::constant(v_all));
+                attention(&q, &k_all, &v_all, ctx.cu_seqlens, &cu_k, &params)?
+            }
+        };
+        at.o_proj.forward(&o.reshape(&[n, h * d])?)
+    }
+
+    /// Gated MLP on normed `x: [tokens, hidden]`.
+    fn mlp(&self, x: &Var, cfg: &ModelConfig) -> Result<Var> {
+        let g = self.mlp.gate_proj.forward(x)?;
+        let u = self.mlp.up_proj.forward(x)?;
+        self.mlp.down_proj.forward(&glu(&g, &u, cfg.act)?)
+    }
+}

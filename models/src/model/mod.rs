@@ -1,0 +1,244 @@
+//! The decoder-only causal LM of the Llama family (Llama, Mistral, Qwen2/3, Gemma 1/2) on
+//! autograd variables named exactly as in Hugging Face checkpoints:
+//! `model.embed_tokens` → N × `model.layers.{i}` → `model.norm` → `lm_head` (or the tied
+//! embedding). Every forward works on packed sequences ([`SeqBatch`]); padded batches are
+//! unpadded first, so a padded row and the same row alone give the same logits.
+
+pub mod kv_cache;
+pub mod layer;
+pub mod linear;
+
+pub use kv_cache::KvCache;
+pub use layer::{Attention, DecoderLayer, Mlp};
+pub use linear::Linear;
+
+use crate::batch::SeqBatch;
+use crate::config::ModelConfig;
+use crate::weights::Weights;
+use crate::{Error, Result};
+use layer::LayerCtx;
+use lmf_autograd::ops::fused::{embedding, rmsnorm, rope_cos_sin};
+use lmf_autograd::{DType, Device, Tensor, Var};
+use std::path::Path;
+
+/// A loaded causal LM.
+#[derive(Clone)]
+pub struct CausalLM {
+    /// Parsed `config.json`.
+    pub config: ModelConfig,
+    /// `model.embed_tokens.weight: [vocab, hidden]`.
+    pub embed_tokens: Var,
+    /// `model.layers`.
+    pub layers: Vec<DecoderLayer>,
+    /// `model.norm.weight: [hidden]`.
+    pub norm: Var,
+    /// `lm_head.weight: [vocab, hidden]`; `None` when tied to the embedding.
+    pub lm_head: Option<Var>,
+    /// Compute dtype of the weights.
+    pub dtype: DType,
+    /// Device the weights live on.
+    pub device: Device,
+}
+
+impl CausalLM {
+    /// Loads `dir` (config.json + safetensors), casting weights to `dtype` on `device`.
+    pub fn load(dir: &Path, dtype: DType, device: Device) -> Result<CausalLM> {
+        let config = ModelConfig::from_dir(dir)?;
+        let weights = Weights::from_dir(dir)?;
+        Self::from_weights(config, &weights, dtype, device)
+    }
+
+    /// Builds the model from already opened weights.
+    pub fn from_weights(config: ModelConfig, w: &Weights, dtype: DType, device: Device) -> Result<CausalLM> {
+        let c = &config;
+        let load = |name: &str, shape: &[usize]| -> Result<Var> {
+            Ok(Var::param(w.load(name, shape, dtype, device)?))
+        };
+        let linear = |name: &str, out: usize, inp: usize, bias: bool| -> Result<Linear> {
+            Ok(Linear {
+                weight: load(&format!("{name}.weight"), &[out, inp])?,
+                bias: if bias { Some(load(&format!("{name}.bias"), &[out])?) } else { None },
+            })
+        };
+        let (hd, q, kv) = (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
+        let layers = (0..c.num_layers)
+            .map(|i| -> Result<DecoderLayer> {
+                let p = format!("model.layers.{i}");
+                let a = format!("{p}.self_attn");
+                let m = format!("{p}.mlp");
+                let norm = |n: &str, d: usize| load(&format!("{n}.weight"), &[d]);
+                Ok(DecoderLayer {
+                    index: i,
+                    input_layernorm: norm(&format!("{p}.input_layernorm"), hd)?,
+                    self_attn: Attention {
+                        q_proj: linear(&format!("{a}.q_proj"), q, hd, c.qkv_bias)?,
+                        k_proj: linear(&format!("{a}.k_proj"), kv, hd, c.qkv_bias)?,
+                        v_proj: linear(&format!("{a}.v_proj"), kv, hd, c.qkv_bias)?,
+                        o_proj: linear(&format!("{a}.o_proj"), hd, q, c.o_bias)?,
+                        q_norm: c.qk_norm.then(|| norm(&format!("{a}.q_norm"), c.head_dim)).transpose()?,
+                        k_norm: c.qk_norm.then(|| norm(&format!("{a}.k_norm"), c.head_dim)).transpose()?,
+                    },
+                    post_attention_layernorm: norm(&format!("{p}.post_attention_layernorm"), hd)?,
+                    pre_feedforward_layernorm: c
+                        .sandwich_norms
+                        .then(|| norm(&format!("{p}.pre_feedforward_layernorm"), hd))
+                        .transpose()?,
+                    post_feedforward_layernorm: c
+                        .sandwich_norms
+                        .then(|| norm(&format!("{p}.post_feedforward_layernorm"), hd))
+                        .transpose()?,
+                    mlp: Mlp {
+                        gate_proj: linear(&format!("{m}.gate_proj"), c.intermediate_size, hd, c.mlp_bias)?,
+                        up_proj: linear(&format!("{m}.up_proj"), c.intermediate_size, hd, c.mlp_bias)?,
+                        down_proj: linear(&format!("{m}.down_proj"), hd, c.intermediate_size, c.mlp_bias)?,
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // A tied checkpoint may still carry `lm_head.weight` (a copy); the tie wins, as in HF.
+        let lm_head = if c.tie_word_embeddings {
+            None
+        } else if w.contains("lm_head.weight") {
+            Some(load("lm_head.weight", &[c.vocab_size, hd])?)
+        } else {
+            return Err(Error::msg(format!(
+                "{}: missing tensor `lm_head.weight` (config.json has tie_word_embeddings: false)",
+                w.describe()
+            )));
+        };
+        Ok(CausalLM {
+            embed_tokens: load("model.embed_tokens.weight", &[c.vocab_size, hd])?,
+            norm: load("model.norm.weight", &[hd])?,
+            layers,
+            lm_head,
+            dtype,
+            device,
+            config,
+        })
+    }
+
+    /// Every parameter with its HF name, in checkpoint order.
+    pub fn named_parameters(&self) -> Vec<(String, &Var)> {
+        let mut out = vec![("model.embed_tokens.weight".to_string(), &self.embed_tokens)];
+        for l in &self.layers {
+            let p = format!("model.layers.{}", l.index);
+            let a = &l.self_attn;
+            for (n, lin) in [("q_proj", &a.q_proj), ("k_proj", &a.k_proj), ("v_proj", &a.v_proj), ("o_proj", &a.o_proj)] {
+                push(&mut out, format!("{p}.self_attn.{n}.weight"), &lin.weight);
+                if let Some(b) = &lin.bias {
+                    push(&mut out, format!("{p}.self_attn.{n}.bias"), b);
+                }
+            }
+            if let (Some(qn), Some(kn)) = (&a.q_norm, &a.k_norm) {
+                push(&mut out, format!("{p}.self_attn.q_norm.weight"), qn);
+                push(&mut out, format!("{p}.self_attn.k_norm.weight"), kn);
+            }
+            for (n, lin) in [("gate_proj", &l.mlp.gate_proj), ("up_proj", &l.mlp.up_proj), ("down_proj", &l.mlp.down_proj)] {
+                push(&mut out, format!("{p}.mlp.{n}.weight"), &lin.weight);
+                if let Some(b) = &lin.bias {
+                    push(&mut out, format!("{p}.mlp.{n}.bias"), b);
+                }
+            }
+            push(&mut out, format!("{p}.input_layernorm.weight"), &l.input_layernorm);
+            push(&mut out, format!("{p}.post_attention_layernorm.weight"), &l.post_attention_layernorm);
+            if let Some(v) = &l.pre_feedforward_layernorm {
+                push(&mut out, format!("{p}.pre_feedforward_layernorm.weight"), v);
+            }
+            if let Some(v) = &l.post_feedforward_layernorm {
+                push(&mut out, format!("{p}.post_feedforward_layernorm.weight"), v);
+            }
+        }
+        out.push(("model.norm.weight".to_string(), &self.norm));
+        if let Some(h) = &self.lm_head {
+            out.push(("lm_head.weight".to_string(), h));
+        }
+        out
+    }
+
+    /// The output head matrix `[vocab, hidden]` (the embedding when tied).
+    pub fn head_weight(&self) -> &Var {
+        self.lm_head.as_ref().unwrap_or(&self.embed_tokens)
+    }
+
+    /// Final hidden states `[tokens, hidden]` (after `model.norm`). With a cache, the batch
+    /// holds only the new tokens of each cached sequence (positions offset by the cache).
+    pub fn forward_hidden(&self, batch: &SeqBatch, mut cache: Option<&mut KvCache>) -> Result<Var> {
+        let c = &self.config;
+        if let Some((i, &id)) = batch.ids.iter().enumerate().find(|(_, &id)| id as usize >= c.vocab_size) {
+            return Err(Error::msg(format!(
+                "token id {id} at position {i} is outside the vocabulary ({} tokens)",
+                c.vocab_size
+            )));
+        }
+        if let Some(cache) = cache.as_deref() {
+            if cache.lens().len() != batch.num_seqs() {
+                return Err(Error::msg(format!(
+                    "KV cache holds {} sequences but the batch has {}",
+                    cache.lens().len(),
+                    batch.num_seqs()
+                )));
+            }
+        }
+        let ids: Vec<i64> = batch.ids.iter().map(|&i| i as i64).collect();
+        let ids = Tensor::from_vec(ids, &[batch.num_tokens()], self.device)?;
+        let mut h = embedding(&self.embed_tokens, &ids)?;
+        if let Some(s) = c.embed_scale {
+            // HF multiplies by sqrt(hidden) rounded to the compute dtype.
+            h = h.scale(s as f32 as f64)?;
+        }
+        let (cos, sin) = rope_cos_sin(&c.rope, &batch.positions, self.dtype, self.device)?;
+        let ctx = LayerCtx {
+            cfg: c,
+            cu_seqlens: &batch.cu_seqlens,
+            cos: &cos,
+            sin: &sin,
+        };
+        for layer in &self.layers {
+            h = layer.forward(&h, &ctx, cache.as_deref_mut())?;
+        }
+        if let Some(cache) = cache {
+            cache.advance(&batch.cu_seqlens);
+        }
+        Ok(rmsnorm(&h, &self.norm, c.rms_norm_eps, c.norm_offset)?)
+    }
+
+    /// Logits `[rows, vocab]` of hidden states `[rows, hidden]` (with Gemma 2's final
+    /// soft-cap).
+    pub fn logits(&self, hidden: &Var) -> Result<Var> {
+        let mut logits = hidden.matmul(&self.head_weight().t()?)?;
+        if let Some(cap) = self.config.final_softcap {
+            logits = logits.scale(1.0 / cap)?.tanh()?.scale(cap)?;
+        }
+        Ok(logits)
+    }
+
+    /// Logits of every token, `[tokens, vocab]`.
+    pub fn forward(&self, batch: &SeqBatch) -> Result<Var> {
+        let h = self.forward_hidden(batch, None)?;
+        self.logits(&h)
+    }
+
+    /// Next-token logits of each sequence, `[num_seqs, vocab]`: runs the new tokens through
+    /// the cache and projects only each sequence's last row.
+    pub fn forward_last(&self, batch: &SeqBatch, cache: &mut KvCache) -> Result<Var> {
+        let h = self.forward_hidden(batch, Some(cache))?;
+        let rows: Vec<i64> = batch.last_token_rows().iter().map(|&r| r as i64).collect();
+        let rows = Tensor::from_vec(rows, &[batch.num_seqs()], self.device)?;
+        self.logits(&h.index_select(&rows, 0)?)
+    }
+
+    /// A fresh KV cache for `num_seqs` sequences.
+    pub fn new_cache(&self, num_seqs: usize) -> KvCache {
+        KvCache::new(self.layers.len(), num_seqs)
+    }
+
+    /// Number of parameters.
+    pub fn num_parameters(&self) -> usize {
+        self.named_parameters().iter().map(|(_, v)| v.elem_count()).sum()
+    }
+}
+
+/// Appends one named parameter.
+fn push<'a>(out: &mut Vec<(String, &'a Var)>, name: String, v: &'a Var) {
+    out.push((name, v));
+}
