@@ -116,7 +116,10 @@ impl SeqBatch {
 
     /// Index of the last token of each sequence (the rows whose logits predict next tokens).
     pub fn last_token_rows(&self) -> Vec<usize> {
-        self.cu_seqlens[1..].iter().map(|&e| e.saturating_sub(1)).collect()
+        self.cu_seqlens[1..]
+            .iter()
+            .map(|&e| e.saturating_sub(1))
+            .collect()
     }
 }
 

@@ -27,7 +27,8 @@ pub enum Arch {
 }
 
 /// The `model_type` strings we accept.
-pub const SUPPORTED_MODEL_TYPES: &[&str] = &["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2"];
+pub const SUPPORTED_MODEL_TYPES: &[&str] =
+    &["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2"];
 
 impl Arch {
     /// Parses `config.model_type`.
@@ -236,7 +237,8 @@ impl ModelConfig {
         let gemma = arch.is_gemma();
         let act_name = if gemma {
             // Gemma ignores the legacy `hidden_act: gelu` and uses the tanh approximation.
-            k.str_opt("hidden_activation")?.unwrap_or("gelu_pytorch_tanh")
+            k.str_opt("hidden_activation")?
+                .unwrap_or("gelu_pytorch_tanh")
         } else {
             k.str_opt("hidden_act")?.unwrap_or("silu")
         };
@@ -246,7 +248,9 @@ impl ModelConfig {
             other => {
                 return Err(Error::file(
                     path,
-                    format!("unsupported activation `{other}` (supported: silu, gelu_pytorch_tanh)"),
+                    format!(
+                        "unsupported activation `{other}` (supported: silu, gelu_pytorch_tanh)"
+                    ),
                 ))
             }
         };
@@ -315,7 +319,10 @@ fn layer_windows(
             .map(|t| match t.as_str() {
                 Some("full_attention") => Ok(None),
                 Some("sliding_attention") => window.map(Some).ok_or_else(|| {
-                    Error::file(k.path, "`layer_types` has sliding_attention but no `sliding_window`")
+                    Error::file(
+                        k.path,
+                        "`layer_types` has sliding_attention but no `sliding_window`",
+                    )
                 }),
                 _ => Err(k.bad("layer_types", "full_attention or sliding_attention entries")),
             })
@@ -340,12 +347,24 @@ fn rope_config(k: &Keys, head_dim: usize) -> Result<RopeConfig> {
         None => None,
         Some(Value::Object(m)) => Some(m),
         Some(_) => {
-            let key = if k.get("rope_parameters").is_some() { "rope_parameters" } else { "rope_scaling" };
+            let key = if k.get("rope_parameters").is_some() {
+                "rope_parameters"
+            } else {
+                "rope_scaling"
+            };
             return Err(k.bad(key, "an object"));
         }
     };
-    let sub = params.map(|m| Keys { map: m, path: k.path });
-    let theta = match sub.as_ref().map(|s| s.f64_opt("rope_theta")).transpose()?.flatten() {
+    let sub = params.map(|m| Keys {
+        map: m,
+        path: k.path,
+    });
+    let theta = match sub
+        .as_ref()
+        .map(|s| s.f64_opt("rope_theta"))
+        .transpose()?
+        .flatten()
+    {
         Some(t) => t,
         None => k.f64_opt("rope_theta")?.unwrap_or(10000.0),
     };
@@ -355,7 +374,10 @@ fn rope_config(k: &Keys, head_dim: usize) -> Result<RopeConfig> {
     let scaling = match sub {
         None => RopeScaling::Default,
         Some(s) => {
-            let kind = s.str_opt("rope_type")?.or(s.str_opt("type")?).unwrap_or("default");
+            let kind = s
+                .str_opt("rope_type")?
+                .or(s.str_opt("type")?)
+                .unwrap_or("default");
             let factor = || {
                 s.f64_opt("factor")?
                     .ok_or_else(|| Error::file(k.path, format!("rope `{kind}` needs `factor`")))

@@ -58,7 +58,8 @@ impl GenerationConfig {
             return Ok(g);
         }
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let v: Value = serde_json::from_str(&text).map_err(|e| Error::file(&path, format!("invalid JSON: {e}")))?;
+        let v: Value = serde_json::from_str(&text)
+            .map_err(|e| Error::file(&path, format!("invalid JSON: {e}")))?;
         let bad = |k: &str| Error::file(&path, format!("bad value for `{k}`: {}", v[k]));
         let num = |k: &str| -> Result<Option<f64>> {
             match v.get(k) {
@@ -99,10 +100,16 @@ impl GenerationConfig {
     /// Checks the values make sense before a long run.
     pub fn validate(&self) -> Result<()> {
         if self.do_sample && !(self.temperature > 0.0) {
-            return Err(Error::msg(format!("temperature must be > 0 when sampling, got {}", self.temperature)));
+            return Err(Error::msg(format!(
+                "temperature must be > 0 when sampling, got {}",
+                self.temperature
+            )));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return Err(Error::msg(format!("top_p must be in (0, 1], got {}", self.top_p)));
+            return Err(Error::msg(format!(
+                "top_p must be in (0, 1], got {}",
+                self.top_p
+            )));
         }
         if !(self.repetition_penalty > 0.0) {
             return Err(Error::msg(format!(
@@ -126,7 +133,11 @@ pub fn apply_repetition_penalty(logits: &mut [f32], seen: &[u32], penalty: f64) 
         if t < logits.len() && !done[t] {
             done[t] = true;
             let x = logits[t];
-            logits[t] = if x < 0.0 { x * penalty as f32 } else { x / penalty as f32 };
+            logits[t] = if x < 0.0 {
+                x * penalty as f32
+            } else {
+                x / penalty as f32
+            };
         }
     }
 }
@@ -147,7 +158,11 @@ pub fn argmax(logits: &[f32]) -> u32 {
 pub fn sample(logits: &[f32], cfg: &GenerationConfig, u: f64) -> u32 {
     let t = cfg.temperature;
     // (logit / T, id), sorted by descending logit, ties by id
-    let mut cand: Vec<(f64, u32)> = logits.iter().enumerate().map(|(i, &x)| (x as f64 / t, i as u32)).collect();
+    let mut cand: Vec<(f64, u32)> = logits
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| (x as f64 / t, i as u32))
+        .collect();
     cand.retain(|c| c.0 > f64::NEG_INFINITY);
     if cand.is_empty() {
         return argmax(logits);
@@ -232,10 +247,20 @@ pub fn generate(
                 on_token(s, tok);
                 keep[j] = !cfg.eos_token_ids.contains(&tok);
             }
-            feed = live.iter().zip(&keep).filter(|(_, &k)| k).map(|(&s, _)| vec![*out[s].last().unwrap_or(&0)]).collect();
+            feed = live
+                .iter()
+                .zip(&keep)
+                .filter(|(_, &k)| k)
+                .map(|(&s, _)| vec![*out[s].last().unwrap_or(&0)])
+                .collect();
             if keep.iter().any(|k| !k) {
                 cache.retain(&keep);
-                live = live.iter().zip(&keep).filter(|(_, &k)| k).map(|(&s, _)| s).collect();
+                live = live
+                    .iter()
+                    .zip(&keep)
+                    .filter(|(_, &k)| k)
+                    .map(|(&s, _)| s)
+                    .collect();
             }
             if live.is_empty() {
                 break;
@@ -264,7 +289,11 @@ mod tests {
     #[test]
     fn top_k_one_and_tiny_top_p_are_greedy() {
         let logits = [0.1, 2.0, 1.9, -1.0];
-        let mut cfg = GenerationConfig { do_sample: true, top_k: 1, ..Default::default() };
+        let mut cfg = GenerationConfig {
+            do_sample: true,
+            top_k: 1,
+            ..Default::default()
+        };
         for u in [0.01, 0.5, 1.0] {
             assert_eq!(sample(&logits, &cfg, u), 1);
         }
@@ -278,7 +307,11 @@ mod tests {
         // p = softmax([0, ln 3]) = [0.25, 0.75], walked from the most likely token:
         // u <= 0.75 picks 1, else 0
         let logits = [0.0, 3f32.ln()];
-        let cfg = GenerationConfig { do_sample: true, top_k: 0, ..Default::default() };
+        let cfg = GenerationConfig {
+            do_sample: true,
+            top_k: 0,
+            ..Default::default()
+        };
         assert_eq!(sample(&logits, &cfg, 0.7), 1);
         assert_eq!(sample(&logits, &cfg, 0.8), 0);
     }

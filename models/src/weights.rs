@@ -56,7 +56,10 @@ impl Weights {
     pub fn from_dir(dir: &Path) -> Result<Weights> {
         let index = dir.join(INDEX_FILE);
         let files: Vec<PathBuf> = if index.is_file() {
-            shard_files(&index)?.into_iter().map(|f| dir.join(f)).collect()
+            shard_files(&index)?
+                .into_iter()
+                .map(|f| dir.join(f))
+                .collect()
         } else {
             let single = dir.join(SINGLE_FILE);
             if !single.is_file() {
@@ -118,11 +121,32 @@ impl Weights {
         }
     }
 
+    /// Shape of tensor `name` as stored.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        let &i = self.names.get(name)?;
+        Some(self.shards[i].entries[name].1.as_slice())
+    }
+
+    /// Loads tensor `name` with its stored shape, cast to `dtype`.
+    pub fn get(&self, name: &str, dtype: DType, device: Device) -> Result<Tensor> {
+        let shape = self.shape(name).map(<[usize]>::to_vec).unwrap_or_default();
+        self.load(name, &shape, dtype, device)
+    }
+
     /// Loads tensor `name`, checks it has `shape`, and casts it to `dtype` on `device`.
-    pub fn load(&self, name: &str, shape: &[usize], dtype: DType, device: Device) -> Result<Tensor> {
+    pub fn load(
+        &self,
+        name: &str,
+        shape: &[usize],
+        dtype: DType,
+        device: Device,
+    ) -> Result<Tensor> {
         let &i = self.names.get(name).ok_or_else(|| {
             Error::file(
-                self.shards.first().map(|s| s.path.as_path()).unwrap_or(Path::new("weights")),
+                self.shards
+                    .first()
+                    .map(|s| s.path.as_path())
+                    .unwrap_or(Path::new("weights")),
                 format!("missing tensor `{name}` (in {})", self.describe()),
             )
         })?;
@@ -141,12 +165,21 @@ impl Weights {
             .map_err(|e| Error::file(&shard.path, format!("tensor `{name}`: {e}")))?;
         let t = decode(view.data(), *st_dtype, shape, device)
             .map_err(|m| Error::file(&shard.path, format!("tensor `{name}`: {m}")))?;
-        Ok(if t.dtype() == dtype { t } else { t.to_dtype(dtype)? })
+        Ok(if t.dtype() == dtype {
+            t
+        } else {
+            t.to_dtype(dtype)?
+        })
     }
 }
 
 /// Builds a tensor from little-endian bytes (which need not be aligned in the mmap).
-fn decode(bytes: &[u8], dtype: StDtype, shape: &[usize], device: Device) -> std::result::Result<Tensor, String> {
+fn decode(
+    bytes: &[u8],
+    dtype: StDtype,
+    shape: &[usize],
+    device: Device,
+) -> std::result::Result<Tensor, String> {
     let n: usize = shape.iter().product();
     let width = dtype.bitsize() / 8;
     if bytes.len() != n * width {
@@ -169,7 +202,10 @@ fn decode(bytes: &[u8], dtype: StDtype, shape: &[usize], device: Device) -> std:
 fn le<const W: usize, T: Send>(bytes: &[u8], f: fn([u8; W]) -> T) -> Vec<T> {
     bytes
         .par_chunks(W * 4096)
-        .flat_map_iter(|c| c.chunks_exact(W).map(move |b| f(b.try_into().unwrap_or([0; W]))))
+        .flat_map_iter(|c| {
+            c.chunks_exact(W)
+                .map(move |b| f(b.try_into().unwrap_or([0; W])))
+        })
         .collect()
 }
 
@@ -184,11 +220,14 @@ fn shard_files(index: &Path) -> Result<Vec<String>> {
         .ok_or_else(|| Error::file(index, "missing object `weight_map`"))?;
     let mut files: Vec<String> = vec![];
     for (name, f) in map {
-        let f = f
-            .as_str()
-            .ok_or_else(|| Error::file(index, format!("weight_map[`{name}`] must be a file name")))?;
+        let f = f.as_str().ok_or_else(|| {
+            Error::file(index, format!("weight_map[`{name}`] must be a file name"))
+        })?;
         if f.contains('/') || f.contains('\\') || f.starts_with("..") {
-            return Err(Error::file(index, format!("shard name `{f}` must be a plain file name")));
+            return Err(Error::file(
+                index,
+                format!("shard name `{f}` must be a plain file name"),
+            ));
         }
         if !files.iter().any(|x| x == f) {
             files.push(f.to_string());

@@ -53,7 +53,10 @@ impl KvCache {
         let mut cu_k = vec![0];
         for b in 0..cu_new.len() - 1 {
             let n = cu_new[b + 1] - cu_new[b];
-            for (store, new) in [(&mut self.k[layer][b], k_new), (&mut self.v[layer][b], v_new)] {
+            for (store, new) in [
+                (&mut self.k[layer][b], k_new),
+                (&mut self.v[layer][b], v_new),
+            ] {
                 let rows = new.narrow(0, cu_new[b], n)?;
                 *store = Some(match store.take() {
                     Some(old) => Tensor::cat(&[&old, &rows], 0)?,

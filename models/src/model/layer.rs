@@ -68,7 +68,12 @@ pub(crate) struct LayerCtx<'a> {
 
 impl DecoderLayer {
     /// `h: [tokens, hidden]` → `[tokens, hidden]`.
-    pub(crate) fn forward(&self, h: &Var, ctx: &LayerCtx, cache: Option<&mut KvCache>) -> Result<Var> {
+    pub(crate) fn forward(
+        &self,
+        h: &Var,
+        ctx: &LayerCtx,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Var> {
         let cfg = ctx.cfg;
         let norm = |x: &Var, w: &Var| rmsnorm(x, w, cfg.rms_norm_eps, cfg.norm_offset);
         let a = self.attention(&norm(h, &self.input_layernorm)?, ctx, cache)?;
@@ -79,9 +84,17 @@ impl DecoderLayer {
         }
         // Gemma 2: each branch output is normed before it joins the residual.
         let h = h.add(&norm(&a, &self.post_attention_layernorm)?)?;
-        let (pre, post) = match (&self.pre_feedforward_layernorm, &self.post_feedforward_layernorm) {
+        let (pre, post) = match (
+            &self.pre_feedforward_layernorm,
+            &self.post_feedforward_layernorm,
+        ) {
             (Some(pre), Some(post)) => (pre, post),
-            _ => return Err(lmf_autograd::Error::invalid("decoder", "sandwich norms need the feedforward norms")),
+            _ => {
+                return Err(lmf_autograd::Error::invalid(
+                    "decoder",
+                    "sandwich norms need the feedforward norms",
+                ))
+            }
         };
         let m = self.mlp(&norm(&h, pre)?, cfg)?;
         h.add(&norm(&m, post)?)
@@ -116,7 +129,8 @@ impl DecoderLayer {
         let o = match cache {
             None => attention(&q, &k, &v, ctx.cu_seqlens, ctx.cu_seqlens, &params)?,
             Some(cache) => {
-                let (k_all, v_all, cu_k) = cache.append(self.index, ctx.cu_seqlens, k.tensor(), v.tensor())?;
+                let (k_all, v_all, cu_k) =
+                    cache.append(self.index, ctx.cu_seqlens, k.tensor(), v.tensor())?;
                 let (k_all, v_all) = (Var::constant(k_all), Var::constant(v_all));
                 attention(&q, &k_all, &v_all, ctx.cu_seqlens, &cu_k, &params)?
             }

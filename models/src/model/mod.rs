@@ -49,7 +49,12 @@ impl CausalLM {
     }
 
     /// Builds the model from already opened weights.
-    pub fn from_weights(config: ModelConfig, w: &Weights, dtype: DType, device: Device) -> Result<CausalLM> {
+    pub fn from_weights(
+        config: ModelConfig,
+        w: &Weights,
+        dtype: DType,
+        device: Device,
+    ) -> Result<CausalLM> {
         let c = &config;
         let load = |name: &str, shape: &[usize]| -> Result<Var> {
             Ok(Var::param(w.load(name, shape, dtype, device)?))
@@ -57,10 +62,18 @@ impl CausalLM {
         let linear = |name: &str, out: usize, inp: usize, bias: bool| -> Result<Linear> {
             Ok(Linear {
                 weight: load(&format!("{name}.weight"), &[out, inp])?,
-                bias: if bias { Some(load(&format!("{name}.bias"), &[out])?) } else { None },
+                bias: if bias {
+                    Some(load(&format!("{name}.bias"), &[out])?)
+                } else {
+                    None
+                },
             })
         };
-        let (hd, q, kv) = (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
+        let (hd, q, kv) = (
+            c.hidden_size,
+            c.num_heads * c.head_dim,
+            c.num_kv_heads * c.head_dim,
+        );
         let layers = (0..c.num_layers)
             .map(|i| -> Result<DecoderLayer> {
                 let p = format!("model.layers.{i}");
@@ -75,8 +88,14 @@ impl CausalLM {
                         k_proj: linear(&format!("{a}.k_proj"), kv, hd, c.qkv_bias)?,
                         v_proj: linear(&format!("{a}.v_proj"), kv, hd, c.qkv_bias)?,
                         o_proj: linear(&format!("{a}.o_proj"), hd, q, c.o_bias)?,
-                        q_norm: c.qk_norm.then(|| norm(&format!("{a}.q_norm"), c.head_dim)).transpose()?,
-                        k_norm: c.qk_norm.then(|| norm(&format!("{a}.k_norm"), c.head_dim)).transpose()?,
+                        q_norm: c
+                            .qk_norm
+                            .then(|| norm(&format!("{a}.q_norm"), c.head_dim))
+                            .transpose()?,
+                        k_norm: c
+                            .qk_norm
+                            .then(|| norm(&format!("{a}.k_norm"), c.head_dim))
+                            .transpose()?,
                     },
                     post_attention_layernorm: norm(&format!("{p}.post_attention_layernorm"), hd)?,
                     pre_feedforward_layernorm: c
@@ -88,9 +107,24 @@ impl CausalLM {
                         .then(|| norm(&format!("{p}.post_feedforward_layernorm"), hd))
                         .transpose()?,
                     mlp: Mlp {
-                        gate_proj: linear(&format!("{m}.gate_proj"), c.intermediate_size, hd, c.mlp_bias)?,
-                        up_proj: linear(&format!("{m}.up_proj"), c.intermediate_size, hd, c.mlp_bias)?,
-                        down_proj: linear(&format!("{m}.down_proj"), hd, c.intermediate_size, c.mlp_bias)?,
+                        gate_proj: linear(
+                            &format!("{m}.gate_proj"),
+                            c.intermediate_size,
+                            hd,
+                            c.mlp_bias,
+                        )?,
+                        up_proj: linear(
+                            &format!("{m}.up_proj"),
+                            c.intermediate_size,
+                            hd,
+                            c.mlp_bias,
+                        )?,
+                        down_proj: linear(
+                            &format!("{m}.down_proj"),
+                            hd,
+                            c.intermediate_size,
+                            c.mlp_bias,
+                        )?,
                     },
                 })
             })
@@ -123,7 +157,12 @@ impl CausalLM {
         for l in &self.layers {
             let p = format!("model.layers.{}", l.index);
             let a = &l.self_attn;
-            for (n, lin) in [("q_proj", &a.q_proj), ("k_proj", &a.k_proj), ("v_proj", &a.v_proj), ("o_proj", &a.o_proj)] {
+            for (n, lin) in [
+                ("q_proj", &a.q_proj),
+                ("k_proj", &a.k_proj),
+                ("v_proj", &a.v_proj),
+                ("o_proj", &a.o_proj),
+            ] {
                 push(&mut out, format!("{p}.self_attn.{n}.weight"), &lin.weight);
                 if let Some(b) = &lin.bias {
                     push(&mut out, format!("{p}.self_attn.{n}.bias"), b);
@@ -133,19 +172,35 @@ impl CausalLM {
                 push(&mut out, format!("{p}.self_attn.q_norm.weight"), qn);
                 push(&mut out, format!("{p}.self_attn.k_norm.weight"), kn);
             }
-            for (n, lin) in [("gate_proj", &l.mlp.gate_proj), ("up_proj", &l.mlp.up_proj), ("down_proj", &l.mlp.down_proj)] {
+            for (n, lin) in [
+                ("gate_proj", &l.mlp.gate_proj),
+                ("up_proj", &l.mlp.up_proj),
+                ("down_proj", &l.mlp.down_proj),
+            ] {
                 push(&mut out, format!("{p}.mlp.{n}.weight"), &lin.weight);
                 if let Some(b) = &lin.bias {
                     push(&mut out, format!("{p}.mlp.{n}.bias"), b);
                 }
             }
-            push(&mut out, format!("{p}.input_layernorm.weight"), &l.input_layernorm);
-            push(&mut out, format!("{p}.post_attention_layernorm.weight"), &l.post_attention_layernorm);
+            push(
+                &mut out,
+                format!("{p}.input_layernorm.weight"),
+                &l.input_layernorm,
+            );
+            push(
+                &mut out,
+                format!("{p}.post_attention_layernorm.weight"),
+                &l.post_attention_layernorm,
+            );
             if let Some(v) = &l.pre_feedforward_layernorm {
                 push(&mut out, format!("{p}.pre_feedforward_layernorm.weight"), v);
             }
             if let Some(v) = &l.post_feedforward_layernorm {
-                push(&mut out, format!("{p}.post_feedforward_layernorm.weight"), v);
+                push(
+                    &mut out,
+                    format!("{p}.post_feedforward_layernorm.weight"),
+                    v,
+                );
             }
         }
         out.push(("model.norm.weight".to_string(), &self.norm));
@@ -164,7 +219,12 @@ impl CausalLM {
     /// holds only the new tokens of each cached sequence (positions offset by the cache).
     pub fn forward_hidden(&self, batch: &SeqBatch, mut cache: Option<&mut KvCache>) -> Result<Var> {
         let c = &self.config;
-        if let Some((i, &id)) = batch.ids.iter().enumerate().find(|(_, &id)| id as usize >= c.vocab_size) {
+        if let Some((i, &id)) = batch
+            .ids
+            .iter()
+            .enumerate()
+            .find(|(_, &id)| id as usize >= c.vocab_size)
+        {
             return Err(Error::msg(format!(
                 "token id {id} at position {i} is outside the vocabulary ({} tokens)",
                 c.vocab_size
@@ -234,7 +294,10 @@ impl CausalLM {
 
     /// Number of parameters.
     pub fn num_parameters(&self) -> usize {
-        self.named_parameters().iter().map(|(_, v)| v.elem_count()).sum()
+        self.named_parameters()
+            .iter()
+            .map(|(_, v)| v.elem_count())
+            .sum()
     }
 }
 
