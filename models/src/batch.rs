@@ -77,7 +77,7 @@ impl SeqBatch {
     /// real tokens of a row must be contiguous). Also returns, for each kept token, its
     /// flat index `row * cols + col` in the padded layout.
     pub fn from_padded(ids: &[u32], mask: &[u8], cols: usize) -> Result<(SeqBatch, Vec<usize>)> {
-        if ids.len() != mask.len() || cols == 0 || ids.len() % cols != 0 {
+        if ids.len() != mask.len() || cols == 0 || !ids.len().is_multiple_of(cols) {
             return Err(Error::msg(format!(
                 "padded batch: {} ids, {} mask values, {cols} columns",
                 ids.len(),

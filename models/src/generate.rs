@@ -99,7 +99,7 @@ impl GenerationConfig {
 
     /// Checks the values make sense before a long run.
     pub fn validate(&self) -> Result<()> {
-        if self.do_sample && !(self.temperature > 0.0) {
+        if self.do_sample && (self.temperature.is_nan() || self.temperature <= 0.0) {
             return Err(Error::msg(format!(
                 "temperature must be > 0 when sampling, got {}",
                 self.temperature
@@ -111,7 +111,7 @@ impl GenerationConfig {
                 self.top_p
             )));
         }
-        if !(self.repetition_penalty > 0.0) {
+        if self.repetition_penalty.is_nan() || self.repetition_penalty <= 0.0 {
             return Err(Error::msg(format!(
                 "repetition_penalty must be > 0, got {}",
                 self.repetition_penalty
