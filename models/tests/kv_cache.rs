@@ -67,7 +67,7 @@ fn packed_sequences_are_independent_and_padding_is_ignored() {
     let v = m.config.vocab_size;
     let a = vec![3u32, 17, 4, 9, 22];
     let b = vec![5u32, 6, 7];
-    let alone = logits(&m, &SeqBatch::from_seqs(&[b.clone()]));
+    let alone = logits(&m, &SeqBatch::from_seqs(std::slice::from_ref(&b)));
     let packed = logits(&m, &SeqBatch::from_seqs(&[a.clone(), b.clone()]));
     assert!(max_diff(&packed[a.len() * v..], &alone) < 1e-5);
     // left-padded row [0, 0, 5, 6, 7] next to a
