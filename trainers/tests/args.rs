@@ -430,6 +430,18 @@ fn lf_inference_rules_are_enforced() {
 }
 
 #[test]
+fn model_revision_is_passed_on_to_hub_ids() {
+    let args = parse_infer_args(&argv(&["model_name_or_path=org/m", "model_revision=v2"])).unwrap();
+    assert_eq!(args.model.with_revision("org/m"), "org/m@v2");
+    assert_eq!(args.model.with_revision("org/m@abc"), "org/m@abc");
+    let dir = tempdir("revision");
+    let local = dir.display().to_string();
+    assert_eq!(args.model.with_revision(&local), local);
+    let args = parse_infer_args(&argv(&["model_name_or_path=org/m"])).unwrap();
+    assert_eq!(args.model.with_revision("org/m"), "org/m");
+}
+
+#[test]
 fn command_line_syntax_errors() {
     assert_eq!(
         err_text(&["model_name_or_path=m", "oops"]),

@@ -373,6 +373,20 @@ impl ModelArguments {
         Ok(())
     }
 
+    /// `name_or_path` as `lmf_models::hub::resolve_model_dir` takes it: a hub id gets
+    /// `@model_revision` when the revision is not `main` (LLaMA-Factory passes the same revision
+    /// for the model and its adapters); an existing folder, or a name with its own `@`, is kept.
+    pub fn with_revision(&self, name_or_path: &str) -> String {
+        let keep = self.model_revision == "main"
+            || name_or_path.contains('@')
+            || std::path::Path::new(name_or_path).is_dir();
+        if keep {
+            name_or_path.to_string()
+        } else {
+            format!("{name_or_path}@{}", self.model_revision)
+        }
+    }
+
     /// The adapters to apply, in order (empty when none).
     pub fn adapters(&self) -> &[String] {
         self.adapter_name_or_path.as_deref().unwrap_or(&[])
