@@ -7,7 +7,9 @@ pub mod batch;
 pub mod config;
 pub mod error;
 pub mod generate;
+pub mod hub;
 pub mod model;
+pub mod streamer;
 pub mod weights;
 
 pub use batch::SeqBatch;
