@@ -9,7 +9,6 @@ pub mod error;
 pub mod generate;
 pub mod hub;
 pub mod model;
-pub mod streamer;
 pub mod weights;
 
 pub use batch::SeqBatch;
