@@ -4,5 +4,6 @@
 //! generation (KV cache, sampling). Knows nothing of datasets or YAML.
 
 pub mod error;
+pub mod tokenizer;
 
 pub use error::{Error, Result};

@@ -2,3 +2,5 @@
 //! sharegpt, templates, encoding, packing), optimizers, schedulers, the shared training loop,
 //! stage losses (pt, sft, rm, dpo, kto, ppo), callbacks, checkpoints and monitors. Filled in by
 //! the train issue.
+
+pub mod template;
