@@ -9,6 +9,8 @@ pub mod error;
 pub mod generate;
 pub mod hub;
 pub mod model;
+pub mod streamer;
+pub mod tokenizer;
 pub mod weights;
 
 pub use batch::SeqBatch;
@@ -16,4 +18,6 @@ pub use config::{Arch, ModelConfig};
 pub use error::{Error, Result};
 pub use generate::{generate, GenerationConfig};
 pub use model::{CausalLM, KvCache};
+pub use streamer::TextStreamer;
+pub use tokenizer::Tokenizer;
 pub use weights::Weights;

@@ -4,3 +4,4 @@
 //! the train issue.
 
 pub mod args;
+pub mod template;
