@@ -1,6 +1,7 @@
 //! The `lmf` command line: LLaMA-Factory's commands (`train`, `chat`, `export`, `eval`,
 //! `api`, `webui`, `env`, `version`) over the lmf crates.
 
+mod chat;
 mod env;
 
 use clap::{Parser, Subcommand};
@@ -21,9 +22,10 @@ enum Command {
         /// YAML/JSON config file followed by `key=value` overrides.
         args: Vec<String>,
     },
-    /// Chat with a model in the terminal.
+    /// Chat with a model in the terminal (`lmf chat config.yaml` or `--key value` flags).
     Chat {
-        /// YAML config file and/or `--key value` arguments.
+        /// YAML/JSON config file, `key=value` overrides and/or `--key value` flags.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
     /// Merge adapters and export a Hugging Face model folder.
@@ -71,7 +73,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Train { .. } => not_yet("train", 4),
-        Command::Chat { .. } => not_yet("chat", 3),
+        Command::Chat { args } => chat::run(&args),
         Command::Export { .. } => not_yet("export", 4),
         Command::Eval { .. } | Command::Api { .. } | Command::Webui => {
             anyhow::bail!("this command is not implemented yet")

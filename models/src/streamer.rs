@@ -32,9 +32,17 @@ impl<'a> TextStreamer<'a> {
     /// Adds one token; returns the text that became printable (may be empty).
     pub fn put(&mut self, token: u32) -> Result<String> {
         self.cache.push(token);
-        let text: Vec<char> = self.tokenizer.decode(&self.cache, self.skip_special_tokens)?.chars().collect();
+        let text: Vec<char> = self
+            .tokenizer
+            .decode(&self.cache, self.skip_special_tokens)?
+            .chars()
+            .collect();
         // Python slicing: `text[a:b]` is empty when a >= b or a >= len
-        let slice = |a: usize, b: usize| -> String { text[a.min(b).min(text.len())..b.min(text.len())].iter().collect() };
+        let slice = |a: usize, b: usize| -> String {
+            text[a.min(b).min(text.len())..b.min(text.len())]
+                .iter()
+                .collect()
+        };
         if text.last() == Some(&'\n') {
             let out = slice(self.printed, text.len());
             self.cache.clear();
@@ -47,14 +55,22 @@ impl<'a> TextStreamer<'a> {
             // up to and including the last space; nothing when there is none
             text.iter().rposition(|&c| c == ' ').map_or(0, |i| i + 1)
         };
-        let out = if end > self.printed { slice(self.printed, end) } else { String::new() };
+        let out = if end > self.printed {
+            slice(self.printed, end)
+        } else {
+            String::new()
+        };
         self.printed += out.chars().count();
         Ok(out)
     }
 
     /// Ends the stream; returns what was still held back.
     pub fn finish(&mut self) -> Result<String> {
-        let text: Vec<char> = self.tokenizer.decode(&self.cache, self.skip_special_tokens)?.chars().collect();
+        let text: Vec<char> = self
+            .tokenizer
+            .decode(&self.cache, self.skip_special_tokens)?
+            .chars()
+            .collect();
         let start = self.printed.min(text.len());
         let out = text[start..].iter().collect();
         self.cache.clear();

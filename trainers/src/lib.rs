@@ -1,7 +1,11 @@
 //! lmf trainers: LLaMA-Factory arguments (YAML + overrides), data (dataset_info, alpaca /
 //! sharegpt, templates, encoding, packing), optimizers, schedulers, the shared training loop,
-//! stage losses (pt, sft, rm, dpo, kto, ppo), callbacks, checkpoints and monitors. Filled in by
-//! the train issue.
+//! stage losses (pt, sft, rm, dpo, kto, ppo), callbacks, checkpoints and monitors, and the
+//! chat engine that `lmf chat` / `lmf api` drive.
 
 pub mod args;
+pub mod chat;
+pub mod error;
 pub mod template;
+
+pub use error::{Error, Result};
