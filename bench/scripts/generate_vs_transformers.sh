@@ -5,11 +5,14 @@
 # usage: bench/scripts/generate_vs_transformers.sh [NEW_TOKENS [REPEATS]]   (128, 3)
 #   env PYTHON: an interpreter with torch + transformers (default: the reference venv,
 #               ~/.cache/lmf-reference-venv, from ../shared/tools/reference-venv.sh)
+#   env THREADS: threads on both sides (default: nproc). On a shared machine torch's OpenMP
+#               threads spin at every barrier and slow down many-fold when another process
+#               takes a core; THREADS=1 gives steadier numbers there.
 #   env LMF_GEN_PROFILE=1: lmf also prints its time per phase (prefill, decoder stack,
 #               lm_head, arg-max per decode step)
 #
 # Both sides: prompts of 32 random ids, batch 1 and 4, exactly NEW_TOKENS new tokens per row
-# (no eos), one warm-up then the median of REPEATS runs, one thread per core; tokens/s counts
+# (no eos), one warm-up then the median of REPEATS runs, THREADS threads; tokens/s counts
 # the new tokens of all rows. transformers runs `model.generate` (sdpa attention, KV cache);
 # lmf runs `lmf_models::generate`. lmf's batch-1 tokens are also checked against
 # transformers' (a sanity check: the wide init keeps greedy picks far from ties).
@@ -18,14 +21,14 @@ cd "$(dirname "$0")/../.."
 new=${1:-128}
 reps=${2:-3}
 py=${PYTHON:-$HOME/.cache/lmf-reference-venv/bin/python}
-threads=$(nproc)
+threads=${THREADS:-$(nproc)}
 cargo build --release -q -p lmf-bench --bin generate_tps
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 "$py" bench/scripts/hf_generate.py make "$dir" >"$dir/make.log" 2>&1 || {
   cat "$dir/make.log" >&2; exit 1; }
 hf=$(OMP_NUM_THREADS=$threads "$py" bench/scripts/hf_generate.py run "$dir" "$new" "$reps" \
-  --tokens-out "$dir/hf_tokens.json" 2>"$dir/hf.log") || { cat "$dir/hf.log" >&2; exit 1; }
+  --tokens-out "$dir/hf_tokens.json" --threads "$threads" 2>"$dir/hf.log") || { cat "$dir/hf.log" >&2; exit 1; }
 lmf=$(RAYON_NUM_THREADS=$threads target/release/generate_tps "$dir" "$dir/prompts.json" \
   "$new" "$reps" "$dir/hf_tokens.json")
 printf '%s\n%s\n' "$hf" "$lmf"

@@ -2,13 +2,14 @@
 
   hf_generate.py make DIR            random ~27M-parameter Llama saved to DIR (config.json +
                                      model.safetensors, float32) and DIR/prompts.json
-  hf_generate.py run DIR N REPEATS [--tokens-out FILE]
+  hf_generate.py run DIR N REPEATS [--tokens-out FILE] [--threads T]
                                      greedy `model.generate` of N new tokens for each batch of
                                      prompts.json; one JSON line per batch (median of REPEATS
                                      timed runs after a warm-up); FILE gets batch 1's new ids
 
 Measured like bench/src/bin/generate_tps.rs: the same prompts, no eos (every row makes
-exactly N tokens), tokens/s = batch * N / median seconds, one torch thread per core.
+exactly N tokens), tokens/s = batch * N / median seconds, T torch threads (default: one per
+core).
 """
 import argparse
 import json
@@ -63,9 +64,9 @@ def make(out_dir):
     print(json.dumps({"impl": "transformers", "parameters": n}))
 
 
-def run(model_dir, new_tokens, repeats, tokens_out):
+def run(model_dir, new_tokens, repeats, tokens_out, threads):
     """Times greedy generation for each batch and prints one JSON line per batch."""
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(threads or os.cpu_count() or 1)
     model = LlamaForCausalLM.from_pretrained(
         model_dir, dtype=torch.float32, attn_implementation="sdpa"
     ).eval()
@@ -131,11 +132,12 @@ def main():
     r.add_argument("new_tokens", type=int)
     r.add_argument("repeats", type=int)
     r.add_argument("--tokens-out")
+    r.add_argument("--threads", type=int, default=0)
     a = p.parse_args()
     if a.cmd == "make":
         make(a.dir)
     else:
-        run(a.dir, a.new_tokens, a.repeats, a.tokens_out)
+        run(a.dir, a.new_tokens, a.repeats, a.tokens_out, a.threads)
 
 
 if __name__ == "__main__":
