@@ -59,6 +59,29 @@ fn max_err(ours: &[f32], expected: &[f32], index: &[usize], vocab: usize) -> f32
     err
 }
 
+/// Runs `batch` and compares its logits with rows `index` of the fixture's `{key}.logits`.
+fn check_logits(
+    name: &str,
+    key: &str,
+    model: &CausalLM,
+    w: &Weights,
+    batch: &SeqBatch,
+    index: &[usize],
+) {
+    let logits = model
+        .forward(batch)
+        .unwrap()
+        .tensor()
+        .to_vec::<f32>()
+        .unwrap();
+    let exp = get(w, &format!("{key}.logits"));
+    let vocab = exp.shape()[2];
+    let err = max_err(&logits, &exp.to_vec::<f32>().unwrap(), index, vocab);
+    eprintln!("{name}: {key} max abs err {err:.2e}");
+    assert!(err <= TOL, "{name}: {key} logits differ by {err}");
+}
+
+/// Right-padded `[3, 13]` batch with an attention mask: unpadded, compared at real tokens.
 fn check_padded(name: &str, model: &CausalLM, w: &Weights) {
     let ids = get(w, "padded.input_ids");
     let cols = ids.shape()[1];
@@ -69,36 +92,17 @@ fn check_padded(name: &str, model: &CausalLM, w: &Weights) {
         .map(|&m| m as u8)
         .collect();
     let (batch, index) = SeqBatch::from_padded(&ids_u32(&ids), &mask, cols).unwrap();
-    let logits = model
-        .forward(&batch)
-        .unwrap()
-        .tensor()
-        .to_vec::<f32>()
-        .unwrap();
-    let exp = get(w, "padded.logits");
-    let vocab = exp.shape()[2];
-    let err = max_err(&logits, &exp.to_vec::<f32>().unwrap(), &index, vocab);
-    eprintln!("{name}: padded max abs err {err:.2e}");
-    assert!(err <= TOL, "{name}: padded logits differ by {err}");
+    check_logits(name, "padded", model, w, &batch, &index);
 }
 
+/// Three sequences packed in one row, split by position ids that restart at 0.
 fn check_packed(name: &str, model: &CausalLM, w: &Weights) {
     let ids = ids_u32(&get(w, "packed.input_ids"));
     let pos = get(w, "packed.position_ids").to_vec::<i64>().unwrap();
     let batch = SeqBatch::from_position_ids(&ids, &pos).unwrap();
     assert_eq!(batch.num_seqs(), 3);
-    let logits = model
-        .forward(&batch)
-        .unwrap()
-        .tensor()
-        .to_vec::<f32>()
-        .unwrap();
-    let exp = get(w, "packed.logits");
-    let vocab = exp.shape()[2];
     let index: Vec<usize> = (0..ids.len()).collect();
-    let err = max_err(&logits, &exp.to_vec::<f32>().unwrap(), &index, vocab);
-    eprintln!("{name}: packed max abs err {err:.2e}");
-    assert!(err <= TOL, "{name}: packed logits differ by {err}");
+    check_logits(name, "packed", model, w, &batch, &index);
 }
 
 fn ids_list(v: &Value) -> Vec<Vec<u32>> {

@@ -153,6 +153,9 @@ fn gemm_impl<T: Real>(
         }
         return;
     }
+    if super::gemm_skinny::applies(&dst, &a, &b) {
+        return super::gemm_skinny::skinny(dst, a, b, accumulate, scale, parallel);
+    }
     // Small products are faster single-threaded than through rayon's fork/join.
     let par = if parallel && m * n * k >= 64 * 64 * 64 {
         gemm::Parallelism::Rayon(0)
@@ -221,7 +224,17 @@ mod tests {
     #[test]
     fn matches_naive_with_transposes_and_accumulate() {
         let mut rng = Lcg::new(7);
-        for &(m, k, n) in &[(1, 1, 1), (37, 48, 5), (3, 130, 67), (70, 70, 70)] {
+        // m <= 8 with a transposed weight takes the skinny path (serial and parallel)
+        let shapes = [
+            (1, 1, 1),
+            (37, 48, 5),
+            (3, 130, 67),
+            (70, 70, 70),
+            (1, 517, 300),
+            (8, 64, 2001),
+            (5, 33, 9),
+        ];
+        for &(m, k, n) in &shapes {
             let a = rand_vec(&mut rng, m * k, 1.0);
             let bt = rand_vec(&mut rng, n * k, 1.0); // stored as [n, k], used transposed
             let b = MatRef::new(&bt, n, k).t();
@@ -240,6 +253,38 @@ mod tests {
                     "{g} vs {}",
                     1.0 + 2.0 * w
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn f32_skinny_path_matches_naive() {
+        // f32 with m <= 8 and a transposed weight: the AVX2 kernel on x86 (all m = 1..8, k
+        // with and without an 8-remainder), in parallel for the larger weight
+        let mut rng = Lcg::new(11);
+        for m in 1..=8 {
+            for &(k, n) in &[(45, 19), (512, 300)] {
+                let a = rand_vec::<f64>(&mut rng, m * k, 1.0);
+                let bt = rand_vec::<f64>(&mut rng, n * k, 1.0);
+                let want = naive(MatRef::new(&a, m, k), MatRef::new(&bt, n, k).t());
+                let (a32, bt32): (Vec<f32>, Vec<f32>) = (
+                    a.iter().map(|&x| x as f32).collect(),
+                    bt.iter().map(|&x| x as f32).collect(),
+                );
+                let mut got = vec![0f32; m * n];
+                gemm(
+                    MatMut::new(&mut got, m, n),
+                    MatRef::new(&a32, m, k),
+                    MatRef::new(&bt32, n, k).t(),
+                    false,
+                    1.0,
+                );
+                for (g, w) in got.iter().zip(&want) {
+                    assert!(
+                        (*g as f64 - w).abs() < 1e-4 * (1.0 + w.abs()),
+                        "m {m} k {k}: {g} vs {w}"
+                    );
+                }
             }
         }
     }

@@ -6,6 +6,7 @@ pub mod adamw;
 pub mod attention;
 pub mod embedding;
 pub mod gemm;
+mod gemm_skinny;
 pub mod linear_ce;
 pub mod lora;
 pub mod philox;
