@@ -210,3 +210,19 @@ fn every_fixture_model_is_tested() {
     want.sort();
     assert_eq!(found, want);
 }
+
+#[test]
+fn generation_config_eos_matches_transformers() {
+    // expected/<name>.json records transformers' `model.generation_config.eos_token_id`
+    for name in MODELS {
+        let g = GenerationConfig::from_dir(&fixtures().join("models").join(name)).unwrap();
+        let (_, json) = expected(name);
+        let want: Vec<u32> = json["eos_token_id"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(g.eos_token_ids, want, "{name}");
+    }
+}
