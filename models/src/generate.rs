@@ -153,53 +153,58 @@ pub fn argmax(logits: &[f32]) -> u32 {
     best as u32
 }
 
-/// Samples one token: temperature, then top-k, then top-p (keeping at least one token),
-/// then a draw with the uniform number `u` in (0, 1].
-pub fn sample(logits: &[f32], cfg: &GenerationConfig, u: f64) -> u32 {
+/// The distribution sampling draws from, after HF's warpers in HF's order — temperature,
+/// top-k (ties with the k-th logit kept), top-p (a token stays while the mass ranked above it
+/// is below `top_p`) — as `(token, probability)`, most likely first (ties by id).
+pub fn sampling_distribution(logits: &[f32], cfg: &GenerationConfig) -> Vec<(u32, f64)> {
     let t = cfg.temperature;
     // (logit / T, id), sorted by descending logit, ties by id
     let mut cand: Vec<(f64, u32)> = logits
         .iter()
         .enumerate()
         .map(|(i, &x)| (x as f64 / t, i as u32))
+        .filter(|c| c.0 > f64::NEG_INFINITY)
         .collect();
-    cand.retain(|c| c.0 > f64::NEG_INFINITY);
-    if cand.is_empty() {
-        return argmax(logits);
-    }
     cand.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     if cfg.top_k > 0 && cfg.top_k < cand.len() {
-        // HF keeps every token tied with the k-th logit.
         let kth = cand[cfg.top_k - 1].0;
         cand.retain(|c| c.0 >= kth);
     }
-    let m = cand[0].0;
+    let Some(&(m, _)) = cand.first() else {
+        return vec![];
+    };
     let mut probs: Vec<f64> = cand.iter().map(|c| (c.0 - m).exp()).collect();
     let z: f64 = probs.iter().sum();
     probs.iter_mut().for_each(|p| *p /= z);
     if cfg.top_p < 1.0 {
-        // Keep the smallest prefix whose mass reaches top_p (HF removes tokens whose
-        // cumulative mass *before* them already exceeds it).
-        let mut acc = 0.0;
+        let mut above = 0.0;
         let keep = probs
             .iter()
             .position(|&p| {
-                acc += p;
-                acc >= cfg.top_p
+                let drop = above >= cfg.top_p;
+                above += p;
+                drop
             })
-            .map_or(probs.len(), |i| i + 1);
+            .unwrap_or(probs.len())
+            .max(1);
         probs.truncate(keep);
         let z: f64 = probs.iter().sum();
         probs.iter_mut().for_each(|p| *p /= z);
     }
+    cand.iter().zip(probs).map(|(c, p)| (c.1, p)).collect()
+}
+
+/// Samples one token from [`sampling_distribution`] with the uniform number `u` in (0, 1].
+pub fn sample(logits: &[f32], cfg: &GenerationConfig, u: f64) -> u32 {
+    let dist = sampling_distribution(logits, cfg);
     let mut acc = 0.0;
-    for (p, c) in probs.iter().zip(&cand) {
+    for &(tok, p) in &dist {
         acc += p;
         if u <= acc {
-            return c.1;
+            return tok;
         }
     }
-    cand[probs.len() - 1].1
+    dist.last().map_or_else(|| argmax(logits), |d| d.0)
 }
 
 /// Generates continuations of `prompts` (token ids, no padding needed). `on_token(seq,

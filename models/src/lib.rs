@@ -16,7 +16,7 @@ pub mod weights;
 pub use batch::SeqBatch;
 pub use config::{Arch, ModelConfig};
 pub use error::{Error, Result};
-pub use generate::{generate, GenerationConfig};
+pub use generate::{generate, sampling_distribution, GenerationConfig};
 pub use model::{CausalLM, KvCache};
 pub use streamer::TextStreamer;
 pub use tokenizer::Tokenizer;
