@@ -7,9 +7,10 @@ use lmf_autograd::{Result, Tensor};
 
 /// Cached keys and values of a batch of sequences.
 pub struct KvCache {
-    /// `[layer][seq]` → `[len, kv_heads, head_dim]` (None while empty).
-    k: Vec<Vec<Option<Tensor>>>,
-    v: Vec<Vec<Option<Tensor>>>,
+    /// `[layer][seq]` → the `[rows, kv_heads, head_dim]` chunks appended so far (appending is
+    /// free; the one copy per step is the packed gather for attention).
+    k: Vec<Vec<Vec<Tensor>>>,
+    v: Vec<Vec<Vec<Tensor>>>,
     /// Tokens cached per sequence.
     lens: Vec<usize>,
 }
@@ -18,8 +19,8 @@ impl KvCache {
     /// An empty cache for `num_seqs` sequences.
     pub fn new(num_layers: usize, num_seqs: usize) -> KvCache {
         KvCache {
-            k: vec![vec![None; num_seqs]; num_layers],
-            v: vec![vec![None; num_seqs]; num_layers],
+            k: vec![vec![vec![]; num_seqs]; num_layers],
+            v: vec![vec![vec![]; num_seqs]; num_layers],
             lens: vec![0; num_seqs],
         }
     }
@@ -31,7 +32,7 @@ impl KvCache {
 
     /// Keeps only the sequences whose `keep` flag is set (finished ones are dropped).
     pub fn retain(&mut self, keep: &[bool]) {
-        let filter = |v: &mut Vec<Option<Tensor>>| {
+        let filter = |v: &mut Vec<Vec<Tensor>>| {
             let mut it = keep.iter();
             v.retain(|_| *it.next().unwrap_or(&false));
         };
@@ -53,19 +54,14 @@ impl KvCache {
         let mut cu_k = vec![0];
         for b in 0..cu_new.len() - 1 {
             let n = cu_new[b + 1] - cu_new[b];
-            for (store, new) in [
-                (&mut self.k[layer][b], k_new),
-                (&mut self.v[layer][b], v_new),
-            ] {
-                let rows = new.narrow(0, cu_new[b], n)?;
-                *store = Some(match store.take() {
-                    Some(old) => Tensor::cat(&[&old, &rows], 0)?,
-                    None => rows.contiguous()?,
-                });
+            if n > 0 {
+                self.k[layer][b].push(k_new.narrow(0, cu_new[b], n)?);
+                self.v[layer][b].push(v_new.narrow(0, cu_new[b], n)?);
             }
             cu_k.push(cu_k[b] + self.lens[b] + n);
         }
-        let gather = |all: &Vec<Option<Tensor>>| -> Result<Tensor> {
+        // packed [total_k, kv_heads, head_dim], sequence after sequence
+        let gather = |all: &Vec<Vec<Tensor>>| -> Result<Tensor> {
             let parts: Vec<&Tensor> = all.iter().flatten().collect();
             Tensor::cat(&parts, 0)
         };
