@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod chat;
+pub mod data;
 pub mod error;
 pub mod template;
 
