@@ -12,9 +12,11 @@ use lmf_trainers::args::finetuning::FinetuningArguments;
 use lmf_trainers::args::generating::{GenerateRequest, GeneratingArguments};
 use lmf_trainers::args::infer::{infer_fields, InferArgs};
 use lmf_trainers::args::model::ModelArguments;
+use lmf_trainers::args::multi::{List, Union2};
 use lmf_trainers::args::raw::yaml_value;
 use lmf_trainers::args::raw::{parse_raw, RawArgs, RawValue};
 use lmf_trainers::args::spec::{FieldSpec, Resolver, Status};
+use lmf_trainers::args::training::{training_fields, SchedulerType, TrainingArguments};
 use lmf_trainers::args::value::ArgValue;
 use lmf_trainers::args::{parse_infer_args, ArgsError, Origin};
 
@@ -63,18 +65,26 @@ fn raw_from_map(map: &Map<String, Value>) -> RawArgs {
     raw
 }
 
-fn groups() -> [(&'static str, Vec<FieldSpec>); 4] {
+fn groups() -> [(&'static str, Vec<FieldSpec>); 5] {
     [
         ("ModelArguments", ModelArguments::fields()),
         ("DataArguments", DataArguments::fields()),
         ("FinetuningArguments", FinetuningArguments::fields()),
         ("GeneratingArguments", GeneratingArguments::fields()),
+        ("TrainingArguments", training_fields()),
     ]
 }
 
 /// LF declares comma lists as `str` and splits them in `__post_init__`; lmf splits while parsing.
+/// A Python `float` field with an `int` default (`logging_steps: float = 500`) is the same number.
 fn lf_default_as_ours(lf: &Value, ours: &Value) -> Value {
     match (lf, ours) {
+        (Value::Number(a), Value::Number(b)) if a.is_i64() && b.is_f64() => {
+            match a.as_f64().and_then(serde_json::Number::from_f64) {
+                Some(n) => Value::Number(n),
+                None => lf.clone(),
+            }
+        }
         (Value::String(s), Value::Array(_)) => Value::Array(
             s.split(',')
                 .map(|x| Value::String(x.trim().into()))
@@ -533,4 +543,86 @@ fn tempdir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+#[test]
+fn training_arguments_defaults_read_and_non_defaults_are_refused() {
+    let raw = raw_from_map(&Map::new());
+    let mut resolver = Resolver::new(&raw);
+    let args = TrainingArguments::from_resolver(&mut resolver).expect("defaults");
+    assert_eq!(args, TrainingArguments::default());
+    assert_eq!(args.lr_scheduler_type, SchedulerType::Linear);
+    // The default itself is accepted, spelled as LF spells it.
+    let mut map = Map::new();
+    map.insert("lr_scheduler_type".into(), Value::String("linear".into()));
+    map.insert("report_to".into(), Value::String("none".into()));
+    map.insert("logging_steps".into(), Value::from(500));
+    let raw = raw_from_map(&map);
+    let mut resolver = Resolver::new(&raw);
+    assert_eq!(
+        TrainingArguments::from_resolver(&mut resolver).expect("defaults spelled out"),
+        TrainingArguments::default()
+    );
+    // Not a choice of SchedulerType.
+    let mut map = Map::new();
+    map.insert("lr_scheduler_type".into(), Value::String("cosine_x".into()));
+    let raw = raw_from_map(&map);
+    let err = TrainingArguments::from_resolver(&mut Resolver::new(&raw)).unwrap_err();
+    assert!(err.to_string().contains("lr_scheduler_type"), "{err}");
+    assert!(err.to_string().contains("cosine_with_restarts"), "{err}");
+    // A valid value lmf cannot honour yet.
+    let mut map = Map::new();
+    map.insert("learning_rate".into(), Value::from(1e-4));
+    let raw = raw_from_map(&map);
+    let err = TrainingArguments::from_resolver(&mut Resolver::new(&raw)).unwrap_err();
+    assert!(
+        matches!(err, ArgsError::NotImplemented { ref key, .. } if key == "learning_rate"),
+        "{err}"
+    );
+}
+
+#[test]
+fn training_list_and_union_values_are_typed() {
+    type ReportTo = Option<Union2<String, List<String>>>;
+    let list = ReportTo::from_raw(&RawValue::File(serde_json::json!(["wandb", "tensorboard"])));
+    assert_eq!(
+        list,
+        Ok(Some(Union2::B(List(vec![
+            "wandb".to_string(),
+            "tensorboard".to_string()
+        ]))))
+    );
+    assert_eq!(
+        ReportTo::from_raw(&RawValue::Flag("wandb".into())),
+        Ok(Some(Union2::A("wandb".into())))
+    );
+    assert_eq!(ReportTo::from_raw(&RawValue::File(Value::Null)), Ok(None));
+    // include_num_input_tokens_seen: `str | bool`; a YAML boolean is the bool.
+    assert_eq!(
+        Union2::<String, bool>::from_raw(&RawValue::File(Value::Bool(true))),
+        Ok(Union2::B(true))
+    );
+    // A list of choices checks every item.
+    let debug = Union2::<String, List<lmf_trainers::args::training::DebugOption>>::from_raw(
+        &RawValue::File(serde_json::json!([1])),
+    );
+    assert!(debug.is_err(), "{debug:?}");
+    // trackio_static_space_id: `str | None | Literal[False]`.
+    type Trackio = Option<Union2<String, lmf_trainers::args::multi::FalseOnly>>;
+    let v = Trackio::from_raw(&RawValue::File(Value::Bool(false))).expect("false");
+    assert_eq!(serde_json::to_value(v).unwrap(), Value::Bool(false));
+    assert!(Trackio::from_raw(&RawValue::File(Value::Bool(true))).is_err());
+}
+
+#[test]
+fn chat_still_rejects_training_keys() {
+    let err = parse_infer_args(&argv(&[
+        "--model_name_or_path",
+        "org/tiny-model",
+        "--learning_rate",
+        "1e-4",
+    ]))
+    .unwrap_err();
+    assert!(err.to_string().contains("learning_rate"), "{err}");
+    assert!(infer_fields().iter().all(|f| f.name != "learning_rate"));
 }

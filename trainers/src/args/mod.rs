@@ -9,9 +9,10 @@
 //! - [`raw`]: the untyped first pass (file + command line, later wins, origin of each key).
 //! - [`model`], [`data`], [`finetuning`], [`generating`]: one file per LLaMA-Factory dataclass.
 //! - [`infer`]: `get_infer_args`, what `lmf chat` / `lmf api` use.
-//! - `TrainingArguments` (HF `Seq2SeqTrainingArguments` + LLaMA-Factory's extras) and
-//!   `get_train_args` come with `lmf train`: a `training` module declared like the groups here,
-//!   and a `train` module next to [`infer`] that reuses [`infer::check_unknown_keys`].
+//! - [`training`]: `TrainingArguments` (HF `Seq2SeqTrainingArguments` + LLaMA-Factory's
+//!   extras), every field declared and `NotImplemented`; [`multi`] holds its list / union value
+//!   shapes. `get_train_args` comes with `lmf train`: a `train` module next to [`infer`] that
+//!   reuses [`infer::check_unknown_keys`].
 
 pub mod closest;
 pub mod data;
@@ -20,8 +21,10 @@ pub mod finetuning;
 pub mod generating;
 pub mod infer;
 pub mod model;
+pub mod multi;
 pub mod raw;
 pub mod spec;
+pub mod training;
 pub mod value;
 
 pub use data::DataArguments;
@@ -32,3 +35,4 @@ pub use infer::{parse_infer_args, InferArgs};
 pub use model::ModelArguments;
 pub use raw::{parse_raw, RawArgs, RawValue};
 pub use spec::{FieldSpec, Status};
+pub use training::{training_fields, TrainingArguments};
