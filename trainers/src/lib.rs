@@ -6,6 +6,7 @@
 pub mod args;
 pub mod chat;
 pub mod error;
+pub mod optim;
 pub mod template;
 
 pub use error::{Error, Result};
