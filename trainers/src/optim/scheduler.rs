@@ -307,7 +307,8 @@ impl Scheduler {
             SchedulerType::Polynomial => {
                 let lr_end = kw.f64("lr_end")?.unwrap_or(1e-7);
                 let power = kw.f64("power")?.unwrap_or(1.0);
-                if !(base_lr > lr_end) {
+                // Written so NaN fails too, as `not (lr_init > lr_end)` does in transformers.
+                if base_lr.partial_cmp(&lr_end) != Some(std::cmp::Ordering::Greater) {
                     return Err(SchedulerError::BadKwarg(format!(
                         "polynomial: lr_end ({lr_end}) must be smaller than the learning rate ({base_lr})"
                     )));
