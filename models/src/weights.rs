@@ -10,6 +10,7 @@ use memmap2::Mmap;
 use rayon::prelude::*;
 use safetensors::{Dtype as StDtype, SafeTensors};
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 /// Name of the single-file checkpoint.
@@ -21,8 +22,8 @@ pub const INDEX_FILE: &str = "model.safetensors.index.json";
 struct Shard {
     path: PathBuf,
     mmap: Mmap,
-    /// tensor name → (dtype, shape, byte range within the data section after the header)
-    entries: HashMap<String, (StDtype, Vec<usize>)>,
+    /// tensor name → (dtype, shape, byte range of its data within the mmap)
+    entries: HashMap<String, (StDtype, Vec<usize>, Range<usize>)>,
 }
 
 /// The safetensors files of a model folder, indexed by tensor name.
@@ -39,10 +40,16 @@ fn open_shard(path: &Path) -> Result<Shard> {
     let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
     let st = SafeTensors::deserialize(&mmap)
         .map_err(|e| Error::file(path, format!("not a valid safetensors file ({e})")))?;
+    // The header is parsed once, here: loads slice the mmap by the recorded byte ranges.
+    let base = mmap.as_ptr() as usize;
     let entries = st
         .tensors()
         .into_iter()
-        .map(|(name, view)| (name, (view.dtype(), view.shape().to_vec())))
+        .map(|(name, view)| {
+            let start = view.data().as_ptr() as usize - base;
+            let range = start..start + view.data().len();
+            (name, (view.dtype(), view.shape().to_vec(), range))
+        })
         .collect();
     Ok(Shard {
         path: path.to_path_buf(),
@@ -151,19 +158,14 @@ impl Weights {
             )
         })?;
         let shard = &self.shards[i];
-        let (st_dtype, st_shape) = &shard.entries[name];
+        let (st_dtype, st_shape, range) = &shard.entries[name];
         if st_shape.as_slice() != shape {
             return Err(Error::file(
                 &shard.path,
                 format!("tensor `{name}` has shape {st_shape:?} but config.json implies {shape:?}"),
             ));
         }
-        let st = SafeTensors::deserialize(&shard.mmap)
-            .map_err(|e| Error::file(&shard.path, format!("not a valid safetensors file ({e})")))?;
-        let view = st
-            .tensor(name)
-            .map_err(|e| Error::file(&shard.path, format!("tensor `{name}`: {e}")))?;
-        let t = decode(view.data(), *st_dtype, shape, device)
+        let t = decode(&shard.mmap[range.clone()], *st_dtype, shape, device)
             .map_err(|m| Error::file(&shard.path, format!("tensor `{name}`: {m}")))?;
         Ok(if t.dtype() == dtype {
             t
