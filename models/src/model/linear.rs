@@ -22,6 +22,23 @@ impl Linear {
         }
     }
 
+    /// Appends this layer's parameters as `{prefix}.weight` / `{prefix}.bias` (adapters add
+    /// theirs here too, under PEFT's names).
+    pub fn push_params<'a>(&'a self, prefix: &str, out: &mut Vec<(String, &'a Var)>) {
+        out.push((format!("{prefix}.weight"), &self.weight));
+        if let Some(b) = &self.bias {
+            out.push((format!("{prefix}.bias"), b));
+        }
+    }
+
+    /// [`Linear::push_params`] with mutable access (optimizer steps, freezing).
+    pub fn push_params_mut<'a>(&'a mut self, prefix: &str, out: &mut Vec<(String, &'a mut Var)>) {
+        out.push((format!("{prefix}.weight"), &mut self.weight));
+        if let Some(b) = &mut self.bias {
+            out.push((format!("{prefix}.bias"), b));
+        }
+    }
+
     /// `(out, in)`.
     pub fn dims(&self) -> (usize, usize) {
         let s = self.weight.shape();

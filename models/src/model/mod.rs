@@ -17,9 +17,48 @@ use crate::config::ModelConfig;
 use crate::weights::Weights;
 use crate::{Error, Result};
 use layer::LayerCtx;
+use lmf_autograd::checkpoint::checkpoint;
+use lmf_autograd::grad_mode::is_grad_enabled;
 use lmf_autograd::ops::fused::{embedding, rmsnorm, rope_cos_sin};
 use lmf_autograd::{DType, Device, Tensor, Var};
 use std::path::Path;
+
+/// Walks the parameters of a [`CausalLM`] in HF checkpoint order, pushing `(name, $r param)`
+/// into `$out` (`$push` is `Linear::push_params` or its `_mut` twin).
+macro_rules! visit_params {
+    ($m:expr, $out:ident, $push:ident, $($r:tt)+) => {{
+        $out.push(("model.embed_tokens.weight".to_string(), $($r)+ $m.embed_tokens));
+        for l in $($r)+ $m.layers {
+            let p = format!("model.layers.{}", l.index);
+            let a = $($r)+ l.self_attn;
+            a.q_proj.$push(&format!("{p}.self_attn.q_proj"), &mut $out);
+            a.k_proj.$push(&format!("{p}.self_attn.k_proj"), &mut $out);
+            a.v_proj.$push(&format!("{p}.self_attn.v_proj"), &mut $out);
+            a.o_proj.$push(&format!("{p}.self_attn.o_proj"), &mut $out);
+            if let Some(v) = $($r)+ a.q_norm {
+                $out.push((format!("{p}.self_attn.q_norm.weight"), v));
+            }
+            if let Some(v) = $($r)+ a.k_norm {
+                $out.push((format!("{p}.self_attn.k_norm.weight"), v));
+            }
+            l.mlp.gate_proj.$push(&format!("{p}.mlp.gate_proj"), &mut $out);
+            l.mlp.up_proj.$push(&format!("{p}.mlp.up_proj"), &mut $out);
+            l.mlp.down_proj.$push(&format!("{p}.mlp.down_proj"), &mut $out);
+            $out.push((format!("{p}.input_layernorm.weight"), $($r)+ l.input_layernorm));
+            $out.push((format!("{p}.post_attention_layernorm.weight"), $($r)+ l.post_attention_layernorm));
+            if let Some(v) = $($r)+ l.pre_feedforward_layernorm {
+                $out.push((format!("{p}.pre_feedforward_layernorm.weight"), v));
+            }
+            if let Some(v) = $($r)+ l.post_feedforward_layernorm {
+                $out.push((format!("{p}.post_feedforward_layernorm.weight"), v));
+            }
+        }
+        $out.push(("model.norm.weight".to_string(), $($r)+ $m.norm));
+        if let Some(h) = $($r)+ $m.lm_head {
+            $out.push(("lm_head.weight".to_string(), h));
+        }
+    }};
+}
 
 /// A loaded causal LM.
 #[derive(Clone)]
@@ -38,6 +77,9 @@ pub struct CausalLM {
     pub dtype: DType,
     /// Device the weights live on.
     pub device: Device,
+    /// Recompute each decoder layer in backward instead of keeping its activations
+    /// (HF `gradient_checkpointing_enable`); only affects forwards that record a tape.
+    pub gradient_checkpointing: bool,
 }
 
 impl CausalLM {
@@ -148,66 +190,42 @@ impl CausalLM {
             dtype,
             device,
             config,
+            gradient_checkpointing: false,
         })
     }
 
-    /// Every parameter with its HF name, in checkpoint order.
+    /// Every parameter with its HF name (adapter parameters under PEFT's names), in
+    /// checkpoint order.
     pub fn named_parameters(&self) -> Vec<(String, &Var)> {
-        let mut out = vec![("model.embed_tokens.weight".to_string(), &self.embed_tokens)];
-        for l in &self.layers {
-            let p = format!("model.layers.{}", l.index);
-            let a = &l.self_attn;
-            for (n, lin) in [
-                ("q_proj", &a.q_proj),
-                ("k_proj", &a.k_proj),
-                ("v_proj", &a.v_proj),
-                ("o_proj", &a.o_proj),
-            ] {
-                push(&mut out, format!("{p}.self_attn.{n}.weight"), &lin.weight);
-                if let Some(b) = &lin.bias {
-                    push(&mut out, format!("{p}.self_attn.{n}.bias"), b);
-                }
-            }
-            if let (Some(qn), Some(kn)) = (&a.q_norm, &a.k_norm) {
-                push(&mut out, format!("{p}.self_attn.q_norm.weight"), qn);
-                push(&mut out, format!("{p}.self_attn.k_norm.weight"), kn);
-            }
-            for (n, lin) in [
-                ("gate_proj", &l.mlp.gate_proj),
-                ("up_proj", &l.mlp.up_proj),
-                ("down_proj", &l.mlp.down_proj),
-            ] {
-                push(&mut out, format!("{p}.mlp.{n}.weight"), &lin.weight);
-                if let Some(b) = &lin.bias {
-                    push(&mut out, format!("{p}.mlp.{n}.bias"), b);
-                }
-            }
-            push(
-                &mut out,
-                format!("{p}.input_layernorm.weight"),
-                &l.input_layernorm,
-            );
-            push(
-                &mut out,
-                format!("{p}.post_attention_layernorm.weight"),
-                &l.post_attention_layernorm,
-            );
-            if let Some(v) = &l.pre_feedforward_layernorm {
-                push(&mut out, format!("{p}.pre_feedforward_layernorm.weight"), v);
-            }
-            if let Some(v) = &l.post_feedforward_layernorm {
-                push(
-                    &mut out,
-                    format!("{p}.post_feedforward_layernorm.weight"),
-                    v,
-                );
-            }
-        }
-        out.push(("model.norm.weight".to_string(), &self.norm));
-        if let Some(h) = &self.lm_head {
-            out.push(("lm_head.weight".to_string(), h));
-        }
+        let mut out = Vec::new();
+        visit_params!(self, out, push_params, &);
         out
+    }
+
+    /// [`CausalLM::named_parameters`] with mutable access: optimizer steps, freezing.
+    pub fn named_parameters_mut(&mut self) -> Vec<(String, &mut Var)> {
+        let mut out = Vec::new();
+        visit_params!(self, out, push_params_mut, &mut);
+        out
+    }
+
+    /// Sets `requires_grad` of every parameter to `trainable(name)` (keeping the data): the
+    /// full / freeze / adapter selection of what trains.
+    pub fn set_trainable(&mut self, trainable: impl Fn(&str) -> bool) {
+        for (name, v) in self.named_parameters_mut() {
+            let want = trainable(&name);
+            if v.requires_grad() != want {
+                *v = Var::leaf(v.tensor().clone(), want);
+            }
+        }
+    }
+
+    /// The trainable parameters (`requires_grad`) with their names, in checkpoint order.
+    pub fn trainable_parameters(&self) -> Vec<(String, &Var)> {
+        self.named_parameters()
+            .into_iter()
+            .filter(|(_, v)| v.requires_grad())
+            .collect()
     }
 
     /// The output head matrix `[vocab, hidden]` (the embedding when tied).
@@ -253,8 +271,13 @@ impl CausalLM {
             cos: &cos,
             sin: &sin,
         };
+        let checkpointing = self.gradient_checkpointing && cache.is_none() && is_grad_enabled();
         for layer in &self.layers {
-            h = layer.forward(&h, &ctx, cache.as_deref_mut())?;
+            h = if checkpointing {
+                checkpoint_layer(layer, &h, c, &batch.cu_seqlens, &cos, &sin)?
+            } else {
+                layer.forward(&h, &ctx, cache.as_deref_mut())?
+            };
         }
         if let Some(cache) = cache {
             cache.advance(&batch.cu_seqlens);
@@ -301,7 +324,29 @@ impl CausalLM {
     }
 }
 
-/// Appends one named parameter.
-fn push<'a>(out: &mut Vec<(String, &'a Var)>, name: String, v: &'a Var) {
-    out.push((name, v));
+/// One decoder layer as a gradient-checkpoint node: only its input `h` is kept; the layer
+/// (a cheap clone of its parameter handles) and the per-batch tables move into the closure.
+fn checkpoint_layer(
+    layer: &DecoderLayer,
+    h: &Var,
+    cfg: &ModelConfig,
+    cu_seqlens: &[usize],
+    cos: &Tensor,
+    sin: &Tensor,
+) -> Result<Var> {
+    let (layer, cfg, cu) = (layer.clone(), cfg.clone(), cu_seqlens.to_vec());
+    let (cos, sin) = (cos.clone(), sin.clone());
+    let mut out = checkpoint(
+        move |xs: &[Var]| {
+            let ctx = LayerCtx {
+                cfg: &cfg,
+                cu_seqlens: &cu,
+                cos: &cos,
+                sin: &sin,
+            };
+            Ok(vec![layer.forward(&xs[0], &ctx, None)?])
+        },
+        std::slice::from_ref(h),
+    )?;
+    Ok(out.remove(0))
 }
