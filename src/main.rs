@@ -3,6 +3,7 @@
 
 mod chat;
 mod env;
+mod init;
 
 use clap::{Parser, Subcommand};
 
@@ -45,6 +46,8 @@ enum Command {
     },
     /// Start the web UI.
     Webui,
+    /// Create a tiny random Llama model folder (offline quickstart; not in LLaMA-Factory).
+    Init(init::InitArgs),
     /// Print the environment: lmf version, platform, CPU features, devices.
     Env,
     /// Print the version.
@@ -72,6 +75,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("lmf {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
+        Command::Init(a) => init::run(&a),
         Command::Train { .. } => not_yet("train", 4),
         Command::Chat { args } => chat::run(&args),
         Command::Export { .. } => not_yet("export", 4),
