@@ -204,7 +204,9 @@ impl LoraConfig {
         let flag = |k: &str| -> std::result::Result<bool, String> {
             match get(k) {
                 None => Ok(false),
-                Some(v) => v.as_bool().ok_or(format!("key `{k}` must be true or false")),
+                Some(v) => v
+                    .as_bool()
+                    .ok_or(format!("key `{k}` must be true or false")),
             }
         };
         let strings = |k: &str| -> std::result::Result<Vec<String>, String> {
@@ -225,7 +227,9 @@ impl LoraConfig {
         let target_modules = strings("target_modules")?;
         if let Some(Value::String(s)) = get("target_modules") {
             // PEFT treats a string as a regex over full module names.
-            if s.chars().any(|c| !(c.is_ascii_alphanumeric() || c == '_' || c == '.')) {
+            if s.chars()
+                .any(|c| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+            {
                 return Err(format!(
                     "target_modules `{s}` is a regular expression, which is not supported (use a list of module names)"
                 ));
@@ -255,8 +259,13 @@ impl LoraConfig {
             }
         }
         for k in ["rank_pattern", "alpha_pattern"] {
-            if get(k).and_then(Value::as_object).is_some_and(|m| !m.is_empty()) {
-                return Err(format!("key `{k}` (per-module ranks/alphas) is not supported"));
+            if get(k)
+                .and_then(Value::as_object)
+                .is_some_and(|m| !m.is_empty())
+            {
+                return Err(format!(
+                    "key `{k}` (per-module ranks/alphas) is not supported"
+                ));
             }
         }
         for k in [

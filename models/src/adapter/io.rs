@@ -26,15 +26,27 @@ pub const KEY_PREFIX: &str = "base_model.model.";
 /// Little-endian bytes and safetensors dtype of a float tensor.
 fn tensor_bytes(t: &Tensor) -> Result<(StDtype, Vec<u8>)> {
     Ok(match t.dtype() {
-        DType::F32 => (StDtype::F32, bytemuck::cast_slice(&t.to_vec::<f32>()?).to_vec()),
-        DType::F64 => (StDtype::F64, bytemuck::cast_slice(&t.to_vec::<f64>()?).to_vec()),
+        DType::F32 => (
+            StDtype::F32,
+            bytemuck::cast_slice(&t.to_vec::<f32>()?).to_vec(),
+        ),
+        DType::F64 => (
+            StDtype::F64,
+            bytemuck::cast_slice(&t.to_vec::<f64>()?).to_vec(),
+        ),
         DType::BF16 => (
             StDtype::BF16,
-            t.to_vec::<bf16>()?.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            t.to_vec::<bf16>()?
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect(),
         ),
         DType::F16 => (
             StDtype::F16,
-            t.to_vec::<f16>()?.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            t.to_vec::<f16>()?
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect(),
         ),
         other => {
             return Err(Error::msg(format!(
@@ -194,8 +206,7 @@ impl CausalLM {
         for (name, v) in self.named_parameters_mut() {
             if let Some(i) = left.iter().position(|(n, _)| *n == name) {
                 let (_, key) = left.swap_remove(i);
-                if is_adapter_param(&name) || !is_saved_module_param(&name, &cfg.modules_to_save)
-                {
+                if is_adapter_param(&name) || !is_saved_module_param(&name, &cfg.modules_to_save) {
                     return Err(bad(format!(
                         "tensor `{key}` is neither a targeted layer's adapter nor in modules_to_save"
                     )));

@@ -259,7 +259,9 @@ mod tests {
     #[test]
     fn pissa_init_splits_w_into_residual_plus_top_r() {
         let (m, n, r, s) = (6, 5, 2, 2.0);
-        let w: Vec<f32> = (0..m * n).map(|i| ((i * 7 % 11) as f32 - 5.0) / 4.0).collect();
+        let w: Vec<f32> = (0..m * n)
+            .map(|i| ((i * 7 % 11) as f32 - 5.0) / 4.0)
+            .collect();
         let wt = Tensor::from_vec(w.clone(), &[m, n], Device::Cpu).unwrap();
         let [a, b, res] = pissa_init(&wt, r, s, -1, 0).unwrap();
         let back = res.add(&b.matmul(&a).unwrap().scale(s).unwrap()).unwrap();

@@ -120,7 +120,9 @@ mod tests {
         let mut out = vec![0.0; m * n];
         for i in 0..m {
             for j in 0..n {
-                out[i * n + j] = (0..k).map(|c| t.u[i * k + c] * t.s[c] * t.v[j * k + c]).sum();
+                out[i * n + j] = (0..k)
+                    .map(|c| t.u[i * k + c] * t.s[c] * t.v[j * k + c])
+                    .sum();
             }
         }
         out
@@ -145,7 +147,11 @@ mod tests {
             let t = svd_top(&w, m, n, 3).unwrap();
             assert!(t.s.windows(2).all(|p| p[0] >= p[1]));
             let back = rebuild(&t, m, n);
-            let err = w.iter().zip(&back).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            let err = w
+                .iter()
+                .zip(&back)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
             assert!(err < 1e-9, "{m}x{n}: {err}");
         }
     }
@@ -160,7 +166,11 @@ mod tests {
                 assert!((a - b).abs() < 1e-8 * a.max(1.0), "{a} vs {b}");
             }
             let back = rebuild(&fast, m, n);
-            let err = w.iter().zip(&back).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            let err = w
+                .iter()
+                .zip(&back)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
             assert!(err < 1e-8, "{m}x{n}: {err}");
         }
     }

@@ -10,7 +10,7 @@ pub mod linear;
 
 pub use kv_cache::KvCache;
 pub use layer::{Attention, DecoderLayer, Mlp};
-pub use linear::{Lora, Linear};
+pub use linear::{Linear, Lora};
 
 use crate::batch::SeqBatch;
 use crate::config::ModelConfig;
