@@ -6,9 +6,10 @@
 //! writes an adapter for `check_lmf_adapter.py` (PEFT reloading our files).
 
 use lmf_autograd::gradcheck::GradCheck;
+use lmf_autograd::rng::{rng_state, set_rng_state};
 use lmf_autograd::{no_grad, DType, Device, Tensor, Var};
 use lmf_models::adapter::io::WEIGHTS_FILE;
-use lmf_models::adapter::{is_adapter_param, LoraConfig, LoraInit};
+use lmf_models::adapter::{is_adapter_param, set_training, LoraConfig, LoraInit};
 use lmf_models::model::linear::dora_weight_norm;
 use lmf_models::model::{Linear, Lora};
 use lmf_models::{CausalLM, SeqBatch, Weights};
@@ -432,7 +433,7 @@ fn dora_forward_gradients_match_finite_differences() {
 }
 
 #[test]
-fn dropout_only_in_training_forwards() {
+fn dropout_only_in_training_mode() {
     let (n, inp, out, r) = (4, 8, 5, 2);
     for dora in [false, true] {
         let lin = Linear {
@@ -454,7 +455,23 @@ fn dropout_only_in_training_forwards() {
                 .to_vec()
                 .unwrap()
         };
+        set_training(true);
+        let at = rng_state();
         let train: Vec<f64> = lin.forward(&x).unwrap().tensor().to_vec().unwrap();
+        assert_ne!(
+            rng_state(),
+            at,
+            "dora {dora}: dropout drew no random numbers"
+        );
+        // the mask depends on the RNG cursor only, not on grad mode (checkpoint replays)
+        set_rng_state(at);
+        let replay: Vec<f64> = no_grad(|| lin.forward(&x))
+            .unwrap()
+            .tensor()
+            .to_vec()
+            .unwrap();
+        set_training(false);
+        assert_eq!(train, replay, "dora {dora}");
         let mut plain = lin.clone();
         if let Some(l) = &mut plain.lora {
             l.dropout = 0.0;

@@ -3,10 +3,27 @@
 //! optional LoRA adapter (PEFT's `lora.Linear`): plain LoRA and rsLoRA through the fused
 //! `lora_linear` node, DoRA from autograd ops with PEFT's formula.
 
-use lmf_autograd::grad_mode::is_grad_enabled;
 use lmf_autograd::ops::fused::{lora_linear, LoraDropout};
 use lmf_autograd::rng::reserve;
 use lmf_autograd::{Result, Tensor, Var};
+use std::cell::Cell;
+
+thread_local! {
+    /// This thread's train/eval switch for adapter dropout (PEFT's `model.train()`).
+    static TRAINING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Turns adapter dropout on (training forwards) or off (evaluation, generation: the
+/// default) for forwards run on this thread. A flag rather than grad mode because a
+/// checkpointed layer runs its first forward under `no_grad` and must still drop.
+pub fn set_training(on: bool) {
+    TRAINING.with(|t| t.set(on));
+}
+
+/// Whether adapter dropout is on for this thread (see [`set_training`]).
+pub fn is_training() -> bool {
+    TRAINING.with(|t| t.get())
+}
 
 /// The LoRA adapter of one linear: `y += scale · B·A·drop(x)` (DoRA: see [`Linear::forward`]).
 #[derive(Clone)]
@@ -17,7 +34,8 @@ pub struct Lora {
     pub b: Var,
     /// `alpha / r`, or `alpha / √r` with rsLoRA.
     pub scale: f64,
-    /// Dropout probability on the adapter's input (applied only while recording a tape).
+    /// Dropout probability on the adapter's input (applied only in training mode, see
+    /// [`set_training`]).
     pub dropout: f64,
     /// DoRA `lora_magnitude_vector: [out]`; `None` for plain LoRA.
     pub magnitude: Option<Var>,
@@ -46,8 +64,8 @@ impl Linear {
 
     /// `x: [n, in]` → `[n, out]`.
     ///
-    /// Dropout of the adapter input is on only when grad mode is on (a training forward);
-    /// evaluation runs under `no_grad`, like PEFT in `model.eval()`.
+    /// Dropout of the adapter input is on only in training mode ([`set_training`]), like
+    /// PEFT between `model.train()` and `model.eval()`.
     pub fn forward(&self, x: &Var) -> Result<Var> {
         let Some(l) = &self.lora else {
             let y = x.matmul(&self.weight.t()?)?;
@@ -56,7 +74,7 @@ impl Linear {
                 None => Ok(y),
             };
         };
-        let p = if is_grad_enabled() { l.dropout } else { 0.0 };
+        let p = if is_training() { l.dropout } else { 0.0 };
         match &l.magnitude {
             None => {
                 let dropout = (p > 0.0).then(|| {
