@@ -140,6 +140,19 @@ fn peft_adapters_give_peft_logits_and_merge_gives_merged_logits() {
 }
 
 #[test]
+fn all_linear_modules_is_llamafactorys_lora_target_all() {
+    let cases: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(FIX).join("adapter/cases.json")).unwrap(),
+    )
+    .unwrap();
+    for name in ["llama", "qwen2"] {
+        let lf: Vec<String> =
+            serde_json::from_value(cases[format!("lf_all_linear_modules.{name}")].clone()).unwrap();
+        assert_eq!(base(name).all_linear_modules(), lf, "{name}");
+    }
+}
+
+#[test]
 fn config_reads_what_peft_wrote() {
     let cfg = LoraConfig::from_peft_file(&case_dir("qwen2_lora_mts").join("adapter_config.json"))
         .unwrap();

@@ -41,6 +41,17 @@ pub fn is_saved_module_param(name: &str, modules_to_save: &[String]) -> bool {
             .is_some_and(|(module, _)| matches_module(module, modules_to_save))
 }
 
+/// Leaf names of the linears of a decoder layer (what [`linears_mut`] visits).
+const LINEAR_LEAVES: [&str; 7] = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+];
+
 /// Every linear layer of the model with its HF module name, in checkpoint order.
 pub(crate) fn linears_mut(m: &mut CausalLM) -> Vec<(String, &mut Linear)> {
     let mut out = vec![];
@@ -243,6 +254,23 @@ impl CausalLM {
             }
         }
         Ok(())
+    }
+
+    /// The leaf names of every linear layer, sorted (`lm_head` is not one): LLaMA-Factory's
+    /// `find_all_linear_modules`, i.e. what `lora_target: all` expands to.
+    pub fn all_linear_modules(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .named_parameters()
+            .into_iter()
+            .filter_map(|(n, _)| {
+                let module = n.strip_suffix(".weight")?;
+                let (_, leaf) = module.rsplit_once('.')?;
+                LINEAR_LEAVES.contains(&leaf).then(|| leaf.to_string())
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        names
     }
 
     /// Whether any linear carries an adapter.
