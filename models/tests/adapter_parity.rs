@@ -269,6 +269,44 @@ fn add_lora_starts_as_a_no_op_on_a_frozen_base() {
 }
 
 #[test]
+fn lm_head_to_save_unties_a_tied_model() {
+    let exp = Expected::of("llama_lora");
+    let mut m = base("llama3");
+    assert!(m.lm_head.is_none(), "llama3 fixture is tied");
+    let before = logits(&m, &exp.seqs);
+    let cfg = LoraConfig {
+        r: 2,
+        lora_alpha: 4.0,
+        target_modules: vec!["v_proj".into()],
+        modules_to_save: vec!["lm_head".into()],
+        ..Default::default()
+    };
+    m.add_lora(&cfg, 1).unwrap();
+    assert!(m.lm_head.is_some());
+    assert_eq!(logits(&m, &exp.seqs), before);
+    let names: Vec<String> = m
+        .trainable_parameters()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(names.contains(&"lm_head.weight".to_string()));
+    assert!(!names.contains(&"model.embed_tokens.weight".to_string()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("adapter-tied");
+    let _ = std::fs::remove_dir_all(&dir);
+    m.save_adapter(&dir, &cfg, "base").unwrap();
+    assert!(tensor_names(&dir).contains(&"base_model.model.lm_head.weight".to_string()));
+    let mut again = base("llama3");
+    again.load_adapter(&dir, false).unwrap();
+    assert_eq!(logits(&again, &exp.seqs), before);
+    let bad = LoraConfig {
+        modules_to_save: vec!["no_such_module".into()],
+        ..cfg
+    };
+    let e = base("llama3").add_lora(&bad, 1).unwrap_err().to_string();
+    assert!(e.contains("no_such_module"), "{e}");
+}
+
+#[test]
 fn pissa_init_matches_peft_residual_and_delta() {
     let exp = Expected::of("qwen2_pissa");
     let mut m = base("qwen2");

@@ -178,7 +178,10 @@ impl CausalLM {
             }
             w.load(&key, shape, dtype, device)
         };
+        // Everything is read and checked first, then applied, so an error leaves the model
+        // as it was (apart from untying a tied lm_head listed in modules_to_save).
         let (r, scale) = (cfg.r, cfg.scale());
+        let mut plan: Vec<(Option<Var>, Lora)> = vec![];
         for (name, lin) in targets_mut(self, &cfg.target_modules)? {
             let (out_f, in_f) = lin.dims();
             let a = take(&format!("{name}.lora_A.weight"), &[r, in_f])?;
@@ -188,43 +191,65 @@ impl CausalLM {
             } else {
                 None
             };
-            if let LoraInit::Pissa { .. } = cfg.init {
+            let residual = if let LoraInit::Pissa { .. } = cfg.init {
                 // Only the residual W is kept; A/B come from the file.
-                init_linear(lin, &cfg, 0, 0)?;
-            }
-            lin.lora = Some(Lora {
+                let mut scratch = lin.clone();
+                init_linear(&mut scratch, &cfg, 0, 0)?;
+                Some(scratch.weight)
+            } else {
+                None
+            };
+            let lora = Lora {
                 a: Var::leaf(a, trainable),
                 b: Var::leaf(b, trainable),
                 scale,
                 dropout: cfg.lora_dropout,
                 magnitude: magnitude.map(|m| Var::leaf(m, trainable)),
-            });
+            };
+            plan.push((residual, lora));
         }
         // What is left must be modules_to_save tensors of this model.
         self.prepare_modules_to_save(&cfg.modules_to_save)?;
         let mut left: Vec<(String, String)> = keys.into_iter().collect();
-        for (name, v) in self.named_parameters_mut() {
-            if let Some(i) = left.iter().position(|(n, _)| *n == name) {
-                let (_, key) = left.swap_remove(i);
-                if is_adapter_param(&name) || !is_saved_module_param(&name, &cfg.modules_to_save) {
-                    return Err(bad(format!(
-                        "tensor `{key}` is neither a targeted layer's adapter nor in modules_to_save"
-                    )));
-                }
-                let shape = v.shape().to_vec();
-                let got = w.shape(&key).unwrap_or(&[]);
-                if got != shape.as_slice() {
-                    return Err(bad(format!(
-                        "tensor `{key}` has shape {got:?} but the model's `{name}` is {shape:?}"
-                    )));
-                }
-                *v = Var::leaf(w.load(&key, &shape, dtype, device)?, v.requires_grad());
+        let mut saves: Vec<(String, Tensor)> = vec![];
+        for (name, v) in self.named_parameters() {
+            let Some(i) = left.iter().position(|(n, _)| *n == name) else {
+                continue;
+            };
+            let (_, key) = left.swap_remove(i);
+            if is_adapter_param(&name) || !is_saved_module_param(&name, &cfg.modules_to_save) {
+                return Err(bad(format!(
+                    "tensor `{key}` is neither a targeted layer's adapter nor in modules_to_save"
+                )));
             }
+            let shape = v.shape().to_vec();
+            let got = w.shape(&key).unwrap_or(&[]);
+            if got != shape.as_slice() {
+                return Err(bad(format!(
+                    "tensor `{key}` has shape {got:?} but the model's `{name}` is {shape:?}"
+                )));
+            }
+            saves.push((name, w.load(&key, &shape, dtype, device)?));
         }
         if let Some((_, key)) = left.first() {
             return Err(bad(format!(
                 "tensor `{key}` names no layer adapted by adapter_config.json in this model"
             )));
+        }
+        for ((_, lin), (residual, lora)) in targets_mut(self, &cfg.target_modules)?
+            .into_iter()
+            .zip(plan)
+        {
+            if let Some(wres) = residual {
+                lin.weight = wres;
+            }
+            lin.lora = Some(lora);
+        }
+        for (name, v) in self.named_parameters_mut() {
+            if let Some(i) = saves.iter().position(|(n, _)| *n == name) {
+                let (_, t) = saves.swap_remove(i);
+                *v = Var::leaf(t, v.requires_grad());
+            }
         }
         let saved = cfg.modules_to_save.clone();
         if trainable {

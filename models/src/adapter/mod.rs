@@ -217,6 +217,7 @@ impl CausalLM {
     /// trainable full copies, and freezes everything else.
     pub fn add_lora(&mut self, cfg: &LoraConfig, seed: u64) -> Result<()> {
         cfg.validate()?;
+        self.prepare_modules_to_save(&cfg.modules_to_save)?;
         {
             let targets = targets_mut(self, &cfg.target_modules)?;
             if let Some((n, _)) = targets.iter().find(|(_, l)| l.lora.is_some()) {
@@ -224,11 +225,21 @@ impl CausalLM {
                     "lora: `{n}` already has an adapter (merge it first)"
                 )));
             }
-            for (k, (_, lin)) in targets.into_iter().enumerate() {
-                lin.lora = Some(init_linear(lin, cfg, seed, k as u64)?);
+            // initialise on copies first, so an error leaves the model untouched
+            let plan = targets
+                .iter()
+                .enumerate()
+                .map(|(k, (_, lin))| {
+                    let mut scratch = Linear::clone(lin);
+                    let lora = init_linear(&mut scratch, cfg, seed, k as u64)?;
+                    Ok((scratch.weight, lora))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            for ((_, lin), (weight, lora)) in targets.into_iter().zip(plan) {
+                lin.weight = weight;
+                lin.lora = Some(lora);
             }
         }
-        self.prepare_modules_to_save(&cfg.modules_to_save)?;
         let saved = cfg.modules_to_save.clone();
         self.set_trainable(|n| is_adapter_param(n) || is_saved_module_param(n, &saved));
         Ok(())
