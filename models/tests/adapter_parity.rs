@@ -571,6 +571,11 @@ fn bad_adapter_folders_are_errors_naming_file_and_tensor() {
         e.contains("missing tensor") && e.contains("o_proj.lora_A.weight"),
         "{e}"
     );
+    // a failed load leaves the model as it was
+    let mut m = base("llama");
+    assert!(m.load_adapter(&d, true).is_err());
+    assert!(!m.has_adapter());
+    assert_eq!(m.trainable_parameters().len(), m.named_parameters().len());
     let d = edited_copy("llama_rslora", "extra", |c| {
         c["target_modules"] = serde_json::json!(["q_proj"])
     });
