@@ -3,6 +3,7 @@
 //! the tokenizer, adapters (LoRA, DoRA, PiSSA, freeze, LLaMA Pro), quantized linears and
 //! generation (KV cache, sampling). Knows nothing of datasets or YAML.
 
+pub mod adapter;
 pub mod batch;
 pub mod config;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod streamer;
 pub mod tokenizer;
 pub mod weights;
 
+pub use adapter::{LoraConfig, LoraInit};
 pub use batch::SeqBatch;
 pub use config::{Arch, ModelConfig};
 pub use error::{Error, Result};

@@ -1,33 +1,152 @@
 //! A dense layer with HF's weight layout: `weight: [out, in]`, optional `bias: [out]`,
-//! `y = x · Wᵀ + b` (the transposed view costs no copy: the gemm takes strides).
+//! `y = x · Wᵀ + b` (the transposed view costs no copy: the gemm takes strides), and its
+//! optional LoRA adapter (PEFT's `lora.Linear`): plain LoRA and rsLoRA through the fused
+//! `lora_linear` node, DoRA from autograd ops with PEFT's formula.
 
-use lmf_autograd::{Result, Var};
+use lmf_autograd::ops::fused::{lora_linear, LoraDropout};
+use lmf_autograd::rng::reserve;
+use lmf_autograd::{Result, Tensor, Var};
+use std::cell::Cell;
 
-/// `nn.Linear` as a pair of leaf variables.
+thread_local! {
+    /// This thread's train/eval switch for adapter dropout (PEFT's `model.train()`).
+    static TRAINING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Turns adapter dropout on (training forwards) or off (evaluation, generation: the
+/// default) for forwards run on this thread. A flag rather than grad mode because a
+/// checkpointed layer runs its first forward under `no_grad` and must still drop.
+pub fn set_training(on: bool) {
+    TRAINING.with(|t| t.set(on));
+}
+
+/// Whether adapter dropout is on for this thread (see [`set_training`]).
+pub fn is_training() -> bool {
+    TRAINING.with(|t| t.get())
+}
+
+/// The LoRA adapter of one linear: `y += scale · B·A·drop(x)` (DoRA: see [`Linear::forward`]).
+#[derive(Clone)]
+pub struct Lora {
+    /// `lora_A.weight: [r, in]`.
+    pub a: Var,
+    /// `lora_B.weight: [out, r]`.
+    pub b: Var,
+    /// `alpha / r`, or `alpha / √r` with rsLoRA.
+    pub scale: f64,
+    /// Dropout probability on the adapter's input (applied only in training mode, see
+    /// [`set_training`]).
+    pub dropout: f64,
+    /// DoRA `lora_magnitude_vector: [out]`; `None` for plain LoRA.
+    pub magnitude: Option<Var>,
+}
+
+/// `nn.Linear` as a pair of leaf variables, with an optional LoRA adapter.
 #[derive(Clone)]
 pub struct Linear {
     /// `[out, in]`.
     pub weight: Var,
     /// `[out]`.
     pub bias: Option<Var>,
+    /// The adapter, when one was added or loaded.
+    pub lora: Option<Lora>,
 }
 
 impl Linear {
-    /// `x: [n, in]` → `[n, out]`.
-    pub fn forward(&self, x: &Var) -> Result<Var> {
-        let y = x.matmul(&self.weight.t()?)?;
-        match &self.bias {
-            Some(b) => y.add(b),
-            None => Ok(y),
+    /// A linear without adapter.
+    pub fn new(weight: Var, bias: Option<Var>) -> Linear {
+        Linear {
+            weight,
+            bias,
+            lora: None,
         }
     }
 
-    /// Appends this layer's parameters as `{prefix}.weight` / `{prefix}.bias` (adapters add
-    /// theirs here too, under PEFT's names).
+    /// `x: [n, in]` → `[n, out]`.
+    ///
+    /// Dropout of the adapter input is on only in training mode ([`set_training`]), like
+    /// PEFT between `model.train()` and `model.eval()`.
+    pub fn forward(&self, x: &Var) -> Result<Var> {
+        let Some(l) = &self.lora else {
+            let y = x.matmul(&self.weight.t()?)?;
+            return match &self.bias {
+                Some(b) => y.add(b),
+                None => Ok(y),
+            };
+        };
+        let p = if is_training() { l.dropout } else { 0.0 };
+        match &l.magnitude {
+            None => {
+                let dropout = (p > 0.0).then(|| {
+                    // One Philox number per input element; the cursor makes checkpoint
+                    // recomputes draw the same mask.
+                    let st = reserve(x.elem_count() as u64);
+                    LoraDropout {
+                        p: p as f32,
+                        seed: st.seed,
+                        offset: st.offset,
+                    }
+                });
+                lora_linear(
+                    x,
+                    &self.weight,
+                    self.bias.as_ref(),
+                    &l.a,
+                    &l.b,
+                    l.scale,
+                    dropout,
+                )
+            }
+            Some(m) => self.dora_forward(x, l, m, p),
+        }
+    }
+
+    /// PEFT's DoRA (`DoraLinearLayer.forward` added to the base result):
+    /// `base + bias + (m/‖W + s·B·A‖ − 1)·(xd·Wᵀ) + m/‖·‖ · s·(xd·Aᵀ)·Bᵀ`, where `xd` is the
+    /// dropped input (with no dropout, `xd·Wᵀ` is the base result itself) and the row norm is
+    /// detached, as in the paper (§4.3) and PEFT.
+    fn dora_forward(&self, x: &Var, l: &Lora, m: &Var, p: f64) -> Result<Var> {
+        let wt = self.weight.t()?;
+        let base = x.matmul(&wt)?;
+        let norm = Var::constant(dora_weight_norm(
+            self.weight.tensor(),
+            l.a.tensor(),
+            l.b.tensor(),
+            l.scale,
+        )?);
+        // [out]: broadcast over the rows of [n, out]
+        let factor = m.div(&norm)?;
+        let (xd, base_d) = if p > 0.0 {
+            let xd = x.dropout(p)?;
+            let bd = xd.matmul(&wt)?;
+            (xd, bd)
+        } else {
+            (x.clone(), base.clone())
+        };
+        let lora = xd.matmul(&l.a.t()?)?.matmul(&l.b.t()?)?;
+        let mut y = base
+            .add(&factor.affine(1.0, -1.0)?.mul(&base_d)?)?
+            .add(&factor.mul(&lora.scale(l.scale)?)?)?;
+        if let Some(b) = &self.bias {
+            y = y.add(b)?;
+        }
+        Ok(y)
+    }
+
+    /// Appends this layer's parameters as `{prefix}.weight` / `{prefix}.bias`, and the
+    /// adapter's under PEFT's names (without `base_model.model.` and the adapter name):
+    /// `{prefix}.lora_A.weight`, `{prefix}.lora_B.weight`, `{prefix}.lora_magnitude_vector`.
     pub fn push_params<'a>(&'a self, prefix: &str, out: &mut Vec<(String, &'a Var)>) {
         out.push((format!("{prefix}.weight"), &self.weight));
         if let Some(b) = &self.bias {
             out.push((format!("{prefix}.bias"), b));
+        }
+        if let Some(l) = &self.lora {
+            out.push((format!("{prefix}.lora_A.weight"), &l.a));
+            out.push((format!("{prefix}.lora_B.weight"), &l.b));
+            if let Some(m) = &l.magnitude {
+                out.push((format!("{prefix}.lora_magnitude_vector"), m));
+            }
         }
     }
 
@@ -37,6 +156,13 @@ impl Linear {
         if let Some(b) = &mut self.bias {
             out.push((format!("{prefix}.bias"), b));
         }
+        if let Some(l) = &mut self.lora {
+            out.push((format!("{prefix}.lora_A.weight"), &mut l.a));
+            out.push((format!("{prefix}.lora_B.weight"), &mut l.b));
+            if let Some(m) = &mut l.magnitude {
+                out.push((format!("{prefix}.lora_magnitude_vector"), m));
+            }
+        }
     }
 
     /// `(out, in)`.
@@ -44,4 +170,10 @@ impl Linear {
         let s = self.weight.shape();
         (s[0], s[1])
     }
+}
+
+/// DoRA's column norm (PEFT `get_weight_norm`): `‖W + s·B·A‖₂` of each output row, `[out]`.
+pub fn dora_weight_norm(w: &Tensor, a: &Tensor, b: &Tensor, scale: f64) -> Result<Tensor> {
+    let full = w.add(&b.matmul(a)?.scale(scale)?)?;
+    full.sqr()?.sum(&[1], false)?.sqrt()
 }

@@ -10,7 +10,7 @@ pub mod linear;
 
 pub use kv_cache::KvCache;
 pub use layer::{Attention, DecoderLayer, Mlp};
-pub use linear::Linear;
+pub use linear::{Linear, Lora};
 
 use crate::batch::SeqBatch;
 use crate::config::ModelConfig;
@@ -102,14 +102,14 @@ impl CausalLM {
             Ok(Var::param(w.load(name, shape, dtype, device)?))
         };
         let linear = |name: &str, out: usize, inp: usize, bias: bool| -> Result<Linear> {
-            Ok(Linear {
-                weight: load(&format!("{name}.weight"), &[out, inp])?,
-                bias: if bias {
+            Ok(Linear::new(
+                load(&format!("{name}.weight"), &[out, inp])?,
+                if bias {
                     Some(load(&format!("{name}.bias"), &[out])?)
                 } else {
                     None
                 },
-            })
+            ))
         };
         let (hd, q, kv) = (
             c.hidden_size,
