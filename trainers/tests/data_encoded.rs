@@ -90,10 +90,22 @@ fn check_rows(name: &str, set: &str, ours: &[Example], want: &[Value], pt: bool,
     for (i, (o, w)) in ours.iter().zip(want).enumerate() {
         let at = format!("{name} {set} row {i}");
         assert_eq!(o.input_ids, ids::<u32>(&w["input_ids"]), "{at}: input_ids");
-        let labels = if pt { &w["collated_labels"] } else { &w["labels"] };
+        let labels = if pt {
+            &w["collated_labels"]
+        } else {
+            &w["labels"]
+        };
         assert_eq!(o.labels, ids::<i64>(labels), "{at}: labels");
-        assert_eq!(o.segments.iter().sum::<usize>(), o.len(), "{at}: segments cover the row");
-        assert_eq!(o.position_ids.len(), o.len(), "{at}: one position per token");
+        assert_eq!(
+            o.segments.iter().sum::<usize>(),
+            o.len(),
+            "{at}: segments cover the row"
+        );
+        assert_eq!(
+            o.position_ids.len(),
+            o.len(),
+            "{at}: one position per token"
+        );
         match w.get("position_ids") {
             Some(p) => {
                 // packed: positions restart per sub-sequence (LF's own)
@@ -104,7 +116,11 @@ fn check_rows(name: &str, set: &str, ours: &[Example], want: &[Value], pt: bool,
                 } else {
                     // plain packing: all-ones mask, attention crosses sub-sequences
                     assert!(mask.iter().all(|&m| m == 1), "{at}: plain mask");
-                    assert_eq!(o.segments, vec![o.len()], "{at}: plain packing = one segment");
+                    assert_eq!(
+                        o.segments,
+                        vec![o.len()],
+                        "{at}: plain packing = one segment"
+                    );
                 }
             }
             None => {

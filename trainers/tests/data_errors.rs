@@ -86,7 +86,10 @@ fn malformed_alpaca_jsonl_row_names_its_index() {
     )
     .unwrap();
     let e = run(&dir, "a").unwrap_err();
-    assert!(e.contains("dataset `a`") && e.contains("a.jsonl") && e.contains("row 2"), "{e}");
+    assert!(
+        e.contains("dataset `a`") && e.contains("a.jsonl") && e.contains("row 2"),
+        "{e}"
+    );
     assert!(e.contains("history[0]"), "{e}");
 }
 
@@ -146,6 +149,8 @@ fn tokenized_path_saves_then_loads_the_same_module() {
     let foreign = temp_dir("foreign");
     std::fs::write(foreign.join("dataset_dict.json"), "{}").unwrap();
     a.tokenized_path = Some(foreign.display().to_string());
-    let e = get_dataset(&t, &tok, &a, Stage::Sft, &train()).unwrap_err().to_string();
+    let e = get_dataset(&t, &tok, &a, Stage::Sft, &train())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("not an lmf tokenized dataset"), "{e}");
 }

@@ -86,7 +86,12 @@ pub fn load(dir: &Path) -> Result<DatasetModule> {
     let text = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
     let manifest: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| Error::Msg(format!("{}: invalid JSON: {e}", path.display())))?;
-    let bad = || Error::Msg(format!("{}: not an lmf-tokenized-v1 manifest", path.display()));
+    let bad = || {
+        Error::Msg(format!(
+            "{}: not an lmf-tokenized-v1 manifest",
+            path.display()
+        ))
+    };
     if manifest["format"] != "lmf-tokenized-v1" {
         return Err(bad());
     }
@@ -98,7 +103,9 @@ pub fn load(dir: &Path) -> Result<DatasetModule> {
     for entry in manifest["eval"].as_array().ok_or_else(bad)? {
         let name = entry["name"].as_str().ok_or_else(bad)?;
         let file = entry["file"].as_str().ok_or_else(bad)?;
-        module.eval.push((name.to_string(), read_rows(&dir.join(file))?));
+        module
+            .eval
+            .push((name.to_string(), read_rows(&dir.join(file))?));
     }
     Ok(module)
 }

@@ -53,7 +53,9 @@ fn kind(v: &PyJson) -> &'static str {
 
 /// `example[column]`: a column missing from the row reads as null (HF fills absent keys).
 fn col<'a>(row: &'a PyJson, column: &Option<String>) -> Option<&'a PyJson> {
-    column.as_deref().map(|c| row.get(c).unwrap_or(&PyJson::Null))
+    column
+        .as_deref()
+        .map(|c| row.get(c).unwrap_or(&PyJson::Null))
 }
 
 /// A text value: a string, or null / absent (→ "").
@@ -113,7 +115,10 @@ fn alpaca(attr: &DatasetAttr, row: &PyJson) -> RowResult<Converted> {
                 ));
             };
             prompt.push(msg(Role::User, string(old_prompt, "a history prompt")?));
-            prompt.push(msg(Role::Assistant, string(old_response, "a history response")?));
+            prompt.push(msg(
+                Role::Assistant,
+                string(old_response, "a history response")?,
+            ));
         }
     }
     let mut query = Vec::new();
@@ -140,7 +145,10 @@ fn alpaca(attr: &DatasetAttr, row: &PyJson) -> RowResult<Converted> {
         col(row, &attr.chosen),
         col(row, &attr.rejected),
     ) {
-        vec![msg(Role::Assistant, c.clone()), msg(Role::Assistant, r.clone())]
+        vec![
+            msg(Role::Assistant, c.clone()),
+            msg(Role::Assistant, r.clone()),
+        ]
     } else if let Some(PyJson::Str(r)) = col(row, &attr.response) {
         vec![msg(Role::Assistant, r.clone())]
     } else {
@@ -188,7 +196,12 @@ fn turn<'a>(attr: &DatasetAttr, m: &'a PyJson, what: &str) -> RowResult<(Option<
     let role = match m.get(role_key) {
         Some(PyJson::Str(s)) => Some(s.as_str()),
         Some(PyJson::Null) => None,
-        Some(v) => return Err(format!("{what}: `{role_key}` must be a string, got {}", kind(v))),
+        Some(v) => {
+            return Err(format!(
+                "{what}: `{role_key}` must be a string, got {}",
+                kind(v)
+            ))
+        }
         None => return Err(format!("{what} has no `{role_key}` key")),
     };
     let content = match m.get(content_key) {
@@ -203,7 +216,10 @@ fn messages<'a>(attr: &DatasetAttr, row: &'a PyJson) -> RowResult<&'a [PyJson]> 
     let column = attr.messages.as_deref().unwrap_or_default();
     match col(row, &attr.messages) {
         Some(PyJson::List(l)) => Ok(l),
-        Some(v) => Err(format!("column `{column}` must be a list of messages, got {}", kind(v))),
+        Some(v) => Err(format!(
+            "column `{column}` must be a list of messages, got {}",
+            kind(v)
+        )),
         None => Err("the dataset has no `messages` column".into()),
     }
 }
@@ -264,7 +280,9 @@ fn finish(
 ) -> RowResult<Converted> {
     let (prompt, response) = if let Some(tag) = kto_tag(attr, row) {
         let mut prompt = aligned;
-        let last = prompt.pop().unwrap_or_else(|| msg(Role::Assistant, String::new()));
+        let last = prompt
+            .pop()
+            .unwrap_or_else(|| msg(Role::Assistant, String::new()));
         (prompt, kto_response(last, tag))
     } else if let Some(pair) = ranking_pair(attr, row)? {
         match pair {
@@ -327,7 +345,9 @@ fn openai(attr: &DatasetAttr, row: &PyJson) -> RowResult<Converted> {
             turns = &turns[1..];
         }
     }
-    let is = |role: Option<&str>, tag: &Option<String>| tag.as_deref().is_some() && role == tag.as_deref();
+    let is = |role: Option<&str>, tag: &Option<String>| {
+        tag.as_deref().is_some() && role == tag.as_deref()
+    };
     let mut aligned = Vec::with_capacity(turns.len());
     let mut tool_responses: Vec<String> = Vec::new();
     for (i, m) in turns.iter().enumerate() {
@@ -339,7 +359,8 @@ fn openai(attr: &DatasetAttr, row: &PyJson) -> RowResult<Converted> {
         };
         // assistant turns with `tool_calls` become function turns holding the calls as JSON
         let tool_calls = m.get("tool_calls").filter(|t| t.truthy());
-        let is_answer = is(role.as_deref(), &attr.assistant_tag) || is(role.as_deref(), &attr.function_tag);
+        let is_answer =
+            is(role.as_deref(), &attr.assistant_tag) || is(role.as_deref(), &attr.function_tag);
         let content = match tool_calls {
             Some(PyJson::List(calls)) if is_answer => {
                 let functions = calls
@@ -354,7 +375,10 @@ fn openai(attr: &DatasetAttr, row: &PyJson) -> RowResult<Converted> {
                 PyJson::List(functions).dumps()
             }
             Some(v) if is_answer => {
-                return Err(format!("{what}: `tool_calls` must be a list, got {}", kind(v)))
+                return Err(format!(
+                    "{what}: `tool_calls` must be a list, got {}",
+                    kind(v)
+                ))
             }
             _ => turn(attr, m, &what)?.1,
         };
@@ -367,8 +391,12 @@ fn openai(attr: &DatasetAttr, row: &PyJson) -> RowResult<Converted> {
             aligned.push(msg(Role::Observation, joined));
             tool_responses.clear();
         }
-        let mapped = tag_role(attr, role.as_deref())
-            .ok_or_else(|| format!("{what}: unknown role {:?}", role.as_deref().unwrap_or("null")))?;
+        let mapped = tag_role(attr, role.as_deref()).ok_or_else(|| {
+            format!(
+                "{what}: unknown role {:?}",
+                role.as_deref().unwrap_or("null")
+            )
+        })?;
         aligned.push(msg(mapped, content));
     }
     let tools = tools_text(row, &attr.tools, true)?;

@@ -114,7 +114,14 @@ pub fn get_dataset(
     let mut sources = Sources::default();
     let dataset_dir = Path::new(&data_args.dataset_dir);
     let train = match &data_args.dataset {
-        Some(names) => Some(load_merged(names, dataset_dir, data_args, stage, opts, &mut sources)?),
+        Some(names) => Some(load_merged(
+            names,
+            dataset_dir,
+            data_args,
+            stage,
+            opts,
+            &mut sources,
+        )?),
         None => None,
     };
     let mut eval_sets: Vec<(String, Vec<Row>)> = Vec::new();
@@ -178,9 +185,7 @@ fn load_merged(
 ) -> Result<Vec<Row>> {
     let attrs = get_dataset_list(names, dataset_dir)?;
     let max_samples = match data_args.max_samples {
-        Some(n) if n < 0 => {
-            return Err(Error::Msg(format!("max_samples must be >= 0, got {n}")))
-        }
+        Some(n) if n < 0 => return Err(Error::Msg(format!("max_samples must be >= 0, got {n}"))),
         Some(n) => Some(n as usize),
         None => None,
     };
@@ -207,7 +212,12 @@ fn load_merged(
         sources.0.push((ds.name, ds.files));
         all.push(rows);
     }
-    merge(all, data_args.mix_strategy, data_args.interleave_probs.as_deref(), opts.seed)
+    merge(
+        all,
+        data_args.mix_strategy,
+        data_args.interleave_probs.as_deref(),
+        opts.seed,
+    )
 }
 
 /// Encodes sets of rows with the stage's processor.
@@ -313,7 +323,12 @@ impl Encoder<'_> {
             let pad = self.tok.pad_token_id().ok_or_else(|| {
                 Error::Msg("packing needs a pad token and the tokenizer has none".into())
             })?;
-            return Ok(pack_supervised(encoded, self.cutoff()?, pad, da.neat_packing));
+            return Ok(pack_supervised(
+                encoded,
+                self.cutoff()?,
+                pad,
+                da.neat_packing,
+            ));
         }
         Ok(encoded
             .into_iter()

@@ -175,7 +175,8 @@ fn sample<T: Clone>(rows: Vec<T>, target: usize, seed: u64) -> Vec<T> {
 }
 
 fn read(file: &Path) -> Result<String> {
-    std::fs::read_to_string(file).map_err(|e| Error::Msg(format!("cannot read {}: {e}", file.display())))
+    std::fs::read_to_string(file)
+        .map_err(|e| Error::Msg(format!("cannot read {}: {e}", file.display())))
 }
 
 /// A json file: an array of rows, or JSON lines.
@@ -191,9 +192,8 @@ pub fn read_json(file: &Path) -> Result<Vec<PyJson>> {
     let mut rows = Vec::new();
     let stream = serde_json::Deserializer::from_str(&text).into_iter::<PyJson>();
     for (i, row) in stream.enumerate() {
-        let row = row.map_err(|e| {
-            Error::Msg(format!("{}: row {i}: invalid JSON: {e}", file.display()))
-        })?;
+        let row =
+            row.map_err(|e| Error::Msg(format!("{}: row {i}: invalid JSON: {e}", file.display())))?;
         rows.push(row);
     }
     Ok(rows)
@@ -206,7 +206,12 @@ pub fn read_csv(file: &Path) -> Result<Vec<PyJson>> {
         .has_headers(true)
         .from_path(file)
         .map_err(bad)?;
-    let headers: Vec<String> = reader.headers().map_err(bad)?.iter().map(str::to_string).collect();
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(bad)?
+        .iter()
+        .map(str::to_string)
+        .collect();
     let mut rows = Vec::new();
     for record in reader.records() {
         let record = record.map_err(bad)?;
@@ -214,7 +219,11 @@ pub fn read_csv(file: &Path) -> Result<Vec<PyJson>> {
             .iter()
             .zip(record.iter())
             .map(|(h, v)| {
-                let v = if v.is_empty() { PyJson::Null } else { PyJson::Str(v.to_string()) };
+                let v = if v.is_empty() {
+                    PyJson::Null
+                } else {
+                    PyJson::Str(v.to_string())
+                };
                 (h.clone(), v)
             })
             .collect();

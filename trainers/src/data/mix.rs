@@ -104,9 +104,8 @@ pub fn train_test_split<T>(rows: Vec<T>, val_size: f64, seed: u64) -> Result<(Ve
     let mut order: Vec<usize> = (0..n).collect();
     SplitMix64::new(seed).shuffle(&mut order);
     let mut slots: Vec<Option<T>> = rows.into_iter().map(Some).collect();
-    let mut take = |idx: &[usize]| -> Vec<T> {
-        idx.iter().filter_map(|&i| slots[i].take()).collect()
-    };
+    let mut take =
+        |idx: &[usize]| -> Vec<T> { idx.iter().filter_map(|&i| slots[i].take()).collect() };
     let test = take(&order[..n_test]);
     let train = take(&order[n_test..]);
     Ok((train, test))

@@ -43,9 +43,10 @@ pub fn encode_pretrain(
 ) -> Result<Vec<Example>> {
     let mut texts = Vec::with_capacity(rows.len());
     for row in rows {
-        let first = row.prompt.first().ok_or_else(|| {
-            Error::Msg("a pre-training row has no text (empty prompt)".into())
-        })?;
+        let first = row
+            .prompt
+            .first()
+            .ok_or_else(|| Error::Msg("a pre-training row has no text (empty prompt)".into()))?;
         texts.push(format!("{}{}", first.content, opts.eos_text));
     }
     let bos = || -> Result<(String, u32)> {
@@ -59,12 +60,22 @@ pub fn encode_pretrain(
     let pad = tok.pad_token_id();
     let labels_of = |ids: &[u32]| -> Vec<i64> {
         ids.iter()
-            .map(|&t| if Some(t) == pad { IGNORE_INDEX } else { t as i64 })
+            .map(|&t| {
+                if Some(t) == pad {
+                    IGNORE_INDEX
+                } else {
+                    t as i64
+                }
+            })
             .collect()
     };
     let mut out = Vec::new();
     if !opts.packing {
-        let prefix = if opts.add_bos_token { bos()?.0 } else { String::new() };
+        let prefix = if opts.add_bos_token {
+            bos()?.0
+        } else {
+            String::new()
+        };
         for text in texts {
             let mut ids = tok.encode(&format!("{prefix}{text}"), false)?;
             ids.truncate(opts.cutoff_len);
@@ -81,7 +92,11 @@ pub fn encode_pretrain(
     if block == 0 {
         return Err(Error::Msg("cutoff_len must be positive for packing".into()));
     }
-    let bos_id = if opts.add_bos_token { Some(bos()?.1) } else { None };
+    let bos_id = if opts.add_bos_token {
+        Some(bos()?.1)
+    } else {
+        None
+    };
     for chunk in all.chunks_exact(block) {
         let mut ids = chunk.to_vec();
         if let Some(b) = bos_id {
