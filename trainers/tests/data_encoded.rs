@@ -38,6 +38,12 @@ fn setup(case: &Value) -> (DataArguments, DataOptions, Stage) {
         packing: a["packing"].as_bool(),
         neat_packing: a["neat_packing"].as_bool().unwrap_or(false),
         max_samples: a["max_samples"].as_i64(),
+        val_size: a["val_size"].as_f64().unwrap_or(0.0),
+        interleave_probs: a["interleave_probs"].as_str().map(|p| {
+            p.split(',')
+                .map(|x| x.trim().parse::<f64>().unwrap())
+                .collect()
+        }),
         ..DataArguments::default()
     };
     d.mix_strategy = match a["mix_strategy"].as_str() {
@@ -56,7 +62,7 @@ fn setup(case: &Value) -> (DataArguments, DataOptions, Stage) {
         do_eval: a["do_eval"].as_bool().unwrap_or(false),
         do_predict: a["do_predict"].as_bool().unwrap_or(false),
         predict_with_generate: a["predict_with_generate"].as_bool().unwrap_or(false),
-        seed: 42,
+        seed: a["seed"].as_u64().unwrap_or(42),
         add_bos_token: lmf_trainers::data::read_add_bos_token(&model_dir(case)),
     };
     (d, opts, stage)
@@ -188,4 +194,32 @@ fn fixture_shows_plain_packing_attends_across_sub_sequences() {
     let isolated = a["isolated_loss"].as_f64().unwrap();
     assert!((plain - isolated).abs() / isolated > 1e-3, "{a}");
     assert!((neat - isolated).abs() / isolated < 1e-5, "{a}");
+}
+
+#[test]
+fn numpy_draws_match_numpy() {
+    use lmf_trainers::data::numpy_rng::{cdf, NumpyRng};
+    let fx = fixture();
+    for p in fx["numpy"]["permutations"].as_array().unwrap() {
+        let (seed, n) = (
+            p["seed"].as_u64().unwrap(),
+            p["n"].as_u64().unwrap() as usize,
+        );
+        let ours = NumpyRng::new(seed).permutation(n);
+        match p.get("permutation") {
+            Some(w) => assert_eq!(ours, ids::<usize>(w), "seed {seed} n {n}"),
+            None => assert_eq!(
+                ours[..64],
+                ids::<usize>(&p["head"])[..],
+                "seed {seed} n {n}"
+            ),
+        }
+    }
+    for c in fx["numpy"]["choices"].as_array().unwrap() {
+        let seed = c["seed"].as_u64().unwrap();
+        let cdf = cdf(&ids::<f64>(&c["p"]));
+        let mut rng = NumpyRng::new(seed);
+        let ours: Vec<usize> = (0..200).map(|_| rng.choice(&cdf)).collect();
+        assert_eq!(ours, ids::<usize>(&c["choice"]), "seed {seed}");
+    }
 }

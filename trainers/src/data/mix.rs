@@ -5,14 +5,15 @@
 //! - `interleave_under` / `interleave_over` without `interleave_probs`: exactly HF
 //!   `interleave_datasets` on map-style datasets — round robin, stopping when the shortest is
 //!   used up (under), or running `max(len)` rounds with shorter datasets restarting (over).
-//! - with `interleave_probs`: HF draws sources from numpy's `default_rng(seed)`; here from
-//!   [`SplitMix64`] with the same stopping rules, so the order differs from LF's.
+//! - with `interleave_probs`: HF draws sources from numpy's `default_rng(seed).choice(k, p)`;
+//!   [`NumpyRng`] makes the same draws, so the rows come in LF's order.
 //! - `interleave_once`: HF refuses it for map-style datasets; so does lmf.
-//! - `val_size`: HF `train_test_split(test_size, seed)` (a numpy permutation, then the first
-//!   `n_test` rows are the test set); here a [`SplitMix64`] permutation, same sizes
-//!   (`ceil(val_size * n)` for a fraction, the count when `val_size > 1`).
+//! - `val_size`: HF `train_test_split(test_size, seed)`: `default_rng(seed).permutation(n)`, the
+//!   first `n_test` rows (`ceil(val_size * n)` for a fraction, the count when `val_size > 1`)
+//!   are the validation set, the rest the training set, both in permutation order — the same
+//!   rows as LF through [`NumpyRng`].
 
-use super::rng::SplitMix64;
+use super::numpy_rng::{cdf, NumpyRng};
 use crate::args::data::MixStrategy;
 use crate::{Error, Result};
 
@@ -63,7 +64,8 @@ pub fn merge<T: Clone>(
             if lengths.contains(&0) {
                 return Err(Error::Msg("cannot interleave an empty dataset".into()));
             }
-            let mut rng = SplitMix64::new(seed);
+            let mut rng = NumpyRng::new(seed);
+            let cdf = cdf(p);
             let mut current = vec![0usize; datasets.len()];
             let mut exhausted = vec![false; datasets.len()];
             loop {
@@ -75,7 +77,7 @@ pub fn merge<T: Clone>(
                 if done {
                     break;
                 }
-                let s = rng.weighted(p);
+                let s = rng.choice(&cdf);
                 out.push(datasets[s][current[s]].clone());
                 current[s] += 1;
                 if current[s] >= lengths[s] {
@@ -101,8 +103,7 @@ pub fn train_test_split<T>(rows: Vec<T>, val_size: f64, seed: u64) -> Result<(Ve
             "val_size {val_size} leaves no train or no validation rows out of {n}"
         )));
     }
-    let mut order: Vec<usize> = (0..n).collect();
-    SplitMix64::new(seed).shuffle(&mut order);
+    let order = NumpyRng::new(seed).permutation(n);
     let mut slots: Vec<Option<T>> = rows.into_iter().map(Some).collect();
     let mut take =
         |idx: &[usize]| -> Vec<T> { idx.iter().filter_map(|&i| slots[i].take()).collect() };

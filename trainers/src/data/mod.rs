@@ -12,6 +12,7 @@ pub mod example;
 pub mod get;
 pub mod load;
 pub mod mix;
+pub mod numpy_rng;
 pub mod pack;
 pub mod pretrain;
 pub mod rng;

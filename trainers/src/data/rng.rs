@@ -1,6 +1,7 @@
-//! The seeded generator behind dataset sampling, splitting and interleaving. LLaMA-Factory uses
-//! numpy (`np.random.permutation`, `default_rng(seed)`): lmf does not reproduce numpy's streams,
-//! so the rows picked differ from LF's while the counts and rules are the same.
+//! The seeded generator behind `num_samples`. LLaMA-Factory draws those rows from numpy's global
+//! (legacy MT19937) state, whose position depends on everything that ran before: lmf does not
+//! reproduce it, so the rows picked differ from LF's while the counts and rules are the same.
+//! (The validation split and weighted interleaving do match LF: see `numpy_rng`.)
 
 /// SplitMix64 (Steele, Lea, Flood 2014): small, fast, good enough to shuffle rows.
 #[derive(Clone, Debug)]
@@ -46,19 +47,5 @@ impl SplitMix64 {
             let j = self.below(i + 1);
             items.swap(i, j);
         }
-    }
-
-    /// An index drawn with the given weights (they need not sum to 1).
-    pub fn weighted(&mut self, weights: &[f64]) -> usize {
-        let total: f64 = weights.iter().sum();
-        let u = self.next_f64() * total;
-        let mut acc = 0.0;
-        for (i, w) in weights.iter().enumerate() {
-            acc += w;
-            if u < acc {
-                return i;
-            }
-        }
-        weights.len().saturating_sub(1)
     }
 }
