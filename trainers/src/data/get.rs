@@ -14,6 +14,7 @@ use super::encode::{encode_supervised, encode_unsupervised, is_supervised, Super
 use super::example::{DatasetModule, Example};
 use super::load::{load_dataset, RowOrigin};
 use super::mix::{merge, train_test_split};
+use super::numpy_rng::LegacyRng;
 use super::pack::pack_supervised;
 use super::pretrain::{encode_pretrain, eos_text, PretrainOptions};
 use crate::args::finetuning::Stage;
@@ -112,6 +113,8 @@ pub fn get_dataset(
     }
 
     let mut sources = Sources::default();
+    // numpy's global state as `transformers.set_seed` leaves it (num_samples draws from it)
+    let mut legacy = LegacyRng::new(opts.seed);
     let dataset_dir = Path::new(&data_args.dataset_dir);
     let train = match &data_args.dataset {
         Some(names) => Some(load_merged(
@@ -121,6 +124,7 @@ pub fn get_dataset(
             stage,
             opts,
             &mut sources,
+            &mut legacy,
         )?),
         None => None,
     };
@@ -129,11 +133,27 @@ pub fn get_dataset(
         if data_args.eval_on_each_dataset {
             for name in names {
                 let one = std::slice::from_ref(name);
-                let rows = load_merged(one, dataset_dir, data_args, stage, opts, &mut sources)?;
+                let rows = load_merged(
+                    one,
+                    dataset_dir,
+                    data_args,
+                    stage,
+                    opts,
+                    &mut sources,
+                    &mut legacy,
+                )?;
                 eval_sets.push((name.clone(), rows));
             }
         } else {
-            let rows = load_merged(names, dataset_dir, data_args, stage, opts, &mut sources)?;
+            let rows = load_merged(
+                names,
+                dataset_dir,
+                data_args,
+                stage,
+                opts,
+                &mut sources,
+                &mut legacy,
+            )?;
             eval_sets.push((String::new(), rows));
         }
     }
@@ -182,6 +202,7 @@ fn load_merged(
     stage: Stage,
     opts: &DataOptions,
     sources: &mut Sources,
+    legacy: &mut LegacyRng,
 ) -> Result<Vec<Row>> {
     let attrs = get_dataset_list(names, dataset_dir)?;
     let max_samples = match data_args.max_samples {
@@ -197,7 +218,7 @@ fn load_merged(
                 attr.ranking
             )));
         }
-        let ds = load_dataset(name, attr, dataset_dir, max_samples, opts.seed)?;
+        let ds = load_dataset(name, attr, dataset_dir, max_samples, legacy)?;
         let source = sources.0.len();
         let mut rows = Vec::with_capacity(ds.rows.len());
         for (origin, raw) in &ds.rows {

@@ -10,9 +10,9 @@
 //! - parquet: every column through the parquet record API.
 //! - txt: one row `{"text": line}` per line.
 //! - `split`: local files only have `train` (HF's rule for a list of data files).
-//! - `num_samples`: LF draws a numpy permutation (plus draws with replacement beyond the size)
-//!   from numpy's global random state; here a permutation seeded by `seed` stands in for it —
-//!   the same counts, not the same rows.
+//! - `num_samples`: LF's draws from numpy's global state (`np.random.permutation(n)[:k]`, then
+//!   `np.random.choice(n, k - n)` beyond the size), which `transformers.set_seed(seed)` seeded:
+//!   the same rows through [`LegacyRng`], shared by the datasets in LF's loading order.
 //! - `max_samples`: the first N rows.
 //!
 //! Hub, ModelScope, Modelers, script and cloud datasets are not implemented.
@@ -20,7 +20,7 @@
 use std::path::{Path, PathBuf};
 
 use super::dataset_info::{DatasetAttr, LoadFrom};
-use super::rng::SplitMix64;
+use super::numpy_rng::LegacyRng;
 use crate::template::pyjson::PyJson;
 use crate::{Error, Result};
 
@@ -68,14 +68,14 @@ fn file_type(path: &Path) -> Option<&'static str> {
     }
 }
 
-/// Loads the rows of dataset `name` described by `attr`, then applies `num_samples` and
-/// `max_samples` as LF does.
+/// Loads the rows of dataset `name` described by `attr`, then applies `num_samples` (drawing
+/// from `rng`, numpy's global state) and `max_samples` as LF does.
 pub fn load_dataset(
     name: &str,
     attr: &DatasetAttr,
     dataset_dir: &Path,
     max_samples: Option<usize>,
-    seed: u64,
+    rng: &mut LegacyRng,
 ) -> Result<LoadedDataset> {
     if attr.load_from != LoadFrom::File {
         return Err(Error::Msg(format!(
@@ -151,7 +151,11 @@ pub fn load_dataset(
         );
     }
     if let Some(target) = attr.num_samples {
-        ds.rows = sample(std::mem::take(&mut ds.rows), target as usize, seed);
+        ds.rows = sample(std::mem::take(&mut ds.rows), target as usize, rng).ok_or_else(|| {
+            Error::Msg(format!(
+                "dataset `{name}`: cannot draw num_samples {target} from an empty dataset"
+            ))
+        })?;
     }
     if let Some(max) = max_samples {
         ds.rows.truncate(max);
@@ -159,19 +163,17 @@ pub fn load_dataset(
     Ok(ds)
 }
 
-/// `num_samples`: a seeded permutation, then draws with replacement beyond the size.
-fn sample<T: Clone>(rows: Vec<T>, target: usize, seed: u64) -> Vec<T> {
-    if rows.is_empty() {
-        return rows;
-    }
-    let mut rng = SplitMix64::new(seed);
-    let mut order: Vec<usize> = (0..rows.len()).collect();
-    rng.shuffle(&mut order);
+/// `num_samples`: LF's permutation, then draws with replacement beyond the size.
+fn sample<T: Clone>(rows: Vec<T>, target: usize, rng: &mut LegacyRng) -> Option<Vec<T>> {
+    let mut order = rng.permutation(rows.len());
     order.truncate(target);
-    while order.len() < target {
-        order.push(rng.below(rows.len()));
+    if order.len() < target {
+        if rows.is_empty() {
+            return None;
+        }
+        order.extend(rng.choice(rows.len(), target - order.len()));
     }
-    order.into_iter().map(|i| rows[i].clone()).collect()
+    Some(order.into_iter().map(|i| rows[i].clone()).collect())
 }
 
 fn read(file: &Path) -> Result<String> {

@@ -15,7 +15,6 @@ pub mod mix;
 pub mod numpy_rng;
 pub mod pack;
 pub mod pretrain;
-pub mod rng;
 
 pub use convert::{convert_row, Converted};
 pub use dataset_info::{get_dataset_list, DatasetAttr, Formatting, LoadFrom, DATA_CONFIG};

@@ -1,8 +1,10 @@
-//! numpy's `np.random.default_rng(seed)` (SeedSequence → PCG64) and the two draws HF datasets
-//! makes with it: `permutation(n)` (`train_test_split`) and `choice(k, p=...)`
-//! (`interleave_datasets` with probabilities). Matching them bit for bit makes lmf's validation
-//! split and weighted interleaving pick the same rows as LLaMA-Factory. Checked against numpy
-//! 2.4 by `tests/fixtures/hf/data/make_encoded.py` (`numpy` section of `encoded.json`).
+//! numpy's random streams, bit for bit, for the draws LLaMA-Factory and HF datasets make:
+//! `np.random.default_rng(seed)` (SeedSequence → PCG64) with `permutation(n)`
+//! (`train_test_split`) and `choice(k, p=...)` (`interleave_datasets` with probabilities), and
+//! the legacy global state that `transformers.set_seed` seeds (`np.random.seed`, MT19937) with
+//! `permutation(n)` and `choice(n, size)` (`num_samples`). Matching them makes lmf's validation
+//! split, weighted interleaving and sampling pick the same rows as LLaMA-Factory. Checked against
+//! numpy 2.4 by `tests/fixtures/hf/data/make_encoded.py` (`numpy` section, and the cases).
 
 const MULT_A: u32 = 0x931e_8875;
 const INIT_A: u32 = 0x43b0_d7e5;
@@ -124,39 +126,9 @@ impl NumpyRng {
         (self.next_u64() >> 11) as f64 * (1.0 / 9_007_199_254_740_992.0)
     }
 
-    /// numpy's `random_interval(max)`: uniform in `0..=max` by masked rejection.
-    fn interval(&mut self, max: u64) -> u64 {
-        if max == 0 {
-            return 0;
-        }
-        let mut mask = max;
-        for s in [1, 2, 4, 8, 16, 32] {
-            mask |= mask >> s;
-        }
-        if max <= 0xffff_ffff {
-            loop {
-                let v = (self.next_u32() as u64) & mask;
-                if v <= max {
-                    return v;
-                }
-            }
-        }
-        loop {
-            let v = self.next_u64() & mask;
-            if v <= max {
-                return v;
-            }
-        }
-    }
-
     /// `Generator.permutation(n)`.
     pub fn permutation(&mut self, n: usize) -> Vec<usize> {
-        let mut a: Vec<usize> = (0..n).collect();
-        for i in (1..n).rev() {
-            let j = self.interval(i as u64) as usize;
-            a.swap(i, j);
-        }
-        a
+        permutation(self, n)
     }
 
     /// One draw of `Generator.choice(len(p), p=p)`: the first index whose normalised cumulative
@@ -182,4 +154,120 @@ pub fn cdf(p: &[f64]) -> Vec<f64> {
         c.iter_mut().for_each(|x| *x /= last);
     }
     c
+}
+
+/// The two draws numpy's bounded-integer code takes from a bit generator.
+trait Bits {
+    fn next32(&mut self) -> u32;
+    fn next64(&mut self) -> u64;
+}
+
+impl Bits for NumpyRng {
+    fn next32(&mut self) -> u32 {
+        self.next_u32()
+    }
+    fn next64(&mut self) -> u64 {
+        self.next_u64()
+    }
+}
+
+impl Bits for LegacyRng {
+    fn next32(&mut self) -> u32 {
+        self.next_u32()
+    }
+    fn next64(&mut self) -> u64 {
+        // numpy: `(uint64)next32 << 32 | next32`
+        let hi = self.next_u32() as u64;
+        (hi << 32) | self.next_u32() as u64
+    }
+}
+
+/// numpy's `random_interval(max)`: uniform in `0..=max` by masked rejection (32-bit draws
+/// while `max` fits in 32 bits).
+fn interval(rng: &mut impl Bits, max: u64) -> u64 {
+    if max == 0 {
+        return 0;
+    }
+    let mut mask = max;
+    for s in [1, 2, 4, 8, 16, 32] {
+        mask |= mask >> s;
+    }
+    loop {
+        let v = if max <= 0xffff_ffff {
+            rng.next32() as u64 & mask
+        } else {
+            rng.next64() & mask
+        };
+        if v <= max {
+            return v;
+        }
+    }
+}
+
+/// numpy's shuffle of `arange(n)` (`_shuffle_raw`: Fisher–Yates from the end).
+fn permutation(rng: &mut impl Bits, n: usize) -> Vec<usize> {
+    let mut a: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let j = interval(rng, i as u64) as usize;
+        a.swap(i, j);
+    }
+    a
+}
+
+/// numpy's legacy global state after `np.random.seed(seed)` (MT19937), as `transformers.set_seed`
+/// leaves it for LLaMA-Factory's `num_samples` draws.
+#[derive(Clone, Debug)]
+pub struct LegacyRng {
+    mt: Box<[u32; 624]>,
+    index: usize,
+}
+
+impl LegacyRng {
+    /// `np.random.seed(seed)` (seeds above 2^32 - 1 are refused by numpy; lmf keeps the low bits).
+    pub fn new(seed: u64) -> LegacyRng {
+        let mut mt = Box::new([0u32; 624]);
+        mt[0] = seed as u32;
+        for i in 1..624 {
+            mt[i] = 1_812_433_253u32
+                .wrapping_mul(mt[i - 1] ^ (mt[i - 1] >> 30))
+                .wrapping_add(i as u32);
+        }
+        LegacyRng { mt, index: 624 }
+    }
+
+    fn twist(&mut self) {
+        for i in 0..624 {
+            let y = (self.mt[i] & 0x8000_0000) | (self.mt[(i + 1) % 624] & 0x7fff_ffff);
+            let mut v = self.mt[(i + 397) % 624] ^ (y >> 1);
+            if y & 1 != 0 {
+                v ^= 0x9908_b0df;
+            }
+            self.mt[i] = v;
+        }
+        self.index = 0;
+    }
+
+    /// `genrand_int32`.
+    pub fn next_u32(&mut self) -> u32 {
+        if self.index >= 624 {
+            self.twist();
+        }
+        let mut y = self.mt[self.index];
+        self.index += 1;
+        y ^= y >> 11;
+        y ^= (y << 7) & 0x9d2c_5680;
+        y ^= (y << 15) & 0xefc6_0000;
+        y ^ (y >> 18)
+    }
+
+    /// `np.random.permutation(n)`.
+    pub fn permutation(&mut self, n: usize) -> Vec<usize> {
+        permutation(self, n)
+    }
+
+    /// `np.random.choice(n, size)` (with replacement, no weights: legacy masked `randint`).
+    pub fn choice(&mut self, n: usize, size: usize) -> Vec<usize> {
+        let max = n.saturating_sub(1) as u64;
+        (0..size).map(|_| interval(self, max) as usize).collect()
+    }
 }
