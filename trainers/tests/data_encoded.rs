@@ -39,6 +39,7 @@ fn setup(case: &Value) -> (DataArguments, DataOptions, Stage) {
         neat_packing: a["neat_packing"].as_bool().unwrap_or(false),
         max_samples: a["max_samples"].as_i64(),
         val_size: a["val_size"].as_f64().unwrap_or(0.0),
+        preprocessing_batch_size: a["preprocessing_batch_size"].as_i64().unwrap_or(1000),
         eval_on_each_dataset: a["eval_on_each_dataset"].as_bool().unwrap_or(false),
         interleave_probs: a["interleave_probs"].as_str().map(|p| {
             p.split(',')
