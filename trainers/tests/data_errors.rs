@@ -154,3 +154,22 @@ fn tokenized_path_saves_then_loads_the_same_module() {
         .to_string();
     assert!(e.contains("not an lmf tokenized dataset"), "{e}");
 }
+
+#[test]
+fn rows_with_images_are_refused_by_name() {
+    let dir = temp_dir("images");
+    std::fs::write(
+        dir.join("dataset_info.json"),
+        r#"{"mm": {"file_name": "mm.json", "columns": {"prompt": "instruction", "response": "output", "images": "images"}}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("mm.json"),
+        r#"[{"instruction": "a", "output": "b", "images": []},
+            {"instruction": "<image>what?", "output": "a cat", "images": ["cat.png"]}]"#,
+    )
+    .unwrap();
+    let e = run(&dir, "mm").unwrap_err();
+    assert!(e.contains("dataset `mm`") && e.contains("row 1"), "{e}");
+    assert!(e.contains("images") && e.contains("not implemented"), "{e}");
+}

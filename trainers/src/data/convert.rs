@@ -32,6 +32,18 @@ pub fn convert_row(attr: &DatasetAttr, row: &PyJson) -> RowResult<Converted> {
     if !matches!(row, PyJson::Dict(_)) {
         return Err(format!("a row must be a JSON object, got {}", kind(row)));
     }
+    for (kind, column) in [
+        ("images", &attr.images),
+        ("videos", &attr.videos),
+        ("audios", &attr.audios),
+    ] {
+        if col(row, column).is_some_and(PyJson::truthy) {
+            return Err(format!(
+                "{kind} (column `{}`) are not implemented: lmf trains text-only models",
+                column.as_deref().unwrap_or_default()
+            ));
+        }
+    }
     match attr.formatting {
         Formatting::Alpaca => alpaca(attr, row),
         Formatting::Sharegpt => sharegpt(attr, row),

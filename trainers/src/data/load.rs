@@ -187,7 +187,10 @@ pub fn read_json(file: &Path) -> Result<Vec<PyJson>> {
     if text.trim_start().starts_with('[') {
         return match PyJson::parse(&text) {
             Ok(PyJson::List(rows)) => Ok(rows),
-            Ok(_) => unreachable!("text starting with [ parses to a list"),
+            Ok(_) => Err(Error::Msg(format!(
+                "{}: expected a list of rows",
+                file.display()
+            ))),
             Err(e) => Err(Error::Msg(format!("{}: invalid JSON: {e}", file.display()))),
         };
     }
