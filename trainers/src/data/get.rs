@@ -35,18 +35,11 @@ pub struct DataOptions {
     pub predict_with_generate: bool,
     /// `seed` (sampling, interleaving, the validation split).
     pub seed: u64,
-    /// The tokenizer's `add_bos_token` (pt only; see [`read_add_bos_token`]).
+    /// Put a bos first in pt rows (LF's `tokenizer.add_bos_token`). Leave it false for parity:
+    /// transformers 5.6 drops `add_bos_token` from `tokenizer_config.json` whenever a
+    /// `tokenizer.json` is present (always, for lmf), so LF never adds it (fixture case
+    /// `llama3_pt_bos_*`).
     pub add_bos_token: bool,
-}
-
-/// transformers 5's `tokenizer.add_bos_token`: `add_bos_token` of `tokenizer_config.json`,
-/// false when absent or unreadable.
-pub fn read_add_bos_token(tokenizer_dir: &Path) -> bool {
-    std::fs::read_to_string(tokenizer_dir.join("tokenizer_config.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v.get("add_bos_token").and_then(|b| b.as_bool()))
-        .unwrap_or(false)
 }
 
 /// A converted row and where it came from.

@@ -20,6 +20,6 @@ pub use convert::{convert_row, Converted};
 pub use dataset_info::{get_dataset_list, DatasetAttr, Formatting, LoadFrom, DATA_CONFIG};
 pub use encode::{encode_supervised, encode_unsupervised, infer_seqlen, SupervisedOptions};
 pub use example::{DatasetModule, Example, IGNORE_INDEX};
-pub use get::{get_dataset, read_add_bos_token, DataOptions};
+pub use get::{get_dataset, DataOptions};
 pub use load::{load_dataset, LoadedDataset, RowOrigin};
 pub use pack::{greedy_knapsack, pack_supervised};

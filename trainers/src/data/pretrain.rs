@@ -21,7 +21,7 @@ pub struct PretrainOptions {
     pub packing: bool,
     /// The text appended to every row: `<|end_of_text|>` for template llama3, else the eos token.
     pub eos_text: String,
-    /// The tokenizer's `add_bos_token` (transformers 5: `tokenizer_config.json`, default false).
+    /// The tokenizer's `add_bos_token` (false under transformers 5.6 with a `tokenizer.json`).
     pub add_bos_token: bool,
 }
 
