@@ -38,6 +38,7 @@ fn setup(case: &Value) -> (DataArguments, DataOptions, Stage) {
         packing: a["packing"].as_bool(),
         neat_packing: a["neat_packing"].as_bool().unwrap_or(false),
         max_samples: a["max_samples"].as_i64(),
+        enable_thinking: a.get("enable_thinking").map_or(Some(true), |v| v.as_bool()),
         val_size: a["val_size"].as_f64().unwrap_or(0.0),
         preprocessing_batch_size: a["preprocessing_batch_size"].as_i64().unwrap_or(1000),
         eval_on_each_dataset: a["eval_on_each_dataset"].as_bool().unwrap_or(false),
@@ -151,12 +152,12 @@ fn every_case_matches_llamafactory() {
         let name = case["name"].as_str().unwrap();
         let (data_args, opts, stage) = setup(case);
         let mut tok = Tokenizer::from_dir(&model_dir(case)).unwrap();
-        let template = Template::for_tokenizer(
-            data_args.template.as_deref(),
-            &mut tok,
-            &TemplateOptions::default(),
-        )
-        .unwrap();
+        let t_opts = TemplateOptions {
+            enable_thinking: data_args.enable_thinking,
+            ..TemplateOptions::default()
+        };
+        let template =
+            Template::for_tokenizer(data_args.template.as_deref(), &mut tok, &t_opts).unwrap();
         let got = get_dataset(&template, &tok, &data_args, stage, &opts);
         if let Some(err) = case["error"].as_str() {
             let e = got.expect_err(name).to_string();
