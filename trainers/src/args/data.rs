@@ -26,47 +26,47 @@ lf_args! {
         /// Chat template name; none = the tokenizer's own chat template.
         template: Option<String> = None => Implemented,
         /// Training datasets, comma-separated names from dataset_info.json.
-        dataset: Option<Vec<String>> = None => NotImplemented,
+        dataset: Option<Vec<String>> = None => Implemented,
         /// Evaluation datasets, comma-separated.
-        eval_dataset: Option<Vec<String>> = None => NotImplemented,
+        eval_dataset: Option<Vec<String>> = None => Implemented,
         /// Folder holding the datasets and dataset_info.json.
-        dataset_dir: String = "data".to_string() => NotImplemented,
+        dataset_dir: String = "data".to_string() => Implemented,
         /// Folder of images, videos and audios (default: `dataset_dir`).
         media_dir: Option<String> = None => NotImplemented,
         /// Maximum tokens of an encoded example.
-        cutoff_len: i64 = 2048 => NotImplemented,
+        cutoff_len: i64 = 2048 => Implemented,
         /// Train on the prompt tokens too.
-        train_on_prompt: bool = false => NotImplemented,
+        train_on_prompt: bool = false => Implemented,
         /// Train on the last turn only.
-        mask_history: bool = false => NotImplemented,
+        mask_history: bool = false => Implemented,
         /// Stream the datasets.
         streaming: bool = false => NotImplemented,
         /// Shuffle buffer size when streaming.
         buffer_size: i64 = 16384 => NotImplemented,
         /// How several datasets are mixed.
-        mix_strategy: MixStrategy = MixStrategy::Concat => NotImplemented,
+        mix_strategy: MixStrategy = MixStrategy::Concat => Implemented,
         /// Sampling probabilities of interleaved datasets, comma-separated.
-        interleave_probs: Option<Vec<f64>> = None => NotImplemented,
+        interleave_probs: Option<Vec<f64>> = None => Implemented,
         /// Rebuild cached preprocessed datasets.
-        overwrite_cache: bool = false => NotImplemented,
+        overwrite_cache: bool = false => Ignored("lmf keeps no preprocessing cache besides tokenized_path"),
         /// Examples per preprocessing batch.
-        preprocessing_batch_size: i64 = 1000 => NotImplemented,
+        preprocessing_batch_size: i64 = 1000 => Implemented,
         /// Preprocessing worker processes.
-        preprocessing_num_workers: Option<i64> = None => NotImplemented,
+        preprocessing_num_workers: Option<i64> = None => Ignored("lmf encodes in one process"),
         /// Keep only the first N examples of each dataset.
-        max_samples: Option<i64> = None => NotImplemented,
+        max_samples: Option<i64> = None => Implemented,
         /// Beams used for evaluation generation.
         eval_num_beams: Option<i64> = None => NotImplemented,
         /// Mask pad tokens out of the loss.
         ignore_pad_token_for_loss: bool = true => NotImplemented,
         /// Validation split: a fraction in [0, 1) or a count.
-        val_size: f64 = 0.0 => NotImplemented,
+        val_size: f64 = 0.0 => Implemented,
         /// Evaluate each dataset separately.
-        eval_on_each_dataset: bool = false => NotImplemented,
+        eval_on_each_dataset: bool = false => Implemented,
         /// Pack sequences (default: on for pre-training only).
-        packing: Option<bool> = None => NotImplemented,
+        packing: Option<bool> = None => Implemented,
         /// Pack without attention across sequences.
-        neat_packing: bool = false => NotImplemented,
+        neat_packing: bool = false => Implemented,
         /// Tool-call format overriding the template's.
         tool_format: Option<String> = None => Implemented,
         /// System message overriding the template's default.
@@ -74,11 +74,11 @@ lf_args! {
         /// Thinking mode of reasoning templates.
         enable_thinking: Option<bool> = Some(true) => Implemented,
         /// Keep thinking content in earlier turns.
-        preserve_thinking: bool = false => NotImplemented,
+        preserve_thinking: bool = false => Implemented,
         /// Where to save or load tokenized datasets.
-        tokenized_path: Option<String> = None => NotImplemented,
+        tokenized_path: Option<String> = None => Implemented,
         /// Datasets live on a shared file system.
-        data_shared_file_system: bool = false => NotImplemented,
+        data_shared_file_system: bool = false => Ignored("lmf loads datasets in one process"),
     }
 }
 

@@ -50,7 +50,8 @@ impl Example {
 pub struct DatasetModule {
     /// Training rows (empty unless `do_train`).
     pub train: Vec<Example>,
-    /// Evaluation sets: one unnamed `("", rows)` set, or one per `eval_dataset` name when
-    /// several are given (HF reports `eval_{name}_loss` then).
+    /// Evaluation sets: one unnamed `("", rows)` set (`eval_dataset` merged, or the `val_size`
+    /// split), or one per `eval_dataset` name with `eval_on_each_dataset` (HF reports
+    /// `eval_{name}_loss` then).
     pub eval: Vec<(String, Vec<Example>)>,
 }

@@ -1,0 +1,229 @@
+//! `get_dataset` against LLaMA-Factory 0.9.5's own `get_dataset` on the same files, tokenizers
+//! and arguments (fixture: `tests/fixtures/hf/data/make_encoded.py` → `encoded.json`): input ids,
+//! labels, position ids and attention segments of every case are identical.
+
+use std::path::{Path, PathBuf};
+
+use lmf_models::Tokenizer;
+use lmf_trainers::args::data::MixStrategy;
+use lmf_trainers::args::finetuning::Stage;
+use lmf_trainers::args::DataArguments;
+use lmf_trainers::data::{get_dataset, DataOptions, Example};
+use lmf_trainers::template::{Template, TemplateOptions};
+use serde_json::Value;
+
+const HF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/hf");
+
+fn fixture() -> Value {
+    let text = std::fs::read_to_string(format!("{HF}/data/encoded.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn names(v: &Value) -> Option<Vec<String>> {
+    v.as_str()
+        .map(|s| s.split(',').map(|n| n.trim().to_string()).collect())
+}
+
+/// The case's arguments as our DataArguments (after post_init) + options + stage.
+fn setup(case: &Value) -> (DataArguments, DataOptions, Stage) {
+    let a = &case["args"];
+    let mut d = DataArguments {
+        template: a["template"].as_str().map(str::to_string),
+        dataset: names(&a["dataset"]),
+        eval_dataset: names(&a["eval_dataset"]),
+        dataset_dir: format!("{HF}/data/sets"),
+        cutoff_len: a["cutoff_len"].as_i64().unwrap(),
+        train_on_prompt: a["train_on_prompt"].as_bool().unwrap_or(false),
+        mask_history: a["mask_history"].as_bool().unwrap_or(false),
+        packing: a["packing"].as_bool(),
+        neat_packing: a["neat_packing"].as_bool().unwrap_or(false),
+        max_samples: a["max_samples"].as_i64(),
+        enable_thinking: a.get("enable_thinking").map_or(Some(true), |v| v.as_bool()),
+        val_size: a["val_size"].as_f64().unwrap_or(0.0),
+        preprocessing_batch_size: a["preprocessing_batch_size"].as_i64().unwrap_or(1000),
+        eval_on_each_dataset: a["eval_on_each_dataset"].as_bool().unwrap_or(false),
+        interleave_probs: a["interleave_probs"].as_str().map(|p| {
+            p.split(',')
+                .map(|x| x.trim().parse::<f64>().unwrap())
+                .collect()
+        }),
+        ..DataArguments::default()
+    };
+    d.mix_strategy = match a["mix_strategy"].as_str() {
+        None | Some("concat") => MixStrategy::Concat,
+        Some("interleave_under") => MixStrategy::InterleaveUnder,
+        Some("interleave_over") => MixStrategy::InterleaveOver,
+        Some(other) => panic!("unexpected mix_strategy {other}"),
+    };
+    d.post_init().unwrap();
+    let stage = match a["stage"].as_str() {
+        Some("pt") => Stage::Pt,
+        _ => Stage::Sft,
+    };
+    let opts = DataOptions {
+        do_train: a["do_train"].as_bool().unwrap_or(true),
+        do_eval: a["do_eval"].as_bool().unwrap_or(false),
+        do_predict: a["do_predict"].as_bool().unwrap_or(false),
+        predict_with_generate: a["predict_with_generate"].as_bool().unwrap_or(false),
+        seed: a["seed"].as_u64().unwrap_or(42),
+        // transformers 5.6 ignores tokenizer_config's add_bos_token (case llama3_pt_bos_*)
+        add_bos_token: false,
+    };
+    (d, opts, stage)
+}
+
+fn model_dir(case: &Value) -> PathBuf {
+    Path::new(HF).join(case["model"].as_str().unwrap())
+}
+
+fn ids<T: serde::de::DeserializeOwned>(v: &Value) -> Vec<T> {
+    serde_json::from_value(v.clone()).unwrap()
+}
+
+/// LF's attention mask of a neat-packed row (1, 2, ... per sub-sequence, 0 = pad) as segments.
+fn segments_of(mask: &[i64]) -> Vec<usize> {
+    let mut out: Vec<usize> = Vec::new();
+    let mut prev = None;
+    for &m in mask {
+        if Some(m) == prev {
+            *out.last_mut().unwrap() += 1;
+        } else {
+            out.push(1);
+            prev = Some(m);
+        }
+    }
+    out
+}
+
+fn check_rows(name: &str, set: &str, ours: &[Example], want: &[Value], pt: bool, neat: bool) {
+    assert_eq!(ours.len(), want.len(), "{name} {set}: number of rows");
+    for (i, (o, w)) in ours.iter().zip(want).enumerate() {
+        let at = format!("{name} {set} row {i}");
+        assert_eq!(o.input_ids, ids::<u32>(&w["input_ids"]), "{at}: input_ids");
+        let labels = if pt {
+            &w["collated_labels"]
+        } else {
+            &w["labels"]
+        };
+        assert_eq!(o.labels, ids::<i64>(labels), "{at}: labels");
+        assert_eq!(
+            o.segments.iter().sum::<usize>(),
+            o.len(),
+            "{at}: segments cover the row"
+        );
+        assert_eq!(
+            o.position_ids.len(),
+            o.len(),
+            "{at}: one position per token"
+        );
+        match w.get("position_ids") {
+            Some(p) => {
+                // packed: positions restart per sub-sequence (LF's own)
+                assert_eq!(o.position_ids, ids::<u32>(p), "{at}: position_ids");
+                let mask = ids::<i64>(&w["attention_mask"]);
+                if neat {
+                    assert_eq!(o.segments, segments_of(&mask), "{at}: neat segments");
+                } else {
+                    // plain packing: all-ones mask, attention crosses sub-sequences
+                    assert!(mask.iter().all(|&m| m == 1), "{at}: plain mask");
+                    assert_eq!(
+                        o.segments,
+                        vec![o.len()],
+                        "{at}: plain packing = one segment"
+                    );
+                }
+            }
+            None => {
+                // unpacked: LF's collator gives positions 0..len, one causal sequence
+                assert_eq!(o.segments, vec![o.len()], "{at}: one segment");
+                let want: Vec<u32> = (0..o.len() as u32).collect();
+                assert_eq!(o.position_ids, want, "{at}: positions");
+            }
+        }
+    }
+}
+
+#[test]
+fn every_case_matches_llamafactory() {
+    let fx = fixture();
+    let cases = fx["cases"].as_array().unwrap();
+    assert!(cases.len() >= 25);
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let (data_args, opts, stage) = setup(case);
+        let mut tok = Tokenizer::from_dir(&model_dir(case)).unwrap();
+        let t_opts = TemplateOptions {
+            enable_thinking: data_args.enable_thinking,
+            ..TemplateOptions::default()
+        };
+        let template =
+            Template::for_tokenizer(data_args.template.as_deref(), &mut tok, &t_opts).unwrap();
+        let got = get_dataset(&template, &tok, &data_args, stage, &opts);
+        if let Some(err) = case["error"].as_str() {
+            let e = got.expect_err(name).to_string();
+            assert!(e.contains(err), "{name}: {e} should say {err}");
+            continue;
+        }
+        let module = got.unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            data_args.cutoff_len,
+            case["cutoff_len_after_post_init"].as_i64().unwrap(),
+            "{name}: cutoff_len after post_init"
+        );
+        let pt = stage == Stage::Pt;
+        let neat = data_args.neat_packing;
+        let empty = vec![];
+        let want_train = case["train"].as_array().unwrap_or(&empty);
+        check_rows(name, "train", &module.train, want_train, pt, neat);
+        let want_eval = case["eval"].as_object();
+        assert_eq!(
+            module.eval.len(),
+            want_eval.map_or(0, |m| m.len()),
+            "{name}: eval sets"
+        );
+        for (set, rows) in &module.eval {
+            let w = want_eval.unwrap()[set.as_str()].as_array().unwrap();
+            check_rows(name, &format!("eval `{set}`"), rows, w, pt, neat);
+        }
+    }
+}
+
+#[test]
+fn fixture_shows_plain_packing_attends_across_sub_sequences() {
+    // LF's plain-packing loss differs from the loss of each sub-sequence alone (attention
+    // crosses), its neat-packing loss equals it: the reason for one segment vs many.
+    let a = &fixture()["attention"];
+    let plain = a["plain_loss"].as_f64().unwrap();
+    let neat = a["neat_loss"].as_f64().unwrap();
+    let isolated = a["isolated_loss"].as_f64().unwrap();
+    assert!((plain - isolated).abs() / isolated > 1e-3, "{a}");
+    assert!((neat - isolated).abs() / isolated < 1e-5, "{a}");
+}
+
+#[test]
+fn numpy_draws_match_numpy() {
+    use lmf_trainers::data::numpy_rng::{cdf, NumpyRng};
+    let fx = fixture();
+    for p in fx["numpy"]["permutations"].as_array().unwrap() {
+        let (seed, n) = (
+            p["seed"].as_u64().unwrap(),
+            p["n"].as_u64().unwrap() as usize,
+        );
+        let ours = NumpyRng::new(seed).permutation(n);
+        match p.get("permutation") {
+            Some(w) => assert_eq!(ours, ids::<usize>(w), "seed {seed} n {n}"),
+            None => assert_eq!(
+                ours[..64],
+                ids::<usize>(&p["head"])[..],
+                "seed {seed} n {n}"
+            ),
+        }
+    }
+    for c in fx["numpy"]["choices"].as_array().unwrap() {
+        let seed = c["seed"].as_u64().unwrap();
+        let cdf = cdf(&ids::<f64>(&c["p"]));
+        let mut rng = NumpyRng::new(seed);
+        let ours: Vec<usize> = (0..200).map(|_| rng.choice(&cdf)).collect();
+        assert_eq!(ours, ids::<usize>(&c["choice"]), "seed {seed}");
+    }
+}
