@@ -654,8 +654,10 @@ impl<'a> Trainer<'a> {
 }
 
 /// HF `evaluation_loop` loss: batches of `batch_size` rows in order, each batch's loss the
-/// mean over its (shifted) label tokens, `{prefix}_loss` the mean of the batch losses (every
-/// batch weighs the same), plus the speed metrics.
+/// mean over its (shifted) label tokens, repeated `batch_size` times, and accelerate's
+/// `gather_for_metrics` cutting the last batch's copies to the rows it really has; so
+/// `{prefix}_loss` is the mean of the batch losses weighted by their row counts. Plus the
+/// speed metrics.
 pub fn evaluate(
     model: &CausalLM,
     rows: &[Example],
@@ -664,7 +666,7 @@ pub fn evaluate(
 ) -> Result<Vec<(String, PyJson)>> {
     let start = Instant::now();
     let bs = batch_size.max(1);
-    let mut losses: Vec<f32> = Vec::new();
+    let mut losses: Vec<(f32, usize)> = Vec::new();
     no_grad(|| -> Result<()> {
         for (i, chunk) in rows.chunks(bs).enumerate() {
             let refs: Vec<&Example> = chunk.iter().collect();
@@ -683,7 +685,7 @@ pub fn evaluate(
                     .tensor()
                     .to_scalar::<f32>()?
             };
-            losses.push(loss);
+            losses.push((loss, chunk.len()));
         }
         Ok(())
     })?;
@@ -691,7 +693,9 @@ pub fn evaluate(
         f64::NAN
     } else {
         // numpy's float32 mean, returned through `.item()`.
-        (losses.iter().map(|&l| l as f64).sum::<f64>() / losses.len() as f64) as f32 as f64
+        let n: usize = losses.iter().map(|l| l.1).sum();
+        let sum: f64 = losses.iter().map(|&(l, k)| l as f64 * k as f64).sum();
+        (sum / n as f64) as f32 as f64
     };
     let runtime = start.elapsed().as_secs_f64().max(1e-9);
     let steps = rows.len().div_ceil(bs);
