@@ -114,3 +114,55 @@ fn matches_the_hf_trainer_step_by_step() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = Path::new(ROOT);
 }
+
+#[test]
+fn predictions_match_llamafactory_save_predictions() {
+    use lmf_trainers::args::GeneratingArguments;
+    use lmf_trainers::train::predict::{predict, PREDICTIONS_FILE};
+    let fx: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{ROOT}/trainer/trainer_llama.json")).unwrap(),
+    )
+    .unwrap();
+    let dir = PathBuf::from(format!("{ROOT}/models/llama"));
+    let model = CausalLM::load(&dir, DType::F32, Device::Cpu).unwrap();
+    let tok = lmf_models::Tokenizer::from_dir(&dir).unwrap();
+    let rows: Vec<Example> = rows(3)
+        .into_iter()
+        .map(|r| {
+            let cut = r.input_ids.len() / 3 + 1;
+            let prompt = r.input_ids[..cut].to_vec();
+            let label = r.input_ids[cut..].iter().map(|&i| i as i64).collect();
+            Example {
+                input_ids: prompt.clone(),
+                labels: label,
+                segments: vec![prompt.len()],
+                position_ids: (0..prompt.len() as u32).collect(),
+            }
+        })
+        .collect();
+    let gen = GeneratingArguments {
+        do_sample: false,
+        max_new_tokens: 8,
+        ..GeneratingArguments::default()
+    };
+    let out = std::env::temp_dir().join(format!("lmf-predict-{}", std::process::id()));
+    let metrics = predict(&model, &tok, &rows, &gen, 2, 42, &out).unwrap();
+    assert_eq!(metrics[0].0, "predict_runtime");
+    let text = std::fs::read_to_string(out.join(PREDICTIONS_FILE)).unwrap();
+    let want: Vec<String> = fx["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().to_string())
+        .collect();
+    let got: Vec<&str> = text.lines().collect();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        // Same JSON object (escaping of control characters may differ in spelling).
+        let g: Value = serde_json::from_str(g).unwrap();
+        let w: Value = serde_json::from_str(w).unwrap();
+        assert_eq!(g, w);
+    }
+    assert!(out.join("predict_results.json").is_file());
+    let _ = std::fs::remove_dir_all(&out);
+}

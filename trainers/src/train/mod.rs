@@ -17,6 +17,7 @@ pub mod freeze;
 pub mod io;
 pub mod logs;
 pub mod plot;
+pub mod predict;
 pub mod progress;
 pub mod results;
 pub mod state;
