@@ -11,7 +11,10 @@ use lmf_trainers::train::{
     freeze_trainable, run_workflow, FreezeSpec, HfModelIo, TrainConfig, Trainer,
 };
 
-const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/hf/models/llama");
+const MODEL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/fixtures/hf/models/llama"
+);
 
 fn model() -> CausalLM {
     CausalLM::load(Path::new(MODEL), DType::F32, Device::Cpu).unwrap()
@@ -22,7 +25,9 @@ fn rows(n: usize) -> Vec<Example> {
     (0..n)
         .map(|i| {
             let len = 5 + (i * 7) % 9;
-            let ids: Vec<u32> = (0..len).map(|t| ((i * 31 + t * 17) % 250 + 4) as u32).collect();
+            let ids: Vec<u32> = (0..len)
+                .map(|t| ((i * 31 + t * 17) % 250 + 4) as u32)
+                .collect();
             let labels = ids
                 .iter()
                 .enumerate()
@@ -80,22 +85,22 @@ fn resume_from_checkpoint_matches_an_uninterrupted_run() {
     // Resume from the run's own checkpoints: checkpoint-2 is mid-epoch (3 optimizer steps per
     // epoch: 10 rows, batch 2, accumulation 2), checkpoint-4 likewise in the second epoch.
     for k in [2usize, 4] {
-    let ckpt = d1.join(format!("checkpoint-{k}"));
-    assert!(ckpt.join("trainer_state.json").is_file());
-    assert!(ckpt.join("optimizer.safetensors").is_file());
-    assert!(ckpt.join("model.safetensors").is_file());
-    let d2 = out_dir(&format!("resumed{k}"));
-    let mut cfg2 = config(&d2);
-    cfg2.resume_from_checkpoint = Some(ckpt);
-    let mut m2 = model();
-    let io2 = HfModelIo::new(Some(PathBuf::from(MODEL)));
-    let mut t2 = Trainer::new(&mut m2, &cfg2, &io2, &data.train, &data.eval).unwrap();
-    let resumed = t2.train().unwrap();
-    assert_eq!(resumed.global_step, 6);
-    assert_eq!(resumed.losses, full.losses[k..].to_vec());
-    drop(t2);
-    assert_eq!(weights(&m1), weights(&m2));
-    let _ = std::fs::remove_dir_all(&d2);
+        let ckpt = d1.join(format!("checkpoint-{k}"));
+        assert!(ckpt.join("trainer_state.json").is_file());
+        assert!(ckpt.join("optimizer.safetensors").is_file());
+        assert!(ckpt.join("model.safetensors").is_file());
+        let d2 = out_dir(&format!("resumed{k}"));
+        let mut cfg2 = config(&d2);
+        cfg2.resume_from_checkpoint = Some(ckpt);
+        let mut m2 = model();
+        let io2 = HfModelIo::new(Some(PathBuf::from(MODEL)));
+        let mut t2 = Trainer::new(&mut m2, &cfg2, &io2, &data.train, &data.eval).unwrap();
+        let resumed = t2.train().unwrap();
+        assert_eq!(resumed.global_step, 6);
+        assert_eq!(resumed.losses, full.losses[k..].to_vec());
+        drop(t2);
+        assert_eq!(weights(&m1), weights(&m2));
+        let _ = std::fs::remove_dir_all(&d2);
     }
     let _ = std::fs::remove_dir_all(&d1);
 }
@@ -212,5 +217,24 @@ fn freeze_trains_only_the_selected_layers() {
     for ((name, b), a) in names.iter().zip(&before).zip(&after) {
         assert_eq!(b != a, trainable.contains(name), "{name}");
     }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn stop_flag_saves_a_checkpoint_and_stops() {
+    let d = out_dir("stop");
+    let mut c = config(&d);
+    c.save_steps = 100.0;
+    let data = rows(8);
+    let mut m = model();
+    let io = HfModelIo::new(None);
+    let mut t = Trainer::new(&mut m, &c, &io, &data, &[]).unwrap();
+    // What the first Ctrl-C does: stop after the current optimizer step, with a checkpoint.
+    t.stop_flag()
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let out = t.train().unwrap();
+    assert!(out.interrupted);
+    assert_eq!(out.global_step, 1);
+    assert!(d.join("checkpoint-1/trainer_state.json").is_file());
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -19,7 +19,9 @@ fn rows(n: usize) -> Vec<Example> {
     (0..n)
         .map(|i| {
             let len = 5 + (i * 7) % 9;
-            let ids: Vec<u32> = (0..len).map(|t| ((i * 31 + t * 17) % 250 + 4) as u32).collect();
+            let ids: Vec<u32> = (0..len)
+                .map(|t| ((i * 31 + t * 17) % 250 + 4) as u32)
+                .collect();
             let labels = ids
                 .iter()
                 .enumerate()
@@ -64,15 +66,26 @@ fn matches_the_hf_trainer_step_by_step() {
     cfg.save_strategy = SaveStrategy::No;
     cfg.disable_shuffling = true;
     cfg.progress_bar = false;
-    let mut model = CausalLM::load(&PathBuf::from(format!("{ROOT}/models/llama")), DType::F32, Device::Cpu)
-        .unwrap();
+    // LLaMA-Factory's default (`disable_gradient_checkpointing: false`): per-layer recompute.
+    cfg.gradient_checkpointing = true;
+    let mut model = CausalLM::load(
+        &PathBuf::from(format!("{ROOT}/models/llama")),
+        DType::F32,
+        Device::Cpu,
+    )
+    .unwrap();
     let (train, eval) = (rows(10), rows(5));
     let before = evaluate(&model, &eval, 2, "eval").unwrap();
     let v = |m: &[(String, lmf_trainers::template::pyjson::PyJson)]| match &m[0].1 {
         lmf_trainers::template::pyjson::PyJson::Float(f) => *f,
         _ => panic!(),
     };
-    assert!(close(v(&before), fx["eval_loss_before"].as_f64().unwrap(), 1e-5), "{} vs {}", v(&before), fx["eval_loss_before"]);
+    assert!(
+        close(v(&before), fx["eval_loss_before"].as_f64().unwrap(), 1e-5),
+        "{} vs {}",
+        v(&before),
+        fx["eval_loss_before"]
+    );
 
     let io = HfModelIo::new(None);
     let sets = vec![(String::new(), eval.clone())];
@@ -96,18 +109,43 @@ fn matches_the_hf_trainer_step_by_step() {
     for (i, h) in hist.iter().enumerate() {
         let step = i + 1;
         assert_eq!(h["step"], step);
-        assert!(close(h["loss"].as_f64().unwrap(), loss[i], 1e-4), "step {step} loss {h} vs {}", loss[i]);
-        assert!(close(h["grad_norm"].as_f64().unwrap(), gn[i], 1e-4), "step {step} grad_norm {h} vs {}", gn[i]);
-        assert!(close(h["learning_rate"].as_f64().unwrap(), lr[i], 1e-9) || lr[i] == 0.0 && h["learning_rate"].as_f64().unwrap() == 0.0, "step {step} lr {h}");
-        assert!(close(h["epoch"].as_f64().unwrap(), ep[i], 1e-12), "step {step} epoch {h}");
+        assert!(
+            close(h["loss"].as_f64().unwrap(), loss[i], 1e-4),
+            "step {step} loss {h} vs {}",
+            loss[i]
+        );
+        assert!(
+            close(h["grad_norm"].as_f64().unwrap(), gn[i], 1e-4),
+            "step {step} grad_norm {h} vs {}",
+            gn[i]
+        );
+        assert!(
+            close(h["learning_rate"].as_f64().unwrap(), lr[i], 1e-9)
+                || lr[i] == 0.0 && h["learning_rate"].as_f64().unwrap() == 0.0,
+            "step {step} lr {h}"
+        );
+        assert!(
+            close(h["epoch"].as_f64().unwrap(), ep[i], 1e-12),
+            "step {step} epoch {h}"
+        );
     }
     let after = evaluate(&model, &eval, 2, "eval").unwrap();
-    assert!(close(v(&after), fx["eval_loss_after"].as_f64().unwrap(), 1e-4));
+    assert!(close(
+        v(&after),
+        fx["eval_loss_after"].as_f64().unwrap(),
+        1e-4
+    ));
     let norm = model.norm.tensor().to_vec::<f32>().unwrap();
     for (a, b) in norm.iter().zip(floats(&fx["final_norm_weight"])) {
         assert!((*a as f64 - b).abs() < 1e-4, "{a} vs {b}");
     }
-    let q = model.layers[0].self_attn.q_proj.weight.tensor().to_vec::<f32>().unwrap();
+    let q = model.layers[0]
+        .self_attn
+        .q_proj
+        .weight
+        .tensor()
+        .to_vec::<f32>()
+        .unwrap();
     for (a, b) in q.iter().zip(floats(&fx["final_q_proj_row0"])) {
         assert!((*a as f64 - b).abs() < 1e-4, "{a} vs {b}");
     }

@@ -157,9 +157,7 @@ impl TrainArgs {
             .ok_or_else(|| invalid("`output_dir` is required by `lmf train`"))?;
 
         // Post-processing.
-        training.generation_max_length = training
-            .generation_max_length
-            .or(Some(data.cutoff_len));
+        training.generation_max_length = training.generation_max_length.or(Some(data.cutoff_len));
         training.generation_num_beams = data.eval_num_beams.or(training.generation_num_beams);
         if training.resume_from_checkpoint.is_none() {
             let resume = crate::train::checkpoint::auto_resume(
@@ -221,7 +219,13 @@ mod tests {
         assert!(e.to_string().contains("Please specify dataset"), "{e}");
         let e = parse(&["model_name_or_path=m", "output_dir=o", "do_predict=true"]).unwrap_err();
         assert!(e.to_string().contains("predict_with_generate"), "{e}");
-        let e = parse(&["model_name_or_path=m", "output_dir=o", "stage=pt", "predict_with_generate=true"]).unwrap_err();
+        let e = parse(&[
+            "model_name_or_path=m",
+            "output_dir=o",
+            "stage=pt",
+            "predict_with_generate=true",
+        ])
+        .unwrap_err();
         assert!(e.to_string().contains("except SFT"), "{e}");
         let e = parse(&["model_name_or_path=m", "output_dir=o", "stage=dpo"]).unwrap_err();
         assert!(e.to_string().contains("not implemented"), "{e}");
@@ -243,7 +247,10 @@ mod tests {
         let r = crate::train::checkpoint::auto_resume(&d, None, true, false).unwrap();
         assert_eq!(r, Some(d.join("checkpoint-7")));
         let a = parse(&["model_name_or_path=m", &out]).unwrap();
-        assert_eq!(a.training.resume_from_checkpoint, None, "only with do_train");
+        assert_eq!(
+            a.training.resume_from_checkpoint, None,
+            "only with do_train"
+        );
         std::fs::remove_dir_all(&d).ok();
     }
 }

@@ -222,7 +222,10 @@ impl AdamW {
                     )));
                 }
                 st.step += 1;
-                let hp = AdamWParams { step: st.step, ..hp };
+                let hp = AdamWParams {
+                    step: st.step,
+                    ..hp
+                };
                 if dtype == DType::F32 {
                     // In place: the loss graph is gone, so the storage is not shared and
                     // `update` does not copy.
@@ -233,7 +236,10 @@ impl AdamW {
                     if st.master.is_none() {
                         st.master = Some(var.tensor().to_vec::<f32>()?);
                     }
-                    let master = st.master.as_mut().ok_or_else(|| Error::Msg("master".into()))?;
+                    let master = st
+                        .master
+                        .as_mut()
+                        .ok_or_else(|| Error::Msg("master".into()))?;
                     adamw_step(master, grad, &mut st.m, &mut st.v, &hp);
                     let t = Tensor::from_slice(master, var.shape(), var.device())?;
                     *var.tensor_mut() = t.to_dtype(dtype)?;
@@ -286,9 +292,8 @@ impl AdamW {
             .map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?;
         let meta: SavedMeta = serde_json::from_str(&text)
             .map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?;
-        let names = |g: &[ParamGroup]| -> Vec<Vec<String>> {
-            g.iter().map(|g| g.params.clone()).collect()
-        };
+        let names =
+            |g: &[ParamGroup]| -> Vec<Vec<String>> { g.iter().map(|g| g.params.clone()).collect() };
         if names(&meta.groups) != names(&self.groups) {
             return Err(Error::Msg(format!(
                 "{}: the checkpoint's optimizer groups do not match the trainable parameters of this run",
@@ -308,7 +313,10 @@ impl AdamW {
                         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                         .collect(),
                 )),
-                Ok(_) => Err(Error::Msg(format!("{}: `{key}` is not F32", path.display()))),
+                Ok(_) => Err(Error::Msg(format!(
+                    "{}: `{key}` is not F32",
+                    path.display()
+                ))),
                 Err(_) => Ok(None),
             }
         };
@@ -364,14 +372,23 @@ mod tests {
         .collect();
         let g = loraplus_groups(
             &names,
-            |n| if n.contains("lora_") && !n.contains("magnitude") { 2 } else { 1 },
+            |n| {
+                if n.contains("lora_") && !n.contains("magnitude") {
+                    2
+                } else {
+                    1
+                }
+            },
             1e-4,
             16.0,
             1e-6,
             0.1,
         );
         assert_eq!(g[0].params, vec!["a.lora_A.weight"]);
-        assert_eq!(g[1].params, vec!["a.lora_B.weight", "a.lora_magnitude_vector"]);
+        assert_eq!(
+            g[1].params,
+            vec!["a.lora_B.weight", "a.lora_magnitude_vector"]
+        );
         assert_eq!(g[2].params, vec!["x.bias"]);
         assert_eq!(g[2].weight_decay, 0.0);
         assert_eq!(g[3].params, vec!["e.lora_embedding_B"]);
@@ -384,10 +401,14 @@ mod tests {
         let mut b = Var::param(Tensor::from_vec(vec![0.5f32], &[1], Device::Cpu).unwrap());
         let groups = default_groups(&["w.weight".into(), "w.bias".into()], 0.1, 0.01);
         let mut opt = AdamW::new(AdamHyper::default(), groups);
-        let grads: HashMap<String, Vec<f32>> = [("w.weight".to_string(), vec![0.5f32, -0.5])].into();
+        let grads: HashMap<String, Vec<f32>> =
+            [("w.weight".to_string(), vec![0.5f32, -0.5])].into();
         {
-            let mut params: HashMap<String, &mut Var> =
-                [("w.weight".to_string(), &mut a), ("w.bias".to_string(), &mut b)].into();
+            let mut params: HashMap<String, &mut Var> = [
+                ("w.weight".to_string(), &mut a),
+                ("w.bias".to_string(), &mut b),
+            ]
+            .into();
             opt.step(&mut params, &grads, 1.0).unwrap();
         }
         assert_eq!(opt.param_step("w.weight"), 1);
@@ -404,7 +425,10 @@ mod tests {
         let mut back = AdamW::new(AdamHyper::default(), opt.groups.clone());
         back.load(&dir).unwrap();
         assert_eq!(back.state, opt.state);
-        let other = AdamW::new(AdamHyper::default(), default_groups(&["z".into()], 0.1, 0.0));
+        let other = AdamW::new(
+            AdamHyper::default(),
+            default_groups(&["z".into()], 0.1, 0.0),
+        );
         assert!(other.clone().load(&dir).is_err());
         std::fs::remove_dir_all(&dir).ok();
     }

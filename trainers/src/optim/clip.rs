@@ -41,8 +41,11 @@ mod tests {
 
     #[test]
     fn clips_to_max_norm_and_reports_the_norm_before() {
-        let mut g: HashMap<String, Vec<f32>> =
-            [("a".to_string(), vec![3.0f32, 0.0]), ("b".to_string(), vec![4.0f32])].into();
+        let mut g: HashMap<String, Vec<f32>> = [
+            ("a".to_string(), vec![3.0f32, 0.0]),
+            ("b".to_string(), vec![4.0f32]),
+        ]
+        .into();
         let n = clip_grad_norm(&mut g, 1.0);
         assert!((n - 5.0).abs() < 1e-6);
         let after = grad_norm(&g);

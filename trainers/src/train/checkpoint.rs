@@ -51,8 +51,7 @@ pub fn list_checkpoints(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
 pub fn get_last_checkpoint(dir: &Path) -> Result<Option<PathBuf>> {
     Ok(list_checkpoints(dir)?
         .into_iter()
-        .filter(|(_, p)| p.join(TRAINER_STATE_NAME).is_file())
-        .next_back()
+        .rfind(|(_, p)| p.join(TRAINER_STATE_NAME).is_file())
         .map(|(_, p)| p))
 }
 
@@ -124,7 +123,10 @@ mod tests {
         // A half-written checkpoint (no state) and a temp folder are never picked.
         fs::create_dir_all(d.join("checkpoint-12")).unwrap();
         fs::create_dir_all(d.join(".tmp-checkpoint-14")).unwrap();
-        assert_eq!(get_last_checkpoint(&d).unwrap(), Some(d.join("checkpoint-10")));
+        assert_eq!(
+            get_last_checkpoint(&d).unwrap(),
+            Some(d.join("checkpoint-10"))
+        );
         assert_eq!(
             auto_resume(&d, None, true, false).unwrap(),
             Some(d.join("checkpoint-10"))
@@ -132,7 +134,11 @@ mod tests {
         assert_eq!(auto_resume(&d, None, true, true).unwrap(), None);
         assert!(auto_resume(&d, Some(&d.join("checkpoint-12")), true, false).is_err());
         rotate_checkpoints(&d, Some(2)).unwrap();
-        let left: Vec<u64> = list_checkpoints(&d).unwrap().into_iter().map(|c| c.0).collect();
+        let left: Vec<u64> = list_checkpoints(&d)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.0)
+            .collect();
         assert_eq!(left, vec![10, 12]);
         let e = tempfile_like(&d.join("out"));
         fs::write(e.join("model.safetensors"), "x").unwrap();

@@ -88,6 +88,8 @@ pub struct TrainConfig {
     pub stage_pt: bool,
     /// Show the progress bar (only drawn on a terminal anyway).
     pub progress_bar: bool,
+    /// Start afresh in a used `output_dir` (LF then deletes the old `trainer_log.jsonl`).
+    pub overwrite_output_dir: bool,
 }
 
 impl TrainConfig {
@@ -130,6 +132,7 @@ impl TrainConfig {
             plot_loss: false,
             stage_pt: false,
             progress_bar: true,
+            overwrite_output_dir: false,
         }
     }
 
@@ -219,6 +222,7 @@ impl TrainConfig {
             plot_loss: finetuning.plot_loss,
             stage_pt: finetuning.stage == Stage::Pt,
             progress_bar: training.disable_tqdm != Some(true),
+            overwrite_output_dir: training.overwrite_output_dir,
         })
     }
 

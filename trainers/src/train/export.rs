@@ -89,11 +89,17 @@ fn tensor_bytes(t: &lmf_autograd::Tensor) -> Result<(safetensors::Dtype, Vec<u8>
     Ok(match t.dtype() {
         DType::F32 => (
             safetensors::Dtype::F32,
-            t.to_vec::<f32>()?.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            t.to_vec::<f32>()?
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
         ),
         DType::F64 => (
             safetensors::Dtype::F64,
-            t.to_vec::<f64>()?.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            t.to_vec::<f64>()?
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
         ),
         DType::BF16 => (
             safetensors::Dtype::BF16,
@@ -117,10 +123,13 @@ fn tensor_bytes(t: &lmf_autograd::Tensor) -> Result<(safetensors::Dtype, Vec<u8>
     })
 }
 
+/// One tensor ready to serialise: name, shape, dtype, little-endian bytes.
+type Entry = (String, Vec<usize>, safetensors::Dtype, Vec<u8>);
+
 /// Writes every parameter of `model` into `dir` as `model.safetensors`, or as
 /// `model-0000i-of-0000n.safetensors` + `model.safetensors.index.json` past `max_shard` bytes.
 pub fn save_weights(model: &CausalLM, dir: &Path, max_shard: usize) -> Result<()> {
-    let mut shards: Vec<Vec<(String, Vec<usize>, safetensors::Dtype, Vec<u8>)>> = vec![vec![]];
+    let mut shards: Vec<Vec<Entry>> = vec![vec![]];
     let mut size = 0usize;
     let mut total = 0usize;
     for (name, var) in model.named_parameters() {

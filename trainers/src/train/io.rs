@@ -169,9 +169,17 @@ mod tests {
         let root = std::env::temp_dir().join(format!("lmf-io-{}", std::process::id()));
         fs::create_dir_all(&root).unwrap();
         let f = root.join("a.json");
-        write_json(&f, &dict(vec![("b", PyJson::Int(1)), ("a", PyJson::Float(0.5))]), 2, true)
-            .unwrap();
-        assert_eq!(fs::read_to_string(&f).unwrap(), "{\n  \"a\": 0.5,\n  \"b\": 1\n}\n");
+        write_json(
+            &f,
+            &dict(vec![("b", PyJson::Int(1)), ("a", PyJson::Float(0.5))]),
+            2,
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            fs::read_to_string(&f).unwrap(),
+            "{\n  \"a\": 0.5,\n  \"b\": 1\n}\n"
+        );
         let fin = root.join("checkpoint-3");
         let tmp = temp_dir_for(&fin).unwrap();
         fs::write(tmp.join("x"), "1").unwrap();

@@ -55,7 +55,11 @@ impl RunLog {
         let Some(start) = self.start else {
             return Ok(());
         };
-        let max_steps = if self.max_steps > 0 { self.max_steps } else { max_steps };
+        let max_steps = if self.max_steps > 0 {
+            self.max_steps
+        } else {
+            max_steps
+        };
         let elapsed = start.elapsed().as_secs_f64();
         let avg = if cur_steps != 0 {
             elapsed / cur_steps as f64

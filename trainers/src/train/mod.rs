@@ -6,8 +6,9 @@
 //!
 //! The workflow ([`run_workflow`]) mirrors LLaMA-Factory's `run_sft` / `run_pt`: train, save
 //! the model, `train_results.json`, `trainer_state.json`, the loss plot, then evaluate.
-//! What is not here yet and plugs in from the CLI: the dataset (`data::get_dataset` → a
-//! [`DatasetModule`]) and LoRA (a [`ModelIo`] over `save_adapter` / `load_adapter`).
+//! [`run::run`] is what the CLI calls; its two hooks [`run::load_dataset`] (`data::get_dataset`
+//! → a [`DatasetModule`]) and [`run::model_io`] (LoRA: a [`ModelIo`] over `save_adapter` /
+//! `load_adapter`) are where the data and adapter parts plug in.
 
 pub mod batch;
 pub mod checkpoint;
@@ -20,6 +21,7 @@ pub mod plot;
 pub mod predict;
 pub mod progress;
 pub mod results;
+pub mod run;
 pub mod state;
 pub mod trainer;
 
@@ -28,6 +30,7 @@ pub use checkpoint::{auto_resume, get_last_checkpoint};
 pub use config::TrainConfig;
 pub use export::{HfModelIo, ModelIo};
 pub use freeze::{freeze_trainable, full_trainable, FreezeSpec};
+pub use run::{run, run_sft, setup_trainable};
 pub use trainer::{evaluate, TrainOutcome, Trainer};
 
 use lmf_models::CausalLM;
@@ -43,6 +46,8 @@ pub struct WorkflowOutcome {
     pub train: Option<TrainOutcome>,
     /// The evaluation metrics (when `do_eval`).
     pub eval: Option<Vec<(String, PyJson)>>,
+    /// The prediction metrics (when `do_predict`).
+    pub predict: Option<Vec<(String, PyJson)>>,
 }
 
 /// LLaMA-Factory's `run_sft` / `run_pt` after the model and data are ready: train (+ save the
@@ -57,6 +62,12 @@ pub fn run_workflow(
     do_train: bool,
     do_eval: bool,
 ) -> Result<WorkflowOutcome> {
+    let old_log = cfg.output_dir.join(logs::TRAINER_LOG);
+    if cfg.overwrite_output_dir && old_log.is_file() {
+        // LF LogCallback.on_init_end: "Previous trainer log in this folder will be deleted."
+        std::fs::remove_file(&old_log)
+            .map_err(|e| crate::Error::Msg(format!("{}: {e}", old_log.display())))?;
+    }
     let mut trainer = Trainer::new(model, cfg, io, &dataset.train, &dataset.eval)?;
     let flag = trainer.stop_flag();
     if cfg.progress_bar {

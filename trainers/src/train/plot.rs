@@ -63,8 +63,13 @@ pub fn plot_loss(dir: &Path, history: &[PyJson], keys: &[String]) -> Result<()> 
             continue;
         }
         let path = dir.join(format!("training_{}.png", key.replace('/', "_")));
-        draw(&path, &pts, key, &format!("training {key} of {}", dir.display()))
-            .map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?;
+        draw(
+            &path,
+            &pts,
+            key,
+            &format!("training {key} of {}", dir.display()),
+        )
+        .map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?;
     }
     Ok(())
 }
@@ -78,7 +83,9 @@ fn draw(
     // Draw into a temp file and rename, like every other output.
     let tmp = path.with_file_name(format!(
         ".tmp-{}",
-        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     ));
     {
         let root = BitMapBackend::new(&tmp, (640, 480)).into_drawing_area();
@@ -106,10 +113,7 @@ fn draw(
             .label("original")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.mix(0.4)));
         chart
-            .draw_series(LineSeries::new(
-                pts.iter().map(|p| p.0).zip(smoothed),
-                BLUE,
-            ))?
+            .draw_series(LineSeries::new(pts.iter().map(|p| p.0).zip(smoothed), BLUE))?
             .label("smoothed")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
         chart

@@ -89,7 +89,10 @@ pub fn predict(
                 .map(|&l| if l == IGNORE_INDEX { pad } else { l as u32 })
                 .collect();
             let line = PyJson::Dict(vec![
-                ("prompt".into(), PyJson::Str(tok.decode(&row.input_ids, false)?)),
+                (
+                    "prompt".into(),
+                    PyJson::Str(tok.decode(&row.input_ids, false)?),
+                ),
                 ("predict".into(), PyJson::Str(tok.decode(&new, skip)?)),
                 ("label".into(), PyJson::Str(tok.decode(&labels, skip)?)),
             ]);
@@ -101,7 +104,10 @@ pub fn predict(
     write_atomic(&out.join(PREDICTIONS_FILE), lines.as_bytes())?;
     let runtime = start.elapsed().as_secs_f64().max(1e-9);
     let metrics = vec![
-        ("predict_runtime".to_string(), PyJson::Float(py_round(runtime, 4))),
+        (
+            "predict_runtime".to_string(),
+            PyJson::Float(py_round(runtime, 4)),
+        ),
         (
             "predict_samples_per_second".to_string(),
             PyJson::Float(py_round(rows.len() as f64 / runtime, 3)),

@@ -117,7 +117,10 @@ impl TrainerState {
             ("log_history".into(), PyJson::List(self.log_history.clone())),
             ("logging_steps".into(), int(self.logging_steps)),
             ("max_steps".into(), int(self.max_steps)),
-            ("num_input_tokens_seen".into(), int(self.num_input_tokens_seen)),
+            (
+                "num_input_tokens_seen".into(),
+                int(self.num_input_tokens_seen),
+            ),
             ("num_train_epochs".into(), int(self.num_train_epochs)),
             ("save_steps".into(), int(self.save_steps)),
             (
@@ -140,7 +143,12 @@ impl TrainerState {
     pub fn load(dir: &Path) -> Result<TrainerState> {
         let path = dir.join(TRAINER_STATE_NAME);
         let j = read_json(&path)?;
-        let bad = |k: &str| Error::Msg(format!("{}: `{k}` is missing or not a number", path.display()));
+        let bad = |k: &str| {
+            Error::Msg(format!(
+                "{}: `{k}` is missing or not a number",
+                path.display()
+            ))
+        };
         let num = |k: &str| -> Result<f64> {
             match j.get(k) {
                 Some(PyJson::Int(i)) => Ok(*i as f64),
@@ -206,7 +214,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         s.save(&dir).unwrap();
         let text = std::fs::read_to_string(dir.join(TRAINER_STATE_NAME)).unwrap();
-        assert!(text.starts_with("{\n  \"best_global_step\": null,\n"), "{text}");
+        assert!(
+            text.starts_with("{\n  \"best_global_step\": null,\n"),
+            "{text}"
+        );
         assert_eq!(TrainerState::load(&dir).unwrap(), s);
         std::fs::remove_dir_all(&dir).ok();
     }

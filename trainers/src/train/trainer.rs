@@ -207,9 +207,8 @@ impl<'a> Trainer<'a> {
                 "no trainable parameters: check finetuning_type and its settings".into(),
             ));
         }
-        std::fs::create_dir_all(&cfg.output_dir).map_err(|e| {
-            Error::Msg(format!("{}: {e}", cfg.output_dir.display()))
-        })?;
+        std::fs::create_dir_all(&cfg.output_dir)
+            .map_err(|e| Error::Msg(format!("{}: {e}", cfg.output_dir.display())))?;
         let (steps_in_epoch, nupe, max_steps, num_epochs) = training_steps(cfg, self.train.len());
         if steps_in_epoch == 0 {
             return Err(Error::Msg(format!(
@@ -282,7 +281,11 @@ impl<'a> Trainer<'a> {
             let mut grad_norm: Option<f32> = None;
             let mut learning_rate: Option<f64> = None;
             for update_step in first_update..nupe {
-                let num_batches = if update_step + 1 != nupe { gas } else { remainder };
+                let num_batches = if update_step + 1 != nupe {
+                    gas
+                } else {
+                    remainder
+                };
                 let lo = (step + 1) as usize;
                 let hi = (lo + num_batches).min(batches.len());
                 if lo >= hi {
@@ -339,25 +342,25 @@ impl<'a> Trainer<'a> {
                 }
                 if cfg.logging_strategy == IntervalStrategy::Steps
                     && st.logging_steps > 0
-                    && gs % st.logging_steps == 0
+                    && gs.is_multiple_of(st.logging_steps)
                 {
                     control.should_log = true;
                 }
                 let eval_due = cfg.eval_strategy == IntervalStrategy::Steps
                     && cfg.eval_delay <= gs as f64
                     && st.eval_steps > 0;
-                if eval_due && gs % st.eval_steps == 0 {
+                if eval_due && gs.is_multiple_of(st.eval_steps) {
                     control.should_evaluate = true;
                 }
                 if cfg.save_strategy == SaveStrategy::Steps
                     && st.save_steps > 0
-                    && gs % st.save_steps == 0
+                    && gs.is_multiple_of(st.save_steps)
                 {
                     control.should_save = true;
                 }
                 if gs >= st.max_steps {
                     control.should_training_stop = true;
-                    if eval_due && gs % st.eval_steps != 0 {
+                    if eval_due && !gs.is_multiple_of(st.eval_steps) {
                         control.should_evaluate = true;
                     }
                     if cfg.save_strategy == SaveStrategy::Steps {
@@ -581,7 +584,8 @@ impl<'a> Trainer<'a> {
         }
         self.state.save(&tmp)?;
         commit_dir(&tmp, &fin)?;
-        self.log.info(&format!("Saving model checkpoint to {}", fin.display()))?;
+        self.log
+            .info(&format!("Saving model checkpoint to {}", fin.display()))?;
         rotate_checkpoints(out, self.cfg.save_total_limit)?;
         Ok(fin)
     }
@@ -681,9 +685,15 @@ pub fn evaluate(
             let loss = if batch.num_label_tokens() == 0 {
                 f32::NAN
             } else {
-                linear_cross_entropy(&hidden, model.head_weight(), &labels, &opts, CeReduction::Mean)?
-                    .tensor()
-                    .to_scalar::<f32>()?
+                linear_cross_entropy(
+                    &hidden,
+                    model.head_weight(),
+                    &labels,
+                    &opts,
+                    CeReduction::Mean,
+                )?
+                .tensor()
+                .to_scalar::<f32>()?
             };
             losses.push((loss, chunk.len()));
         }
@@ -701,7 +711,10 @@ pub fn evaluate(
     let steps = rows.len().div_ceil(bs);
     Ok(vec![
         (format!("{prefix}_loss"), PyJson::Float(mean)),
-        (format!("{prefix}_runtime"), PyJson::Float(py_round(runtime, 4))),
+        (
+            format!("{prefix}_runtime"),
+            PyJson::Float(py_round(runtime, 4)),
+        ),
         (
             format!("{prefix}_samples_per_second"),
             PyJson::Float(py_round(rows.len() as f64 / runtime, 3)),
