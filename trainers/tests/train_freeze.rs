@@ -74,7 +74,10 @@ fn selections_match_llamafactory() {
                     let got = got.expect_err(&format!("{model_name}/{case} must fail"));
                     // LF lists the choices from a set (unordered): compare up to the list.
                     let head = msg.split(", please choose from").next().unwrap();
-                    assert!(got.to_string().starts_with(head), "{model_name}/{case}: {got}");
+                    assert!(
+                        got.to_string().starts_with(head),
+                        "{model_name}/{case}: {got}"
+                    );
                 }
                 _ => panic!("bad fixture"),
             }

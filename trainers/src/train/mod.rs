@@ -69,10 +69,9 @@ pub fn run_workflow(
             .map_err(|e| crate::Error::Msg(format!("{}: {e}", old_log.display())))?;
     }
     let mut trainer = Trainer::new(model, cfg, io, &dataset.train, &dataset.eval)?;
-    let flag = trainer.stop_flag();
-    if cfg.progress_bar {
-        progress::install_ctrlc(flag);
-    }
+    let flag = progress::ctrlc_flag();
+    flag.store(false, std::sync::atomic::Ordering::SeqCst);
+    trainer.set_stop_flag(flag);
     let mut out = WorkflowOutcome::default();
     if do_train {
         let res = trainer.train()?;
@@ -90,7 +89,8 @@ pub fn run_workflow(
         }
         out.train = Some(res);
     }
-    if do_eval {
+    let interrupted = out.train.as_ref().is_some_and(|t| t.interrupted);
+    if do_eval && !interrupted {
         let mut metrics = trainer.evaluate_and_log()?;
         if cfg.stage_pt {
             let extra: Vec<(String, PyJson)> = metrics

@@ -42,15 +42,24 @@ impl Progress {
     }
 }
 
-/// Installs the process-wide Ctrl-C handler once: the first Ctrl-C sets `flag` (the loop saves
-/// a checkpoint after the current step and stops), the second aborts at once.
-pub fn install_ctrlc(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
-    use std::sync::atomic::Ordering;
-    let _ = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            eprintln!("\ninterrupted twice: aborting without saving");
-            std::process::exit(130);
-        }
-        eprintln!("\ninterrupted: saving a checkpoint after this step (Ctrl-C again to abort)");
-    });
+/// The process-wide Ctrl-C flag, installing the handler on first use: the first Ctrl-C sets
+/// the flag (the loop saves a checkpoint after the current step and stops), the second aborts
+/// at once. Every run shares this one flag (a process has one SIGINT handler).
+pub fn ctrlc_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, OnceLock};
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let f = flag.clone();
+        let _ = ctrlc::set_handler(move || {
+            if f.swap(true, Ordering::SeqCst) {
+                eprintln!("\ninterrupted twice: aborting without saving");
+                std::process::exit(130);
+            }
+            eprintln!("\ninterrupted: saving a checkpoint after this step (Ctrl-C again to abort)");
+        });
+        flag
+    })
+    .clone()
 }
