@@ -238,3 +238,38 @@ fn stop_flag_saves_a_checkpoint_and_stops() {
     assert!(d.join("checkpoint-1/trainer_state.json").is_file());
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn several_eval_sets_log_eval_name_loss() {
+    let d = out_dir("multieval");
+    let mut c = config(&d);
+    c.max_steps = 2;
+    c.save_strategy = SaveStrategy::No;
+    c.eval_strategy = lmf_trainers::args::training::IntervalStrategy::Steps;
+    c.eval_steps = Some(2.0);
+    let data = DatasetModule {
+        train: rows(4),
+        eval: vec![("alpaca".into(), rows(2)), ("sharegpt".into(), rows(3))],
+    };
+    let mut m = model();
+    let io = HfModelIo::new(None);
+    let out = run_workflow(&mut m, &c, &io, &data, true, true).unwrap();
+    let keys: Vec<&str> = out
+        .eval
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert!(
+        keys.contains(&"eval_alpaca_loss") && keys.contains(&"eval_sharegpt_loss"),
+        "{keys:?}"
+    );
+    let log = std::fs::read_to_string(d.join("trainer_log.jsonl")).unwrap();
+    // Loss lines of steps 1 and 2, one line per eval set at step 2 (LF's jsonl keys hold no
+    // eval_{name}_loss), then the train summary.
+    assert_eq!(log.lines().count(), 5, "{log}");
+    let state = std::fs::read_to_string(d.join("trainer_state.json")).unwrap();
+    assert!(state.contains("\"eval_sharegpt_loss\""), "{state}");
+    let _ = std::fs::remove_dir_all(&d);
+}
