@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::train::io::io_err;
+use crate::train::io::{io_err, remove_dir_safely};
 use crate::train::state::TRAINER_STATE_NAME;
 use crate::{Error, Result};
 
@@ -67,7 +67,7 @@ pub fn rotate_checkpoints(dir: &Path, limit: Option<i64>) -> Result<()> {
         return Ok(());
     }
     for (_, p) in &ckpts[..ckpts.len() - keep] {
-        fs::remove_dir_all(p).map_err(|e| io_err(p, e))?;
+        remove_dir_safely(p)?;
     }
     Ok(())
 }

@@ -85,11 +85,30 @@ pub fn commit_dir(tmp: &Path, final_dir: &Path) -> Result<()> {
     sync_files(tmp)?;
     sync_dir(tmp);
     if final_dir.exists() {
-        fs::remove_dir_all(final_dir).map_err(|e| io_err(final_dir, e))?;
+        // Out of the way in one rename first: a kill during the slow delete then leaves a
+        // hidden folder, never a half-deleted `checkpoint-N`.
+        remove_dir_safely(final_dir)?;
     }
     fs::rename(tmp, final_dir).map_err(|e| io_err(final_dir, e))?;
     sync_dir(final_dir.parent().unwrap_or(Path::new(".")));
     Ok(())
+}
+
+/// Deletes a folder so that no reader ever sees it half-deleted: renamed to a hidden
+/// `.deleting-<name>` first (atomic), then removed.
+pub fn remove_dir_safely(dir: &Path) -> Result<()> {
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let doomed = parent.join(format!(".deleting-{name}"));
+    if doomed.exists() {
+        fs::remove_dir_all(&doomed).map_err(|e| io_err(&doomed, e))?;
+    }
+    fs::rename(dir, &doomed).map_err(|e| io_err(dir, e))?;
+    sync_dir(parent);
+    fs::remove_dir_all(&doomed).map_err(|e| io_err(&doomed, e))
 }
 
 /// `json.dumps(value, indent=indent, sort_keys=sort_keys)` + `"\n"` written atomically.
