@@ -204,3 +204,43 @@ fn predictions_match_llamafactory_save_predictions() {
     assert!(out.join("predict_results.json").is_file());
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn pt_rows_normalise_by_unshifted_label_count_like_hf() {
+    let fx: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{ROOT}/trainer/trainer_llama.json")).unwrap(),
+    )
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("lmf-parity-pt-{}", std::process::id()));
+    let mut cfg = TrainConfig::new(&dir);
+    cfg.train_batch_size = 2;
+    cfg.gradient_accumulation_steps = 2;
+    cfg.max_steps = 2;
+    cfg.learning_rate = 1e-3;
+    cfg.logging_steps = 1.0;
+    cfg.save_strategy = SaveStrategy::No;
+    cfg.disable_shuffling = true;
+    cfg.progress_bar = false;
+    let mut model = CausalLM::load(
+        &PathBuf::from(format!("{ROOT}/models/llama")),
+        DType::F32,
+        Device::Cpu,
+    )
+    .unwrap();
+    let train: Vec<Example> = rows(8)
+        .into_iter()
+        .map(|r| {
+            let labels = r.input_ids.iter().map(|&i| i as i64).collect();
+            Example::single(r.input_ids, labels)
+        })
+        .collect();
+    let io = HfModelIo::new(None);
+    let mut t = Trainer::new(&mut model, &cfg, &io, &train, &[]).unwrap();
+    let out = t.train().unwrap();
+    let want = floats(&fx["pt_loss"]);
+    assert_eq!(out.losses.len(), want.len());
+    for ((_, got), w) in out.losses.iter().zip(&want) {
+        assert!(close(*got, *w, 1e-4), "{got} vs {w}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
