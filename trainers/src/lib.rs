@@ -9,5 +9,6 @@ pub mod data;
 pub mod error;
 pub mod optim;
 pub mod template;
+pub mod train;
 
 pub use error::{Error, Result};

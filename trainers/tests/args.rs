@@ -572,11 +572,11 @@ fn training_arguments_defaults_read_and_non_defaults_are_refused() {
     assert!(err.to_string().contains("cosine_with_restarts"), "{err}");
     // A valid value lmf cannot honour yet.
     let mut map = Map::new();
-    map.insert("learning_rate".into(), Value::from(1e-4));
+    map.insert("label_smoothing_factor".into(), Value::from(0.1));
     let raw = raw_from_map(&map);
     let err = TrainingArguments::from_resolver(&mut Resolver::new(&raw)).unwrap_err();
     assert!(
-        matches!(err, ArgsError::NotImplemented { ref key, .. } if key == "learning_rate"),
+        matches!(err, ArgsError::NotImplemented { ref key, .. } if key == "label_smoothing_factor"),
         "{err}"
     );
 }

@@ -170,11 +170,11 @@ lf_args! {
     pub struct FinetuningArguments {
         // --- FreezeArguments ---
         /// Trainable layers: positive = last n, negative = first n.
-        freeze_trainable_layers: i64 = 2 => NotImplemented,
+        freeze_trainable_layers: i64 = 2 => Implemented,
         /// Trainable modules of those layers, comma-separated (`all`).
-        freeze_trainable_modules: Vec<String> = all() => NotImplemented,
+        freeze_trainable_modules: Vec<String> = all() => Implemented,
         /// Extra trainable modules outside the layers, comma-separated.
-        freeze_extra_modules: Option<Vec<String>> = None => NotImplemented,
+        freeze_extra_modules: Option<Vec<String>> = None => Implemented,
         // --- OFTArguments (shares additional_target and create_new_adapter with LoRA) ---
         /// Extra trainable, saved modules (PEFT modules_to_save), comma-separated.
         additional_target: Option<Vec<String>> = None => NotImplemented,
@@ -198,9 +198,9 @@ lf_args! {
         /// LoRA target modules, comma-separated (`all` = every linear but the head).
         lora_target: Vec<String> = all() => NotImplemented,
         /// LoRA+ learning-rate ratio lr_B / lr_A.
-        loraplus_lr_ratio: Option<f64> = None => NotImplemented,
+        loraplus_lr_ratio: Option<f64> = None => Implemented,
         /// LoRA+ learning rate of embedding adapters.
-        loraplus_lr_embedding: f64 = 1e-6 => NotImplemented,
+        loraplus_lr_embedding: f64 = 1e-6 => Implemented,
         /// Rank-stabilised LoRA scaling.
         use_rslora: bool = false => NotImplemented,
         /// DoRA.
@@ -330,7 +330,7 @@ lf_args! {
         /// Train purely in bf16 (no fp32 master weights).
         pure_bf16: bool = false => NotImplemented,
         /// Training stage (chat needs `sft`: a generating model).
-        stage: Stage = Stage::Sft => NotImplemented,
+        stage: Stage = Stage::Sft => Implemented,
         /// Fine-tuning method (adapters need `lora`).
         finetuning_type: FinetuningType = FinetuningType::Lora => Implemented,
         /// LLaMA Pro: train only the expanded blocks.
@@ -364,11 +364,11 @@ lf_args! {
         /// Token-level accuracy at evaluation.
         compute_accuracy: bool = false => NotImplemented,
         /// Keep the training set in order.
-        disable_shuffling: bool = false => NotImplemented,
+        disable_shuffling: bool = false => Implemented,
         /// Stop after this many evaluations without improvement.
         early_stopping_steps: Option<i64> = None => NotImplemented,
         /// Save loss curves as PNG.
-        plot_loss: bool = false => NotImplemented,
+        plot_loss: bool = false => Implemented,
         /// Report effective tokens per second.
         include_effective_tokens_per_second: bool = false => NotImplemented,
     }

@@ -10,9 +10,8 @@
 //! - [`model`], [`data`], [`finetuning`], [`generating`]: one file per LLaMA-Factory dataclass.
 //! - [`infer`]: `get_infer_args`, what `lmf chat` / `lmf api` use.
 //! - [`training`]: `TrainingArguments` (HF `Seq2SeqTrainingArguments` + LLaMA-Factory's
-//!   extras), every field declared and `NotImplemented`; [`multi`] holds its list / union value
-//!   shapes. `get_train_args` comes with `lmf train`: a `train` module next to [`infer`] that
-//!   reuses [`infer::check_unknown_keys`].
+//!   extras); [`multi`] holds its list / union value shapes.
+//! - [`train`]: `get_train_args`, what `lmf train` uses (reuses [`infer::check_unknown_keys`]).
 
 pub mod closest;
 pub mod data;
@@ -24,6 +23,7 @@ pub mod model;
 pub mod multi;
 pub mod raw;
 pub mod spec;
+pub mod train;
 pub mod training;
 pub mod value;
 
@@ -35,4 +35,5 @@ pub use infer::{parse_infer_args, InferArgs};
 pub use model::ModelArguments;
 pub use raw::{parse_raw, RawArgs, RawValue};
 pub use spec::{FieldSpec, Status};
+pub use train::{parse_train_args, TrainArgs};
 pub use training::{training_fields, TrainingArguments};

@@ -219,7 +219,7 @@ lf_args! {
         /// Coefficient of the MoE router auxiliary loss.
         moe_aux_loss_coef: Option<f64> = None => NotImplemented,
         /// Turn gradient checkpointing off.
-        disable_gradient_checkpointing: bool = false => NotImplemented,
+        disable_gradient_checkpointing: bool = false => Implemented,
         /// Reentrant gradient checkpointing.
         use_reentrant_gc: bool = true => NotImplemented,
         /// Keep layer norms in fp32.

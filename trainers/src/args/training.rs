@@ -2,8 +2,9 @@
 //! `Seq2SeqTrainingArguments` fields, then LLaMA-Factory's Ray, FP8 and profiler extras and its
 //! own `overwrite_output_dir`, in the final dataclass's field order (Python's MRO order).
 //!
-//! `lmf train` does not exist yet: every field is `NotImplemented`, so the train work only flips
-//! statuses. `get_infer_args` never reads this group (chat rejects training keys, as LF does).
+//! `lmf train` honours the fields marked `Implemented` (the HF Trainer loop of `crate::train`);
+//! the rest refuse a non-default value. `get_infer_args` never reads this group (chat rejects
+//! training keys, as LF does).
 
 use serde_json::Value;
 
@@ -207,47 +208,47 @@ lf_args! {
     /// transformers 5.6's `Seq2SeqTrainingArguments`).
     pub struct TrainingArguments {
         /// Where checkpoints and the final model are written.
-        output_dir: Option<String> = None => NotImplemented,
+        output_dir: Option<String> = None => Implemented,
         /// Batch size per device for training.
-        per_device_train_batch_size: i64 = 8 => NotImplemented,
+        per_device_train_batch_size: i64 = 8 => Implemented,
         /// Number of training epochs (fractional allowed).
-        num_train_epochs: f64 = 3.0 => NotImplemented,
+        num_train_epochs: f64 = 3.0 => Implemented,
         /// Total optimizer steps; overrides `num_train_epochs` when positive.
-        max_steps: i64 = -1 => NotImplemented,
+        max_steps: i64 = -1 => Implemented,
         /// Peak learning rate.
-        learning_rate: f64 = 5e-5 => NotImplemented,
+        learning_rate: f64 = 5e-5 => Implemented,
         /// Learning-rate schedule.
-        lr_scheduler_type: SchedulerType = SchedulerType::Linear => NotImplemented,
+        lr_scheduler_type: SchedulerType = SchedulerType::Linear => Implemented,
         /// Extra arguments of the schedule.
-        lr_scheduler_kwargs: Option<Value> = None => NotImplemented,
+        lr_scheduler_kwargs: Option<Value> = None => Implemented,
         /// Warmup steps (a value below 1 is a ratio of the total).
-        warmup_steps: f64 = 0.0 => NotImplemented,
+        warmup_steps: f64 = 0.0 => Implemented,
         /// Optimizer.
-        optim: OptimizerNames = OptimizerNames::AdamwTorchFused => NotImplemented,
+        optim: OptimizerNames = OptimizerNames::AdamwTorchFused => Implemented,
         /// Extra optimizer arguments (`k=v,k=v`).
         optim_args: Option<String> = None => NotImplemented,
         /// Decoupled weight decay.
-        weight_decay: f64 = 0.0 => NotImplemented,
+        weight_decay: f64 = 0.0 => Implemented,
         /// Adam beta1.
-        adam_beta1: f64 = 0.9 => NotImplemented,
+        adam_beta1: f64 = 0.9 => Implemented,
         /// Adam beta2.
-        adam_beta2: f64 = 0.999 => NotImplemented,
+        adam_beta2: f64 = 0.999 => Implemented,
         /// Adam epsilon.
-        adam_epsilon: f64 = 1e-8 => NotImplemented,
+        adam_epsilon: f64 = 1e-8 => Implemented,
         /// Modules that GaLore / APOLLO-style optimizers target.
         optim_target_modules: Option<Union2<String, List<String>>> = None => NotImplemented,
         /// Micro-batches accumulated per optimizer step.
-        gradient_accumulation_steps: i64 = 1 => NotImplemented,
+        gradient_accumulation_steps: i64 = 1 => Implemented,
         /// Normalise the loss by the token count across all devices.
-        average_tokens_across_devices: bool = true => NotImplemented,
+        average_tokens_across_devices: bool = true => Implemented,
         /// Gradient clipping norm.
-        max_grad_norm: f64 = 1.0 => NotImplemented,
+        max_grad_norm: f64 = 1.0 => Implemented,
         /// Label smoothing.
         label_smoothing_factor: f64 = 0.0 => NotImplemented,
         /// bf16 mixed precision.
-        bf16: bool = false => NotImplemented,
+        bf16: bool = false => Ignored("on the CPU lmf trains in fp32 with fp32 optimizer state"),
         /// fp16 mixed precision.
-        fp16: bool = false => NotImplemented,
+        fp16: bool = false => Ignored("on the CPU lmf trains in fp32 with fp32 optimizer state"),
         /// Evaluate in full bf16.
         bf16_full_eval: bool = false => NotImplemented,
         /// Evaluate in full fp16.
@@ -277,11 +278,11 @@ lf_args! {
         /// Halve the batch size on out-of-memory.
         auto_find_batch_size: bool = false => NotImplemented,
         /// When to log.
-        logging_strategy: IntervalStrategy = IntervalStrategy::Steps => NotImplemented,
+        logging_strategy: IntervalStrategy = IntervalStrategy::Steps => Implemented,
         /// Log every this many steps (a value below 1 is a ratio of the total).
-        logging_steps: f64 = 500.0 => NotImplemented,
+        logging_steps: f64 = 500.0 => Implemented,
         /// Log the first step too.
-        logging_first_step: bool = false => NotImplemented,
+        logging_first_step: bool = false => Implemented,
         /// Log on every node, not only the main one.
         log_on_each_node: bool = true => NotImplemented,
         /// Skip NaN / inf losses when logging.
@@ -293,7 +294,7 @@ lf_args! {
         /// Log level of the replicas.
         log_level_replica: String = "warning".into() => NotImplemented,
         /// Hide progress bars.
-        disable_tqdm: Option<bool> = None => NotImplemented,
+        disable_tqdm: Option<bool> = None => Implemented,
         /// Experiment trackers to report to.
         report_to: Option<Union2<String, List<String>>> = Some(Union2::A("none".into())) => NotImplemented,
         /// Run name for the trackers.
@@ -307,17 +308,17 @@ lf_args! {
         /// Trackio static Space id (false: no static Space).
         trackio_static_space_id: Option<Union2<String, FalseOnly>> = None => NotImplemented,
         /// When to evaluate.
-        eval_strategy: IntervalStrategy = IntervalStrategy::No => NotImplemented,
+        eval_strategy: IntervalStrategy = IntervalStrategy::No => Implemented,
         /// Evaluate every this many steps (default: `logging_steps`).
-        eval_steps: Option<f64> = None => NotImplemented,
+        eval_steps: Option<f64> = None => Implemented,
         /// Epochs or steps to wait before the first evaluation.
-        eval_delay: f64 = 0.0 => NotImplemented,
+        eval_delay: f64 = 0.0 => Implemented,
         /// Batch size per device for evaluation.
-        per_device_eval_batch_size: i64 = 8 => NotImplemented,
+        per_device_eval_batch_size: i64 = 8 => Implemented,
         /// Evaluate the loss only.
         prediction_loss_only: bool = false => NotImplemented,
         /// Evaluate before training.
-        eval_on_start: bool = false => NotImplemented,
+        eval_on_start: bool = false => Implemented,
         /// Concatenate evaluation batches.
         eval_do_concat_batches: bool = true => NotImplemented,
         /// Gather evaluation objects across devices.
@@ -329,15 +330,15 @@ lf_args! {
         /// Compute metrics per batch.
         batch_eval_metrics: bool = false => NotImplemented,
         /// Save only the model, not optimizer / scheduler states.
-        save_only_model: bool = false => NotImplemented,
+        save_only_model: bool = false => Implemented,
         /// When to save checkpoints.
-        save_strategy: SaveStrategy = SaveStrategy::Steps => NotImplemented,
+        save_strategy: SaveStrategy = SaveStrategy::Steps => Implemented,
         /// Save every this many steps (a value below 1 is a ratio of the total).
-        save_steps: f64 = 500.0 => NotImplemented,
+        save_steps: f64 = 500.0 => Implemented,
         /// Save on every node.
         save_on_each_node: bool = false => NotImplemented,
         /// Keep at most this many checkpoints.
-        save_total_limit: Option<i64> = None => NotImplemented,
+        save_total_limit: Option<i64> = None => Implemented,
         /// Checkpoint on SIGTERM.
         enable_jit_checkpoint: bool = false => NotImplemented,
         /// Push to the Hub.
@@ -361,15 +362,15 @@ lf_args! {
         /// Whether a larger metric is better.
         greater_is_better: Option<bool> = None => NotImplemented,
         /// Do not skip seen batches when resuming.
-        ignore_data_skip: bool = false => NotImplemented,
+        ignore_data_skip: bool = false => Implemented,
         /// Restore callback states when resuming.
         restore_callback_states_from_checkpoint: bool = false => NotImplemented,
         /// Deterministic algorithms everywhere.
         full_determinism: bool = false => NotImplemented,
         /// Random seed.
-        seed: i64 = 42 => NotImplemented,
+        seed: i64 = 42 => Implemented,
         /// Seed of the data samplers.
-        data_seed: Option<i64> = None => NotImplemented,
+        data_seed: Option<i64> = None => Implemented,
         /// Train on the CPU.
         use_cpu: bool = false => NotImplemented,
         /// Accelerate's `Accelerator` settings.
@@ -377,13 +378,13 @@ lf_args! {
         /// Accelerate's parallelism settings.
         parallelism_config: Option<Value> = None => NotImplemented,
         /// Drop the last incomplete batch.
-        dataloader_drop_last: bool = false => NotImplemented,
+        dataloader_drop_last: bool = false => Implemented,
         /// Data-loading worker processes.
-        dataloader_num_workers: i64 = 0 => NotImplemented,
+        dataloader_num_workers: i64 = 0 => Ignored("the encoded dataset is in memory: there are no loader workers"),
         /// Pin host memory in data loaders.
-        dataloader_pin_memory: bool = true => NotImplemented,
+        dataloader_pin_memory: bool = true => Ignored("the encoded dataset is in memory: there are no loader workers"),
         /// Keep data-loading workers alive between epochs.
-        dataloader_persistent_workers: bool = false => NotImplemented,
+        dataloader_persistent_workers: bool = false => Ignored("the encoded dataset is in memory: there are no loader workers"),
         /// Batches prefetched per worker.
         dataloader_prefetch_factor: Option<i64> = None => NotImplemented,
         /// Drop dataset columns the model does not take.
@@ -405,7 +406,7 @@ lf_args! {
         /// Distributed backend.
         ddp_backend: Option<String> = None => NotImplemented,
         /// Process-group timeout in seconds.
-        ddp_timeout: i64 = 1800 => NotImplemented,
+        ddp_timeout: i64 = 1800 => Ignored("lmf trains in one process: there is no process group"),
         /// FSDP options (a list, or a space-separated string).
         fsdp: Option<Union2<List<FsdpOption>, String>> = None => NotImplemented,
         /// FSDP settings (a mapping or a JSON file).
@@ -417,15 +418,15 @@ lf_args! {
         /// Skip memory profiling in metrics.
         skip_memory_metrics: bool = true => NotImplemented,
         /// Train (informational for the scripts).
-        do_train: bool = false => NotImplemented,
+        do_train: bool = false => Implemented,
         /// Evaluate (informational for the scripts).
-        do_eval: bool = false => NotImplemented,
+        do_eval: bool = false => Implemented,
         /// Predict (informational for the scripts).
-        do_predict: bool = false => NotImplemented,
+        do_predict: bool = false => Implemented,
         /// Checkpoint folder to resume from.
-        resume_from_checkpoint: Option<String> = None => NotImplemented,
+        resume_from_checkpoint: Option<String> = None => Implemented,
         /// Deprecated warmup ratio (use `warmup_steps` below 1).
-        warmup_ratio: Option<f64> = None => NotImplemented,
+        warmup_ratio: Option<f64> = None => Implemented,
         /// Deprecated logging folder.
         logging_dir: Option<String> = None => NotImplemented,
         /// Local rank of the process (set by launchers).
@@ -433,11 +434,11 @@ lf_args! {
         /// Sort-ish sampler by length.
         sortish_sampler: bool = false => NotImplemented,
         /// Generate for evaluation / prediction metrics.
-        predict_with_generate: bool = false => NotImplemented,
+        predict_with_generate: bool = false => Implemented,
         /// `max_length` when generating in evaluation.
-        generation_max_length: Option<i64> = None => NotImplemented,
+        generation_max_length: Option<i64> = None => Implemented,
         /// `num_beams` when generating in evaluation.
-        generation_num_beams: Option<i64> = None => NotImplemented,
+        generation_num_beams: Option<i64> = None => Implemented,
         /// Generation config (a path, a model id or a config).
         generation_config: Option<Value> = None => NotImplemented,
         /// Ray workers.
@@ -475,7 +476,7 @@ lf_args! {
         /// Module name patterns timed with CUDA events.
         profile_modules: Option<String> = None => NotImplemented,
         /// Write into a non-empty `output_dir` (LLaMA-Factory refuses otherwise).
-        overwrite_output_dir: bool = false => NotImplemented,
+        overwrite_output_dir: bool = false => Implemented,
     }
 }
 

@@ -1,5 +1,9 @@
-//! Optimizers and learning-rate schedules for the training loop.
+//! Optimizers, gradient clipping and learning-rate schedules for the training loop.
 
+pub mod adamw;
+pub mod clip;
 pub mod scheduler;
 
+pub use adamw::{default_groups, loraplus_groups, AdamHyper, AdamW, ParamGroup};
+pub use clip::{clip_grad_norm, grad_norm};
 pub use scheduler::{get_warmup_steps, Scheduler, SchedulerError, SchedulerType};

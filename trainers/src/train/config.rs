@@ -1,0 +1,238 @@
+//! What the training loop reads, flattened out of the argument groups (`TrainingArguments`,
+//! `FinetuningArguments`, `ModelArguments`) with HF's derived values: `eval_steps` defaulting
+//! to `logging_steps`, `data_seed` defaulting to `seed`, `warmup_ratio` taking over
+//! `warmup_steps`.
+
+use std::path::PathBuf;
+
+use serde_json::{Map, Value};
+
+use crate::args::finetuning::{FinetuningArguments, Stage};
+use crate::args::model::ModelArguments;
+use crate::args::training::{IntervalStrategy, SaveStrategy, TrainingArguments};
+use crate::optim::AdamHyper;
+use crate::{Error, Result};
+
+/// The loop's settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// Where everything is written.
+    pub output_dir: PathBuf,
+    /// Rows per training micro-batch.
+    pub train_batch_size: usize,
+    /// Rows per evaluation batch.
+    pub eval_batch_size: usize,
+    /// Micro-batches per optimizer step.
+    pub gradient_accumulation_steps: usize,
+    /// Epochs (fractional allowed) when `max_steps` is not positive.
+    pub num_train_epochs: f64,
+    /// Total optimizer steps when positive.
+    pub max_steps: i64,
+    /// Peak learning rate.
+    pub learning_rate: f64,
+    /// HF scheduler name.
+    pub lr_scheduler_type: String,
+    /// Scheduler kwargs.
+    pub lr_scheduler_kwargs: Map<String, Value>,
+    /// `warmup_steps` (below 1: a ratio).
+    pub warmup_steps: f64,
+    /// Deprecated `warmup_ratio` (wins when set).
+    pub warmup_ratio: Option<f64>,
+    /// Weight decay of the decaying group.
+    pub weight_decay: f64,
+    /// Adam betas / eps.
+    pub adam: AdamHyper,
+    /// Gradient clipping norm (0: off).
+    pub max_grad_norm: f64,
+    /// `logging_strategy`.
+    pub logging_strategy: IntervalStrategy,
+    /// `logging_steps` (below 1: a ratio of `max_steps`).
+    pub logging_steps: f64,
+    /// Log after the first step too.
+    pub logging_first_step: bool,
+    /// `eval_strategy`.
+    pub eval_strategy: IntervalStrategy,
+    /// `eval_steps` (None: `logging_steps`).
+    pub eval_steps: Option<f64>,
+    /// `eval_delay`.
+    pub eval_delay: f64,
+    /// Evaluate before the first step.
+    pub eval_on_start: bool,
+    /// `save_strategy`.
+    pub save_strategy: SaveStrategy,
+    /// `save_steps` (below 1: a ratio).
+    pub save_steps: f64,
+    /// Keep at most this many checkpoints.
+    pub save_total_limit: Option<i64>,
+    /// Checkpoints hold only the weights.
+    pub save_only_model: bool,
+    /// Seed of the autograd RNG (dropout).
+    pub seed: u64,
+    /// Seed of the shuffle.
+    pub data_seed: u64,
+    /// Keep the dataset order.
+    pub disable_shuffling: bool,
+    /// Drop the last incomplete micro-batch.
+    pub dataloader_drop_last: bool,
+    /// Checkpoint to resume from.
+    pub resume_from_checkpoint: Option<PathBuf>,
+    /// Do not skip the batches already seen when resuming.
+    pub ignore_data_skip: bool,
+    /// Recompute activations per layer in backward.
+    pub gradient_checkpointing: bool,
+    /// LoRA+ `(loraplus_lr_ratio, loraplus_lr_embedding)`.
+    pub loraplus: Option<(f64, f64)>,
+    /// Draw `training_loss.png` and friends.
+    pub plot_loss: bool,
+    /// Pre-training (adds `eval_perplexity`).
+    pub stage_pt: bool,
+    /// Show the progress bar (only drawn on a terminal anyway).
+    pub progress_bar: bool,
+    /// Start afresh in a used `output_dir` (LF then deletes the old `trainer_log.jsonl`).
+    pub overwrite_output_dir: bool,
+}
+
+impl TrainConfig {
+    /// Test-friendly defaults (HF's) writing into `output_dir`.
+    pub fn new(output_dir: impl Into<PathBuf>) -> TrainConfig {
+        TrainConfig {
+            output_dir: output_dir.into(),
+            train_batch_size: 8,
+            eval_batch_size: 8,
+            gradient_accumulation_steps: 1,
+            num_train_epochs: 3.0,
+            max_steps: -1,
+            learning_rate: 5e-5,
+            lr_scheduler_type: "linear".into(),
+            lr_scheduler_kwargs: Map::new(),
+            warmup_steps: 0.0,
+            warmup_ratio: None,
+            weight_decay: 0.0,
+            adam: AdamHyper::default(),
+            max_grad_norm: 1.0,
+            logging_strategy: IntervalStrategy::Steps,
+            logging_steps: 500.0,
+            logging_first_step: false,
+            eval_strategy: IntervalStrategy::No,
+            eval_steps: None,
+            eval_delay: 0.0,
+            eval_on_start: false,
+            save_strategy: SaveStrategy::Steps,
+            save_steps: 500.0,
+            save_total_limit: None,
+            save_only_model: false,
+            seed: 42,
+            data_seed: 42,
+            disable_shuffling: false,
+            dataloader_drop_last: false,
+            resume_from_checkpoint: None,
+            ignore_data_skip: false,
+            gradient_checkpointing: false,
+            loraplus: None,
+            plot_loss: false,
+            stage_pt: false,
+            progress_bar: true,
+            overwrite_output_dir: false,
+        }
+    }
+
+    /// Reads the settings out of the parsed argument groups.
+    pub fn from_args(
+        training: &TrainingArguments,
+        finetuning: &FinetuningArguments,
+        model: &ModelArguments,
+    ) -> Result<TrainConfig> {
+        let output_dir = training
+            .output_dir
+            .clone()
+            .ok_or_else(|| Error::Msg("`output_dir` is required for training".into()))?;
+        let pos = |k: &str, v: i64| -> Result<usize> {
+            if v < 1 {
+                return Err(Error::Msg(format!("`{k}` must be at least 1, got {v}")));
+            }
+            Ok(v as usize)
+        };
+        let kwargs = match &training.lr_scheduler_kwargs {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+                Ok(Value::Object(m)) => m,
+                _ => {
+                    return Err(Error::Msg(format!(
+                        "`lr_scheduler_kwargs` must be a mapping, got {s:?}"
+                    )))
+                }
+            },
+            Some(other) => {
+                return Err(Error::Msg(format!(
+                    "`lr_scheduler_kwargs` must be a mapping, got {other}"
+                )))
+            }
+        };
+        let seed = training.seed.max(0) as u64;
+        Ok(TrainConfig {
+            output_dir: PathBuf::from(output_dir),
+            train_batch_size: pos(
+                "per_device_train_batch_size",
+                training.per_device_train_batch_size,
+            )?,
+            eval_batch_size: pos(
+                "per_device_eval_batch_size",
+                training.per_device_eval_batch_size,
+            )?,
+            gradient_accumulation_steps: pos(
+                "gradient_accumulation_steps",
+                training.gradient_accumulation_steps,
+            )?,
+            num_train_epochs: training.num_train_epochs,
+            max_steps: training.max_steps,
+            learning_rate: training.learning_rate,
+            lr_scheduler_type: training.lr_scheduler_type.as_str().to_string(),
+            lr_scheduler_kwargs: kwargs,
+            warmup_steps: training.warmup_steps,
+            warmup_ratio: training.warmup_ratio,
+            weight_decay: training.weight_decay,
+            adam: AdamHyper {
+                beta1: training.adam_beta1,
+                beta2: training.adam_beta2,
+                eps: training.adam_epsilon,
+            },
+            max_grad_norm: training.max_grad_norm,
+            logging_strategy: training.logging_strategy,
+            logging_steps: training.logging_steps,
+            logging_first_step: training.logging_first_step,
+            eval_strategy: training.eval_strategy,
+            eval_steps: training.eval_steps,
+            eval_delay: training.eval_delay,
+            eval_on_start: training.eval_on_start,
+            save_strategy: training.save_strategy,
+            save_steps: training.save_steps,
+            save_total_limit: training.save_total_limit,
+            save_only_model: training.save_only_model,
+            seed,
+            data_seed: training.data_seed.map_or(seed, |s| s.max(0) as u64),
+            disable_shuffling: finetuning.disable_shuffling,
+            dataloader_drop_last: training.dataloader_drop_last,
+            resume_from_checkpoint: training.resume_from_checkpoint.as_ref().map(PathBuf::from),
+            ignore_data_skip: training.ignore_data_skip,
+            gradient_checkpointing: !model.disable_gradient_checkpointing,
+            loraplus: finetuning
+                .loraplus_lr_ratio
+                .map(|r| (r, finetuning.loraplus_lr_embedding)),
+            plot_loss: finetuning.plot_loss,
+            stage_pt: finetuning.stage == Stage::Pt,
+            progress_bar: training.disable_tqdm != Some(true),
+            overwrite_output_dir: training.overwrite_output_dir,
+        })
+    }
+
+    /// HF `TrainingArguments.__post_init__` + `TrainerState.compute_steps`: an interval below 1
+    /// is a ratio of `max_steps` (rounded up), else its integer value.
+    pub fn abs_steps(value: f64, max_steps: u64) -> u64 {
+        if value < 1.0 {
+            (max_steps as f64 * value).ceil() as u64
+        } else {
+            value as u64
+        }
+    }
+}

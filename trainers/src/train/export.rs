@@ -1,0 +1,187 @@
+//! Saving and restoring the trained weights. [`ModelIo`] is the hook the loop calls for every
+//! checkpoint, the final model and `resume_from_checkpoint`; [`HfModelIo`] is the full / freeze
+//! implementation (an HF model folder: `model.safetensors` with HF names, sharded with an index
+//! past 50 GB like `save_pretrained`, plus `config.json`, `generation_config.json` and the
+//! tokenizer files copied from the source model). The LoRA implementation (PEFT folders through
+//! `save_adapter` / `load_adapter`) plugs in here.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use lmf_autograd::DType;
+use lmf_models::{CausalLM, Weights};
+
+use crate::template::pyjson::PyJson;
+use crate::train::io::{io_err, write_atomic, write_json};
+use crate::{Error, Result};
+
+/// How the trained weights of a run are written and read back.
+pub trait ModelIo {
+    /// Writes what the run trains (the whole model, or the adapter) into the existing `dir`.
+    fn save(&self, model: &CausalLM, dir: &Path) -> Result<()>;
+    /// Restores those weights from a folder written by [`ModelIo::save`] (resuming).
+    fn load(&self, model: &mut CausalLM, dir: &Path) -> Result<()>;
+}
+
+/// Files copied next to the weights from the source model folder (those that exist).
+pub const COPIED_FILES: [&str; 9] = [
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+];
+
+/// `save_pretrained`'s default `max_shard_size` (transformers 5.6: "50GB", decimal).
+pub const MAX_SHARD_BYTES: usize = 50_000_000_000;
+
+/// Full / freeze fine-tuning: the model is saved as an HF folder.
+#[derive(Clone, Debug)]
+pub struct HfModelIo {
+    /// The folder the model was loaded from (config and tokenizer files are copied from it).
+    pub source_dir: Option<PathBuf>,
+    /// Shard size limit in bytes.
+    pub max_shard_bytes: usize,
+}
+
+impl HfModelIo {
+    /// Saves like `save_pretrained`, copying side files from `source_dir`.
+    pub fn new(source_dir: Option<PathBuf>) -> HfModelIo {
+        HfModelIo {
+            source_dir,
+            max_shard_bytes: MAX_SHARD_BYTES,
+        }
+    }
+}
+
+impl ModelIo for HfModelIo {
+    fn save(&self, model: &CausalLM, dir: &Path) -> Result<()> {
+        save_weights(model, dir, self.max_shard_bytes)?;
+        if let Some(src) = &self.source_dir {
+            for name in COPIED_FILES {
+                let from = src.join(name);
+                if from.is_file() {
+                    let bytes = fs::read(&from).map_err(|e| io_err(&from, e))?;
+                    write_atomic(&dir.join(name), &bytes)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn load(&self, model: &mut CausalLM, dir: &Path) -> Result<()> {
+        let w = Weights::from_dir(dir)?;
+        for (name, var) in model.named_parameters_mut() {
+            let t = w.load(&name, var.shape(), var.dtype(), var.device())?;
+            *var.tensor_mut() = t;
+        }
+        Ok(())
+    }
+}
+
+/// Little-endian bytes of a tensor in its own dtype, with the safetensors dtype.
+fn tensor_bytes(t: &lmf_autograd::Tensor) -> Result<(safetensors::Dtype, Vec<u8>)> {
+    Ok(match t.dtype() {
+        DType::F32 => (
+            safetensors::Dtype::F32,
+            t.to_vec::<f32>()?
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+        ),
+        DType::F64 => (
+            safetensors::Dtype::F64,
+            t.to_vec::<f64>()?
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+        ),
+        DType::BF16 => (
+            safetensors::Dtype::BF16,
+            t.to_vec::<half::bf16>()?
+                .iter()
+                .flat_map(|v| v.to_bits().to_le_bytes())
+                .collect(),
+        ),
+        DType::F16 => (
+            safetensors::Dtype::F16,
+            t.to_vec::<half::f16>()?
+                .iter()
+                .flat_map(|v| v.to_bits().to_le_bytes())
+                .collect(),
+        ),
+        other => {
+            return Err(Error::Msg(format!(
+                "cannot save a {other} parameter to safetensors"
+            )))
+        }
+    })
+}
+
+/// One tensor ready to serialise: name, shape, dtype, little-endian bytes.
+type Entry = (String, Vec<usize>, safetensors::Dtype, Vec<u8>);
+
+/// Writes every parameter of `model` into `dir` as `model.safetensors`, or as
+/// `model-0000i-of-0000n.safetensors` + `model.safetensors.index.json` past `max_shard` bytes.
+pub fn save_weights(model: &CausalLM, dir: &Path, max_shard: usize) -> Result<()> {
+    let mut shards: Vec<Vec<Entry>> = vec![vec![]];
+    let mut size = 0usize;
+    let mut total = 0usize;
+    for (name, var) in model.named_parameters() {
+        let (dt, bytes) = tensor_bytes(var.tensor())?;
+        if size > 0 && size + bytes.len() > max_shard {
+            shards.push(vec![]);
+            size = 0;
+        }
+        size += bytes.len();
+        total += bytes.len();
+        if let Some(last) = shards.last_mut() {
+            last.push((name, var.shape().to_vec(), dt, bytes));
+        }
+    }
+    let n = shards.len();
+    let mut weight_map = BTreeMap::new();
+    for (i, shard) in shards.iter().enumerate() {
+        let file = if n == 1 {
+            "model.safetensors".to_string()
+        } else {
+            format!("model-{:05}-of-{:05}.safetensors", i + 1, n)
+        };
+        let views = shard
+            .iter()
+            .map(|(k, shape, dt, b)| {
+                weight_map.insert(k.clone(), file.clone());
+                safetensors::tensor::TensorView::new(*dt, shape.clone(), b).map(|v| (k.clone(), v))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::Msg(format!("{file}: {e}")))?;
+        let meta = Some([("format".to_string(), "pt".to_string())].into());
+        let bytes = safetensors::tensor::serialize(views, meta)
+            .map_err(|e| Error::Msg(format!("{file}: {e}")))?;
+        write_atomic(&dir.join(&file), &bytes)?;
+    }
+    if n > 1 {
+        let index = PyJson::Dict(vec![
+            (
+                "metadata".into(),
+                PyJson::Dict(vec![("total_size".into(), PyJson::Int(total as i128))]),
+            ),
+            (
+                "weight_map".into(),
+                PyJson::Dict(
+                    weight_map
+                        .into_iter()
+                        .map(|(k, v)| (k, PyJson::Str(v)))
+                        .collect(),
+                ),
+            ),
+        ]);
+        write_json(&dir.join("model.safetensors.index.json"), &index, 2, true)?;
+    }
+    Ok(())
+}

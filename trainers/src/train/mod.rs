@@ -1,0 +1,118 @@
+//! `lmf train` for stages pt and sft: the HF-Trainer loop ([`trainer`]), what trains under
+//! full / freeze fine-tuning ([`freeze`]), batches and shifted labels ([`batch`]), checkpoints
+//! and resume ([`checkpoint`], [`state`], [`export`]), the output files LLaMA-Factory writes
+//! ([`logs`], [`results`], [`plot`]), prediction ([`predict`]) and the progress bar / Ctrl-C
+//! ([`progress`]).
+//!
+//! The workflow ([`run_workflow`]) mirrors LLaMA-Factory's `run_sft` / `run_pt`: train, save
+//! the model, `train_results.json`, `trainer_state.json`, the loss plot, then evaluate.
+//! [`run::run`] is what the CLI calls; its two hooks [`run::load_dataset`] (`data::get_dataset`
+//! → a [`DatasetModule`]) and [`run::model_io`] (LoRA: a [`ModelIo`] over `save_adapter` /
+//! `load_adapter`) are where the data and adapter parts plug in.
+
+pub mod batch;
+pub mod checkpoint;
+pub mod config;
+pub mod export;
+pub mod freeze;
+pub mod io;
+pub mod logs;
+pub mod plot;
+pub mod predict;
+pub mod progress;
+pub mod results;
+pub mod run;
+pub mod state;
+pub mod trainer;
+
+pub use batch::{make_batch, Batch};
+pub use checkpoint::{auto_resume, get_last_checkpoint};
+pub use config::TrainConfig;
+pub use export::{HfModelIo, ModelIo};
+pub use freeze::{freeze_trainable, full_trainable, FreezeSpec};
+pub use run::{run, run_sft, setup_trainable};
+pub use trainer::{evaluate, TrainOutcome, Trainer};
+
+use lmf_models::CausalLM;
+
+use crate::data::DatasetModule;
+use crate::template::pyjson::PyJson;
+use crate::Result;
+
+/// What [`run_workflow`] did.
+#[derive(Clone, Debug, Default)]
+pub struct WorkflowOutcome {
+    /// The training result (when `do_train`).
+    pub train: Option<TrainOutcome>,
+    /// The evaluation metrics (when `do_eval`).
+    pub eval: Option<Vec<(String, PyJson)>>,
+    /// The prediction metrics (when `do_predict`).
+    pub predict: Option<Vec<(String, PyJson)>>,
+}
+
+/// LLaMA-Factory's `run_sft` / `run_pt` after the model and data are ready: train (+ save the
+/// model, `train_results.json`, `all_results.json`, `trainer_state.json`, the loss plots),
+/// then evaluate (`eval_results.json`, with `eval_perplexity` for pt). The model's
+/// `requires_grad` flags must already say what trains.
+pub fn run_workflow(
+    model: &mut CausalLM,
+    cfg: &TrainConfig,
+    io: &dyn ModelIo,
+    dataset: &DatasetModule,
+    do_train: bool,
+    do_eval: bool,
+) -> Result<WorkflowOutcome> {
+    let old_log = cfg.output_dir.join(logs::TRAINER_LOG);
+    if cfg.overwrite_output_dir && old_log.is_file() {
+        // LF LogCallback.on_init_end: "Previous trainer log in this folder will be deleted."
+        std::fs::remove_file(&old_log)
+            .map_err(|e| crate::Error::Msg(format!("{}: {e}", old_log.display())))?;
+    }
+    let mut trainer = Trainer::new(model, cfg, io, &dataset.train, &dataset.eval)?;
+    let flag = progress::ctrlc_flag();
+    flag.store(false, std::sync::atomic::Ordering::SeqCst);
+    trainer.set_stop_flag(flag);
+    let mut out = WorkflowOutcome::default();
+    if do_train {
+        let res = trainer.train()?;
+        trainer.save_model()?;
+        results::save_metrics(&cfg.output_dir, "train", &res.metrics)?;
+        trainer.save_state()?;
+        if cfg.plot_loss {
+            let mut keys = vec!["loss".to_string()];
+            if dataset.eval.len() == 1 && dataset.eval[0].0.is_empty() {
+                keys.push("eval_loss".into());
+            } else {
+                keys.extend(dataset.eval.iter().map(|(n, _)| format!("eval_{n}_loss")));
+            }
+            plot::plot_loss(&cfg.output_dir, &trainer.state.log_history, &keys)?;
+        }
+        out.train = Some(res);
+    }
+    let interrupted = out.train.as_ref().is_some_and(|t| t.interrupted);
+    if do_eval && !interrupted {
+        let mut metrics = trainer.evaluate_and_log()?;
+        if cfg.stage_pt {
+            let extra: Vec<(String, PyJson)> = metrics
+                .iter()
+                .filter(|(k, _)| k.ends_with("_loss"))
+                .map(|(k, v)| {
+                    let loss = match v {
+                        PyJson::Float(f) => *f,
+                        _ => f64::NAN,
+                    };
+                    let p = loss.exp();
+                    (
+                        format!("{}_perplexity", k.trim_end_matches("_loss")),
+                        PyJson::Float(if p.is_finite() { p } else { f64::INFINITY }),
+                    )
+                })
+                .collect();
+            metrics.extend(extra);
+        }
+        metrics.push(("epoch".into(), PyJson::Float(trainer.epoch())));
+        results::save_metrics(&cfg.output_dir, "eval", &metrics)?;
+        out.eval = Some(metrics);
+    }
+    Ok(out)
+}

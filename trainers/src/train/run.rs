@@ -1,0 +1,140 @@
+//! The public entries of `lmf train`: [`run_sft`] (a ready model, tokenizer and dataset →
+//! LLaMA-Factory's `run_pt` / `run_sft`: full / freeze set-up, train, evaluate, predict) and
+//! [`run`] (argv → everything), which the CLI calls. Two hooks are left for the coordinator:
+//! [`load_dataset`] (plug in `data::get_dataset`) and [`model_io`] (plug in LoRA:
+//! `add_lora` / `load_adapter` and a [`ModelIo`] over `save_adapter`).
+
+use std::path::{Path, PathBuf};
+
+use lmf_autograd::{DType, Device};
+use lmf_models::{hub, CausalLM, Tokenizer};
+
+use crate::args::finetuning::FinetuningType;
+use crate::args::train::{parse_train_args, TrainArgs};
+use crate::data::DatasetModule;
+use crate::train::config::TrainConfig;
+use crate::train::export::{HfModelIo, ModelIo};
+use crate::train::freeze::{freeze_trainable, full_trainable, FreezeSpec};
+use crate::train::predict::predict;
+use crate::train::{run_workflow, WorkflowOutcome};
+use crate::{Error, Result};
+
+/// Marks what trains for `finetuning_type: full` / `freeze` (LLaMA-Factory's
+/// `_setup_full_tuning` / `_setup_freeze_tuning`); returns the trainable names. Other types
+/// leave the model as it is (LoRA sets up its own adapters).
+pub fn setup_trainable(model: &mut CausalLM, args: &TrainArgs) -> Result<Vec<String>> {
+    let f = &args.finetuning;
+    let names: Vec<String> = model
+        .named_parameters()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    let trainable = match f.finetuning_type {
+        FinetuningType::Full => full_trainable(&names),
+        FinetuningType::Freeze => {
+            let spec = FreezeSpec {
+                trainable_layers: f.freeze_trainable_layers,
+                trainable_modules: f.freeze_trainable_modules.clone(),
+                extra_modules: f.freeze_extra_modules.clone().unwrap_or_default(),
+                use_llama_pro: f.use_llama_pro,
+            };
+            freeze_trainable(&names, model.layers.len(), &spec)?.0
+        }
+        _ => {
+            return Ok(model
+                .trainable_parameters()
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect())
+        }
+    };
+    model.set_trainable(|n| trainable.iter().any(|t| t == n));
+    Ok(trainable)
+}
+
+/// LLaMA-Factory's `run_sft` / `run_pt` on a loaded model: trainable set-up (full / freeze),
+/// training with the HF loop, evaluation, and (sft) `do_predict` with generation. `io` saves
+/// and restores what trains (use [`model_io`]).
+pub fn run_sft(
+    args: &TrainArgs,
+    model: &mut CausalLM,
+    tokenizer: &Tokenizer,
+    dataset: &DatasetModule,
+    io: &dyn ModelIo,
+) -> Result<WorkflowOutcome> {
+    let t = &args.training;
+    let cfg = TrainConfig::from_args(t, &args.finetuning, &args.model)?;
+    if t.do_train {
+        setup_trainable(model, args)?;
+    }
+    let mut out = run_workflow(model, &cfg, io, dataset, t.do_train, t.do_eval)?;
+    if t.do_predict {
+        let rows = dataset
+            .eval
+            .first()
+            .map(|(_, r)| r.as_slice())
+            .ok_or_else(|| Error::Msg("do_predict needs an eval dataset".into()))?;
+        let metrics = predict(
+            model,
+            tokenizer,
+            rows,
+            &args.generating,
+            cfg.eval_batch_size,
+            cfg.seed,
+            &cfg.output_dir,
+        )?;
+        out.predict = Some(metrics);
+    }
+    Ok(out)
+}
+
+/// HOOK (coordinator): the encoded datasets of the run (`data::get_dataset`).
+pub fn load_dataset(_args: &TrainArgs, _tokenizer: &mut Tokenizer) -> Result<DatasetModule> {
+    Err(Error::Msg(
+        "lmf train: dataset loading is not wired into the trainer yet".into(),
+    ))
+}
+
+/// HOOK (coordinator): how the run's weights are saved and restored. Full and freeze write HF
+/// model folders; LoRA (adding or loading the adapter, then a PEFT-folder [`ModelIo`]) plugs
+/// in here.
+pub fn model_io(
+    args: &TrainArgs,
+    _model: &mut CausalLM,
+    model_dir: &Path,
+) -> Result<Box<dyn ModelIo>> {
+    match args.finetuning.finetuning_type {
+        FinetuningType::Full | FinetuningType::Freeze => {
+            Ok(Box::new(HfModelIo::new(Some(model_dir.to_path_buf()))))
+        }
+        other => Err(Error::Msg(format!(
+            "finetuning_type `{}` is not wired into `lmf train` yet",
+            other.as_str()
+        ))),
+    }
+}
+
+/// `lmf train config.yaml [key=value ...]`: parses the arguments, loads the model (fp32 on the
+/// CPU) and tokenizer, then the dataset and the weight hook, and runs [`run_sft`]. Prints the
+/// argument notes to stderr.
+pub fn run(argv: &[String]) -> Result<WorkflowOutcome> {
+    let args = parse_train_args(argv)?;
+    for note in &args.notes {
+        eprintln!("note: {note}");
+    }
+    let m = &args.model;
+    let name = m
+        .model_name_or_path
+        .as_deref()
+        .ok_or_else(|| Error::Msg("`model_name_or_path` is required".into()))?;
+    let dir: PathBuf = hub::resolve_model_dir(
+        &m.with_revision(name),
+        m.cache_dir.as_deref().map(Path::new),
+        m.hf_hub_token.as_deref(),
+    )?;
+    let mut tokenizer = Tokenizer::from_dir(&dir)?;
+    let mut model = CausalLM::load(&dir, DType::F32, Device::Cpu)?;
+    let dataset = load_dataset(&args, &mut tokenizer)?;
+    let io = model_io(&args, &mut model, &dir)?;
+    run_sft(&args, &mut model, &tokenizer, &dataset, io.as_ref())
+}

@@ -1,0 +1,727 @@
+//! The training loop with the semantics of transformers 5.6 `Trainer._inner_training_loop`:
+//! epochs of micro-batches, `gradient_accumulation_steps` micro-batches per optimizer step with
+//! each micro-batch loss = sum of its token losses / `num_items_in_batch` (label tokens of the
+//! whole accumulated step), global-norm clipping, AdamW, one scheduler step per update, and the
+//! `DefaultFlowCallback` decisions of when to log, evaluate and save. Resuming restores the
+//! weights, optimizer, scheduler, RNG and state from a checkpoint and skips the batches already
+//! seen, so it continues exactly like an uninterrupted run.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use lmf_autograd::ops::fused::{linear_cross_entropy, CeOptions, CeReduction};
+use lmf_autograd::rng::{manual_seed, rng_state, set_rng_state, RngState};
+use lmf_autograd::{no_grad, Tensor, Var};
+use lmf_models::CausalLM;
+
+use crate::args::training::{IntervalStrategy, SaveStrategy};
+use crate::data::Example;
+use crate::optim::{clip_grad_norm, default_groups, loraplus_groups, AdamW, Scheduler};
+use crate::template::pyjson::PyJson;
+use crate::train::batch::{count_items, epoch_batches, epoch_order, make_batch, Batch};
+use crate::train::checkpoint::{rotate_checkpoints, CHECKPOINT_PREFIX};
+use crate::train::config::TrainConfig;
+use crate::train::export::ModelIo;
+use crate::train::io::{commit_dir, dict, py_round, read_json, temp_dir_for, write_json};
+use crate::train::logs::RunLog;
+use crate::train::progress::Progress;
+use crate::train::state::TrainerState;
+use crate::{Error, Result};
+
+/// Scheduler state file inside a checkpoint.
+pub const SCHEDULER_NAME: &str = "scheduler.json";
+/// RNG state file inside a checkpoint.
+pub const RNG_STATE_NAME: &str = "rng_state.json";
+
+/// What a finished (or interrupted) training run reports.
+#[derive(Clone, Debug)]
+pub struct TrainOutcome {
+    /// Optimizer steps done.
+    pub global_step: u64,
+    /// HF's `train_loss`: the summed logged losses of this session / `global_step`.
+    pub train_loss: f64,
+    /// The `train_*` metrics (what `train_results.json` holds).
+    pub metrics: Vec<(String, PyJson)>,
+    /// Every logged training loss, by step (for tests and the CLI).
+    pub losses: Vec<(u64, f64)>,
+    /// True when Ctrl-C stopped the run early (a checkpoint was saved).
+    pub interrupted: bool,
+}
+
+/// HF's `TrainerControl` flags.
+#[derive(Clone, Copy, Debug, Default)]
+struct Control {
+    should_log: bool,
+    should_evaluate: bool,
+    should_save: bool,
+    should_training_stop: bool,
+}
+
+/// One training run over a model: owns the optimizer, scheduler and state.
+pub struct Trainer<'a> {
+    cfg: &'a TrainConfig,
+    /// The model being trained (its `requires_grad` flags say what trains).
+    pub model: &'a mut CausalLM,
+    io: &'a dyn ModelIo,
+    train: &'a [Example],
+    eval: &'a [(String, Vec<Example>)],
+    /// HF trainer state (log history, counters).
+    pub state: TrainerState,
+    optimizer: AdamW,
+    scheduler: Scheduler,
+    log: RunLog,
+    stop: Arc<AtomicBool>,
+    non_embedding_params: f64,
+    losses: Vec<(u64, f64)>,
+}
+
+/// Micro-batches per epoch, optimizer steps per epoch, total optimizer steps and the integer
+/// number of epochs, exactly as HF's `set_initial_training_values` derives them.
+pub fn training_steps(cfg: &TrainConfig, num_rows: usize) -> (usize, usize, u64, u64) {
+    let bs = cfg.train_batch_size.max(1);
+    let steps_in_epoch = if cfg.dataloader_drop_last {
+        num_rows / bs
+    } else {
+        num_rows.div_ceil(bs)
+    };
+    let gas = cfg.gradient_accumulation_steps.max(1);
+    let nupe = steps_in_epoch.div_ceil(gas).max(1);
+    let (max_steps, epochs) = if cfg.max_steps > 0 {
+        let m = cfg.max_steps as u64;
+        (m, m.div_ceil(nupe as u64))
+    } else {
+        (
+            (cfg.num_train_epochs * nupe as f64).ceil() as u64,
+            cfg.num_train_epochs.ceil() as u64,
+        )
+    };
+    (steps_in_epoch, nupe, max_steps, epochs)
+}
+
+impl<'a> Trainer<'a> {
+    /// Sets up a run: optimizer groups over the model's trainable parameters (HF decay split,
+    /// or LoRA+), the scheduler over the run's steps, the state's intervals.
+    pub fn new(
+        model: &'a mut CausalLM,
+        cfg: &'a TrainConfig,
+        io: &'a dyn ModelIo,
+        train: &'a [Example],
+        eval: &'a [(String, Vec<Example>)],
+    ) -> Result<Trainer<'a>> {
+        let (_, _, max_steps, epochs) = training_steps(cfg, train.len());
+        let trainable: Vec<String> = model
+            .trainable_parameters()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        let ranks: HashMap<String, usize> = model
+            .named_parameters()
+            .into_iter()
+            .map(|(n, v)| (n, v.rank()))
+            .collect();
+        let groups = match cfg.loraplus {
+            Some((ratio, emb_lr)) => loraplus_groups(
+                &trainable,
+                |n| ranks.get(n).copied().unwrap_or(2),
+                cfg.learning_rate,
+                ratio,
+                emb_lr,
+                cfg.weight_decay,
+            ),
+            None => default_groups(&trainable, cfg.learning_rate, cfg.weight_decay),
+        };
+        let warmup = crate::optim::get_warmup_steps(cfg.warmup_steps, cfg.warmup_ratio, max_steps);
+        let scheduler = Scheduler::from_name(
+            &cfg.lr_scheduler_type,
+            cfg.learning_rate,
+            warmup,
+            max_steps,
+            &cfg.lr_scheduler_kwargs,
+        )
+        .map_err(|e| Error::Msg(e.to_string()))?;
+        let logging_steps = TrainConfig::abs_steps(cfg.logging_steps, max_steps);
+        let state = TrainerState {
+            max_steps,
+            num_train_epochs: epochs,
+            logging_steps,
+            eval_steps: TrainConfig::abs_steps(
+                cfg.eval_steps.unwrap_or(cfg.logging_steps),
+                max_steps,
+            ),
+            save_steps: TrainConfig::abs_steps(cfg.save_steps, max_steps),
+            train_batch_size: cfg.train_batch_size as u64,
+            ..TrainerState::default()
+        };
+        let embed = model.embed_tokens.elem_count();
+        let non_embedding_params = (model.num_parameters() - embed) as f64;
+        Ok(Trainer {
+            cfg,
+            model,
+            io,
+            train,
+            eval,
+            state,
+            optimizer: AdamW::new(cfg.adam, groups),
+            scheduler,
+            log: RunLog::new(&cfg.output_dir),
+            stop: Arc::new(AtomicBool::new(false)),
+            non_embedding_params,
+            losses: vec![],
+        })
+    }
+
+    /// The flag that stops training after the current optimizer step (and saves a checkpoint):
+    /// what the Ctrl-C handler sets.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// Replaces the stop flag (to share one process-wide Ctrl-C flag).
+    pub fn set_stop_flag(&mut self, flag: Arc<AtomicBool>) {
+        self.stop = flag;
+    }
+
+    /// Appends `logs` (+ `epoch`, + `step`) to the log history and to `trainer_log.jsonl`.
+    fn log(&mut self, mut logs: Vec<(String, PyJson)>) -> Result<()> {
+        logs.push(("epoch".into(), PyJson::Float(self.state.epoch)));
+        let mut out = logs.clone();
+        out.push(("step".into(), PyJson::Int(self.state.global_step as i128)));
+        let entry = PyJson::Dict(out);
+        self.log
+            .on_log(&entry, self.state.global_step, self.state.max_steps)?;
+        self.state.log_history.push(entry);
+        Ok(())
+    }
+
+    /// Runs the training loop; returns the train metrics (already logged).
+    pub fn train(&mut self) -> Result<TrainOutcome> {
+        let cfg = self.cfg;
+        if self.train.is_empty() {
+            return Err(Error::Msg("the training dataset is empty".into()));
+        }
+        if self.model.trainable_parameters().is_empty() {
+            return Err(Error::Msg(
+                "no trainable parameters: check finetuning_type and its settings".into(),
+            ));
+        }
+        std::fs::create_dir_all(&cfg.output_dir)
+            .map_err(|e| Error::Msg(format!("{}: {e}", cfg.output_dir.display())))?;
+        let (steps_in_epoch, nupe, max_steps, num_epochs) = training_steps(cfg, self.train.len());
+        if steps_in_epoch == 0 {
+            return Err(Error::Msg(format!(
+                "{} training rows make no full batch of {} (dataloader_drop_last)",
+                self.train.len(),
+                cfg.train_batch_size
+            )));
+        }
+        let gas = cfg.gradient_accumulation_steps.max(1);
+        self.model.gradient_checkpointing = cfg.gradient_checkpointing;
+        manual_seed(cfg.seed);
+
+        let mut epochs_trained = 0u64;
+        let mut steps_trained_in_epoch = 0usize;
+        if let Some(ckpt) = cfg.resume_from_checkpoint.clone() {
+            self.resume(&ckpt)?;
+            epochs_trained = self.state.global_step / nupe as u64;
+            if !cfg.ignore_data_skip {
+                steps_trained_in_epoch = (self.state.global_step % nupe as u64) as usize * gas;
+            }
+        }
+        self.state.max_steps = max_steps;
+        self.state.num_train_epochs = num_epochs;
+        let trainable_count: usize = self
+            .model
+            .trainable_parameters()
+            .iter()
+            .map(|(_, v)| v.elem_count())
+            .sum();
+        self.log.info(&format!(
+            "***** Running training *****\n  Num examples = {}\n  Num Epochs = {num_epochs}\n  \
+             Instantaneous batch size per device = {}\n  Gradient Accumulation steps = {gas}\n  \
+             Total optimization steps = {max_steps}\n  Number of trainable parameters = {trainable_count}",
+            self.train.len(),
+            cfg.train_batch_size
+        ))?;
+        self.log.begin_train(self.state.max_steps);
+
+        let start = Instant::now();
+        let mut tr_loss: f32 = 0.0;
+        let mut total_loss: f64 = 0.0;
+        let mut last_logged = self.state.global_step;
+        let mut grads: HashMap<String, Vec<f32>> = HashMap::new();
+        let mut progress = Progress::new(cfg.progress_bar, max_steps, self.state.global_step);
+        let mut tokens_session = 0usize;
+        let mut interrupted = false;
+
+        if cfg.eval_on_start {
+            self.evaluate_and_log()?;
+        }
+        let mut control = Control::default();
+        'epochs: for epoch in epochs_trained..num_epochs {
+            let order = epoch_order(
+                self.train.len(),
+                !cfg.disable_shuffling,
+                cfg.data_seed,
+                epoch,
+            );
+            let batches = epoch_batches(&order, cfg.train_batch_size, cfg.dataloader_drop_last);
+            let mut step: i64 = -1;
+            let mut first_update = 0usize;
+            if epoch == epochs_trained && steps_trained_in_epoch > 0 {
+                step = steps_trained_in_epoch as i64 - 1;
+                first_update = steps_trained_in_epoch / gas;
+            }
+            let remainder = match steps_in_epoch % gas {
+                0 => gas,
+                r => r,
+            };
+            let mut grad_norm: Option<f32> = None;
+            let mut learning_rate: Option<f64> = None;
+            for update_step in first_update..nupe {
+                let num_batches = if update_step + 1 != nupe {
+                    gas
+                } else {
+                    remainder
+                };
+                let lo = (step + 1) as usize;
+                let hi = (lo + num_batches).min(batches.len());
+                if lo >= hi {
+                    break;
+                }
+                let micro: Vec<Vec<&Example>> = batches[lo..hi]
+                    .iter()
+                    .map(|b| b.iter().map(|&i| &self.train[i]).collect())
+                    .collect();
+                let num_items: usize = micro.iter().map(|rows| count_items(rows)).sum();
+                for rows in &micro {
+                    step += 1;
+                    let batch = make_batch(rows, 0)?;
+                    tokens_session += batch.num_tokens();
+                    self.state.total_flos +=
+                        6.0 * batch.num_tokens() as f64 * self.non_embedding_params;
+                    let loss = self.micro_step(&batch, num_items as f64, &mut grads)?;
+                    tr_loss += loss as f32;
+                }
+                // Optimizer step.
+                let norm = if cfg.max_grad_norm > 0.0 {
+                    clip_grad_norm(&mut grads, cfg.max_grad_norm)
+                } else {
+                    crate::optim::grad_norm(&grads)
+                };
+                grad_norm = Some(norm);
+                let mult = self.scheduler.multiplier(self.scheduler.last_epoch());
+                {
+                    let mut params: HashMap<String, &mut Var> = self
+                        .model
+                        .named_parameters_mut()
+                        .into_iter()
+                        .filter(|(n, _)| grads.contains_key(n))
+                        .collect();
+                    self.optimizer.step(&mut params, &grads, mult)?;
+                }
+                grads.clear();
+                learning_rate = Some(self.scheduler.lr());
+                self.scheduler.step();
+                self.state.global_step += 1;
+                self.state.epoch = epoch as f64 + (step + 1) as f64 / steps_in_epoch as f64;
+                let gs = self.state.global_step;
+                progress.step(
+                    gs,
+                    tr_loss as f64 / (gs - last_logged).max(1) as f64,
+                    learning_rate.unwrap_or(0.0),
+                    tokens_session as f64 / start.elapsed().as_secs_f64().max(1e-9),
+                );
+
+                // DefaultFlowCallback.on_step_end.
+                let st = &self.state;
+                if gs == 1 && cfg.logging_first_step {
+                    control.should_log = true;
+                }
+                if cfg.logging_strategy == IntervalStrategy::Steps
+                    && st.logging_steps > 0
+                    && gs.is_multiple_of(st.logging_steps)
+                {
+                    control.should_log = true;
+                }
+                let eval_due = cfg.eval_strategy == IntervalStrategy::Steps
+                    && cfg.eval_delay <= gs as f64
+                    && st.eval_steps > 0;
+                if eval_due && gs.is_multiple_of(st.eval_steps) {
+                    control.should_evaluate = true;
+                }
+                if cfg.save_strategy == SaveStrategy::Steps
+                    && st.save_steps > 0
+                    && gs.is_multiple_of(st.save_steps)
+                {
+                    control.should_save = true;
+                }
+                if gs >= st.max_steps {
+                    control.should_training_stop = true;
+                    if eval_due && !gs.is_multiple_of(st.eval_steps) {
+                        control.should_evaluate = true;
+                    }
+                    if cfg.save_strategy == SaveStrategy::Steps {
+                        control.should_save = true;
+                    }
+                }
+                if self.stop.load(Ordering::SeqCst) && !control.should_training_stop {
+                    // Ctrl-C: keep this step's work in a checkpoint, then stop.
+                    control.should_training_stop = true;
+                    control.should_save = true;
+                    interrupted = true;
+                }
+                self.maybe_log_save_evaluate(
+                    &mut control,
+                    &mut tr_loss,
+                    &mut total_loss,
+                    &mut last_logged,
+                    grad_norm,
+                    learning_rate,
+                )?;
+                if control.should_training_stop {
+                    break;
+                }
+            }
+            // DefaultFlowCallback.on_epoch_end.
+            if cfg.logging_strategy == IntervalStrategy::Epoch {
+                control.should_log = true;
+            }
+            if cfg.eval_strategy == IntervalStrategy::Epoch && cfg.eval_delay <= self.state.epoch {
+                control.should_evaluate = true;
+            }
+            if cfg.save_strategy == SaveStrategy::Epoch {
+                control.should_save = true;
+            }
+            self.maybe_log_save_evaluate(
+                &mut control,
+                &mut tr_loss,
+                &mut total_loss,
+                &mut last_logged,
+                grad_norm,
+                learning_rate,
+            )?;
+            if control.should_training_stop {
+                break 'epochs;
+            }
+        }
+        progress.finish();
+
+        // _finalize_training.
+        total_loss += tr_loss as f64;
+        let gs = (self.state.global_step as f64).max(0.001);
+        let train_loss = total_loss / gs;
+        let runtime = start.elapsed().as_secs_f64().max(1e-9);
+        let num_samples = if cfg.max_steps > 0 {
+            max_steps as f64 * (cfg.train_batch_size * gas) as f64
+        } else {
+            self.train.len() as f64 * cfg.num_train_epochs
+        };
+        let metrics: Vec<(String, PyJson)> = vec![
+            ("train_runtime".into(), PyJson::Float(py_round(runtime, 4))),
+            (
+                "train_samples_per_second".into(),
+                PyJson::Float(py_round(num_samples / runtime, 3)),
+            ),
+            (
+                "train_steps_per_second".into(),
+                PyJson::Float(py_round(self.state.max_steps as f64 / runtime, 3)),
+            ),
+            ("total_flos".into(), PyJson::Float(self.state.total_flos)),
+            ("train_loss".into(), PyJson::Float(train_loss)),
+        ];
+        self.log(metrics.clone())?;
+        self.log.end_train();
+        let mut metrics = metrics;
+        metrics.push(("epoch".into(), PyJson::Float(self.state.epoch)));
+        Ok(TrainOutcome {
+            global_step: self.state.global_step,
+            train_loss,
+            metrics,
+            losses: self.losses.clone(),
+            interrupted,
+        })
+    }
+
+    /// Forward + backward of one micro-batch; adds its gradients into `grads` and returns its
+    /// loss (sum of token losses / `num_items`).
+    fn micro_step(
+        &mut self,
+        batch: &Batch,
+        num_items: f64,
+        grads: &mut HashMap<String, Vec<f32>>,
+    ) -> Result<f64> {
+        let model = &*self.model;
+        let n = batch.labels.len();
+        let labels = Tensor::from_vec(batch.labels.clone(), &[n], model.device)?;
+        let opts = CeOptions {
+            softcap: model.config.final_softcap,
+            ..CeOptions::default()
+        };
+        let hidden = model.forward_hidden(&batch.seq, None)?;
+        let loss = linear_cross_entropy(
+            &hidden,
+            model.head_weight(),
+            &labels,
+            &opts,
+            CeReduction::Divide(num_items.max(1.0)),
+        )?;
+        drop(hidden);
+        let value = loss.tensor().to_scalar::<f64>()?;
+        if !value.is_finite() {
+            return Err(Error::Msg(format!(
+                "the training loss is {value} at step {}: lower the learning_rate, check the data \
+                 for rows without labels, or use max_grad_norm",
+                self.state.global_step + 1
+            )));
+        }
+        let g = loss.backward()?;
+        drop(loss);
+        for (name, var) in model.trainable_parameters() {
+            if let Some(t) = g.get(var) {
+                let v = t.to_vec::<f32>()?;
+                match grads.get_mut(&name) {
+                    Some(acc) => acc.iter_mut().zip(&v).for_each(|(a, b)| *a += b),
+                    None => {
+                        grads.insert(name, v);
+                    }
+                }
+            }
+        }
+        Ok(value)
+    }
+
+    /// HF `_maybe_log_save_evaluate` + the callbacks' resets of the flags.
+    fn maybe_log_save_evaluate(
+        &mut self,
+        control: &mut Control,
+        tr_loss: &mut f32,
+        total_loss: &mut f64,
+        last_logged: &mut u64,
+        grad_norm: Option<f32>,
+        learning_rate: Option<f64>,
+    ) -> Result<()> {
+        let gs = self.state.global_step;
+        if control.should_log && gs > *last_logged {
+            let scalar = *tr_loss as f64;
+            *tr_loss = 0.0;
+            let loss = scalar / (gs - *last_logged) as f64;
+            let mut logs: Vec<(String, PyJson)> = vec![("loss".into(), PyJson::Float(loss))];
+            if let Some(n) = grad_norm {
+                logs.push(("grad_norm".into(), PyJson::Float(n as f64)));
+            }
+            let lr = learning_rate.unwrap_or_else(|| self.scheduler.lr());
+            logs.push(("learning_rate".into(), PyJson::Float(lr)));
+            *total_loss += scalar;
+            *last_logged = gs;
+            self.losses.push((gs, loss));
+            self.log(logs)?;
+        }
+        control.should_log = false;
+        if control.should_evaluate {
+            self.evaluate_and_log()?;
+            control.should_evaluate = false;
+        }
+        if control.should_save {
+            self.save_checkpoint()?;
+            control.should_save = false;
+        }
+        Ok(())
+    }
+
+    /// Evaluates every eval set and logs each set's metrics (HF `evaluate`); returns them merged.
+    pub fn evaluate_and_log(&mut self) -> Result<Vec<(String, PyJson)>> {
+        let mut all = Vec::new();
+        let sets: Vec<(String, &[Example])> = self
+            .eval
+            .iter()
+            .map(|(n, r)| (n.clone(), r.as_slice()))
+            .collect();
+        for (name, rows) in sets {
+            let prefix = if name.is_empty() {
+                "eval".to_string()
+            } else {
+                format!("eval_{name}")
+            };
+            let metrics = evaluate(self.model, rows, self.cfg.eval_batch_size, &prefix)?;
+            self.log(metrics.clone())?;
+            all.extend(metrics);
+        }
+        Ok(all)
+    }
+
+    /// `checkpoint-{global_step}`: weights (through the [`ModelIo`] hook), optimizer,
+    /// scheduler, RNG and trainer state, built in a temporary folder and renamed into place,
+    /// then older checkpoints rotated out.
+    pub fn save_checkpoint(&mut self) -> Result<PathBuf> {
+        let out = &self.cfg.output_dir;
+        let fin = out.join(format!("{CHECKPOINT_PREFIX}-{}", self.state.global_step));
+        let tmp = temp_dir_for(&fin)?;
+        self.io.save(self.model, &tmp)?;
+        if !self.cfg.save_only_model {
+            self.optimizer.save(&tmp)?;
+            write_json(
+                &tmp.join(SCHEDULER_NAME),
+                &dict(vec![(
+                    "last_epoch",
+                    PyJson::Int(self.scheduler.last_epoch() as i128),
+                )]),
+                2,
+                true,
+            )?;
+            let rng = rng_state();
+            write_json(
+                &tmp.join(RNG_STATE_NAME),
+                &dict(vec![
+                    ("offset", PyJson::Int(rng.offset as i128)),
+                    ("seed", PyJson::Int(rng.seed as i128)),
+                ]),
+                2,
+                true,
+            )?;
+        }
+        self.state.save(&tmp)?;
+        commit_dir(&tmp, &fin)?;
+        self.log
+            .info(&format!("Saving model checkpoint to {}", fin.display()))?;
+        rotate_checkpoints(out, self.cfg.save_total_limit)?;
+        Ok(fin)
+    }
+
+    /// Loads weights, trainer state, and (when present) optimizer, scheduler and RNG state.
+    fn resume(&mut self, ckpt: &Path) -> Result<()> {
+        let state = TrainerState::load(ckpt)?;
+        self.io.load(self.model, ckpt)?;
+        if ckpt.join(crate::optim::adamw::OPTIMIZER_JSON).is_file() {
+            self.optimizer.load(ckpt)?;
+        }
+        let sched = ckpt.join(SCHEDULER_NAME);
+        if sched.is_file() {
+            match read_json(&sched)?.get("last_epoch") {
+                Some(PyJson::Int(i)) if *i >= 0 => self.scheduler.set_last_epoch(*i as u64),
+                _ => {
+                    return Err(Error::Msg(format!(
+                        "{}: `last_epoch` is missing",
+                        sched.display()
+                    )))
+                }
+            }
+        } else {
+            self.scheduler.set_last_epoch(state.global_step);
+        }
+        let rng = ckpt.join(RNG_STATE_NAME);
+        if rng.is_file() {
+            let j = read_json(&rng)?;
+            let get = |k: &str| match j.get(k) {
+                Some(PyJson::Int(i)) if *i >= 0 => Ok(*i as u64),
+                _ => Err(Error::Msg(format!("{}: `{k}` is missing", rng.display()))),
+            };
+            set_rng_state(RngState {
+                seed: get("seed")?,
+                offset: get("offset")?,
+            });
+        }
+        self.log.info(&format!(
+            "Resuming training from checkpoint {} at global step {}",
+            ckpt.display(),
+            state.global_step
+        ))?;
+        self.state = TrainerState {
+            max_steps: self.state.max_steps,
+            num_train_epochs: self.state.num_train_epochs,
+            train_batch_size: self.state.train_batch_size,
+            ..state
+        };
+        Ok(())
+    }
+
+    /// Saves the trained weights into `output_dir` (HF `save_model`).
+    pub fn save_model(&self) -> Result<()> {
+        self.io.save(self.model, &self.cfg.output_dir)?;
+        self.log.info(&format!(
+            "Saving model to {}",
+            self.cfg.output_dir.display()
+        ))
+    }
+
+    /// Writes `trainer_state.json` into `output_dir` (HF `save_state`).
+    pub fn save_state(&self) -> Result<()> {
+        self.state.save(&self.cfg.output_dir)
+    }
+
+    /// The current epoch (for metrics logged after training).
+    pub fn epoch(&self) -> f64 {
+        self.state.epoch
+    }
+}
+
+/// HF `evaluation_loop` loss: batches of `batch_size` rows in order, each batch's loss the
+/// mean over its (shifted) label tokens, repeated `batch_size` times, and accelerate's
+/// `gather_for_metrics` cutting the last batch's copies to the rows it really has; so
+/// `{prefix}_loss` is the mean of the batch losses weighted by their row counts. Plus the
+/// speed metrics.
+pub fn evaluate(
+    model: &CausalLM,
+    rows: &[Example],
+    batch_size: usize,
+    prefix: &str,
+) -> Result<Vec<(String, PyJson)>> {
+    let start = Instant::now();
+    let bs = batch_size.max(1);
+    let mut losses: Vec<(f32, usize)> = Vec::new();
+    no_grad(|| -> Result<()> {
+        for (i, chunk) in rows.chunks(bs).enumerate() {
+            let refs: Vec<&Example> = chunk.iter().collect();
+            let batch = make_batch(&refs, i * bs)?;
+            let hidden = model.forward_hidden(&batch.seq, None)?;
+            let labels =
+                Tensor::from_vec(batch.labels.clone(), &[batch.labels.len()], model.device)?;
+            let opts = CeOptions {
+                softcap: model.config.final_softcap,
+                ..CeOptions::default()
+            };
+            let loss = if batch.num_label_tokens() == 0 {
+                f32::NAN
+            } else {
+                linear_cross_entropy(
+                    &hidden,
+                    model.head_weight(),
+                    &labels,
+                    &opts,
+                    CeReduction::Mean,
+                )?
+                .tensor()
+                .to_scalar::<f32>()?
+            };
+            losses.push((loss, chunk.len()));
+        }
+        Ok(())
+    })?;
+    let mean = if losses.is_empty() {
+        f64::NAN
+    } else {
+        // numpy's float32 mean, returned through `.item()`.
+        let n: usize = losses.iter().map(|l| l.1).sum();
+        let sum: f64 = losses.iter().map(|&(l, k)| l as f64 * k as f64).sum();
+        (sum / n as f64) as f32 as f64
+    };
+    let runtime = start.elapsed().as_secs_f64().max(1e-9);
+    let steps = rows.len().div_ceil(bs);
+    Ok(vec![
+        (format!("{prefix}_loss"), PyJson::Float(mean)),
+        (
+            format!("{prefix}_runtime"),
+            PyJson::Float(py_round(runtime, 4)),
+        ),
+        (
+            format!("{prefix}_samples_per_second"),
+            PyJson::Float(py_round(rows.len() as f64 / runtime, 3)),
+        ),
+        (
+            format!("{prefix}_steps_per_second"),
+            PyJson::Float(py_round(steps as f64 / runtime, 3)),
+        ),
+    ])
+}
