@@ -20,7 +20,8 @@ struct Cli {
 enum Command {
     /// Train a model from a LLaMA-Factory YAML file (`lmf train config.yaml key=value ...`).
     Train {
-        /// YAML/JSON config file followed by `key=value` overrides.
+        /// YAML/JSON config file followed by `key=value` overrides (or `--key value` flags).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
     /// Chat with a model in the terminal (`lmf chat config.yaml` or `--key value` flags).
@@ -76,7 +77,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Init(a) => init::run(&a),
-        Command::Train { .. } => not_yet("train", 4),
+        Command::Train { args } => {
+            lmf_trainers::train::run(&args)?;
+            Ok(())
+        }
         Command::Chat { args } => chat::run(&args),
         Command::Export { .. } => not_yet("export", 4),
         Command::Eval { .. } | Command::Api { .. } | Command::Webui => {

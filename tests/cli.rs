@@ -24,12 +24,18 @@ fn env_reports_version_platform_and_cuda_state() {
 
 #[test]
 fn unimplemented_command_is_one_line_error() {
-    let out = lmf(&["train", "cfg.yaml"]);
+    let out = lmf(&["eval", "cfg.yaml"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(
-        err.contains("lmf train") && err.contains("not implemented"),
-        "{err}"
-    );
+    assert!(err.contains("not implemented"), "{err}");
+}
+
+#[test]
+fn train_with_a_missing_config_names_the_file() {
+    let out = lmf(&["train", "no-such-config.yaml"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("no-such-config.yaml"), "{err}");
 }

@@ -10,5 +10,6 @@ pub mod error;
 pub mod optim;
 pub mod template;
 pub mod train;
+pub mod tuner;
 
 pub use error::{Error, Result};

@@ -29,12 +29,12 @@ impl fmt::Display for Origin {
 #[derive(Debug, thiserror::Error)]
 pub enum ArgsError {
     /// The config file could not be read.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The config file.
         path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (in the message, not chained: the CLI prints chains).
+        error: std::io::Error,
     },
     /// The config file is not valid YAML/JSON, or not a mapping of keys to values.
     #[error("{}: {msg}", path.display())]

@@ -228,9 +228,9 @@ pub fn yaml_value(text: &str) -> Value {
 /// Reads a `.yaml`/`.yml`/`.json` config file into its top-level key → value pairs, in file
 /// order.
 pub fn load_config_file(path: &Path) -> Result<Vec<(String, Value)>> {
-    let text = std::fs::read_to_string(path).map_err(|source| ArgsError::Io {
+    let text = std::fs::read_to_string(path).map_err(|error| ArgsError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let is_json = path.extension().is_some_and(|e| e == "json");
     // First as a plain value, to say what the top level is when it is not a mapping; then again

@@ -106,3 +106,52 @@ impl RunLog {
         append_line(&self.dir.join(TRAINER_LOG), &line.dumps())
     }
 }
+
+/// LF's `trainer_log.jsonl` of an evaluation-only run: `LogCallback.on_prediction_step` writes
+/// a progress line every 5 eval batches, then `on_log` writes the metrics at
+/// `current_steps = global_step = 0` (so percentage 0 and no remaining time).
+pub fn eval_only_log(
+    dir: &Path,
+    batches: u64,
+    elapsed: f64,
+    metrics: &[(String, PyJson)],
+) -> Result<()> {
+    std::fs::create_dir_all(dir).ok();
+    let path = dir.join(TRAINER_LOG);
+    let per_batch = elapsed / batches.max(1) as f64;
+    for step in (5..=batches).step_by(5) {
+        let line = PyJson::Dict(vec![
+            ("current_steps".into(), PyJson::Int(step as i128)),
+            ("total_steps".into(), PyJson::Int(batches as i128)),
+            (
+                "percentage".into(),
+                PyJson::Float(py_round(step as f64 / batches as f64 * 100.0, 2)),
+            ),
+            (
+                "elapsed_time".into(),
+                PyJson::Str(timedelta_str((per_batch * step as f64) as u64)),
+            ),
+            (
+                "remaining_time".into(),
+                PyJson::Str(timedelta_str((per_batch * (batches - step) as f64) as u64)),
+            ),
+        ]);
+        append_line(&path, &line.dumps())?;
+    }
+    let mut fields = vec![
+        ("current_steps".to_string(), PyJson::Int(0)),
+        ("total_steps".to_string(), PyJson::Int(batches as i128)),
+    ];
+    for (k, v) in metrics {
+        if k == "eval_loss" || k == "epoch" || (k.starts_with("eval_") && k.ends_with("_loss")) {
+            fields.push((k.clone(), v.clone()));
+        }
+    }
+    fields.push(("percentage".into(), PyJson::Float(0.0)));
+    fields.push((
+        "elapsed_time".into(),
+        PyJson::Str(timedelta_str(elapsed as u64)),
+    ));
+    fields.push(("remaining_time".into(), PyJson::Str(timedelta_str(0))));
+    append_line(&path, &PyJson::Dict(fields).dumps())
+}

@@ -91,6 +91,7 @@ pub fn run_workflow(
     }
     let interrupted = out.train.as_ref().is_some_and(|t| t.interrupted);
     if do_eval && !interrupted {
+        let eval_start = std::time::Instant::now();
         let mut metrics = trainer.evaluate_and_log()?;
         if cfg.stage_pt {
             let extra: Vec<(String, PyJson)> = metrics
@@ -110,7 +111,22 @@ pub fn run_workflow(
                 .collect();
             metrics.extend(extra);
         }
-        metrics.push(("epoch".into(), PyJson::Float(trainer.epoch())));
+        // HF's TrainerState.epoch stays the integer 0 when nothing trained.
+        let epoch = if do_train {
+            PyJson::Float(trainer.epoch())
+        } else {
+            PyJson::Int(0)
+        };
+        metrics.push(("epoch".into(), epoch));
+        if !do_train {
+            let batches: usize = dataset
+                .eval
+                .iter()
+                .map(|(_, rows)| rows.len().div_ceil(cfg.eval_batch_size.max(1)))
+                .sum();
+            let elapsed = eval_start.elapsed().as_secs_f64();
+            logs::eval_only_log(&cfg.output_dir, batches as u64, elapsed, &metrics)?;
+        }
         results::save_metrics(&cfg.output_dir, "eval", &metrics)?;
         out.eval = Some(metrics);
     }

@@ -1,8 +1,8 @@
 //! The public entries of `lmf train`: [`run_sft`] (a ready model, tokenizer and dataset →
 //! LLaMA-Factory's `run_pt` / `run_sft`: full / freeze set-up, train, evaluate, predict) and
-//! [`run`] (argv → everything), which the CLI calls. Two hooks are left for the coordinator:
-//! [`load_dataset`] (plug in `data::get_dataset`) and [`model_io`] (plug in LoRA:
-//! `add_lora` / `load_adapter` and a [`ModelIo`] over `save_adapter`).
+//! [`run`] (argv → everything), which the CLI calls: [`load_template`], [`load_dataset`]
+//! (`data::get_dataset`) and [`model_io`] (full / freeze HF folders, or LoRA set up by
+//! [`crate::tuner`] and saved as a PEFT folder).
 
 use std::path::{Path, PathBuf};
 
@@ -11,12 +11,14 @@ use lmf_models::{hub, CausalLM, Tokenizer};
 
 use crate::args::finetuning::FinetuningType;
 use crate::args::train::{parse_train_args, TrainArgs};
-use crate::data::DatasetModule;
+use crate::data::{get_dataset, DataOptions, DatasetModule};
+use crate::template::{Template, TemplateOptions};
 use crate::train::config::TrainConfig;
 use crate::train::export::{HfModelIo, ModelIo};
 use crate::train::freeze::{freeze_trainable, full_trainable, FreezeSpec};
 use crate::train::predict::predict;
 use crate::train::{run_workflow, WorkflowOutcome};
+use crate::tuner::{setup_lora, LoraModelIo};
 use crate::{Error, Result};
 
 /// Marks what trains for `finetuning_type: full` / `freeze` (LLaMA-Factory's
@@ -88,27 +90,82 @@ pub fn run_sft(
     Ok(out)
 }
 
-/// HOOK (coordinator): the encoded datasets of the run (`data::get_dataset`).
-pub fn load_dataset(_args: &TrainArgs, _tokenizer: &mut Tokenizer) -> Result<DatasetModule> {
-    Err(Error::Msg(
-        "lmf train: dataset loading is not wired into the trainer yet".into(),
-    ))
+/// The template of the run, fixing the tokenizer for it (LLaMA-Factory's
+/// `get_template_and_fix_tokenizer`).
+pub fn load_template(args: &TrainArgs, tokenizer: &mut Tokenizer) -> Result<Template> {
+    let d = &args.data;
+    let options = TemplateOptions {
+        tool_format: d.tool_format.clone(),
+        default_system: d.default_system.clone(),
+        enable_thinking: d.enable_thinking,
+        preserve_thinking: d.preserve_thinking,
+    };
+    Ok(Template::for_tokenizer(
+        d.template.as_deref(),
+        tokenizer,
+        &options,
+    )?)
 }
 
-/// HOOK (coordinator): how the run's weights are saved and restored. Full and freeze write HF
-/// model folders; LoRA (adding or loading the adapter, then a PEFT-folder [`ModelIo`]) plugs
-/// in here.
+/// The encoded datasets of the run (LLaMA-Factory's `get_dataset`).
+pub fn load_dataset(
+    args: &TrainArgs,
+    template: &Template,
+    tokenizer: &Tokenizer,
+) -> Result<DatasetModule> {
+    let t = &args.training;
+    let opts = DataOptions {
+        do_train: t.do_train,
+        do_eval: t.do_eval,
+        do_predict: t.do_predict,
+        predict_with_generate: t.predict_with_generate,
+        seed: t.seed as u64,
+        add_bos_token: false,
+    };
+    get_dataset(
+        template,
+        tokenizer,
+        &args.data,
+        args.finetuning.stage,
+        &opts,
+    )
+}
+
+/// How the run's weights are saved and restored: an HF model folder for full / freeze, a PEFT
+/// folder for LoRA (whose adapter this also sets up: merged, resumed or new, see
+/// [`crate::tuner::setup_lora`]).
 pub fn model_io(
     args: &TrainArgs,
-    _model: &mut CausalLM,
+    model: &mut CausalLM,
     model_dir: &Path,
 ) -> Result<Box<dyn ModelIo>> {
     match args.finetuning.finetuning_type {
         FinetuningType::Full | FinetuningType::Freeze => {
             Ok(Box::new(HfModelIo::new(Some(model_dir.to_path_buf()))))
         }
+        FinetuningType::Lora => {
+            let t = &args.training;
+            let trainable = t.do_train;
+            let cfg = setup_lora(
+                model,
+                &args.model,
+                &args.finetuning,
+                trainable,
+                t.seed as u64,
+            )?;
+            let base = args.model.model_name_or_path.clone().unwrap_or_default();
+            match cfg {
+                Some(config) => Ok(Box::new(LoraModelIo {
+                    config,
+                    base_model: base,
+                    source_dir: Some(model_dir.to_path_buf()),
+                })),
+                // eval / predict only: every adapter is merged and nothing is saved
+                None => Ok(Box::new(HfModelIo::new(Some(model_dir.to_path_buf())))),
+            }
+        }
         other => Err(Error::Msg(format!(
-            "finetuning_type `{}` is not wired into `lmf train` yet",
+            "finetuning_type `{}` is not implemented yet in lmf",
             other.as_str()
         ))),
     }
@@ -133,8 +190,9 @@ pub fn run(argv: &[String]) -> Result<WorkflowOutcome> {
         m.hf_hub_token.as_deref(),
     )?;
     let mut tokenizer = Tokenizer::from_dir(&dir)?;
+    let template = load_template(&args, &mut tokenizer)?;
+    let dataset = load_dataset(&args, &template, &tokenizer)?;
     let mut model = CausalLM::load(&dir, DType::F32, Device::Cpu)?;
-    let dataset = load_dataset(&args, &mut tokenizer)?;
     let io = model_io(&args, &mut model, &dir)?;
     run_sft(&args, &mut model, &tokenizer, &dataset, io.as_ref())
 }

@@ -14,7 +14,8 @@ use std::time::Instant;
 
 use lmf_autograd::ops::fused::{linear_cross_entropy, CeOptions, CeReduction};
 use lmf_autograd::rng::{manual_seed, rng_state, set_rng_state, RngState};
-use lmf_autograd::{no_grad, Tensor, Var};
+use lmf_autograd::{no_grad, Grads, Tensor, Var};
+use lmf_models::adapter::set_training;
 use lmf_models::CausalLM;
 
 use crate::args::training::{IntervalStrategy, SaveStrategy};
@@ -460,16 +461,27 @@ impl<'a> Trainer<'a> {
             softcap: model.config.final_softcap,
             ..CeOptions::default()
         };
-        let hidden = model.forward_hidden(&batch.seq, None)?;
-        let loss = linear_cross_entropy(
-            &hidden,
-            model.head_weight(),
-            &labels,
-            &opts,
-            CeReduction::Divide(num_items.max(1.0)),
-        )?;
-        drop(hidden);
-        let value = loss.tensor().to_scalar::<f64>()?;
+        // Adapter dropout is on only for this forward and its backward (HF `model.train()`);
+        // the backward's recomputed layers replay the same masks.
+        set_training(true);
+        let step = (|| -> Result<(f64, Grads)> {
+            let hidden = model.forward_hidden(&batch.seq, None)?;
+            let loss = linear_cross_entropy(
+                &hidden,
+                model.head_weight(),
+                &labels,
+                &opts,
+                CeReduction::Divide(num_items.max(1.0)),
+            )?;
+            drop(hidden);
+            let value = loss.tensor().to_scalar::<f64>()?;
+            if !value.is_finite() {
+                return Ok((value, Grads::new()));
+            }
+            Ok((value, loss.backward()?))
+        })();
+        set_training(false);
+        let (value, g) = step?;
         if !value.is_finite() {
             return Err(Error::Msg(format!(
                 "the training loss is {value} at step {}: lower the learning_rate, check the data \
@@ -477,8 +489,6 @@ impl<'a> Trainer<'a> {
                 self.state.global_step + 1
             )));
         }
-        let g = loss.backward()?;
-        drop(loss);
         for (name, var) in model.trainable_parameters() {
             if let Some(t) = g.get(var) {
                 let v = t.to_vec::<f32>()?;

@@ -1,0 +1,209 @@
+//! `lmf train` against LLaMA-Factory 0.9.5 itself: every case of
+//! `tests/fixtures/hf/train/cases/` (written by `make_train.py` from real LF runs: LoRA resumed
+//! from a non-zero PEFT adapter on Llama and Qwen2 with packing, full, freeze, pt, eval-only,
+//! predict) is run through the `lmf` binary on the same YAML, and the outputs are compared:
+//! every logged loss (≤ 1e-3 relative), learning rate and epoch, `eval_loss` (≤ 1e-4
+//! relative), `train_loss`, greedy `generated_predictions.jsonl` (identical), the output file
+//! names and the adapter config's keys.
+
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf/train")
+}
+
+fn read_json(p: &Path) -> Value {
+    let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn read_jsonl(p: &Path) -> Vec<Value> {
+    std::fs::read_to_string(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn rel(a: f64, b: f64) -> f64 {
+    (a - b).abs() / a.abs().max(1e-12)
+}
+
+/// Runs one case; returns lmf's output folder.
+fn run_case(case: &str) -> PathBuf {
+    let out = std::env::temp_dir().join(format!("lmf-lfparity-{}-{case}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let yaml = format!("cases/{case}/{case}.yaml");
+    let res = Command::new(env!("CARGO_BIN_EXE_lmf"))
+        .current_dir(fixture_dir())
+        .args(["train", &yaml, &format!("output_dir={}", out.display())])
+        .output()
+        .expect("run lmf");
+    assert!(
+        res.status.success(),
+        "{case}: {}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    out
+}
+
+/// The logged training / eval lines of LF and lmf agree.
+fn check_logs(case: &str, ours: &Path) {
+    let lf_log = fixture_dir().join(format!("cases/{case}/trainer_log.jsonl"));
+    let keyed = |v: &Vec<Value>| -> Vec<Value> {
+        v.iter()
+            .filter(|l| l.get("loss").is_some() || l.get("eval_loss").is_some())
+            .cloned()
+            .collect()
+    };
+    let lf = keyed(&read_jsonl(&lf_log));
+    let us = keyed(&read_jsonl(&ours.join("trainer_log.jsonl")));
+    assert_eq!(lf.len(), us.len(), "{case}: number of logged lines");
+    assert!(!lf.is_empty(), "{case}: LF logged nothing");
+    for (a, b) in lf.iter().zip(&us) {
+        assert_eq!(a["current_steps"], b["current_steps"], "{case}");
+        for (k, tol) in [("loss", 1e-3), ("eval_loss", 1e-4)] {
+            if let Some(x) = a.get(k).and_then(Value::as_f64) {
+                let y = b[k]
+                    .as_f64()
+                    .unwrap_or_else(|| panic!("{case}: no {k} in {b}"));
+                assert!(
+                    rel(x, y) <= tol,
+                    "{case} step {}: {k} LF {x} lmf {y}",
+                    a["current_steps"]
+                );
+            }
+        }
+        if let Some(lr) = a.get("lr").and_then(Value::as_f64) {
+            let ours = b["lr"].as_f64().unwrap();
+            assert!((lr - ours).abs() <= 1e-12, "{case}: lr {lr} vs {ours}");
+        }
+        if let Some(e) = a.get("epoch").and_then(Value::as_f64) {
+            assert!((e - b["epoch"].as_f64().unwrap()).abs() < 1e-9, "{case}");
+        }
+    }
+}
+
+fn check_results(case: &str, ours: &Path) {
+    let lf = read_json(&fixture_dir().join(format!("cases/{case}/all_results.json")));
+    let us = read_json(&ours.join("all_results.json"));
+    for (k, tol) in [("train_loss", 1e-3), ("eval_loss", 1e-4)] {
+        if let Some(x) = lf.get(k).and_then(Value::as_f64) {
+            let y = us[k].as_f64().unwrap_or_else(|| panic!("{case}: {k}"));
+            assert!(rel(x, y) <= tol, "{case}: {k} LF {x} lmf {y}");
+        }
+    }
+    if let Some(e) = lf.get("epoch").and_then(Value::as_f64) {
+        assert!((e - us["epoch"].as_f64().unwrap()).abs() < 1e-9, "{case}");
+    }
+}
+
+fn check_files(case: &str, ours: &Path) {
+    // README.md (model card) and training_args.bin (a pickle) are LF/HF-only by design.
+    let skip = ["README.md", "training_args.bin"];
+    let lf: BTreeSet<String> =
+        read_json(&fixture_dir().join(format!("cases/{case}/output_files.json")))
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .filter(|n| !skip.contains(&n.as_str()))
+            .collect();
+    let us: BTreeSet<String> = std::fs::read_dir(ours)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let missing: Vec<&String> = lf.difference(&us).collect();
+    assert!(missing.is_empty(), "{case}: lmf did not write {missing:?}");
+}
+
+fn check_adapter_config(case: &str, ours: &Path) {
+    let lf_path = fixture_dir().join(format!("cases/{case}/adapter_config.json"));
+    if !lf_path.is_file() {
+        return;
+    }
+    let lf = read_json(&lf_path);
+    let us = read_json(&ours.join("adapter_config.json"));
+    let keys = |v: &Value| -> BTreeSet<String> { v.as_object().unwrap().keys().cloned().collect() };
+    assert_eq!(keys(&lf), keys(&us), "{case}: adapter_config.json keys");
+    for k in [
+        "r",
+        "lora_alpha",
+        "lora_dropout",
+        "use_rslora",
+        "use_dora",
+        "peft_type",
+        "task_type",
+    ] {
+        assert_eq!(lf[k], us[k], "{case}: adapter_config.json {k}");
+    }
+    let set = |v: &Value| -> BTreeSet<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        set(&lf["target_modules"]),
+        set(&us["target_modules"]),
+        "{case}"
+    );
+}
+
+fn check_case(case: &str) {
+    let ours = run_case(case);
+    let dir = fixture_dir().join(format!("cases/{case}"));
+    if dir.join("trainer_log.jsonl").is_file() && ours.join("trainer_log.jsonl").is_file() {
+        check_logs(case, &ours);
+    }
+    check_results(case, &ours);
+    check_files(case, &ours);
+    check_adapter_config(case, &ours);
+    let pred = dir.join("generated_predictions.jsonl");
+    if pred.is_file() {
+        let a = std::fs::read_to_string(&pred).unwrap();
+        let b = std::fs::read_to_string(ours.join("generated_predictions.jsonl")).unwrap();
+        assert_eq!(a, b, "{case}: generated_predictions.jsonl differs");
+    }
+    let _ = std::fs::remove_dir_all(&ours);
+}
+
+#[test]
+fn lora_llama_matches_llamafactory() {
+    check_case("lora_llama");
+}
+
+#[test]
+fn lora_qwen_packed_matches_llamafactory() {
+    check_case("lora_qwen");
+}
+
+#[test]
+fn full_llama_matches_llamafactory() {
+    check_case("full_llama");
+}
+
+#[test]
+fn freeze_llama_matches_llamafactory() {
+    check_case("freeze_llama");
+}
+
+#[test]
+fn pt_lora_llama_matches_llamafactory() {
+    check_case("pt_lora_llama");
+}
+
+#[test]
+fn eval_only_matches_llamafactory() {
+    check_case("eval_llama");
+}
+
+#[test]
+fn predict_matches_llamafactory() {
+    check_case("predict_llama");
+}

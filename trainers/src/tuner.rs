@@ -1,0 +1,134 @@
+//! LoRA set-up as LLaMA-Factory's `_setup_lora_tuning` does it, and the [`ModelIo`] that saves
+//! and restores the adapter as a PEFT folder.
+//!
+//! With `adapter_name_or_path`: when training (and not `create_new_adapter`) every adapter but
+//! the last is merged into the weights and the last is resumed trainable; otherwise (chat,
+//! export, or `create_new_adapter`) all of them are merged. A trainable run with no adapter to
+//! resume gets a new one from the LoRA arguments (`lora_target: all` = every linear but the
+//! output head; `additional_target` = PEFT `modules_to_save`).
+
+use std::path::{Path, PathBuf};
+
+use lmf_models::adapter::{LoraConfig, LoraInit};
+use lmf_models::CausalLM;
+
+use crate::args::finetuning::FinetuningArguments;
+use crate::args::model::ModelArguments;
+use crate::train::export::ModelIo;
+use crate::train::io::write_atomic;
+use crate::{Error, Result};
+
+/// Tokenizer files saved next to an adapter (what LLaMA-Factory's trainer writes there).
+const TOKENIZER_FILES: [&str; 4] = [
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+];
+
+/// Resolves an adapter path: a local folder as given (PEFT folders are local here).
+fn adapter_dir(m: &ModelArguments, name: &str) -> Result<PathBuf> {
+    let mut dir = PathBuf::from(name);
+    if let Some(sub) = &m.adapter_folder {
+        dir = dir.join(sub);
+    }
+    if !dir.is_dir() {
+        return Err(Error::Msg(format!(
+            "adapter_name_or_path: `{}` is not a folder (adapters are loaded from local PEFT folders)",
+            dir.display()
+        )));
+    }
+    Ok(dir)
+}
+
+/// The LoRA config of a new adapter from the finetuning arguments.
+pub fn new_lora_config(model: &CausalLM, f: &FinetuningArguments) -> Result<LoraConfig> {
+    let target_modules = if f.lora_target.len() == 1 && f.lora_target[0] == "all" {
+        model.all_linear_modules()
+    } else {
+        f.lora_target.clone()
+    };
+    let r = usize::try_from(f.lora_rank)
+        .ok()
+        .filter(|r| *r > 0)
+        .ok_or_else(|| Error::Msg(format!("lora_rank must be positive, got {}", f.lora_rank)))?;
+    Ok(LoraConfig {
+        r,
+        lora_alpha: f.lora_alpha.unwrap_or(2 * f.lora_rank) as f64,
+        lora_dropout: f.lora_dropout,
+        target_modules,
+        use_rslora: f.use_rslora,
+        use_dora: f.use_dora,
+        init: if f.pissa_init {
+            LoraInit::Pissa {
+                niter: f.pissa_iter,
+            }
+        } else {
+            LoraInit::Default
+        },
+        modules_to_save: f.additional_target.clone().unwrap_or_default(),
+    })
+}
+
+/// LLaMA-Factory's `_setup_lora_tuning` on a loaded model. Returns the config of the adapter
+/// that trains (`None` when nothing does, e.g. inference with every adapter merged).
+pub fn setup_lora(
+    model: &mut CausalLM,
+    m: &ModelArguments,
+    f: &FinetuningArguments,
+    is_trainable: bool,
+    seed: u64,
+) -> Result<Option<LoraConfig>> {
+    let adapters = m.adapters();
+    let (to_merge, to_resume) = match adapters.split_last() {
+        Some((last, rest)) if is_trainable && !f.create_new_adapter => (rest, Some(last)),
+        _ => (adapters, None),
+    };
+    for name in to_merge {
+        model.load_adapter(&adapter_dir(m, name)?, false)?;
+        model.merge_adapter()?;
+    }
+    if let Some(name) = to_resume {
+        return Ok(Some(model.load_adapter(&adapter_dir(m, name)?, true)?));
+    }
+    if !is_trainable {
+        return Ok(None);
+    }
+    let cfg = new_lora_config(model, f)?;
+    model.add_lora(&cfg, seed)?;
+    Ok(Some(cfg))
+}
+
+/// Saves the adapter as a PEFT folder (plus the tokenizer files of the source model) and
+/// restores it when resuming.
+#[derive(Clone, Debug)]
+pub struct LoraModelIo {
+    /// The adapter's config (written as `adapter_config.json`).
+    pub config: LoraConfig,
+    /// `base_model_name_or_path` written into the config.
+    pub base_model: String,
+    /// Folder the base model (and its tokenizer) came from.
+    pub source_dir: Option<PathBuf>,
+}
+
+impl ModelIo for LoraModelIo {
+    fn save(&self, model: &CausalLM, dir: &Path) -> Result<()> {
+        model.save_adapter(dir, &self.config, &self.base_model)?;
+        if let Some(src) = &self.source_dir {
+            for name in TOKENIZER_FILES {
+                let from = src.join(name);
+                if from.is_file() {
+                    let bytes = std::fs::read(&from)
+                        .map_err(|e| Error::Msg(format!("{}: {e}", from.display())))?;
+                    write_atomic(&dir.join(name), &bytes)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn load(&self, model: &mut CausalLM, dir: &Path) -> Result<()> {
+        model.load_adapter(dir, true)?;
+        Ok(())
+    }
+}
