@@ -32,7 +32,8 @@ enum Command {
     },
     /// Merge adapters and export a Hugging Face model folder.
     Export {
-        /// YAML config file and/or `key=value` overrides.
+        /// YAML config file, `key=value` overrides and/or `--key value` flags.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
     /// Evaluate a model on a benchmark.
@@ -82,14 +83,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Chat { args } => chat::run(&args),
-        Command::Export { .. } => not_yet("export", 4),
+        Command::Export { args } => {
+            let parsed = lmf_trainers::args::parse_infer_args(&args)?;
+            for note in &parsed.notes {
+                eprintln!("note: {note}");
+            }
+            let dir = lmf_trainers::export::export_model(&parsed)?;
+            eprintln!("exported the merged model to {}", dir.display());
+            Ok(())
+        }
         Command::Eval { .. } | Command::Api { .. } | Command::Webui => {
             anyhow::bail!("this command is not implemented yet")
         }
     }
-}
-
-/// A command whose issue has not landed: a clear error, never a silent no-op.
-fn not_yet(cmd: &str, issue: u32) -> anyhow::Result<()> {
-    anyhow::bail!("`lmf {cmd}` is not implemented yet (tracked in issue {issue})")
 }

@@ -7,6 +7,7 @@
 
 use crate::args::{GenerateRequest, GeneratingArguments, InferArgs};
 use crate::template::{Message, Role, Template, TemplateOptions};
+use crate::tuner::setup_lora;
 use crate::{Error, Result};
 use lmf_models::{generate, hub, CausalLM, GenerationConfig, TextStreamer, Tokenizer};
 use lmf_runtime::{DType, Device};
@@ -56,11 +57,6 @@ impl ChatModel {
             .model_name_or_path
             .as_deref()
             .ok_or_else(|| Error::Msg("`model_name_or_path` is required".into()))?;
-        if !m.adapters().is_empty() {
-            return Err(Error::Msg(
-                "adapter_name_or_path: loading LoRA adapters is not implemented yet in lmf (tracked in issue 4)".into(),
-            ));
-        }
         let dir = hub::resolve_model_dir(
             &m.with_revision(name),
             m.cache_dir.as_deref().map(Path::new),
@@ -76,7 +72,9 @@ impl ChatModel {
         };
         let template = Template::for_tokenizer(d.template.as_deref(), &mut tokenizer, &options)?;
         // CPU compute is f32 whatever `infer_dtype` says (bf16 storage is a GPU concern).
-        let model = CausalLM::load(&dir, DType::F32, Device::Cpu)?;
+        let mut model = CausalLM::load(&dir, DType::F32, Device::Cpu)?;
+        // Inference merges every adapter into the weights (LF `_setup_lora_tuning`).
+        setup_lora(&mut model, m, &args.finetuning, false, 0)?;
         Ok(ChatModel {
             model,
             tokenizer,

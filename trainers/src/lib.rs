@@ -7,6 +7,7 @@ pub mod args;
 pub mod chat;
 pub mod data;
 pub mod error;
+pub mod export;
 pub mod optim;
 pub mod template;
 pub mod train;

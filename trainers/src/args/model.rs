@@ -282,9 +282,9 @@ lf_args! {
         audio_sampling_rate: i64 = 16000 => NotImplemented,
         // --- ExportArguments ---
         /// Folder to write the exported model to.
-        export_dir: Option<String> = None => NotImplemented,
+        export_dir: Option<String> = None => Implemented,
         /// Shard size of the exported model, in GB.
-        export_size: i64 = 5 => NotImplemented,
+        export_size: i64 = 5 => Implemented,
         /// Device used for exporting.
         export_device: ExportDevice = ExportDevice::Cpu => NotImplemented,
         /// Bits to quantize the exported model to.

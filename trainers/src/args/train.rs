@@ -15,7 +15,9 @@ use super::infer::{check_unknown_keys, env_enabled, verify_model_args};
 use super::model::{EngineName, ModelArguments};
 use super::raw::{parse_raw, RawArgs};
 use super::spec::{FieldSpec, Resolver};
-use super::training::{OptimizerNames, SaveStrategy, SchedulerType, TrainingArguments};
+use super::training::{
+    IntervalStrategy, OptimizerNames, SaveStrategy, SchedulerType, TrainingArguments,
+};
 
 /// Everything `lmf train` is configured by (LLaMA-Factory's `_TRAIN_ARGS`).
 #[derive(Debug, Clone, PartialEq)]
@@ -70,6 +72,10 @@ impl TrainArgs {
         model.post_init()?;
         data.post_init()?;
         finetuning.post_init()?;
+        // transformers' TrainingArguments.__post_init__: an eval strategy turns do_eval on.
+        if !training.do_eval && training.eval_strategy != IntervalStrategy::No {
+            training.do_eval = true;
+        }
 
         // What lmf's trainer implements of the valid values.
         if !matches!(finetuning.stage, Stage::Pt | Stage::Sft) {

@@ -1,0 +1,156 @@
+//! `lmf export` merges PEFT adapters into an HF folder: the exported model gives the logits
+//! PEFT's `merge_and_unload` gave on the same adapter (fixtures from
+//! `tests/fixtures/hf/adapter/make_adapters.py`), and `lmf chat` with the adapter answers
+//! exactly as `lmf chat` on the exported model. `export_dir` is required, as in LLaMA-Factory.
+
+use lmf_autograd::no_grad;
+use lmf_models::{CausalLM, SeqBatch, Weights};
+use lmf_runtime::{DType, Device};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn lmf(args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lmf"))
+        .current_dir(root())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run lmf");
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// The fixture's token sequences and PEFT's merged-model logits for `case`.
+fn expected(case: &str) -> (Vec<Vec<u32>>, Vec<f32>) {
+    let dir = root().join("tests/fixtures/hf/adapter");
+    let cases: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
+    let w = Weights::from_files(&[dir.join(case).join("expected.safetensors")]).unwrap();
+    let ids = w
+        .get("input_ids", DType::I64, Device::Cpu)
+        .unwrap()
+        .to_vec::<i64>()
+        .unwrap();
+    let mut seqs = vec![];
+    let mut at = 0;
+    for n in cases[case]["seq_lens"].as_array().unwrap() {
+        let n = n.as_u64().unwrap() as usize;
+        seqs.push(ids[at..at + n].iter().map(|&i| i as u32).collect());
+        at += n;
+    }
+    let merged = w
+        .get("merged_logits", DType::F32, Device::Cpu)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    (seqs, merged)
+}
+
+fn logits(dir: &Path, seqs: &[Vec<u32>]) -> Vec<f32> {
+    let m = CausalLM::load(dir, DType::F32, Device::Cpu).unwrap();
+    no_grad(|| m.forward(&SeqBatch::from_seqs(seqs)))
+        .unwrap()
+        .tensor()
+        .to_vec::<f32>()
+        .unwrap()
+}
+
+#[test]
+fn exported_merge_gives_peft_merged_logits_and_chat_agrees() {
+    for (case, base) in [("llama_lora", "llama"), ("llama_dora", "llama")] {
+        let out = std::env::temp_dir().join(format!("lmf-export-{}-{case}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let base_dir = format!("tests/fixtures/hf/models/{base}");
+        let adapter = format!("tests/fixtures/hf/adapter/{case}");
+        let res = lmf(
+            &[
+                "export",
+                "--model_name_or_path",
+                &base_dir,
+                "--adapter_name_or_path",
+                &adapter,
+                "--export_dir",
+                out.to_str().unwrap(),
+            ],
+            None,
+        );
+        assert!(
+            res.status.success(),
+            "{case}: {}",
+            String::from_utf8_lossy(&res.stderr)
+        );
+        for f in ["model.safetensors", "config.json", "tokenizer.json"] {
+            assert!(out.join(f).is_file(), "{case}: {f} not exported");
+        }
+        let (seqs, merged) = expected(case);
+        let ours = logits(&out, &seqs);
+        assert_eq!(ours.len(), merged.len());
+        let d = ours
+            .iter()
+            .zip(&merged)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            d <= 1e-4,
+            "{case}: exported logits differ from PEFT's merge by {d}"
+        );
+        // Chat through the adapter = chat with the exported model (greedy, same prompt).
+        let chat = |model: &str, adapter: Option<&str>| -> String {
+            let mut args = vec![
+                "chat",
+                "--model_name_or_path",
+                model,
+                "--template",
+                "llama3",
+                "--do_sample",
+                "false",
+                "--max_new_tokens",
+                "8",
+            ];
+            if let Some(a) = adapter {
+                args.extend(["--adapter_name_or_path", a]);
+            }
+            let r = lmf(&args, Some("hello there\n"));
+            assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+            String::from_utf8_lossy(&r.stdout).into_owned()
+        };
+        let with_adapter = chat(&base_dir, Some(&adapter));
+        assert_eq!(with_adapter, chat(out.to_str().unwrap(), None), "{case}");
+        assert_ne!(
+            with_adapter,
+            chat(&base_dir, None),
+            "{case}: the adapter changed nothing"
+        );
+        let _ = std::fs::remove_dir_all(&out);
+    }
+}
+
+#[test]
+fn export_without_export_dir_is_one_line_error() {
+    let res = lmf(
+        &[
+            "export",
+            "--model_name_or_path",
+            "tests/fixtures/hf/models/llama",
+        ],
+        None,
+    );
+    assert!(!res.status.success());
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("export_dir"), "{err}");
+}

@@ -1,0 +1,122 @@
+//! `lmf export`: LLaMA-Factory's `export_model`. Loads `model_name_or_path`, merges every
+//! adapter of `adapter_name_or_path` into the weights, and writes an HF model folder to
+//! `export_dir` (safetensors shards of at most `export_size` GB, `config.json` with the export
+//! dtype, `generation_config.json` and the tokenizer files).
+//!
+//! Dtype: `infer_dtype` when given; `auto` keeps the checkpoint's dtype, except that an fp32
+//! checkpoint is exported in the "best half precision" of the machine — LLaMA-Factory's
+//! `infer_optim_dtype(bfloat16)`, which is fp32 on a machine without a CUDA/NPU device, as here.
+
+use std::path::{Path, PathBuf};
+
+use lmf_autograd::{DType, Device, Var};
+use lmf_models::{hub, CausalLM, Tokenizer};
+use serde_json::Value;
+
+use crate::args::model::InferDtype;
+use crate::args::InferArgs;
+use crate::train::export::save_weights;
+use crate::train::io::write_atomic;
+use crate::tuner::setup_lora;
+use crate::{Error, Result};
+
+/// Files copied from the source model folder next to the weights (those that exist).
+const SIDE_FILES: [&str; 7] = [
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "tokenizer.model",
+    "merges.txt",
+];
+
+/// The dtype name transformers writes into `config.json`.
+fn dtype_name(d: DType) -> &'static str {
+    match d {
+        DType::BF16 => "bfloat16",
+        DType::F16 => "float16",
+        _ => "float32",
+    }
+}
+
+/// The checkpoint's dtype from `config.json` (`dtype` in transformers 5, `torch_dtype` before).
+fn config_dtype(config: &Value) -> DType {
+    let name = config
+        .get("dtype")
+        .or_else(|| config.get("torch_dtype"))
+        .and_then(Value::as_str)
+        .unwrap_or("float32");
+    match name {
+        "bfloat16" => DType::BF16,
+        "float16" => DType::F16,
+        _ => DType::F32,
+    }
+}
+
+/// Runs `lmf export` with already parsed arguments; returns the export folder.
+pub fn export_model(args: &InferArgs) -> Result<PathBuf> {
+    let m = &args.model;
+    let export_dir = m
+        .export_dir
+        .as_deref()
+        .ok_or_else(|| Error::Msg("Please specify `export_dir` to save model.".into()))?;
+    if m.export_size <= 0 {
+        return Err(Error::Msg(format!(
+            "export_size must be a positive number of GB, got {}",
+            m.export_size
+        )));
+    }
+    let name = m
+        .model_name_or_path
+        .as_deref()
+        .ok_or_else(|| Error::Msg("`model_name_or_path` is required".into()))?;
+    let src = hub::resolve_model_dir(
+        &m.with_revision(name),
+        m.cache_dir.as_deref().map(Path::new),
+        m.hf_hub_token.as_deref(),
+    )?;
+    let config_path = src.join("config.json");
+    let mut config: Value = serde_json::from_str(
+        &std::fs::read_to_string(&config_path)
+            .map_err(|e| Error::Msg(format!("{}: {e}", config_path.display())))?,
+    )
+    .map_err(|e| Error::Msg(format!("{}: {e}", config_path.display())))?;
+    // The tokenizer must load (LF loads it first and saves it with the model).
+    Tokenizer::from_dir(&src)?;
+    let mut model = CausalLM::load(&src, DType::F32, Device::Cpu)?;
+    setup_lora(&mut model, m, &args.finetuning, false, 0)?;
+    let dtype = match m.infer_dtype {
+        InferDtype::Auto => config_dtype(&config),
+        InferDtype::Float16 => DType::F16,
+        InferDtype::Bfloat16 => DType::BF16,
+        InferDtype::Float32 => DType::F32,
+    };
+    for (_, v) in model.named_parameters_mut() {
+        *v = Var::leaf(v.tensor().to_dtype(dtype)?, false);
+    }
+    let out = PathBuf::from(export_dir);
+    std::fs::create_dir_all(&out).map_err(|e| Error::Msg(format!("{}: {e}", out.display())))?;
+    // transformers reads "5GB" as 5 · 10⁹ bytes.
+    save_weights(&model, &out, m.export_size as usize * 1_000_000_000)?;
+    if let Some(obj) = config.as_object_mut() {
+        let key = if obj.contains_key("torch_dtype") && !obj.contains_key("dtype") {
+            "torch_dtype"
+        } else {
+            "dtype"
+        };
+        obj.insert(key.into(), Value::from(dtype_name(dtype)));
+    }
+    let text = serde_json::to_string_pretty(&config)
+        .map_err(|e| Error::Msg(format!("config.json: {e}")))?;
+    write_atomic(&out.join("config.json"), (text + "\n").as_bytes())?;
+    for f in SIDE_FILES {
+        let from = src.join(f);
+        if from.is_file() {
+            let bytes =
+                std::fs::read(&from).map_err(|e| Error::Msg(format!("{}: {e}", from.display())))?;
+            write_atomic(&out.join(f), &bytes)?;
+        }
+    }
+    Ok(out)
+}
