@@ -1,7 +1,8 @@
 //! SIGKILL during checkpoint saves never leaves a corrupt checkpoint that resume accepts: a
 //! child process (this test binary re-run with `LMF_CRASH_CHILD` set) trains with a checkpoint
 //! after every step and is killed at several moments; every `checkpoint-N` left behind must be
-//! complete, and resuming from the last one must work.
+//! complete, and resuming from the last one must continue with the losses of a run that was
+//! never killed.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,9 +37,30 @@ fn config(dir: &Path, max_steps: i64) -> TrainConfig {
     c.max_steps = max_steps;
     c.save_steps = 1.0;
     c.save_total_limit = Some(2);
-    c.learning_rate = 1e-4;
+    c.learning_rate = 1e-3;
+    // A constant rate and a log line per step: a resumed run with a smaller max_steps then
+    // sees the same rates as the killed one, so its losses can be compared step by step.
+    c.lr_scheduler_type = "constant".into();
+    c.logging_steps = 1.0;
     c.progress_bar = false;
     c
+}
+
+/// Losses of an uninterrupted run of `steps` steps, by step.
+fn reference_losses(steps: i64) -> Vec<(u64, f64)> {
+    let dir = std::env::temp_dir().join(format!("lmf-crash-ref-{}-{steps}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut c = config(&dir, steps);
+    c.save_steps = 1e9;
+    let mut m = CausalLM::load(Path::new(MODEL), DType::F32, Device::Cpu).unwrap();
+    let data = rows();
+    let io = HfModelIo::new(None);
+    let out = Trainer::new(&mut m, &c, &io, &data, &[])
+        .unwrap()
+        .train()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    out.losses
 }
 
 /// The child: trains "forever", checkpointing every step.
@@ -98,13 +120,32 @@ fn killed_saves_leave_only_complete_checkpoints() {
         // And resuming from the last one trains on.
         if let Some(last) = get_last_checkpoint(&dir).unwrap() {
             let done = TrainerState::load(&last).unwrap().global_step;
-            let mut c = config(&dir, done as i64 + 1);
+            let mut c = config(&dir, done as i64 + 2);
             c.resume_from_checkpoint = Some(last);
             let mut m = CausalLM::load(Path::new(MODEL), DType::F32, Device::Cpu).unwrap();
             let data = rows();
             let io = HfModelIo::new(None);
             let mut t = Trainer::new(&mut m, &c, &io, &data, &[]).unwrap();
-            assert_eq!(t.train().unwrap().global_step, done + 1);
+            let out = t.train().unwrap();
+            assert_eq!(out.global_step, done + 2);
+            // ... with exactly the losses of a run that was never killed.
+            let reference = reference_losses(done as i64 + 2);
+            let after: Vec<(u64, f64)> = out
+                .losses
+                .iter()
+                .filter(|(s, _)| *s > done)
+                .copied()
+                .collect();
+            let expected: Vec<(u64, f64)> = reference
+                .iter()
+                .filter(|(s, _)| *s > done)
+                .copied()
+                .collect();
+            assert_eq!(after.len(), 2, "{after:?}");
+            assert_eq!(
+                after, expected,
+                "resumed losses differ from the uninterrupted run"
+            );
             resumed += 1;
         }
         let _ = std::fs::remove_dir_all(&dir);
