@@ -6,7 +6,7 @@
 //! generating arguments, not the model's `generation_config.json`).
 
 use crate::args::{GenerateRequest, GeneratingArguments, InferArgs};
-use crate::template::{Message, Role, Template, TemplateOptions};
+use crate::template::{Message, Role, Template};
 use crate::tuner::setup_lora;
 use crate::{Error, Result};
 use lmf_models::{generate, hub, CausalLM, GenerationConfig, TextStreamer, Tokenizer};
@@ -64,12 +64,7 @@ impl ChatModel {
         )?;
         let mut tokenizer = Tokenizer::from_dir(&dir)?;
         let d = &args.data;
-        let options = TemplateOptions {
-            tool_format: d.tool_format.clone(),
-            default_system: d.default_system.clone(),
-            enable_thinking: d.enable_thinking,
-            ..Default::default()
-        };
+        let options = d.template_options();
         let template = Template::for_tokenizer(d.template.as_deref(), &mut tokenizer, &options)?;
         // CPU compute is f32 whatever `infer_dtype` says (bf16 storage is a GPU concern).
         let mut model = CausalLM::load(&dir, DType::F32, Device::Cpu)?;

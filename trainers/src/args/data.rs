@@ -83,6 +83,17 @@ lf_args! {
 }
 
 impl DataArguments {
+    /// The chat-template options these arguments set (`tool_format`, `default_system`,
+    /// `enable_thinking`, `preserve_thinking`).
+    pub fn template_options(&self) -> crate::template::TemplateOptions {
+        crate::template::TemplateOptions {
+            tool_format: self.tool_format.clone(),
+            default_system: self.default_system.clone(),
+            enable_thinking: self.enable_thinking,
+            preserve_thinking: self.preserve_thinking,
+        }
+    }
+
     /// LLaMA-Factory's `__post_init__`: its checks, `media_dir` defaulting to `dataset_dir`, and
     /// its packing adjustments (`neat_packing` turns `packing` on; packing takes one token off
     /// `cutoff_len`, which LLaMA-Factory does to leave room for padding to a multiple).

@@ -12,7 +12,7 @@ use lmf_models::{hub, CausalLM, Tokenizer};
 use crate::args::finetuning::FinetuningType;
 use crate::args::train::{parse_train_args, TrainArgs};
 use crate::data::{get_dataset, DataOptions, DatasetModule};
-use crate::template::{Template, TemplateOptions};
+use crate::template::Template;
 use crate::train::config::TrainConfig;
 use crate::train::export::{HfModelIo, ModelIo};
 use crate::train::freeze::{freeze_trainable, full_trainable, FreezeSpec};
@@ -94,12 +94,7 @@ pub fn run_sft(
 /// `get_template_and_fix_tokenizer`).
 pub fn load_template(args: &TrainArgs, tokenizer: &mut Tokenizer) -> Result<Template> {
     let d = &args.data;
-    let options = TemplateOptions {
-        tool_format: d.tool_format.clone(),
-        default_system: d.default_system.clone(),
-        enable_thinking: d.enable_thinking,
-        preserve_thinking: d.preserve_thinking,
-    };
+    let options = d.template_options();
     Ok(Template::for_tokenizer(
         d.template.as_deref(),
         tokenizer,
