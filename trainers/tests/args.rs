@@ -352,11 +352,11 @@ fn unknown_keys_name_the_key_origin_and_closest_key() {
 
 #[test]
 fn not_implemented_fields_refuse_non_default_values_only() {
-    let text = err_text(&["model_name_or_path=m", "lora_rank=16"]);
+    let text = err_text(&["model_name_or_path=m", "oft_rank=16"]);
     assert_eq!(
         text,
-        "argument `lora_rank` (in command line) = 16 is not implemented yet in lmf; \
-         leave it at LLaMA-Factory's default 8"
+        "argument `oft_rank` (in command line) = 16 is not implemented yet in lmf; \
+         leave it at LLaMA-Factory's default 0"
     );
     let text = err_text(&["--model_name_or_path", "m", "--num_beams", "4"]);
     assert!(

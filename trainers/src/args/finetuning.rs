@@ -177,7 +177,7 @@ lf_args! {
         freeze_extra_modules: Option<Vec<String>> = None => Implemented,
         // --- OFTArguments (shares additional_target and create_new_adapter with LoRA) ---
         /// Extra trainable, saved modules (PEFT modules_to_save), comma-separated.
-        additional_target: Option<Vec<String>> = None => NotImplemented,
+        additional_target: Option<Vec<String>> = None => Implemented,
         /// OFT module dropout.
         module_dropout: f64 = 0.0 => NotImplemented,
         /// OFT rank.
@@ -187,30 +187,30 @@ lf_args! {
         /// OFT target modules, comma-separated (`all`).
         oft_target: Vec<String> = all() => NotImplemented,
         /// Create a new adapter on top of the loaded ones.
-        create_new_adapter: bool = false => NotImplemented,
+        create_new_adapter: bool = false => Implemented,
         // --- LoraArguments ---
         /// LoRA alpha (default: 2 × rank).
-        lora_alpha: Option<i64> = None => NotImplemented,
+        lora_alpha: Option<i64> = None => Implemented,
         /// LoRA dropout.
-        lora_dropout: f64 = 0.0 => NotImplemented,
+        lora_dropout: f64 = 0.0 => Implemented,
         /// LoRA rank.
-        lora_rank: i64 = 8 => NotImplemented,
+        lora_rank: i64 = 8 => Implemented,
         /// LoRA target modules, comma-separated (`all` = every linear but the head).
-        lora_target: Vec<String> = all() => NotImplemented,
+        lora_target: Vec<String> = all() => Implemented,
         /// LoRA+ learning-rate ratio lr_B / lr_A.
         loraplus_lr_ratio: Option<f64> = None => Implemented,
         /// LoRA+ learning rate of embedding adapters.
         loraplus_lr_embedding: f64 = 1e-6 => Implemented,
         /// Rank-stabilised LoRA scaling.
-        use_rslora: bool = false => NotImplemented,
+        use_rslora: bool = false => Implemented,
         /// DoRA.
-        use_dora: bool = false => NotImplemented,
+        use_dora: bool = false => Implemented,
         /// PiSSA initialisation.
-        pissa_init: bool = false => NotImplemented,
+        pissa_init: bool = false => Implemented,
         /// PiSSA fast-SVD iterations (-1 = full SVD).
-        pissa_iter: i64 = 16 => NotImplemented,
+        pissa_iter: i64 = 16 => Implemented,
         /// Convert a PiSSA adapter to plain LoRA when saving.
-        pissa_convert: bool = false => NotImplemented,
+        pissa_convert: bool = false => Implemented,
         // --- RLHFArguments ---
         /// Beta of the preference loss.
         pref_beta: f64 = 0.1 => NotImplemented,

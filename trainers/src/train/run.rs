@@ -18,8 +18,9 @@ use crate::train::export::{HfModelIo, ModelIo};
 use crate::train::freeze::{freeze_trainable, full_trainable, FreezeSpec};
 use crate::train::predict::predict;
 use crate::train::{run_workflow, WorkflowOutcome};
-use crate::tuner::{setup_lora, LoraModelIo};
+use crate::tuner::{new_lora_config, setup_lora, LoraModelIo};
 use crate::{Error, Result};
+use lmf_models::adapter::{LoraConfig, LoraInit};
 
 /// Marks what trains for `finetuning_type: full` / `freeze` (LLaMA-Factory's
 /// `_setup_full_tuning` / `_setup_freeze_tuning`); returns the trainable names. Other types
@@ -189,5 +190,33 @@ pub fn run(argv: &[String]) -> Result<WorkflowOutcome> {
     let dataset = load_dataset(&args, &template, &tokenizer)?;
     let mut model = CausalLM::load(&dir, DType::F32, Device::Cpu)?;
     let io = model_io(&args, &mut model, &dir)?;
-    run_sft(&args, &mut model, &tokenizer, &dataset, io.as_ref())
+    let f = &args.finetuning;
+    let out_dir = PathBuf::from(args.training.output_dir.as_deref().unwrap_or("."));
+    // LLaMA-Factory's PissaConvertCallback: the initial PiSSA adapter is kept (as plain-init
+    // LoRA) so the trained one can be rewritten as a rank-2r LoRA on the original weights.
+    let pissa = (f.pissa_init && f.pissa_convert && args.training.do_train)
+        .then(|| -> Result<LoraConfig> {
+            let mut cfg = new_lora_config(&model, f)?;
+            cfg.init = LoraInit::Default;
+            model.save_adapter(&out_dir.join("pissa_init"), &cfg, &base_name(&args))?;
+            Ok(cfg)
+        })
+        .transpose()?;
+    let out = run_sft(&args, &mut model, &tokenizer, &dataset, io.as_ref())?;
+    if let Some(cfg) = pissa {
+        let base = base_name(&args);
+        model.save_adapter(&out_dir.join("pissa_backup"), &cfg, &base)?;
+        model.save_pissa_converted(
+            &out_dir.join("pissa_converted"),
+            &cfg,
+            &base,
+            &out_dir.join("pissa_init"),
+        )?;
+    }
+    Ok(out)
+}
+
+/// `base_model_name_or_path` written into saved adapter configs.
+fn base_name(args: &TrainArgs) -> String {
+    args.model.model_name_or_path.clone().unwrap_or_default()
 }
