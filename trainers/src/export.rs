@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::args::model::InferDtype;
 use crate::args::InferArgs;
 use crate::train::export::save_weights;
-use crate::train::io::write_atomic;
+use crate::train::io::{copy_side_files, write_atomic};
 use crate::tuner::setup_lora;
 use crate::{Error, Result};
 
@@ -110,13 +110,6 @@ pub fn export_model(args: &InferArgs) -> Result<PathBuf> {
     let text = serde_json::to_string_pretty(&config)
         .map_err(|e| Error::Msg(format!("config.json: {e}")))?;
     write_atomic(&out.join("config.json"), (text + "\n").as_bytes())?;
-    for f in SIDE_FILES {
-        let from = src.join(f);
-        if from.is_file() {
-            let bytes =
-                std::fs::read(&from).map_err(|e| Error::Msg(format!("{}: {e}", from.display())))?;
-            write_atomic(&out.join(f), &bytes)?;
-        }
-    }
+    copy_side_files(&src, &out, &SIDE_FILES)?;
     Ok(out)
 }

@@ -15,7 +15,7 @@ use lmf_models::CausalLM;
 use crate::args::finetuning::FinetuningArguments;
 use crate::args::model::ModelArguments;
 use crate::train::export::ModelIo;
-use crate::train::io::write_atomic;
+use crate::train::io::copy_side_files;
 use crate::{Error, Result};
 
 /// Tokenizer files saved next to an adapter (what LLaMA-Factory's trainer writes there).
@@ -114,17 +114,10 @@ pub struct LoraModelIo {
 impl ModelIo for LoraModelIo {
     fn save(&self, model: &CausalLM, dir: &Path) -> Result<()> {
         model.save_adapter(dir, &self.config, &self.base_model)?;
-        if let Some(src) = &self.source_dir {
-            for name in TOKENIZER_FILES {
-                let from = src.join(name);
-                if from.is_file() {
-                    let bytes = std::fs::read(&from)
-                        .map_err(|e| Error::Msg(format!("{}: {e}", from.display())))?;
-                    write_atomic(&dir.join(name), &bytes)?;
-                }
-            }
+        match &self.source_dir {
+            Some(src) => copy_side_files(src, dir, &TOKENIZER_FILES),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn load(&self, model: &mut CausalLM, dir: &Path) -> Result<()> {

@@ -6,14 +6,13 @@
 //! `save_adapter` / `load_adapter`) plugs in here.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use lmf_autograd::DType;
 use lmf_models::{CausalLM, Weights};
 
 use crate::template::pyjson::PyJson;
-use crate::train::io::{io_err, write_atomic, write_json};
+use crate::train::io::{copy_side_files, write_atomic, write_json};
 use crate::{Error, Result};
 
 /// How the trained weights of a run are written and read back.
@@ -62,16 +61,10 @@ impl HfModelIo {
 impl ModelIo for HfModelIo {
     fn save(&self, model: &CausalLM, dir: &Path) -> Result<()> {
         save_weights(model, dir, self.max_shard_bytes)?;
-        if let Some(src) = &self.source_dir {
-            for name in COPIED_FILES {
-                let from = src.join(name);
-                if from.is_file() {
-                    let bytes = fs::read(&from).map_err(|e| io_err(&from, e))?;
-                    write_atomic(&dir.join(name), &bytes)?;
-                }
-            }
+        match &self.source_dir {
+            Some(src) => copy_side_files(src, dir, &COPIED_FILES),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn load(&self, model: &mut CausalLM, dir: &Path) -> Result<()> {

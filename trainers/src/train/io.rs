@@ -172,6 +172,19 @@ pub fn now_utc() -> String {
     )
 }
 
+/// Copies each of `names` that exists in `src` into `dir` (atomically): the config and
+/// tokenizer files saved next to weights or adapters.
+pub fn copy_side_files(src: &Path, dir: &Path, names: &[&str]) -> Result<()> {
+    for name in names {
+        let from = src.join(name);
+        if from.is_file() {
+            let bytes = std::fs::read(&from).map_err(|e| io_err(&from, e))?;
+            write_atomic(&dir.join(name), &bytes)?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
