@@ -10,6 +10,7 @@
 //! backward beside it.
 
 pub mod cpu;
+pub mod cuda;
 pub mod real;
 pub mod testing;
 

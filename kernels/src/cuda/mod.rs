@@ -1,0 +1,20 @@
+//! The CUDA backend of the kernels: sources compiled by NVRTC at run time, their launchers,
+//! and the device handle they run on. Everything here builds without CUDA installed; the
+//! driver and NVRTC are found at run time (cudarc's dynamic loading), and a machine without
+//! them gets an `Err`, never a panic.
+//!
+//! Each launcher is the GPU twin of the CPU kernel of the same name in `crate::cpu`, with the
+//! same algorithm and argument order; `kernels/tests/gpu_*.rs` compare the two.
+
+pub mod dtype;
+pub mod error;
+pub mod gpu;
+pub mod nvrtc;
+pub mod sources;
+pub mod testing;
+
+pub mod rmsnorm;
+
+pub use dtype::GpuFloat;
+pub use error::{CudaError, CudaResult};
+pub use gpu::{device_count, driver_available, Gpu};

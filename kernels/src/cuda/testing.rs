@@ -1,0 +1,52 @@
+//! Helpers for the GPU tests (`kernels/tests/gpu_*.rs`, runtime and autograd GPU tests):
+//! get device 0 or skip, and compare a GPU result with its CPU twin.
+
+use super::gpu::Gpu;
+use std::sync::Arc;
+
+/// Device 0, or `None` after printing `skipped: no CUDA device (<why>)`: GPU tests pass
+/// without a GPU and say so.
+pub fn gpu_or_skip(test: &str) -> Option<Arc<Gpu>> {
+    match Gpu::get(0) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            eprintln!("{test}: skipped: no CUDA device ({e})");
+            None
+        }
+    }
+}
+
+/// Relative-error bound per storage dtype, as the GPU tests use: fp32 1e-5, bf16 1e-2,
+/// f16 2e-3.
+pub fn tolerance(dtype_suffix: &str) -> f64 {
+    match dtype_suffix {
+        "f32" => 1e-5,
+        "bf16" => 1e-2,
+        _ => 2e-3,
+    }
+}
+
+/// Asserts `got ≈ want`: `|g − w| ≤ rel · max(|w|, scale)` where `scale` is the largest `|w|`
+/// times 1e-3 (so near-zero entries are judged against the tensor's size, not themselves).
+/// NaN or infinity in `got` never passes. Names `what` and the first failing index.
+pub fn assert_rel_close(what: &str, got: &[f32], want: &[f64], rel: f64) {
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{what}: {} values vs {} expected",
+        got.len(),
+        want.len()
+    );
+    let amax = want.iter().fold(0f64, |m, w| m.max(w.abs()));
+    let floor = (amax * 1e-3).max(1e-30);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let g = g as f64;
+        assert!(g.is_finite(), "{what}[{i}]: got {g} (want {w})");
+        let err = (g - w).abs();
+        assert!(
+            err <= rel * w.abs().max(floor),
+            "{what}[{i}]: got {g}, want {w} (rel err {:.3e} > {rel:.0e})",
+            err / w.abs().max(floor)
+        );
+    }
+}
