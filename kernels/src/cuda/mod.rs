@@ -6,6 +6,7 @@
 //! Each launcher is the GPU twin of the CPU kernel of the same name in `crate::cpu`, with the
 //! same algorithm and argument order; `kernels/tests/gpu_*.rs` compare the two.
 
+pub mod blas;
 pub mod dtype;
 pub mod error;
 pub mod gpu;
@@ -15,6 +16,7 @@ pub mod testing;
 
 pub mod rmsnorm;
 
+pub use blas::{gemm, BlasFloat, GemmSpec};
 pub use dtype::GpuFloat;
 pub use error::{CudaError, CudaResult};
 pub use gpu::{device_count, driver_available, Gpu};
