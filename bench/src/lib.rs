@@ -34,3 +34,5 @@ pub fn best_time(budget: Duration, mut f: impl FnMut()) -> Duration {
     }
     best
 }
+
+pub mod gpu;
