@@ -90,15 +90,12 @@ mod enabled {
         q: &CudaView<bf16>,
         k: &CudaView<bf16>,
         v: &CudaView<bf16>,
-        cu: &CudaView<i32>,
-        max_seq: usize,
+        cu: &[usize],
         p: &AttnParams,
         out: &mut CudaViewMut<bf16>,
         lse: &mut CudaViewMut<f32>,
     ) -> anyhow::Result<()> {
-        lmf_kernels::cuda::attention::attention_forward(
-            gpu, q, k, v, cu, cu, max_seq, max_seq, p, out, lse,
-        )?;
+        lmf_kernels::cuda::attention::attention_forward(gpu, q, k, v, cu, cu, p, out, lse)?;
         Ok(())
     }
 
@@ -112,15 +109,14 @@ mod enabled {
         v: &CudaView<bf16>,
         out: &CudaView<bf16>,
         lse: &CudaView<f32>,
-        cu: &CudaView<i32>,
-        max_seq: usize,
+        cu: &[usize],
         p: &AttnParams,
         dq: &mut CudaViewMut<bf16>,
         dk: &mut CudaViewMut<bf16>,
         dv: &mut CudaViewMut<bf16>,
     ) -> anyhow::Result<()> {
         lmf_kernels::cuda::attention::attention_backward(
-            gpu, dout, q, k, v, out, lse, cu, cu, max_seq, max_seq, p, dq, dk, dv,
+            gpu, dout, q, k, v, out, lse, cu, cu, p, dq, dk, dv,
         )?;
         Ok(())
     }
@@ -148,8 +144,7 @@ mod enabled {
             scale: 1.0 / (HEAD_DIM as f64).sqrt(),
             softcap: None,
         };
-        let cu: Vec<i32> = (0..=batch).map(|b| (b * seq) as i32).collect();
-        let cu = gpu.htod(&cu)?;
+        let cu: Vec<usize> = (0..=batch).map(|b| b * seq).collect();
         let q = gpu.htod(&rand_vec::<bf16>(n, 11, 1.0))?;
         let k = gpu.htod(&rand_vec::<bf16>(n, 12, 1.0))?;
         let v = gpu.htod(&rand_vec::<bf16>(n, 13, 1.0))?;
@@ -166,8 +161,7 @@ mod enabled {
                 &q.as_view(),
                 &k.as_view(),
                 &v.as_view(),
-                &cu.as_view(),
-                seq,
+                &cu,
                 &p,
                 &mut o.as_view_mut(),
                 &mut lse.as_view_mut(),
@@ -183,8 +177,7 @@ mod enabled {
                 &q.as_view(),
                 &k.as_view(),
                 &v.as_view(),
-                &cu.as_view(),
-                seq,
+                &cu,
                 &p,
                 &mut o.as_view_mut(),
                 &mut lse.as_view_mut(),
@@ -197,8 +190,7 @@ mod enabled {
                 &v.as_view(),
                 &o.as_view(),
                 &lse.as_view(),
-                &cu.as_view(),
-                seq,
+                &cu,
                 &p,
                 &mut dq.as_view_mut(),
                 &mut dk.as_view_mut(),
