@@ -191,3 +191,53 @@ pub fn rand_vec<T: lmf_kernels::cuda::GpuFloat>(n: usize, seed: u64, scale: f32)
     let block: Vec<T> = block.iter().map(|&x| T::of_f32(x * scale)).collect();
     block.iter().copied().cycle().take(n).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every key is unique, and the PyTorch script and the table know it (they join on it).
+    #[test]
+    fn keys_are_unique_and_shared_with_torch_ref_and_table() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let torch_ref = std::fs::read_to_string(format!("{root}/bench/gpu/torch_ref.py")).unwrap();
+        let table = std::fs::read_to_string(format!("{root}/ci/gpu_table.py")).unwrap();
+        let mut seen = BTreeSet::new();
+        for e in registry() {
+            for (key, _, _) in (e.keys)() {
+                assert!(seen.insert(key), "duplicate key {key}");
+                assert!(
+                    table.contains(&format!("\"{key}\"")),
+                    "{key} not in gpu_table.py"
+                );
+                // torch_ref.py builds the attention keys from the seq lengths.
+                let stem = key.trim_end_matches(|c: char| c.is_ascii_digit());
+                assert!(
+                    torch_ref.contains(&format!("\"{key}\"")) || torch_ref.contains(stem),
+                    "{key} not in torch_ref.py"
+                );
+            }
+        }
+        assert_eq!(seen.len(), 14);
+    }
+
+    #[test]
+    fn flop_and_byte_counts() {
+        // FlashAttention's count: 4·b·h·s²·d, halved when causal.
+        assert_eq!(
+            attn::fwd_flops(2, 16, 8192, 128, false),
+            4.0 * 2.0 * 16.0 * 8192.0 * 8192.0 * 128.0
+        );
+        assert_eq!(attn::fwd_flops(1, 1, 4, 2, true), 64.0);
+        // NF4 8192²: 32 MiB packed + 4 MiB absmax + 16 KiB x + 16 KiB y.
+        assert_eq!(quant::bytes(), (32 << 20) + (4 << 20) + 2 * 16384);
+    }
+
+    #[test]
+    fn rand_vec_repeats_its_block() {
+        let v = rand_vec::<f32>((1 << 20) + 5, 3, 1.0);
+        assert_eq!(v.len(), (1 << 20) + 5);
+        assert_eq!(v[1 << 20], v[0]);
+        assert!(v.iter().all(|x| (-1.0..1.0).contains(x)));
+    }
+}
