@@ -131,6 +131,8 @@ main() {
     say "cargo found: building"
     ci/gpu-check-build.sh || { say "build FAILED"; return 2; }
   fi
+  # (A copied tree may lose the executable bits.)
+  chmod +x "$BIN"/gpu_bench "$BIN"/tests/* 2>/dev/null
   if [ ! -x "$BIN/gpu_bench" ]; then
     say "no $BIN/gpu_bench: run ci/gpu-check-build.sh on a machine with cargo and carry target/gpu-check"
     return 2

@@ -117,11 +117,16 @@ mod enabled {
         let peak = gpu.peak_bytes();
         let t = time_gpu(gpu, ctx.effort.warmup, ctx.effort.iters, |_| step())?;
         out.value(&TIME, t.median_ms, t.json());
-        out.value(
-            &PEAK,
-            gib(peak),
-            json!({"inputs_gib": gib(inputs), "above_inputs_gib": gib(peak.saturating_sub(inputs))}),
-        );
+        if peak == 0 {
+            // No stream-ordered pool on this device: nothing counts the bytes.
+            out.missing(&PEAK, "n/a", "n/a (no memory pool: peak bytes not counted)");
+        } else {
+            out.value(
+                &PEAK,
+                gib(peak),
+                json!({"inputs_gib": gib(inputs), "above_inputs_gib": gib(peak.saturating_sub(inputs))}),
+            );
+        }
         Ok(())
     }
 }

@@ -48,34 +48,28 @@ mod enabled {
     use super::super::timing::time_gpu;
     use super::super::{rand_vec, Ctx, Out};
     use super::*;
-    use cudarc::driver::{CudaSlice, CudaView, CudaViewMut};
+    use cudarc::driver::{CudaView, CudaViewMut};
     use half::bf16;
-    use lmf_kernels::cpu::quant::{quantize_4bit, Absmax, FourBit};
+    use lmf_kernels::cpu::quant::{quantize_4bit, FourBit, Quant4};
+    use lmf_kernels::cuda::quant::GpuQuant4;
     use lmf_kernels::cuda::Gpu;
     use serde_json::json;
 
-    // ---- The launcher call: the only lines to adjust if cuda-quant's signature differs. ----
+    // ---- The launcher calls: the only lines to adjust if cuda-quant's signatures differ. ----
 
-    /// `y: [1, OUT_F] = x: [1, IN_F] · dequant(W)ᵀ`, `W` given by its packed NF4 codes
-    /// `[OUT_F·IN_F / 2]` and per-block absmax `[OUT_F·IN_F / BLOCKSIZE]`.
+    /// The device copy of a 4-bit weight.
+    fn upload(gpu: &Gpu, q: &Quant4) -> anyhow::Result<GpuQuant4> {
+        Ok(GpuQuant4::upload(gpu, q)?)
+    }
+
+    /// `y: [1, OUT_F] = x: [1, IN_F] · dequant(W)ᵀ`.
     fn call(
         gpu: &Gpu,
+        w: &GpuQuant4,
         x: &CudaView<bf16>,
-        packed: &CudaView<u8>,
-        absmax: &CudaView<f32>,
         y: &mut CudaViewMut<bf16>,
     ) -> anyhow::Result<()> {
-        lmf_kernels::cuda::quant::gemv_4bit(
-            gpu,
-            x,
-            packed,
-            absmax,
-            FourBit::Nf4,
-            OUT_F,
-            IN_F,
-            BLOCKSIZE,
-            y,
-        )?;
+        lmf_kernels::cuda::quant::gemv_4bit(gpu, w, x, 1, y)?;
         Ok(())
     }
 
@@ -85,28 +79,17 @@ mod enabled {
         let gpu = ctx.gpu;
         let w = rand_vec::<f32>(OUT_F * IN_F, 31, 1.0);
         let q = quantize_4bit(&w, &[OUT_F, IN_F], FourBit::Nf4, BLOCKSIZE, false);
-        let Absmax::Plain(absmax) = &q.absmax else {
-            anyhow::bail!("quantize_4bit without double_quant gave a nested absmax");
-        };
-        let mut packed: Vec<CudaSlice<u8>> = Vec::with_capacity(COPIES);
-        let mut scales: Vec<CudaSlice<f32>> = Vec::with_capacity(COPIES);
-        for _ in 0..COPIES {
-            packed.push(gpu.htod(&q.packed)?);
-            scales.push(gpu.htod(absmax)?);
-        }
+        drop(w);
+        let copies = (0..COPIES)
+            .map(|_| upload(gpu, &q))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let x = gpu.htod(&rand_vec::<bf16>(IN_F, 32, 1.0))?;
         let mut y = gpu.zeros::<bf16>(OUT_F)?;
-        // One timed iteration = one GEMV on each copy (a single 9 µs GEMV is too short to
+        // One timed iteration = one GEMV on each copy (a single ~9 µs GEMV is too short to
         // time alone).
         let t = time_gpu(gpu, ctx.effort.warmup, ctx.effort.iters, |_| {
-            for (p, s) in packed.iter().zip(&scales) {
-                call(
-                    gpu,
-                    &x.as_view(),
-                    &p.as_view(),
-                    &s.as_view(),
-                    &mut y.as_view_mut(),
-                )?;
+            for w in &copies {
+                call(gpu, w, &x.as_view(), &mut y.as_view_mut())?;
             }
             Ok(())
         })?;
