@@ -6,8 +6,9 @@
 //   y[i + half] = x[i + half] * cos[i] + x[i] * sin[i]
 //   y[d]        = x[d]                                         d >= R (partial rotary tail)
 // The backward is the same rotation with sin negated (dx = R^T dy), so one kernel serves both
-// with sign = +1 / -1. Each thread owns a whole pair (i, i + half) or one tail element, reading
-// its inputs before writing, so y may alias x (in-place RoPE).
+// with sign = +1 / -1. Math in fp32 without fused multiply-adds, in the CPU twin's order, so
+// f32 results equal cpu::rope's f32 results bit for bit. Each thread owns a whole pair
+// (i, i + half) or one tail element, reading its inputs before writing, so y may alias x.
 #include "lmf_common.cuh"
 
 // x, y: [tokens, heads, head_dim]; cos, sin: [tokens, half].
@@ -31,8 +32,9 @@ __device__ void rope_rotate(const T* x, const T* cos_tab, const T* sin_tab, T* y
       const float s = sign * lmf::to_f(sin_tab[t * half + i]);
       const float a = lmf::to_f(x[base + i]);
       const float b = lmf::to_f(x[base + i + half]);
-      y[base + i] = lmf::from_f<T>(a * c - b * s);
-      y[base + i + half] = lmf::from_f<T>(b * c + a * s);
+      // No fused multiply-add: the CPU twin's f32 rounding, bit for bit.
+      y[base + i] = lmf::from_f<T>(__fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s)));
+      y[base + i + half] = lmf::from_f<T>(__fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s)));
     } else {
       const size_t d = base + rotary_dim + (i - half);
       y[d] = x[d];
