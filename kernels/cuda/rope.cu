@@ -12,22 +12,19 @@
 #include "lmf_common.cuh"
 
 // x, y: [tokens, heads, head_dim]; cos, sin: [tokens, half].
-// Work items per head row: half pairs + (head_dim - R) tail copies = head_dim - half.
-// 1-D grid-stride over tokens * heads * (head_dim - half) items.
+// One block per head row (token, head); its threads take the row's head_dim - half work
+// items: half pairs, then the (head_dim - R) tail copies.
+// grid = tokens * heads, block = min(256, head_dim - half rounded up to 32).
 template <typename T>
 __device__ void rope_rotate(const T* x, const T* cos_tab, const T* sin_tab, T* y, int tokens,
                             int heads, int head_dim, int rotary_dim, float sign) {
   const int half = rotary_dim / 2;
   const int per_row = head_dim - half;
-  const size_t rows = (size_t)tokens * heads;
-  const size_t items = rows * per_row;
-  for (size_t k = (size_t)blockIdx.x * blockDim.x + threadIdx.x; k < items;
-       k += (size_t)gridDim.x * blockDim.x) {
-    const size_t row = k / per_row;  // (token, head)
-    const int i = (int)(k - row * per_row);
-    const size_t base = row * head_dim;
+  const unsigned row = blockIdx.x;  // token * heads + head
+  const size_t t = row / (unsigned)heads;
+  const size_t base = (size_t)row * head_dim;
+  for (int i = threadIdx.x; i < per_row; i += blockDim.x) {
     if (i < half) {
-      const size_t t = row / heads;
       const float c = lmf::to_f(cos_tab[t * half + i]);
       const float s = sign * lmf::to_f(sin_tab[t * half + i]);
       const float a = lmf::to_f(x[base + i]);

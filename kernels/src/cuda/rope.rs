@@ -7,13 +7,12 @@
 
 use super::dtype::{entry, GpuFloat};
 use super::error::{ensure, CudaResult};
-use super::gpu::{grid_1d, Gpu};
+use super::gpu::{grid_rows, Gpu};
 use super::sources::ROPE;
 use cudarc::driver::{CudaView, CudaViewMut, PushKernelArg};
 
+/// Most threads per block (one block per head row).
 const BLOCK: u32 = 256;
-/// Grid-stride cap: enough blocks to fill any current GPU many times over.
-const MAX_BLOCKS: usize = 1 << 16;
 
 /// Shared launcher of the forward (`sign` +1, entry `rope_fwd`) and backward (`rope_bwd`).
 #[allow(clippy::too_many_arguments)]
@@ -54,13 +53,14 @@ fn launch<T: GpuFloat>(
             )
         },
     )?;
+    let rows = tokens * heads;
     ensure(
-        tokens <= i32::MAX as usize && heads <= i32::MAX as usize && head_dim <= i32::MAX as usize,
+        rows <= i32::MAX as usize && head_dim <= i32::MAX as usize,
         name,
-        || format!("tokens {tokens} / heads {heads} / head_dim {head_dim} exceed i32"),
+        || format!("tokens x heads {rows} / head_dim {head_dim} exceed i32"),
     )?;
-    let items = tokens * heads * (head_dim - half);
-    if items == 0 {
+    let per_row = head_dim - half;
+    if rows == 0 || per_row == 0 {
         return Ok(());
     }
     let f = gpu.function(&ROPE, &entry::<T>(name))?;
@@ -79,8 +79,9 @@ fn launch<T: GpuFloat>(
         .arg(&h)
         .arg(&d)
         .arg(&r);
-    let cfg = grid_1d(items.min(BLOCK as usize * MAX_BLOCKS), BLOCK);
-    unsafe { b.launch(cfg) }?;
+    // One block per head row, threads over its half pairs and tail copies.
+    let block = (per_row.div_ceil(32) * 32).min(BLOCK as usize) as u32;
+    unsafe { b.launch(grid_rows(rows, block, 0)) }?;
     Ok(())
 }
 
