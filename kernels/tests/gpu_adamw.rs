@@ -28,7 +28,7 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
-/// 3 steps; `C = None`-like behaviour via `with_copy = false` (plain `adamw_step`).
+/// 3 steps of `adamw_step_with_copy` into `C` (or, without `with_copy`, of plain `adamw_step`).
 fn check<G, C>(gpu: &Gpu, n: usize, with_copy: bool)
 where
     G: GpuFloat + Into<f32>,
