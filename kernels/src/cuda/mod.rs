@@ -14,7 +14,11 @@ pub mod nvrtc;
 pub mod sources;
 pub mod testing;
 
+pub mod adamw;
+pub mod embedding;
+pub mod glu;
 pub mod rmsnorm;
+pub mod rope;
 
 pub use blas::{gemm, BlasFloat, GemmSpec};
 pub use dtype::GpuFloat;

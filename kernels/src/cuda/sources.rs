@@ -24,7 +24,11 @@ macro_rules! kernel_source {
 pub static HEADERS: &[(&str, &str)] =
     &[("lmf_common.cuh", include_str!("../../cuda/lmf_common.cuh"))];
 
+kernel_source!(ADAMW, "adamw");
+kernel_source!(EMBEDDING, "embedding");
+kernel_source!(GLU, "glu");
 kernel_source!(RMSNORM, "rmsnorm");
+kernel_source!(ROPE, "rope");
 
 /// Every kernel source (the CI compile check walks this list).
-pub static ALL: &[&KernelSource] = &[&RMSNORM];
+pub static ALL: &[&KernelSource] = &[&ADAMW, &EMBEDDING, &GLU, &RMSNORM, &ROPE];
