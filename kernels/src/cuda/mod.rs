@@ -14,6 +14,8 @@ pub mod nvrtc;
 pub mod sources;
 pub mod testing;
 
+pub mod linear_ce;
+pub mod lora;
 pub mod rmsnorm;
 
 pub use blas::{gemm, BlasFloat, GemmSpec};

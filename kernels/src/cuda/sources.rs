@@ -21,10 +21,14 @@ macro_rules! kernel_source {
 }
 
 /// Shared headers, handed to NVRTC in memory under these include names.
-pub static HEADERS: &[(&str, &str)] =
-    &[("lmf_common.cuh", include_str!("../../cuda/lmf_common.cuh"))];
+pub static HEADERS: &[(&str, &str)] = &[
+    ("lmf_common.cuh", include_str!("../../cuda/lmf_common.cuh")),
+    ("lmf_philox.cuh", include_str!("../../cuda/lmf_philox.cuh")),
+];
 
+kernel_source!(LINEAR_CE, "linear_ce");
+kernel_source!(LORA, "lora");
 kernel_source!(RMSNORM, "rmsnorm");
 
 /// Every kernel source (the CI compile check walks this list).
-pub static ALL: &[&KernelSource] = &[&RMSNORM];
+pub static ALL: &[&KernelSource] = &[&LINEAR_CE, &LORA, &RMSNORM];
