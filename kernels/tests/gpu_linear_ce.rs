@@ -395,3 +395,53 @@ fn workspace_and_auto_chunk_need_no_device() {
     );
     assert_eq!(gk::linear_ce_workspace_bytes::<bf16>(0, 128_256, &o), 0);
 }
+
+#[test]
+fn linear_ce_peak_memory_is_o_chunk_times_vocab() {
+    let Some(gpu) = gpu_or_skip("linear_ce_peak_memory_is_o_chunk_times_vocab") else {
+        return;
+    };
+    // Full logits would be 2048 × 32003 × 4 B = 262 MB; the chunk buffer is 8.2 MB.
+    let (n, h, v) = (2048, 64, 32003);
+    let mut rng = Lcg::new(9);
+    let x: Vec<f32> = rand_vec(&mut rng, n * h, 1.0);
+    let w: Vec<f32> = rand_vec(&mut rng, v * h, 0.5);
+    let lab: Vec<i64> = (0..n).map(|_| rng.below(v) as i64).collect();
+    let (xd, wd, labd) = (
+        gpu.htod(&x).unwrap(),
+        gpu.htod(&w).unwrap(),
+        gpu.htod(&lab).unwrap(),
+    );
+    let mut dx = gpu.zeros::<f32>(n * h).unwrap();
+    let mut dw = gpu.zeros::<f32>(v * h).unwrap();
+    let o = plain(64);
+    let mut step = || {
+        gk::linear_ce_fwd_bwd(
+            &gpu,
+            &xd.as_view(),
+            &wd.as_view(),
+            &labd.as_view(),
+            n,
+            h,
+            v,
+            &o,
+            1.0 / n as f32,
+            Some(&mut dx.as_view_mut()),
+            Some(&mut dw.as_view_mut()),
+        )
+        .unwrap()
+    };
+    step(); // warm-up: the cuBLASLt handle and its workspace exist from here on
+    gpu.sync().unwrap();
+    let before = gpu.used_bytes();
+    gpu.reset_peak();
+    step();
+    gpu.sync().unwrap();
+    let extra = gpu.peak_bytes().saturating_sub(before) as usize;
+    let ws = gk::linear_ce_workspace_bytes::<f32>(n, v, &o);
+    assert!(
+        extra <= 2 * ws + (8 << 20),
+        "peak extra {extra} B, workspace {ws} B (full logits would be {} B)",
+        n * v * 4
+    );
+}
