@@ -17,6 +17,8 @@ pub mod testing;
 pub mod adamw;
 pub mod embedding;
 pub mod glu;
+pub mod linear_ce;
+pub mod lora;
 pub mod rmsnorm;
 pub mod rope;
 
