@@ -10,6 +10,7 @@ pub mod blas;
 pub mod dtype;
 pub mod error;
 pub mod gpu;
+pub mod lt;
 pub mod nvrtc;
 pub mod sources;
 pub mod testing;
