@@ -21,10 +21,17 @@ macro_rules! kernel_source {
 }
 
 /// Shared headers, handed to NVRTC in memory under these include names.
-pub static HEADERS: &[(&str, &str)] =
-    &[("lmf_common.cuh", include_str!("../../cuda/lmf_common.cuh"))];
+pub static HEADERS: &[(&str, &str)] = &[
+    (
+        "lmf_attention.cuh",
+        include_str!("../../cuda/lmf_attention.cuh"),
+    ),
+    ("lmf_common.cuh", include_str!("../../cuda/lmf_common.cuh")),
+];
 
+kernel_source!(FLASH_ATTN_BWD, "flash_attn_bwd");
+kernel_source!(FLASH_ATTN_FWD, "flash_attn_fwd");
 kernel_source!(RMSNORM, "rmsnorm");
 
 /// Every kernel source (the CI compile check walks this list).
-pub static ALL: &[&KernelSource] = &[&RMSNORM];
+pub static ALL: &[&KernelSource] = &[&FLASH_ATTN_BWD, &FLASH_ATTN_FWD, &RMSNORM];

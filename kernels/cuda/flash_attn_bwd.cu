@@ -1,0 +1,1 @@
+#include "lmf_attention.cuh"
