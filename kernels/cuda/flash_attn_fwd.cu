@@ -11,7 +11,8 @@
 //
 // bf16/f16 (flash_attn_fwd_d{D}_{bf16,f16}): tensor cores (mma.sync m16n8k16, fp32
 // accumulate); 4 warps, each owns 16 of the 64 query rows. Shared memory (dynamic):
-// Q [64][D+8], K [BK][D+8], V [BK][D+8] (+8 pads rows so ldmatrix is bank-conflict free).
+// Q [64][D+8], K, V [2][BK][D+8] (+8 pads rows so ldmatrix is bank-conflict free). K and V
+// are double-buffered: the next tile is fetched with cp.async while this one is used.
 // f32 (flash_attn_fwd_f32): the same algorithm on CUDA cores, 16x16 tiles, any head_dim.
 #include "lmf_attention.cuh"
 
@@ -27,8 +28,8 @@ __device__ void flash_fwd_tc(const T* q, const T* k, const T* v, T* out, float* 
   constexpr int BQ = 64, LD = D + 8;
   extern __shared__ __align__(16) unsigned char lmf_smem[];
   T* sQ = reinterpret_cast<T*>(lmf_smem);  // [BQ][LD]
-  T* sK = sQ + BQ * LD;                     // [BK][LD]
-  T* sV = sK + BK * LD;                     // [BK][LD]
+  T* sK0 = sQ + BQ * LD;                    // [2][BK][LD]
+  T* sV0 = sK0 + 2 * BK * LD;               // [2][BK][LD]
 
   const int b = blockIdx.z, h = blockIdx.y, i0 = blockIdx.x * BQ;
   const int q0 = cu_q[b], sq = cu_q[b + 1] - q0;
@@ -44,7 +45,13 @@ __device__ void flash_fwd_tc(const T* q, const T* k, const T* v, T* out, float* 
   const int g = lane >> 2, t = lane & 3;
   const int wr = warp * 16;  // this warp's first row in the tile
 
-  lmf::attn::load_tile<T, D, LD>(sQ, q, BQ, q0 + i0, rows, hq, h);
+  // Q and the first K, V tile in one cp.async group.
+  lmf::attn::load_tile_async<T, D, LD>(sQ, q, BQ, q0 + i0, rows, hq, h);
+  if (lo < hi) {
+    lmf::attn::load_tile_async<T, D, LD>(sK0, k, BK, k0 + lo, min(BK, sk - lo), hkv, kvh);
+    lmf::attn::load_tile_async<T, D, LD>(sV0, v, BK, k0 + lo, min(BK, sk - lo), hkv, kvh);
+  }
+  lmf::attn::cp_async_commit();
 
   // acc: this warp's [16, D] output, as D/8 mma C fragments; rows g and g+8 per thread.
   float acc[D / 8][4];
@@ -53,12 +60,19 @@ __device__ void flash_fwd_tc(const T* q, const T* k, const T* v, T* out, float* 
   float m[2] = {lmf::neg_inf(), lmf::neg_inf()};
   float l[2] = {0.f, 0.f};  // this thread's partial row sums (its columns only)
 
-  for (int j0 = lo; j0 < hi; j0 += BK) {
-    __syncthreads();  // everyone is done with the previous K, V tiles
-    const int cols = min(BK, sk - j0);
-    lmf::attn::load_tile<T, D, LD>(sK, k, BK, k0 + j0, cols, hkv, kvh);
-    lmf::attn::load_tile<T, D, LD>(sV, v, BK, k0 + j0, cols, hkv, kvh);
+  for (int j0 = lo, it = 0; j0 < hi; j0 += BK, it++) {
+    // This tile has landed (every thread waits for its own copies, the barrier publishes
+    // them), and everyone is done with the previous tile, whose buffer is refilled next.
+    lmf::attn::cp_async_wait();
     __syncthreads();
+    const T* sK = sK0 + (it & 1) * BK * LD;
+    const T* sV = sV0 + (it & 1) * BK * LD;
+    if (j0 + BK < hi) {
+      const int jn = j0 + BK, nb = ((it + 1) & 1) * BK * LD;
+      lmf::attn::load_tile_async<T, D, LD>(sK0 + nb, k, BK, k0 + jn, min(BK, sk - jn), hkv, kvh);
+      lmf::attn::load_tile_async<T, D, LD>(sV0 + nb, v, BK, k0 + jn, min(BK, sk - jn), hkv, kvh);
+      lmf::attn::cp_async_commit();
+    }
 
     // s: [16, BK] = Q_w · Kᵀ
     float s[BK / 8][4];
@@ -138,6 +152,9 @@ __device__ void flash_fwd_tc(const T* q, const T* k, const T* v, T* out, float* 
       }
     }
   }
+
+  // No key tile at all: Q was still fetched (and is not read), drain it before exiting.
+  lmf::attn::cp_async_wait();
 
   // out = acc / l, lse = m + ln l; no visible key: out = 0, lse = -inf.
 #pragma unroll
@@ -244,7 +261,7 @@ __device__ void flash_fwd_f32(const float* q, const float* k, const float* v, fl
 #define FWD_PASS q, k, v, out, lse, cu_q, cu_k, total_q, hq, hkv, scale, softcap, causal, window
 
 // flash_attn_fwd_d{D}_{bf16,f16}: 128 threads; BK keys per step (32 for D = 256 so the
-// three tiles stay within 99 KB of shared memory).
+// five tiles stay within 99 KB of shared memory).
 #define FWD_TC(S, T)                                                                     \
   extern "C" __global__ void __launch_bounds__(128) flash_attn_fwd_d64_##S(FWD_ARGS(T)) {  \
     flash_fwd_tc<T, 64, 64>(FWD_PASS);                                                   \

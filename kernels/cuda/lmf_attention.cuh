@@ -61,11 +61,40 @@ __device__ __forceinline__ void load_tile(T* s, const T* g, int tile, int row0, 
   }
 }
 
-// ---- tensor-core building blocks (16-bit storage types only) ----
 
 __device__ __forceinline__ unsigned smem_addr(const void* p) {
   return (unsigned)__cvta_generic_to_shared(p);
 }
+
+// load_tile with cp.async (sm_80+): the copies run in the background until cp_async_wait();
+// rows >= valid are zeroed with plain stores. Call cp_async_commit() after issuing a tile,
+// then cp_async_wait() and __syncthreads() before reading it.
+template <typename T, int D, int LD>
+__device__ __forceinline__ void load_tile_async(T* s, const T* g, int tile, int row0, int valid,
+                                                int heads, int h) {
+  constexpr int PER = 16 / (int)sizeof(T);
+  constexpr int CH = D / PER;
+  for (int idx = threadIdx.x; idx < tile * CH; idx += blockDim.x) {
+    const int r = idx / CH, c = (idx % CH) * PER;
+    T* dst = s + r * LD + c;
+    if (r < valid) {
+      const T* src = g + ((size_t)(row0 + r) * heads + h) * D + c;
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_addr(dst)), "l"(src)
+                   : "memory");
+    } else {
+      *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
+    }
+  }
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+// Waits for all of this thread's cp.async copies.
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+}
+
+// ---- tensor-core building blocks (16-bit storage types only) ----
 
 // Two floats as one register of two 16-bit values (the lower index in the low half).
 __device__ __forceinline__ unsigned pack2(float lo, float hi, __nv_bfloat16) {

@@ -168,7 +168,8 @@ pub fn attention_forward<T: GpuFloat>(
         (16, 256, (4 * 16 * (d + 1) + 16 * 17) * 4)
     } else {
         let bk = if d == 256 { 32 } else { 64 };
-        (64, 128, (64 + 2 * bk) * (d + 8) * 2)
+        // Q [64][d+8] and double-buffered K, V [2][bk][d+8], 16-bit
+        (64, 128, (64 + 4 * bk) * (d + 8) * 2)
     };
     let f = kernel::<T>(gpu, &FLASH_ATTN_FWD, "flash_attn_fwd", d, s.f32, smem)?;
     let (cq, ck) = (upload_cu(gpu, cu_seqlens_q)?, upload_cu(gpu, cu_seqlens_k)?);
