@@ -19,7 +19,7 @@
 //   2. dV += Pᵀ dO, dK += dSᵀ Q on its own columns (A operands from shared memory);
 //   3. dQ [BQ, D] += dS K, split over the 8 warps, atomically added to dq_acc.
 // Shared memory (dynamic): Q, dO [BQ][D+8], K, V [BK][D+8], Pᵀ, dSᵀ [BK][BQ+8] (T),
-// lse, D [BQ] (fp32).
+// lse, D [BQ] (fp32). The next query tile's Q and dO are fetched with cp.async during step 3.
 // f32 (flash_attn_bwd_f32): the same algorithm on CUDA cores, 16x16 tiles, any head_dim.
 #include "lmf_attention.cuh"
 
@@ -103,8 +103,25 @@ __device__ void flash_bwd_tc(const T* dout, const T* q, const T* k, const T* v, 
   const int rq = (warp % RQ) * 16;   // its first query row (step 3)
   const int qd0 = (warp / RQ) * DC;  // its first dQ column (step 3)
 
-  lmf::attn::load_tile<T, D, LD>(sK, k, BK, k0 + j0, cols, hkv, kvh);
-  lmf::attn::load_tile<T, D, LD>(sV, v, BK, k0 + j0, cols, hkv, kvh);
+  // The query tiles this block walks: (head, i0) for the `group` heads × `nt` tiles.
+  const int nt = (qhi - qlo + BQ - 1) / BQ, tiles = group * nt;
+  // Issues the loads of tile `it` (Q, dO by cp.async; lse, delta by plain loads).
+  auto fetch = [&](int it) {
+    const int h = kvh * group + it / nt, i0 = qlo + (it % nt) * BQ;
+    const int rows = min(BQ, qhi - i0);
+    lmf::attn::load_tile_async<T, D, LD>(sQ, q, BQ, q0 + i0, rows, hq, h);
+    lmf::attn::load_tile_async<T, D, LD>(sdO, dout, BQ, q0 + i0, rows, hq, h);
+    for (int r = threadIdx.x; r < BQ; r += blockDim.x) {
+      const size_t at = (size_t)h * total_q + q0 + i0 + r;
+      sL[r] = r < rows ? lse[at] : lmf::neg_inf();
+      sD[r] = r < rows ? delta[at] : 0.f;
+    }
+  };
+
+  lmf::attn::load_tile_async<T, D, LD>(sK, k, BK, k0 + j0, cols, hkv, kvh);
+  lmf::attn::load_tile_async<T, D, LD>(sV, v, BK, k0 + j0, cols, hkv, kvh);
+  if (tiles > 0) fetch(0);
+  lmf::attn::cp_async_commit();
 
   float dk_acc[DW / 8][4], dv_acc[DW / 8][4];
 #pragma unroll
@@ -113,19 +130,13 @@ __device__ void flash_bwd_tc(const T* dout, const T* q, const T* k, const T* v, 
     for (int e = 0; e < 4; e++) dk_acc[n][e] = dv_acc[n][e] = 0.f;
   }
 
-  for (int h = kvh * group; h < (kvh + 1) * group; h++) {
-    for (int i0 = qlo; i0 < qhi; i0 += BQ) {
-      __syncthreads();  // the previous tile's shared memory is free
-      const int rows = min(BQ, qhi - i0);
-      lmf::attn::load_tile<T, D, LD>(sQ, q, BQ, q0 + i0, rows, hq, h);
-      lmf::attn::load_tile<T, D, LD>(sdO, dout, BQ, q0 + i0, rows, hq, h);
-      for (int r = threadIdx.x; r < BQ; r += blockDim.x) {
-        const size_t at = (size_t)h * total_q + q0 + i0 + r;
-        sL[r] = r < rows ? lse[at] : lmf::neg_inf();
-        sD[r] = r < rows ? delta[at] : 0.f;
-      }
-      __syncthreads();
-
+  for (int it = 0; it < tiles; it++) {
+    const int h = kvh * group + it / nt, i0 = qlo + (it % nt) * BQ;
+    // Tile `it` has landed (each thread waits for its copies, the barrier publishes them),
+    // and every warp is done with the previous tile's step 3 (sdS is free).
+    lmf::attn::cp_async_wait();
+    __syncthreads();
+    {
       // 1. sT = K_w Qᵀ, dpT = V_w dOᵀ: [16 keys, QW queries]
       float sT[QW / 8][4], dpT[QW / 8][4];
 #pragma unroll
@@ -182,6 +193,12 @@ __device__ void flash_bwd_tc(const T* dout, const T* q, const T* k, const T* v, 
         }
       }
 
+      // Steps 1 and 2 are done with Q, dO, lse and delta: fetch the next tile while step 3
+      // (which reads only dSᵀ and K) runs.
+      __syncthreads();
+      if (it + 1 < tiles) fetch(it + 1);
+      lmf::attn::cp_async_commit();
+
       // 3. dQ [16 rows at rq, DC cols at qd0] += dS [16, BK] · K [BK, DC] (dS = (dSᵀ)ᵀ)
       unsigned adq[BK / 16][4];
 #pragma unroll
@@ -207,6 +224,8 @@ __device__ void flash_bwd_tc(const T* dout, const T* q, const T* k, const T* v, 
       }
     }
   }
+
+  lmf::attn::cp_async_wait();  // no query tile at all: K, V were fetched and never read
 
   // dK, dV rows of this block (zero for keys no query sees).
 #pragma unroll
@@ -349,19 +368,19 @@ __device__ void flash_bwd_f32(const float* dout, const float* q, const float* k,
 // flash_attn_bwd_d{D}_{bf16,f16}: 256 threads (8 warps); tiles BQ x BK = 64 x 64
 // (32 x 32 for D = 256, to fit the shared memory and the dK/dV registers).
 #define BWD_TC(S, T)                                                                     \
-  extern "C" __global__ void __launch_bounds__(256) flash_attn_bwd_d64_##S(BWD_ARGS(T)) {  \
+  extern "C" __global__ void __launch_bounds__(256, 2) flash_attn_bwd_d64_##S(BWD_ARGS(T)) {  \
     flash_bwd_tc<T, 64, 64, 64, 2>(BWD_PASS);                                            \
   }                                                                                      \
-  extern "C" __global__ void __launch_bounds__(256) flash_attn_bwd_d80_##S(BWD_ARGS(T)) {  \
+  extern "C" __global__ void __launch_bounds__(256, 2) flash_attn_bwd_d80_##S(BWD_ARGS(T)) {  \
     flash_bwd_tc<T, 80, 64, 64, 2>(BWD_PASS);                                            \
   }                                                                                      \
-  extern "C" __global__ void __launch_bounds__(256) flash_attn_bwd_d96_##S(BWD_ARGS(T)) {  \
+  extern "C" __global__ void __launch_bounds__(256, 2) flash_attn_bwd_d96_##S(BWD_ARGS(T)) {  \
     flash_bwd_tc<T, 96, 64, 64, 2>(BWD_PASS);                                            \
   }                                                                                      \
-  extern "C" __global__ void __launch_bounds__(256) flash_attn_bwd_d128_##S(BWD_ARGS(T)) { \
+  extern "C" __global__ void __launch_bounds__(256, 2) flash_attn_bwd_d128_##S(BWD_ARGS(T)) { \
     flash_bwd_tc<T, 128, 64, 64, 2>(BWD_PASS);                                           \
   }                                                                                      \
-  extern "C" __global__ void __launch_bounds__(256) flash_attn_bwd_d256_##S(BWD_ARGS(T)) { \
+  extern "C" __global__ void __launch_bounds__(256, 2) flash_attn_bwd_d256_##S(BWD_ARGS(T)) { \
     flash_bwd_tc<T, 256, 32, 32, 4>(BWD_PASS);                                           \
   }
 LMF_FOR_HALFS(BWD_TC)
