@@ -90,14 +90,18 @@ __device__ void flash_fwd_tc(const T* q, const T* k, const T* v, T* out, float* 
       }
     }
 
-    // Scale, softcap, mask; the row max over the quad (the 4 lanes sharing a row).
+    // Scale, softcap, mask; the row max over the quad (the 4 lanes sharing a row). The
+    // visible set is a band in j - i, so when the tile lies inside the sequence and both
+    // extreme corners are visible, every entry is (no per-entry test).
+    const bool full = i0 + BQ <= sq && j0 + BK <= sk && mask.visible(i0, j0 + BK - 1) &&
+                      mask.visible(i0 + BQ - 1, j0);
     float mx[2] = {lmf::neg_inf(), lmf::neg_inf()};
 #pragma unroll
     for (int n = 0; n < BK / 8; n++) {
 #pragma unroll
       for (int e = 0; e < 4; e++) {
         const int i = i0 + wr + g + (e >> 1) * 8, j = j0 + n * 8 + 2 * t + (e & 1);
-        const bool vis = i < sq && j < sk && mask.visible(i, j);
+        const bool vis = full || (i < sq && j < sk && mask.visible(i, j));
         const float x = vis ? lmf::attn::score(s[n][e], scale, softcap) : lmf::neg_inf();
         s[n][e] = x;
         mx[e >> 1] = fmaxf(mx[e >> 1], x);
