@@ -16,6 +16,7 @@ pub mod sources;
 pub mod testing;
 
 pub mod adamw;
+pub mod attention;
 pub mod embedding;
 pub mod glu;
 pub mod linear_ce;
