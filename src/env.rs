@@ -1,7 +1,7 @@
 //! `lmf env`: what this build and machine offer, in LLaMA-Factory's `env` style (one
 //! `- key: value` line each), for bug reports.
 
-use lmf_runtime::Device;
+use lmf_kernels::cuda::{self, nvrtc};
 
 /// The report printed by `lmf env`.
 pub fn report() -> String {
@@ -19,11 +19,7 @@ pub fn report() -> String {
         ),
         ("CPU features", cpu_features()),
     ];
-    let cuda = match lmf_runtime::Tensor::zeros(&[1], lmf_runtime::DType::F32, Device::Cuda(0)) {
-        Ok(_) => "available".to_string(),
-        Err(e) => e.to_string(),
-    };
-    lines.push(("CUDA", cuda));
+    lines.extend(gpu_lines());
     lines.iter().map(|(k, v)| format!("- {k}: {v}\n")).collect()
 }
 
@@ -54,4 +50,53 @@ fn cpu_features() -> String {
     {
         std::env::consts::ARCH.to_string()
     }
+}
+
+/// The GPU lines, as LLaMA-Factory prints them (`GPU type`, `GPU number`, `GPU memory`), from
+/// NVML, plus the driver, the CUDA driver API version, NVRTC and the arch lmf's kernels are
+/// compiled for. On a machine without an NVIDIA driver: one `CUDA` line saying why.
+fn gpu_lines() -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    match nvml_wrapper::Nvml::init() {
+        Ok(nvml) => {
+            let count = nvml.device_count().unwrap_or(0);
+            if let Ok(dev) = nvml.device_by_index(0) {
+                out.push(("GPU type", dev.name().unwrap_or_else(|e| e.to_string())));
+                out.push(("GPU number", count.to_string()));
+                if let Ok(mem) = dev.memory_info() {
+                    out.push((
+                        "GPU memory",
+                        format!("{:.2}GB", mem.total as f64 / (1u64 << 30) as f64),
+                    ));
+                }
+            } else {
+                out.push(("GPU number", count.to_string()));
+            }
+            if let Ok(v) = nvml.sys_driver_version() {
+                out.push(("NVIDIA driver", v));
+            }
+            if let Ok(v) = nvml.sys_cuda_driver_version() {
+                out.push((
+                    "CUDA driver API",
+                    format!("{}.{}", v / 1000, (v % 1000) / 10),
+                ));
+            }
+        }
+        Err(e) => out.push(("CUDA", format!("no NVIDIA driver ({e})"))),
+    }
+    match cuda::Gpu::get(0) {
+        Ok(gpu) => out.push((
+            "lmf CUDA device",
+            format!("cuda:0 {} ({})", gpu.name(), gpu.arch()),
+        )),
+        Err(e) => out.push(("lmf CUDA device", e.to_string())),
+    }
+    out.push((
+        "NVRTC",
+        match nvrtc::nvrtc_version() {
+            Ok((a, b)) => format!("{a}.{b}"),
+            Err(e) => e.to_string(),
+        },
+    ));
+    out
 }

@@ -48,6 +48,14 @@ pub struct InitArgs {
     /// Key/value heads (GQA).
     #[arg(long, default_value_t = 2)]
     pub num_key_value_heads: usize,
+    /// Model vocabulary (embedding rows) at least this large: the tokenizer's ids come first,
+    /// the rest are padding rows (as Qwen pads its vocab), so a model of a real vocab size
+    /// (e.g. Llama 3's 128256) can be built for benchmarks.
+    #[arg(long, default_value_t = 0)]
+    pub pad_vocab_to: usize,
+    /// Share the embedding with the output head (`tie_word_embeddings`).
+    #[arg(long, default_value_t = false)]
+    pub tie_word_embeddings: bool,
     /// Seed of the weight initialisation.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -73,8 +81,10 @@ pub fn run(a: &InitArgs) -> Result<()> {
     }
     let corpus = read_corpus(&a.dataset_dir)?;
     std::fs::create_dir_all(&a.dir).with_context(|| format!("creating {}", a.dir.display()))?;
-    let vocab = write_tokenizer(&a.dir, &corpus, a.vocab_size)?;
-    let eos = vocab - 1; // <|im_end|>
+    let tok_vocab = write_tokenizer(&a.dir, &corpus, a.vocab_size)?;
+    let eos = tok_vocab - 1; // <|im_end|>
+    let pad = tok_vocab - 3;
+    let vocab = tok_vocab.max(a.pad_vocab_to);
     let config = json!({
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
@@ -91,15 +101,15 @@ pub fn run(a: &InitArgs) -> Result<()> {
         "rope_theta": 10000.0,
         "attention_bias": false,
         "mlp_bias": false,
-        "tie_word_embeddings": false,
+        "tie_word_embeddings": a.tie_word_embeddings,
         "vocab_size": vocab,
         "bos_token_id": null,
         "eos_token_id": eos,
-        "pad_token_id": vocab - 3,
+        "pad_token_id": pad,
         "torch_dtype": "float32",
     });
     write_json(&a.dir.join("config.json"), &config)?;
-    let gen = json!({ "eos_token_id": eos, "pad_token_id": vocab - 3, "do_sample": false });
+    let gen = json!({ "eos_token_id": eos, "pad_token_id": pad, "do_sample": false });
     write_json(&a.dir.join("generation_config.json"), &gen)?;
     write_weights(&a.dir.join("model.safetensors"), a, vocab)?;
     eprintln!(
@@ -252,7 +262,9 @@ fn write_weights(path: &Path, a: &InitArgs, vocab: usize) -> Result<()> {
         ));
     }
     shapes.push(("model.norm.weight".into(), vec![h], true));
-    shapes.push(("lm_head.weight".into(), vec![vocab, h], false));
+    if !a.tie_word_embeddings {
+        shapes.push(("lm_head.weight".into(), vec![vocab, h], false));
+    }
     let mut tensors = Vec::new();
     for (k, (name, shape, ones)) in shapes.into_iter().enumerate() {
         let t = if ones {

@@ -72,5 +72,37 @@ fn init_writes_a_loadable_model() {
     let err = String::from_utf8_lossy(&again.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("not empty"), "{err}");
+    // A benchmark-shaped model: the embedding padded to a real vocab size and tied.
+    let big = root.join("padded");
+    let out = lmf(&[
+        "init",
+        big.to_str().unwrap(),
+        "--dataset_dir",
+        corpus.to_str().unwrap(),
+        "--hidden_size",
+        "64",
+        "--intermediate_size",
+        "128",
+        "--num_hidden_layers",
+        "1",
+        "--pad_vocab_to",
+        "1000",
+        "--tie_word_embeddings",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = CausalLM::load(&big, DType::F32, Device::Cpu).unwrap();
+    assert_eq!(m.config.vocab_size, 1000);
+    assert!(m.config.tie_word_embeddings);
+    assert_eq!(
+        m.config.eos_token_ids,
+        vec![Tokenizer::from_dir(&big)
+            .unwrap()
+            .token_to_id("<|im_end|>")
+            .unwrap()]
+    );
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -38,6 +38,57 @@ impl Default for AdamWParams {
     }
 }
 
+/// The per-step f32 scalars of the update, computed in f64 from [`AdamWParams`] (torch
+/// computes them as Python floats) and rounded once to f32. The GPU twin takes these same
+/// values, so its element update is bit-identical to [`adamw_step`]'s.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamWScalars {
+    /// `1 - lr · weight_decay`.
+    pub decay: f32,
+    /// `lr / (1 - beta1^t)`.
+    pub step_size: f32,
+    /// `sqrt(1 - beta2^t)`.
+    pub bc2_sqrt: f32,
+    /// `1 - beta1` (torch's lerp weight).
+    pub w1: f32,
+    /// `1 - beta2`.
+    pub w2: f32,
+    /// `beta2`.
+    pub beta2: f32,
+    /// `eps`.
+    pub eps: f32,
+}
+
+impl AdamWParams {
+    /// The f32 scalars of this step (`step` is clamped to at least 1).
+    pub fn scalars(&self) -> AdamWScalars {
+        let (lr, b1, b2) = (self.lr as f64, self.beta1 as f64, self.beta2 as f64);
+        let t = self.step.clamp(1, i32::MAX as u64) as i32;
+        let bc1 = 1.0 - b1.powi(t);
+        let bc2_sqrt = (1.0 - b2.powi(t)).sqrt();
+        AdamWScalars {
+            decay: (1.0 - lr * self.weight_decay as f64) as f32,
+            step_size: (lr / bc1) as f32,
+            bc2_sqrt: bc2_sqrt as f32,
+            w1: (1.0 - b1) as f32,
+            w2: (1.0 - b2) as f32,
+            beta2: self.beta2,
+            eps: self.eps,
+        }
+    }
+}
+
+/// The update of one element (f32, no fused multiply-add: the GPU twin uses `__f*_rn`).
+#[inline(always)]
+fn update(p: &mut f32, m: &mut f32, v: &mut f32, g: f32, s: &AdamWScalars) {
+    *p *= s.decay;
+    // torch's lerp form of b1·m + (1-b1)·g (same value, its rounding).
+    *m += s.w1 * (g - *m);
+    *v = *v * s.beta2 + s.w2 * g * g;
+    let denom = v.sqrt() / s.bc2_sqrt + s.eps;
+    *p -= s.step_size * (*m / denom);
+}
+
 /// One AdamW step in place over `param`, `m`, `v` (all `[n]`) given `grad: [n]`:
 /// `p *= 1 - lr·wd; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g²;
 /// p -= (lr / (1 - b1^t)) · m / (sqrt(v) / sqrt(1 - b2^t) + eps)`.
@@ -48,15 +99,7 @@ pub fn adamw_step(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32],
         "adamw: param/grad/m/v length"
     );
     assert!(p.step >= 1, "adamw: step is 1-based, got {}", p.step);
-    // Scalars in f64 (torch computes them as Python floats), then rounded once to f32.
-    let (lr, b1, b2) = (p.lr as f64, p.beta1 as f64, p.beta2 as f64);
-    let t = p.step.min(i32::MAX as u64) as i32;
-    let bc1 = 1.0 - b1.powi(t);
-    let bc2_sqrt = (1.0 - b2.powi(t)).sqrt();
-    let decay = (1.0 - lr * p.weight_decay as f64) as f32;
-    let step_size = (lr / bc1) as f32;
-    let bc2_sqrt = bc2_sqrt as f32;
-    let (w1, w2, beta2, eps) = ((1.0 - b1) as f32, (1.0 - b2) as f32, p.beta2, p.eps);
+    let s = p.scalars();
     param
         .par_chunks_mut(CHUNK)
         .zip(m.par_chunks_mut(CHUNK))
@@ -64,12 +107,66 @@ pub fn adamw_step(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32],
         .zip(grad.par_chunks(CHUNK))
         .for_each(|(((pc, mc), vc), gc)| {
             for (((p, m), v), &g) in pc.iter_mut().zip(mc).zip(vc).zip(gc) {
-                *p *= decay;
-                // torch's lerp form of b1·m + (1-b1)·g (same value, its rounding).
-                *m += w1 * (g - *m);
-                *v = *v * beta2 + w2 * g * g;
-                let denom = v.sqrt() / bc2_sqrt + eps;
-                *p -= step_size * (*m / denom);
+                update(p, m, v, g, &s);
+            }
+        });
+}
+
+/// A storage type the updated weights are copied into (the model's compute copy).
+pub trait ParamCopy: Copy + Send + Sync {
+    /// From f32, rounding to nearest even.
+    fn round_from(v: f32) -> Self;
+}
+
+impl ParamCopy for f32 {
+    fn round_from(v: f32) -> Self {
+        v
+    }
+}
+
+impl ParamCopy for half::bf16 {
+    fn round_from(v: f32) -> Self {
+        half::bf16::from_f32(v)
+    }
+}
+
+impl ParamCopy for half::f16 {
+    fn round_from(v: f32) -> Self {
+        half::f16::from_f32(v)
+    }
+}
+
+/// Mixed-precision AdamW: [`adamw_step`] on the fp32 master `param` with `grad` in any
+/// storage type (widened exactly to f32: bf16/f16 grads of a bf16/f16 model), then
+/// `copy[i] = round(param[i])` (the compute copy the next forward uses, e.g. bf16).
+pub fn adamw_step_with_copy<G, C>(
+    param: &mut [f32],
+    grad: &[G],
+    m: &mut [f32],
+    v: &mut [f32],
+    p: &AdamWParams,
+    copy: &mut [C],
+) where
+    G: Copy + Sync + Into<f32>,
+    C: ParamCopy,
+{
+    let n = param.len();
+    assert!(
+        grad.len() == n && m.len() == n && v.len() == n && copy.len() == n,
+        "adamw: param/grad/m/v/copy length"
+    );
+    assert!(p.step >= 1, "adamw: step is 1-based, got {}", p.step);
+    let s = p.scalars();
+    param
+        .par_chunks_mut(CHUNK)
+        .zip(m.par_chunks_mut(CHUNK))
+        .zip(v.par_chunks_mut(CHUNK))
+        .zip(grad.par_chunks(CHUNK))
+        .zip(copy.par_chunks_mut(CHUNK))
+        .for_each(|((((pc, mc), vc), gc), cc)| {
+            for ((((p, m), v), &g), c) in pc.iter_mut().zip(mc).zip(vc).zip(gc).zip(cc) {
+                update(p, m, v, g.into(), &s);
+                *c = C::round_from(*p);
             }
         });
 }
@@ -168,6 +265,47 @@ mod tests {
                 "p[{i}] moved {delta}, want {want}"
             );
         }
+    }
+
+    #[test]
+    fn with_copy_equals_plain_step_then_rounding() {
+        let n = CHUNK + 33;
+        let mut rng = Lcg::new(5);
+        let p0: Vec<f32> = rand_vec(&mut rng, n, 1.0);
+        let g32: Vec<f32> = rand_vec(&mut rng, n, 0.5);
+        // bf16 grads: the plain step on their exact f32 widening is the reference.
+        let gb: Vec<half::bf16> = g32.iter().map(|&x| half::bf16::from_f32(x)).collect();
+        let gw: Vec<f32> = gb.iter().map(|&x| x.to_f32()).collect();
+        let (mut pa, mut ma, mut va) = (p0.clone(), vec![0f32; n], vec![0f32; n]);
+        let (mut pb, mut mb, mut vb) = (p0.clone(), vec![0f32; n], vec![0f32; n]);
+        let mut copy = vec![half::bf16::ZERO; n];
+        for step in 1..=3 {
+            let h = AdamWParams {
+                lr: 1e-3,
+                weight_decay: 0.1,
+                step,
+                ..Default::default()
+            };
+            adamw_step(&mut pa, &gw, &mut ma, &mut va, &h);
+            adamw_step_with_copy(&mut pb, &gb, &mut mb, &mut vb, &h, &mut copy);
+        }
+        assert_eq!(
+            (&pa, &ma, &va),
+            (&pb, &mb, &vb),
+            "bit-identical master/state"
+        );
+        let want: Vec<half::bf16> = pa.iter().map(|&x| half::bf16::from_f32(x)).collect();
+        assert_eq!(copy, want);
+        let mut c32 = vec![0f32; n];
+        adamw_step_with_copy(
+            &mut pb,
+            &gw,
+            &mut mb,
+            &mut vb,
+            &AdamWParams::default(),
+            &mut c32,
+        );
+        assert_eq!(c32, pb, "an f32 copy is the master itself");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Dense GEMM through cuBLASLt, in row-major terms (the rest of lmf is row-major):
 //! `C[b] = alpha · op(A[b]) · op(B[b]) + beta · C[b]` for f32, bf16 and f16 storage with fp32
 //! accumulation. f32 uses exact fp32 compute (not TF32), so GPU and CPU agree to 1e-5.
+//! The cuBLASLt call itself (descriptors, alignment, workspace) is in `lt.rs`.
 //!
 //! Row-major `C[m, n]` is column-major `Cᵀ[n, m]`, and `Cᵀ = op(B)ᵀ · op(A)ᵀ`: the call swaps
 //! A and B and the roles of m and n.
@@ -8,9 +9,9 @@
 use super::dtype::GpuFloat;
 use super::error::{ensure, CudaResult};
 use super::gpu::Gpu;
-use cudarc::cublaslt::{sys, CudaBlasLT, Matmul, MatmulConfig, MatmulShared};
-use cudarc::driver::{CudaStream, CudaView, CudaViewMut};
-use std::sync::Arc;
+use super::lt::{lt_matmul, ColMajor};
+use cudarc::cublaslt::sys;
+use cudarc::driver::{CudaView, CudaViewMut, DevicePtr, DevicePtrMut};
 
 /// One (batched) row-major GEMM: `op(A): [m, k]`, `op(B): [k, n]`, `C: [m, n]`.
 #[derive(Clone, Copy, Debug)]
@@ -100,74 +101,23 @@ impl GemmSpec {
     }
 }
 
-/// cuBLASLt with exact fp32 compute for f32 (cudarc's own f32 path uses TF32).
-struct Exact32<'a>(&'a CudaBlasLT);
-
-impl MatmulShared for Exact32<'_> {
-    fn handle(&self) -> &sys::cublasLtHandle_t {
-        self.0.handle()
-    }
-    fn workspace(&self) -> &cudarc::cublaslt::Workspace {
-        self.0.workspace()
-    }
-    fn stream(&self) -> &Arc<CudaStream> {
-        self.0.stream()
-    }
-}
-
-impl Matmul<f32> for Exact32<'_> {
-    fn matrix_type() -> sys::cudaDataType {
-        sys::cudaDataType_t::CUDA_R_32F
-    }
-    fn compute_type() -> sys::cublasComputeType_t {
-        sys::cublasComputeType_t::CUBLAS_COMPUTE_32F
-    }
-}
-
-/// Storage types cuBLASLt multiplies here.
+/// Storage types cuBLASLt multiplies here, with their cuBLASLt data and compute types.
 pub trait BlasFloat: GpuFloat {
-    /// Runs the column-major cuBLASLt call.
-    ///
-    /// # Safety
-    /// `cfg` must stay inside the buffers.
-    unsafe fn lt_matmul(
-        lt: &CudaBlasLT,
-        cfg: MatmulConfig,
-        a: &CudaView<Self>,
-        b: &CudaView<Self>,
-        c: &mut CudaViewMut<Self>,
-    ) -> CudaResult<()>;
+    /// The cuBLASLt data type.
+    const DATA: sys::cudaDataType;
+    /// The compute type: exact fp32 for every storage type (f32 is not TF32).
+    const COMPUTE: sys::cublasComputeType_t = sys::cublasComputeType_t::CUBLAS_COMPUTE_32F;
 }
 
 impl BlasFloat for f32 {
-    unsafe fn lt_matmul(
-        lt: &CudaBlasLT,
-        cfg: MatmulConfig,
-        a: &CudaView<f32>,
-        b: &CudaView<f32>,
-        c: &mut CudaViewMut<f32>,
-    ) -> CudaResult<()> {
-        Ok(Exact32(lt).matmul(cfg, a, b, c, None, None)?)
-    }
+    const DATA: sys::cudaDataType = sys::cudaDataType_t::CUDA_R_32F;
 }
-
-macro_rules! half_blas {
-    ($t:ty) => {
-        impl BlasFloat for $t {
-            unsafe fn lt_matmul(
-                lt: &CudaBlasLT,
-                cfg: MatmulConfig,
-                a: &CudaView<$t>,
-                b: &CudaView<$t>,
-                c: &mut CudaViewMut<$t>,
-            ) -> CudaResult<()> {
-                Ok(lt.matmul(cfg, a, b, c, None, None)?)
-            }
-        }
-    };
+impl BlasFloat for half::bf16 {
+    const DATA: sys::cudaDataType = sys::cudaDataType_t::CUDA_R_16BF;
 }
-half_blas!(half::bf16);
-half_blas!(half::f16);
+impl BlasFloat for half::f16 {
+    const DATA: sys::cudaDataType = sys::cudaDataType_t::CUDA_R_16F;
+}
 
 /// `C = alpha · op(A) · op(B) + beta · C` (row-major, see [`GemmSpec`]).
 pub fn gemm<T: BlasFloat>(
@@ -207,25 +157,27 @@ pub fn gemm<T: BlasFloat>(
         }
         return Ok(());
     }
-    let batched = s.batch > 1;
     // Column-major view of the row-major call: m' = n, n' = m, A' = B, B' = A.
-    let cfg = MatmulConfig {
-        transa: s.trans_b,
-        transb: s.trans_a,
-        transc: false,
+    let cm = ColMajor {
+        trans_a: s.trans_b,
+        trans_b: s.trans_a,
         m: s.n as u64,
         n: s.m as u64,
         k: s.k as u64,
-        alpha: s.alpha,
         lda: s.ldb as i64,
         ldb: s.lda as i64,
-        beta: s.beta,
         ldc: s.ldc as i64,
-        stride_a: batched.then_some(s.stride_b as i64),
-        stride_b: batched.then_some(s.stride_a as i64),
-        stride_c: batched.then_some(s.stride_c as i64),
-        stride_bias: None,
-        batch_size: batched.then_some(s.batch as i32),
+        batch: s.batch as i32,
+        stride_a: s.stride_b as i64,
+        stride_b: s.stride_a as i64,
+        stride_c: s.stride_c as i64,
+        alpha: s.alpha,
+        beta: s.beta,
     };
-    unsafe { T::lt_matmul(gpu.blaslt()?, cfg, b, a, c) }
+    let stream = gpu.stream();
+    let (bp, _gb) = b.device_ptr(stream);
+    let (ap, _ga) = a.device_ptr(stream);
+    let (cp, _gc) = c.device_ptr_mut(stream);
+    // SAFETY: the extents were checked against the buffers above.
+    unsafe { lt_matmul(gpu, T::DATA, T::COMPUTE, &cm, bp, ap, cp) }
 }

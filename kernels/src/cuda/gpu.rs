@@ -9,9 +9,9 @@
 //! Probing never panics: a machine without libcuda or without a device gets an `Err`.
 
 use super::error::{CudaError, CudaResult};
+use super::lt::LtHandle;
 use super::nvrtc;
 use super::sources::KernelSource;
-use cudarc::cublaslt::CudaBlasLT;
 use cudarc::driver::{
     result as dres, sys as dsys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream,
     DevicePtr, DeviceRepr, LaunchConfig, ValidAsZeroBits,
@@ -53,7 +53,7 @@ pub struct Gpu {
     arch: String,
     cc: (i32, i32),
     modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
-    blaslt: OnceLock<CudaResult<CudaBlasLT>>,
+    lt: OnceLock<CudaResult<Mutex<LtHandle>>>,
     pool: Option<dsys::CUmemoryPool>,
 }
 
@@ -118,7 +118,7 @@ impl Gpu {
             ctx,
             stream,
             modules: Mutex::new(HashMap::new()),
-            blaslt: OnceLock::new(),
+            lt: OnceLock::new(),
             pool,
         })
     }
@@ -176,10 +176,10 @@ impl Gpu {
         Ok(module.load_function(name)?)
     }
 
-    /// The cuBLASLt handle on this device's stream.
-    pub fn blaslt(&self) -> CudaResult<&CudaBlasLT> {
-        self.blaslt
-            .get_or_init(|| CudaBlasLT::new(self.stream.clone()).map_err(CudaError::from))
+    /// The cuBLASLt handle and workspace of this device (created on first use).
+    pub fn lt(&self) -> CudaResult<&Mutex<LtHandle>> {
+        self.lt
+            .get_or_init(|| LtHandle::new(self).map(Mutex::new))
             .as_ref()
             .map_err(|e| CudaError::Blas(e.to_string()))
     }

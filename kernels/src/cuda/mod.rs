@@ -10,11 +10,19 @@ pub mod blas;
 pub mod dtype;
 pub mod error;
 pub mod gpu;
+pub mod lt;
 pub mod nvrtc;
 pub mod sources;
 pub mod testing;
 
+pub mod adamw;
+pub mod attention;
+pub mod embedding;
+pub mod glu;
+pub mod linear_ce;
+pub mod lora;
 pub mod rmsnorm;
+pub mod rope;
 
 pub use blas::{gemm, BlasFloat, GemmSpec};
 pub use dtype::GpuFloat;

@@ -21,10 +21,34 @@ macro_rules! kernel_source {
 }
 
 /// Shared headers, handed to NVRTC in memory under these include names.
-pub static HEADERS: &[(&str, &str)] =
-    &[("lmf_common.cuh", include_str!("../../cuda/lmf_common.cuh"))];
+pub static HEADERS: &[(&str, &str)] = &[
+    ("lmf_common.cuh", include_str!("../../cuda/lmf_common.cuh")),
+    ("lmf_philox.cuh", include_str!("../../cuda/lmf_philox.cuh")),
+    (
+        "lmf_attention.cuh",
+        include_str!("../../cuda/lmf_attention.cuh"),
+    ),
+];
 
+kernel_source!(ADAMW, "adamw");
+kernel_source!(EMBEDDING, "embedding");
+kernel_source!(GLU, "glu");
+kernel_source!(LINEAR_CE, "linear_ce");
+kernel_source!(LORA, "lora");
+kernel_source!(FLASH_ATTN_BWD, "flash_attn_bwd");
+kernel_source!(FLASH_ATTN_FWD, "flash_attn_fwd");
 kernel_source!(RMSNORM, "rmsnorm");
+kernel_source!(ROPE, "rope");
 
 /// Every kernel source (the CI compile check walks this list).
-pub static ALL: &[&KernelSource] = &[&RMSNORM];
+pub static ALL: &[&KernelSource] = &[
+    &ADAMW,
+    &EMBEDDING,
+    &FLASH_ATTN_BWD,
+    &FLASH_ATTN_FWD,
+    &GLU,
+    &LINEAR_CE,
+    &LORA,
+    &RMSNORM,
+    &ROPE,
+];

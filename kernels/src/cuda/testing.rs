@@ -26,8 +26,10 @@ pub fn tolerance(dtype_suffix: &str) -> f64 {
     }
 }
 
-/// Asserts `got ≈ want`: `|g − w| ≤ rel · max(|w|, scale)` where `scale` is the largest `|w|`
-/// times 1e-3 (so near-zero entries are judged against the tensor's size, not themselves).
+/// Asserts `got ≈ want`: `|g − w| ≤ rel · max(|w|, scale)` where `scale` is a tenth of the
+/// largest `|w|`: entries far below the tensor's size come out of sums that cancel, and a
+/// different summation order (block reductions vs a serial loop) moves them by a few ulps of
+/// the terms, not of the result; they are judged against the tensor's size instead.
 /// NaN or infinity in `got` never passes. Names `what` and the first failing index.
 pub fn assert_rel_close(what: &str, got: &[f32], want: &[f64], rel: f64) {
     assert_eq!(
@@ -38,7 +40,7 @@ pub fn assert_rel_close(what: &str, got: &[f32], want: &[f64], rel: f64) {
         want.len()
     );
     let amax = want.iter().fold(0f64, |m, w| m.max(w.abs()));
-    let floor = (amax * 1e-3).max(1e-30);
+    let floor = (amax * 0.1).max(1e-30);
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let g = g as f64;
         assert!(g.is_finite(), "{what}[{i}]: got {g} (want {w})");
