@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds, here (no GPU needed), everything ci/gpu-check.sh runs on a GPU machine that has no
 # cargo: every GPU test binary of the workspace (integration tests named gpu_*, release mode)
-# and the gpu_bench binary, stripped, into target/gpu-check/ (gitignored, carried to the
+# the gpu_bench binary and the lmf binary (for the end-to-end LoRA step), stripped, into
+# target/gpu-check/ (gitignored, carried to the
 # machine). Prints the size and the `carry` list for the device `run` tool.
 #
 #   ci/gpu-check-build.sh
@@ -21,6 +22,8 @@ cargo test --release --workspace --no-run --test 'gpu_*' --message-format=json-r
 echo "gpu-check-build: cargo build --release -p lmf-bench --bin gpu_bench ${GPU_BENCH_FEATURES:+--features $GPU_BENCH_FEATURES}" >&2
 cargo build --release -p lmf-bench --bin gpu_bench ${GPU_BENCH_FEATURES:+--features "$GPU_BENCH_FEATURES"} \
   --message-format=json-render-diagnostics >>"$json"
+echo "gpu-check-build: cargo build --release -p lmf --bin lmf" >&2
+cargo build --release -p lmf --bin lmf --message-format=json-render-diagnostics >>"$json"
 
 rm -rf "$DEST"
 mkdir -p "$DEST/tests"
@@ -41,12 +44,14 @@ for line in open(src):
     if "test" in t["kind"] and t["name"].startswith("gpu_"):
         shutil.copy2(exe, f"{dest}/tests/{t['name']}")
         n += 1
-    elif "bin" in t["kind"] and t["name"] == "gpu_bench":
-        shutil.copy2(exe, f"{dest}/gpu_bench")
+    elif "bin" in t["kind"] and t["name"] in ("gpu_bench", "lmf"):
+        shutil.copy2(exe, f"{dest}/{t['name']}")
 print(f"gpu-check-build: {n} GPU test binaries", file=sys.stderr)
 PY
-[ -x "$DEST/gpu_bench" ] || { echo "gpu-check-build: gpu_bench was not built" >&2; exit 1; }
-strip "$DEST"/gpu_bench "$DEST"/tests/*
+for b in gpu_bench lmf; do
+  [ -x "$DEST/$b" ] || { echo "gpu-check-build: $b was not built" >&2; exit 1; }
+done
+strip "$DEST"/gpu_bench "$DEST"/lmf "$DEST"/tests/*
 ls -l "$DEST" "$DEST/tests" >&2
 kib=$(du -sk "$DEST" | cut -f1)
 echo "gpu-check-build: target/gpu-check is $((kib / 1024)) MiB ($kib KiB)" >&2
