@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The one command for a machine with an NVIDIA GPU: runs every GPU test binary (each compares
 # a CUDA kernel with its CPU twin), then the benchmarks (bench/src/bin/gpu_bench.rs and
-# PyTorch's numbers on the same shapes, bench/gpu/torch_ref.py), then prints ONE markdown
-# table. Meant to finish in under 8 minutes (budget GPU_CHECK_BUDGET, default 450 s, split
+# PyTorch's numbers on the same shapes, bench/gpu/torch_ref.py), then the end-to-end LoRA
+# step (bench/gpu/e2e_lora_{lmf.sh,torch.py} on one `lmf init` Llama-3.2-1B-shaped model),
+# then prints ONE markdown table. Meant to finish in under 8 minutes (budget GPU_CHECK_BUDGET, default 450 s, split
 # among the steps with `timeout`).
 #
 #   ci/gpu-check.sh [--quick]          --quick: 1 warm-up + 3 timed iterations per bench
+#
+# GPU_CHECK_E2E: 1 runs the end-to-end step, 0 skips it, auto (default) runs it where
+# `nvidia-smi -L` works.
 #
 # Binaries: where `cargo` exists this script builds them first (ci/gpu-check-build.sh, not
 # counted in the budget); else it runs the prebuilt ones in target/gpu-check/ (made by
@@ -109,7 +113,7 @@ run_test() {
   local bin=$1 name tmp rc passed failed skipped t
   name=$(basename "$bin")
   tmp=$(mktemp)
-  t=$(step_timeout 120 150)
+  t=$(step_timeout 90 300)
   say "test $name (timeout ${t}s)"
   timeout -k 5 "$t" "$bin" --test-threads=1 --nocapture >"$tmp" 2>&1
   rc=$?
@@ -124,6 +128,45 @@ run_test() {
   [ "$rc" -eq 0 ] && [ "$failed" -eq 0 ]
 }
 
+# One JSON line for the table, for a measurement that could not be made.
+missing() { # impl key status reason
+  printf '{"impl":"%s","key":"%s","value":null,"status":"%s","reason":"%s"}\n' "$1" "$2" "$3" "$4" |
+    tee -a "$RESULTS"
+}
+
+# The end-to-end LoRA step, both sides on the same model folder and text (bench/gpu/).
+run_e2e() {
+  local w=${TMPDIR:-/tmp}/lmf-gpu-check-e2e t impl
+  rm -rf "$w" && mkdir -p "$w"
+  t=$(step_timeout 90 130)
+  say "e2e: lmf init of a Llama-3.2-1B-shaped model (timeout ${t}s)"
+  if ! python3 bench/gpu/make_text.py "$w/text.jsonl" 2000 ||
+    ! timeout -k 5 "$t" "$BIN/lmf" init "$w/model" --dataset_dir data --hidden_size 2048 \
+      --intermediate_size 8192 --num_hidden_layers 16 --num_attention_heads 32 \
+      --num_key_value_heads 8 --pad_vocab_to 128256 --tie_word_embeddings; then
+    for impl in lmf torch; do
+      missing "$impl" e2e_lora_tok_s error "lmf init of the benchmark model failed (see log)"
+    done
+    return
+  fi
+  if python3 -c 'import torch, transformers, peft' 2>/dev/null; then
+    t=$(step_timeout 120 60)
+    say "e2e: transformers+peft (timeout ${t}s)"
+    PYTHONUNBUFFERED=1 timeout -k 5 "$t" python3 bench/gpu/e2e_lora_torch.py "$w/model" \
+      "$w/text.jsonl" | tee -a "$RESULTS"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || missing torch e2e_lora_tok_s error "e2e_lora_torch.py failed (see log)"
+  else
+    missing torch e2e_lora_tok_s n/a "python3 lacks torch/transformers/peft"
+  fi
+  t=$(step_timeout 200 5)
+  say "e2e: lmf train on cuda:0 (timeout ${t}s)"
+  timeout -k 5 "$t" bash bench/gpu/e2e_lora_lmf.sh "$BIN/lmf" "$w/model" "$w/text.jsonl" "$w/lmf" |
+    tee -a "$RESULTS"
+  [ "${PIPESTATUS[0]}" -eq 0 ] ||
+    missing lmf e2e_lora_tok_s n/a "lmf GPU training not wired yet (lmf train on cuda:0 failed, see log)"
+  rm -rf "$w"
+}
+
 main() {
   say "$(date -u '+%Y-%m-%d %H:%M:%S UTC'), $(uname -m), budget ${BUDGET}s ${QUICK}"
   command -v nvidia-smi >/dev/null && nvidia-smi -L
@@ -132,9 +175,9 @@ main() {
     ci/gpu-check-build.sh || { say "build FAILED"; return 2; }
   fi
   # (A copied tree may lose the executable bits.)
-  chmod +x "$BIN"/gpu_bench "$BIN"/tests/* 2>/dev/null
-  if [ ! -x "$BIN/gpu_bench" ]; then
-    say "no $BIN/gpu_bench: run ci/gpu-check-build.sh on a machine with cargo and carry target/gpu-check"
+  chmod +x "$BIN"/gpu_bench "$BIN"/lmf "$BIN"/tests/* 2>/dev/null
+  if [ ! -x "$BIN/gpu_bench" ] || [ ! -x "$BIN/lmf" ]; then
+    say "no $BIN/gpu_bench or $BIN/lmf: run ci/gpu-check-build.sh on a machine with cargo and carry target/gpu-check"
     return 2
   fi
   START=$SECONDS
@@ -149,20 +192,34 @@ main() {
     run_test "$bin" || status=1
   done
 
-  t=$(step_timeout 200 100)
+  t=$(step_timeout 150 250)
   say "gpu_bench $QUICK (timeout ${t}s)"
   # JSON lines to the results and the log; progress (stderr) to the log.
   timeout -k 5 "$t" "$BIN/gpu_bench" $QUICK | tee -a "$RESULTS"
   say "gpu_bench exit ${PIPESTATUS[0]}"
 
   if python3 -c 'import torch' 2>/dev/null; then
-    t=$(step_timeout 200 5)
+    t=$(step_timeout 120 200)
     say "torch_ref.py $QUICK (timeout ${t}s)"
     PYTHONUNBUFFERED=1 timeout -k 5 "$t" python3 bench/gpu/torch_ref.py $QUICK | tee -a "$RESULTS"
     say "torch_ref.py exit ${PIPESTATUS[0]}"
   else
     say "python3 has no torch: no PyTorch column"
   fi
+
+  case "${GPU_CHECK_E2E:-auto}" in
+    0) say "e2e: skipped (GPU_CHECK_E2E=0)" ;;
+    1) run_e2e ;;
+    *)
+      if nvidia-smi -L >/dev/null 2>&1; then
+        run_e2e
+      else
+        say "e2e: skipped (no GPU: nvidia-smi -L fails; GPU_CHECK_E2E=1 forces it)"
+        missing lmf e2e_lora_tok_s n/a "no CUDA device"
+        missing torch e2e_lora_tok_s n/a "no CUDA device"
+      fi
+      ;;
+  esac
 
   if [ -d "$OUT/kernel-cache" ]; then
     tar -czf "$OUT/kernel-cache.tar.gz" -C "$OUT" kernel-cache && rm -rf "$OUT/kernel-cache"

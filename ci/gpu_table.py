@@ -9,6 +9,10 @@ Input lines (other lines are ignored):
 - measurements of gpu_bench ("impl": "lmf") and bench/gpu/torch_ref.py ("impl": "torch"):
   {"impl": ..., "key": ..., "bench": ..., "unit": ..., "value": number or null,
    "status": "ok" | "n/a" | "error", "reason": ...}
+- the end-to-end LoRA step of bench/gpu/e2e_lora_lmf.sh and e2e_lora_torch.py:
+  {"bench": "e2e_lora_step", "impl": "lmf" | "transformers+peft", "tokens_per_s": ...,
+   "peak_bytes": ...}
+A later line of the same (impl, key) replaces an earlier one.
 
 Rows: the tests of each binary, then every benchmark with lmf's value, PyTorch's, their
 ratio (lmf / torch) and the target of the issue where there is one.
@@ -84,10 +88,22 @@ def main(paths):
                 continue
             if r.get("impl") == "test":
                 tests.append(r)
-            elif r.get("impl") in ("lmf", "torch") and "key" in r:
-                meas[(r["impl"], r["key"])] = r
-                if r["key"] not in extra_keys:
-                    extra_keys.append(r["key"])
+                continue
+            if r.get("bench") == "e2e_lora_step" and "tokens_per_s" in r:
+                # bench/gpu/e2e_lora_{lmf.sh,torch.py}: one line per side.
+                impl = "lmf" if r.get("impl") == "lmf" else "torch"
+                peak = r.get("peak_bytes") or 0
+                rs = [{"impl": impl, "key": "e2e_lora_tok_s", "value": r["tokens_per_s"]},
+                      {"impl": impl, "key": "e2e_lora_peak_gib",
+                       "value": peak / 2 ** 30 if peak else None, "status": "n/a",
+                       "reason": "peak not reported"}]
+            else:
+                rs = [r]
+            for r in rs:
+                if r.get("impl") in ("lmf", "torch") and "key" in r:
+                    meas[(r["impl"], r["key"])] = r
+                    if r["key"] not in extra_keys:
+                        extra_keys.append(r["key"])
 
     out = ["| check | lmf | torch | lmf / torch | target | verdict |",
            "| --- | --- | --- | --- | --- | --- |"]

@@ -9,7 +9,7 @@ be made. Progress and errors go to stderr.
 
     python3 bench/gpu/torch_ref.py [--quick] [--only NAME ...] [--device cuda|cpu] [--tiny]
 
-NAME: gemm copy attn ce gemv e2e. `--tiny --device cpu` runs every bench on toy shapes, on
+NAME: gemm copy attn ce gemv. `--tiny --device cpu` runs every bench on toy shapes, on
 the CPU: a smoke test of this script on a machine without a GPU (its numbers mean nothing).
 
 What is measured (timing: CUDA events around each timed iteration after a warm-up; the
@@ -23,11 +23,8 @@ median is reported, as gpu_bench does):
   HF's loss does), forward + backward to x and W; time and peak memory
   (`torch.cuda.max_memory_allocated`, inputs and gradients included).
 - gemv: n/a (no NF4 GEMV in plain PyTorch; gpu_bench's is read against the copy bandwidth).
-- e2e: one LoRA training step of a randomly initialised Llama-3.2-1B-shaped LlamaForCausalLM
-  (hidden 2048, 16 layers, 32 heads, 8 kv heads, intermediate 8192, vocab 128256, tied
-  embeddings) in bf16, sdpa attention, peft LoRA r=8 (alpha 16, no dropout) on all linear
-  layers, seq 2048, batch 1, torch AdamW, no gradient checkpointing; tokens/s and peak memory
-  over the timed steps after a warm-up.
+- The end-to-end LoRA step is bench/gpu/e2e_lora_torch.py (run by ci/gpu-check.sh on the
+  model folder `lmf train` trains).
 """
 
 import argparse
@@ -257,79 +254,6 @@ def bench_gemv(env):
          reason="no NF4 GEMV in PyTorch (target: lmf GEMV >= 0.80 x copy bandwidth)")
 
 
-# ---- end-to-end LoRA training step ---------------------------------------------------------
-
-E2E_KEYS = [
-    ("e2e_lora_tok_s", "transformers+peft LoRA r=8 step, Llama-3.2-1B shape, seq 2048",
-     "tokens/s"),
-    ("e2e_lora_peak_gib", "transformers+peft LoRA r=8 step, peak memory", "GiB"),
-]
-
-
-def bench_e2e(env):
-    import transformers
-    from peft import LoraConfig, get_peft_model
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    if env.tiny:
-        shape = dict(vocab_size=1000, hidden_size=64, intermediate_size=128,
-                     num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
-        seq = 64
-    else:
-        shape = dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192,
-                     num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8)
-        seq = 2048
-    cfg = LlamaConfig(max_position_embeddings=131072, tie_word_embeddings=True,
-                      rms_norm_eps=1e-5, **shape)
-    cfg._attn_implementation = "sdpa"
-    torch.manual_seed(0)
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.bfloat16)
-    try:
-        with env.dev:
-            model = LlamaForCausalLM(cfg)
-    finally:
-        torch.set_default_dtype(old)
-    model = model.to(device=env.dev, dtype=torch.bfloat16)
-    lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear",
-                      task_type="CAUSAL_LM")
-    model = get_peft_model(model, lora)
-    model.train()
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    n_trainable = sum(p.numel() for p in trainable)
-    opt = torch.optim.AdamW(trainable, lr=1e-4)
-    g = torch.Generator(device=env.dev).manual_seed(7)
-    ids = torch.randint(0, shape["vocab_size"], (1, seq), device=env.dev, generator=g)
-
-    def step():
-        out = model(input_ids=ids, labels=ids, use_cache=False)
-        out.loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return out.loss.detach()
-
-    warmup, steps = (1, 2) if env.tiny else (3, 10)
-    for _ in range(warmup):
-        step()
-    env.reset_peak()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        loss = step()
-    env.sync()
-    dt = time.perf_counter() - t0
-    extra = dict(steps=steps, seq=seq, ms_per_step=dt / steps * 1e3,
-                 trainable_params=n_trainable, loss=float(loss), grad_ckpt=False,
-                 transformers=transformers.__version__)
-    emit(*E2E_KEYS[0], steps * seq / dt, **extra)
-    peak = env.peak_gib()
-    if peak is None:
-        emit(*E2E_KEYS[1], None, status="n/a", reason="no CUDA memory stats on this device")
-    else:
-        emit(*E2E_KEYS[1], peak)
-    del model, opt
-    env.free()
-
-
 # ---- driver --------------------------------------------------------------------------------
 
 BENCHES = [
@@ -338,7 +262,6 @@ BENCHES = [
     ("attn", ATTN_KEYS, bench_attn),
     ("ce", CE_KEYS, bench_ce),
     ("gemv", GEMV_KEYS, bench_gemv),
-    ("e2e", E2E_KEYS, bench_e2e),
 ]
 
 

@@ -2,9 +2,12 @@
 //! `lmf_bench::gpu`), progress and errors on stderr.
 //!
 //! ```text
-//! gpu_bench [--quick] [NAME...]     NAME: gemm copy attn ce gemv e2e (default: all)
+//! gpu_bench [--quick] [NAME...]     NAME: gemm copy attn ce gemv (default: all)
 //! gpu_bench list                    the benches and whether this build has them
 //! ```
+//!
+//! The end-to-end LoRA step is not here: ci/gpu-check.sh runs `lmf train` for it
+//! (bench/gpu/e2e_lora_lmf.sh).
 //!
 //! Without a CUDA device every measurement is reported n/a and the exit status is 0. A bench
 //! that fails reports its remaining measurements as `"status":"error"` and the others still

@@ -158,28 +158,6 @@ pub fn registry() -> Vec<Entry> {
             keys: quant::keys,
             run: quant::RUN,
         },
-        Entry {
-            name: "e2e",
-            keys: e2e_keys,
-            run: Err("n/a (lmf GPU training not wired yet)"),
-        },
-    ]
-}
-
-/// The end-to-end LoRA training step (Llama-3.2-1B shape, seq 2048, batch 1): `lmf train` on
-/// CUDA does not exist yet.
-pub fn e2e_keys() -> Vec<Key> {
-    vec![
-        (
-            "e2e_lora_tok_s",
-            "LoRA r=8 train step, Llama-3.2-1B shape, seq 2048",
-            "tokens/s",
-        ),
-        (
-            "e2e_lora_peak_gib",
-            "LoRA r=8 train step, Llama-3.2-1B shape, peak memory",
-            "GiB",
-        ),
     ]
 }
 
@@ -218,7 +196,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(seen.len(), 14);
+        assert_eq!(seen.len(), 12);
     }
 
     #[test]
