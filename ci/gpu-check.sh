@@ -43,7 +43,7 @@ TABLE=$OUT/table.md
 BIN=$ROOT/target/gpu-check
 BUDGET=${GPU_CHECK_BUDGET:-450}
 
-say() { echo "== gpu-check: $*"; }
+say() { echo "== gpu-check [+$((SECONDS - START))s]: $*"; }
 
 # Seconds for a step: at most $1, leaving $2 for the steps after it, at least 10.
 step_timeout() {
@@ -158,12 +158,20 @@ run_e2e() {
   else
     missing torch e2e_lora_tok_s n/a "python3 lacks torch/transformers/peft"
   fi
-  t=$(step_timeout 200 5)
-  say "e2e: lmf train on cuda:0 (timeout ${t}s)"
-  timeout -k 5 "$t" bash bench/gpu/e2e_lora_lmf.sh "$BIN/lmf" "$w/model" "$w/text.jsonl" "$w/lmf" |
-    tee -a "$RESULTS"
-  [ "${PIPESTATUS[0]}" -eq 0 ] ||
-    missing lmf e2e_lora_tok_s n/a "lmf GPU training not wired yet (lmf train on cuda:0 failed, see log)"
+  # An lmf that ignores LMF_DEVICE trains on the CPU: its number would be no GPU number.
+  if ! grep -aq LMF_DEVICE "$BIN/lmf"; then
+    say "e2e: this lmf has no LMF_DEVICE (no CUDA training): lmf side n/a"
+    missing lmf e2e_lora_tok_s n/a "lmf GPU training not wired yet"
+  else
+    t=$(step_timeout 200 5)
+    say "e2e: lmf train on cuda:0 (timeout ${t}s)"
+    timeout -k 5 "$t" bash bench/gpu/e2e_lora_lmf.sh "$BIN/lmf" "$w/model" "$w/text.jsonl" \
+      "$w/lmf" | tee -a "$RESULTS"
+    if [ "${PIPESTATUS[0]}" -ne 0 ]; then
+      tail -n 20 "$w"/lmf/e2e-*.log 2>/dev/null
+      missing lmf e2e_lora_tok_s error "lmf train on cuda:0 failed or timed out (see log)"
+    fi
+  fi
   rm -rf "$w"
 }
 
