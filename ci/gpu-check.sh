@@ -3,8 +3,9 @@
 # a CUDA kernel with its CPU twin), then the benchmarks (bench/src/bin/gpu_bench.rs and
 # PyTorch's numbers on the same shapes, bench/gpu/torch_ref.py), then the end-to-end LoRA
 # step (bench/gpu/e2e_lora_{lmf.sh,torch.py} on one `lmf init` Llama-3.2-1B-shaped model),
-# then prints ONE markdown table. Meant to finish in under 8 minutes (budget GPU_CHECK_BUDGET, default 450 s, split
-# among the steps with `timeout`).
+# then prints ONE markdown table. Meant to finish in under 8 minutes (budget
+# GPU_CHECK_BUDGET, default 465 s, split among the steps with `timeout`; the tests have
+# priority, the e2e step gets what is left).
 #
 #   ci/gpu-check.sh [--quick]          --quick: 1 warm-up + 3 timed iterations per bench
 #
