@@ -24,7 +24,8 @@ macro_rules! kernel_source {
 pub static HEADERS: &[(&str, &str)] =
     &[("lmf_common.cuh", include_str!("../../cuda/lmf_common.cuh"))];
 
+kernel_source!(DEQUANT, "dequant");
 kernel_source!(RMSNORM, "rmsnorm");
 
 /// Every kernel source (the CI compile check walks this list).
-pub static ALL: &[&KernelSource] = &[&RMSNORM];
+pub static ALL: &[&KernelSource] = &[&DEQUANT, &RMSNORM];
