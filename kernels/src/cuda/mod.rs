@@ -14,6 +14,7 @@ pub mod nvrtc;
 pub mod sources;
 pub mod testing;
 
+pub mod quant;
 pub mod rmsnorm;
 
 pub use blas::{gemm, BlasFloat, GemmSpec};
