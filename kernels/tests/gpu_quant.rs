@@ -81,12 +81,12 @@ impl<C: QuantMatrix, T: GpuFloat> QuantMatrix for Rounded<'_, C, T> {
 }
 
 /// Euclidean norms of the `rows` rows of `a: [rows, cols]`.
-fn row_norms(a: &[f64], rows: usize, cols: usize) -> Vec<f64> {
+fn row_norms<V: Copy + Into<f64>>(a: &[V], rows: usize, cols: usize) -> Vec<f64> {
     (0..rows)
         .map(|r| {
             a[r * cols..(r + 1) * cols]
                 .iter()
-                .map(|v| v * v)
+                .map(|&v| v.into() * v.into())
                 .sum::<f64>()
                 .sqrt()
         })
@@ -94,11 +94,11 @@ fn row_norms(a: &[f64], rows: usize, cols: usize) -> Vec<f64> {
 }
 
 /// Norms of the columns of `a: [rows, cols]`.
-fn col_norms(a: &[f64], rows: usize, cols: usize) -> Vec<f64> {
+fn col_norms<V: Copy + Into<f64>>(a: &[V], rows: usize, cols: usize) -> Vec<f64> {
     let mut s = vec![0f64; cols];
     for r in 0..rows {
-        for (c, v) in a[r * cols..(r + 1) * cols].iter().enumerate() {
-            s[c] += v * v;
+        for (c, &v) in a[r * cols..(r + 1) * cols].iter().enumerate() {
+            s[c] += v.into() * v.into();
         }
     }
     s.iter().map(|v| v.sqrt()).collect()
@@ -126,8 +126,7 @@ fn check_products<T: BlasFloat, Q: GpuQuantMatrix, C: QuantMatrix>(
     let (out_f, in_f) = cw.dims();
     assert_eq!(gw.dims().unwrap(), (out_f, in_f));
     let cw_t = Rounded::<C, T>(cw, std::marker::PhantomData);
-    let wf: Vec<f64> = wd.iter().map(|&v| v as f64).collect();
-    let (wr, wc) = (row_norms(&wf, out_f, in_f), col_norms(&wf, out_f, in_f));
+    let (wr, wc) = (row_norms(wd, out_f, in_f), col_norms(wd, out_f, in_f));
     let tol = tolerance(T::SUFFIX);
     let small_tile = if out_f <= 64 { 7 } else { 300 };
     for n in [1, 3, 8, 37] {
@@ -374,9 +373,7 @@ fn gemv_runs_on_a_large_nf4_weight() {
     gq::gemv_4bit(&gpu, &gw, &xd.as_view(), 1, &mut y.as_view_mut()).unwrap();
     let mut want = vec![0f64; out_f];
     cq::dequant_matmul(&xf, &q, 1, &mut want);
-    let wd = cq::dequantize_4bit(&q);
-    let wf: Vec<f64> = wd.iter().map(|&v| v as f64).collect();
-    let wr = row_norms(&wf, out_f, in_f);
+    let wr = row_norms(&cq::dequantize_4bit(&q), out_f, in_f);
     let xn = row_norms(&xf, 1, in_f)[0];
     let floor: Vec<f64> = wr
         .iter()

@@ -24,7 +24,8 @@ use super::gpu::Gpu;
 use super::sources::DEQUANT;
 use crate::cpu::quant::{Absmax, FourBit, Int8Rows, Quant4};
 use cudarc::driver::{
-    CudaSlice, CudaView, CudaViewMut, DevicePtr, LaunchArgs, LaunchConfig, PushKernelArg,
+    CudaSlice, CudaView, CudaViewMut, DevicePtr, DeviceRepr, LaunchArgs, LaunchConfig,
+    PushKernelArg, ValidAsZeroBits,
 };
 
 /// Most input rows the GEMV kernels take at once.
@@ -96,7 +97,7 @@ impl GpuQuant4 {
             },
         )?;
         let absmax = match &q.absmax {
-            Absmax::Plain(v) => GpuAbsmax::Plain(gpu.htod(v)?),
+            Absmax::Plain(v) => GpuAbsmax::Plain(htod_nonempty(gpu, v)?),
             Absmax::Double {
                 q: codes,
                 nested_absmax,
@@ -120,8 +121,8 @@ impl GpuQuant4 {
                     },
                 )?;
                 GpuAbsmax::Double {
-                    q: gpu.htod(codes)?,
-                    nested_absmax: gpu.htod(nested_absmax)?,
+                    q: htod_nonempty(gpu, codes)?,
+                    nested_absmax: htod_nonempty(gpu, nested_absmax)?,
                     nested_code: gpu.htod(nested_code)?,
                     offset: *offset,
                     nested_blocksize: nbs,
@@ -131,12 +132,7 @@ impl GpuQuant4 {
         Ok(GpuQuant4 {
             kind: q.kind,
             blocksize: bs,
-            // at least one byte, so an empty tensor still has a valid device pointer
-            packed: if q.packed.is_empty() {
-                gpu.zeros(1)?
-            } else {
-                gpu.htod(&q.packed)?
-            },
+            packed: htod_nonempty(gpu, &q.packed)?,
             code: gpu.htod(q.kind.code())?,
             absmax,
             shape: q.shape.clone(),
@@ -274,6 +270,16 @@ impl GpuInt8Rows {
     /// Bytes a GEMV over the whole matrix reads from W (codes + row absmax).
     pub fn weight_bytes(&self) -> usize {
         self.rows * self.cols + 4 * self.rows
+    }
+}
+
+/// A device copy of `v`, or one zero element for an empty `v` (an empty tensor still gets a
+/// valid device pointer; its kernels read nothing).
+fn htod_nonempty<T: DeviceRepr + ValidAsZeroBits>(gpu: &Gpu, v: &[T]) -> CudaResult<CudaSlice<T>> {
+    if v.is_empty() {
+        gpu.zeros(1)
+    } else {
+        gpu.htod(v)
     }
 }
 
