@@ -118,6 +118,13 @@ __device__ void dequant_int8_rows(const signed char* q, const float* absmax, int
 // loads (__ldcs: streaming, so W does not evict x from L1/L2); x is re-read from L1/L2 by every
 // warp. Each warp owns ROWS consecutive output rows (sharing each x load between them) and
 // reduces them with warp shuffles; all math is fp32.
+//
+// Throughput note (not yet measured): each 4-bit element costs one shared-memory lookup of its
+// f32 code (conflict-free: 16 entries in 16 banks), one shared-memory wavefront per 32
+// elements. On an H200 (~18 B/clk/SM of HBM, 1 wavefront/clk/SM) that alone caps the m = 1 NF4
+// GEMV near 85% of HBM peak, and x loads and W loads share the same L1 pipe. If the bench shows
+// it short of 80% of copy bandwidth, the next step is a per-lane replicated byte -> code-pair
+// table in 16-bit (one lookup per two elements) for bf16/f16 activations.
 
 // Eight consecutive values of x as floats (p 16-byte aligned for 16-bit types, 32 for f32).
 __device__ __forceinline__ void load8(const float* p, float* v) {
