@@ -21,6 +21,7 @@ pub mod embedding;
 pub mod glu;
 pub mod linear_ce;
 pub mod lora;
+pub mod quant;
 pub mod rmsnorm;
 pub mod rope;
 

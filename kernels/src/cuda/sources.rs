@@ -31,18 +31,20 @@ pub static HEADERS: &[(&str, &str)] = &[
 ];
 
 kernel_source!(ADAMW, "adamw");
+kernel_source!(DEQUANT, "dequant");
 kernel_source!(EMBEDDING, "embedding");
+kernel_source!(FLASH_ATTN_BWD, "flash_attn_bwd");
+kernel_source!(FLASH_ATTN_FWD, "flash_attn_fwd");
 kernel_source!(GLU, "glu");
 kernel_source!(LINEAR_CE, "linear_ce");
 kernel_source!(LORA, "lora");
-kernel_source!(FLASH_ATTN_BWD, "flash_attn_bwd");
-kernel_source!(FLASH_ATTN_FWD, "flash_attn_fwd");
 kernel_source!(RMSNORM, "rmsnorm");
 kernel_source!(ROPE, "rope");
 
 /// Every kernel source (the CI compile check walks this list).
 pub static ALL: &[&KernelSource] = &[
     &ADAMW,
+    &DEQUANT,
     &EMBEDDING,
     &FLASH_ATTN_BWD,
     &FLASH_ATTN_FWD,
