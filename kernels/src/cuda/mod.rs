@@ -14,9 +14,17 @@ pub mod nvrtc;
 pub mod sources;
 pub mod testing;
 
+pub mod cast;
+pub mod elementwise;
+pub mod index;
+pub mod random;
+pub mod reduce;
 pub mod rmsnorm;
+pub mod softmax;
+pub mod strided;
 
 pub use blas::{gemm, BlasFloat, GemmSpec};
 pub use dtype::GpuFloat;
 pub use error::{CudaError, CudaResult};
 pub use gpu::{device_count, driver_available, Gpu};
+pub use strided::{GpuElem, Strided};

@@ -21,10 +21,27 @@ macro_rules! kernel_source {
 }
 
 /// Shared headers, handed to NVRTC in memory under these include names.
-pub static HEADERS: &[(&str, &str)] =
-    &[("lmf_common.cuh", include_str!("../../cuda/lmf_common.cuh"))];
+pub static HEADERS: &[(&str, &str)] = &[
+    ("lmf_common.cuh", include_str!("../../cuda/lmf_common.cuh")),
+    ("lmf_philox.cuh", include_str!("../../cuda/lmf_philox.cuh")),
+    ("lmf_strided.cuh", include_str!("../../cuda/lmf_strided.cuh")),
+];
 
+kernel_source!(CAST, "cast");
+kernel_source!(ELEMENTWISE, "elementwise");
+kernel_source!(INDEX, "index");
+kernel_source!(RANDOM, "random");
+kernel_source!(REDUCE, "reduce");
 kernel_source!(RMSNORM, "rmsnorm");
+kernel_source!(SOFTMAX, "softmax");
 
 /// Every kernel source (the CI compile check walks this list).
-pub static ALL: &[&KernelSource] = &[&RMSNORM];
+pub static ALL: &[&KernelSource] = &[
+    &CAST,
+    &ELEMENTWISE,
+    &INDEX,
+    &RANDOM,
+    &REDUCE,
+    &RMSNORM,
+    &SOFTMAX,
+];
