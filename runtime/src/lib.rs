@@ -2,10 +2,12 @@
 //!
 //! What lives where (one concept per file):
 //! - `dtype`: `DType` and the `Element` trait mapping Rust scalars onto it.
-//! - `device`: `Device { Cpu, Cuda(n) }` (CUDA returns `Error::CudaNotBuilt` for now).
+//! - `device`: `Device { Cpu, Cuda(n) }`.
 //! - `error`: the `Error` enum; every message names the op and the shapes.
 //! - `layout`: shape + strides + offset, view arithmetic, strided offset iteration.
 //! - `storage`: typed host buffers (`CpuStorage`) behind `Storage::Cpu`.
+//! - `cuda_storage`: typed device buffers (`CudaStorage`) behind `Storage::Cuda`, H2D/D2H.
+//! - `cuda_ops`: every op on `Device::Cuda` tensors, through `lmf_kernels::cuda` launchers.
 //! - `tensor`: the `Tensor` struct, constructors, accessors, views.
 //! - `convert`: `to_vec`, `to_dtype`, `as_slice`, `update` (copy-on-write).
 //! - `broadcast`: the strided/broadcast walk behind binary ops.
@@ -24,6 +26,8 @@ mod macros;
 
 mod broadcast;
 pub mod convert;
+mod cuda_ops;
+pub mod cuda_storage;
 pub mod device;
 pub mod dtype;
 pub mod elementwise;
@@ -37,6 +41,7 @@ pub mod softmax;
 pub mod storage;
 pub mod tensor;
 
+pub use cuda_storage::{CudaBuf, CudaElement, CudaStorage};
 pub use device::Device;
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};

@@ -153,7 +153,13 @@ pub fn binary<T: GpuElem>(
     let f = gpu.function(&ELEMENTWISE, &entry_for::<T>("binary"))?;
     let (nn, code) = (n as i64, op as i32);
     let mut bld = gpu.stream().launch_builder(&f);
-    bld.arg(a).arg(as_).arg(b).arg(bs).arg(y).arg(&nn).arg(&code);
+    bld.arg(a)
+        .arg(as_)
+        .arg(b)
+        .arg(bs)
+        .arg(y)
+        .arg(&nn)
+        .arg(&code);
     unsafe { bld.launch(grid_stride(n)) }?;
     Ok(())
 }
@@ -177,7 +183,13 @@ pub fn compare<T: GpuElem>(
     let f = gpu.function(&ELEMENTWISE, &entry_for::<T>("compare"))?;
     let (nn, code) = (n as i64, op as i32);
     let mut bld = gpu.stream().launch_builder(&f);
-    bld.arg(a).arg(as_).arg(b).arg(bs).arg(y).arg(&nn).arg(&code);
+    bld.arg(a)
+        .arg(as_)
+        .arg(b)
+        .arg(bs)
+        .arg(y)
+        .arg(&nn)
+        .arg(&code);
     unsafe { bld.launch(grid_stride(n)) }?;
     Ok(())
 }

@@ -56,9 +56,11 @@ pub fn index_add<C: GpuElem>(
     inner: usize,
 ) -> CudaResult<()> {
     let n = ids.len();
-    ensure(C::SUFFIX == "f32" || C::SUFFIX == "f64", "index_add", || {
-        format!("accumulates in f32 or f64, not {}", C::SUFFIX)
-    })?;
+    ensure(
+        C::SUFFIX == "f32" || C::SUFFIX == "f64",
+        "index_add",
+        || format!("accumulates in f32 or f64, not {}", C::SUFFIX),
+    )?;
     ensure(
         acc.len() == outer * size * inner && src.len() == outer * n * inner,
         "index_add",

@@ -24,6 +24,8 @@ pub mod softmax;
 pub mod strided;
 
 pub use blas::{gemm, BlasFloat, GemmSpec};
+/// The cudarc version these launchers take views of (for crates above, e.g. the runtime).
+pub use cudarc;
 pub use dtype::GpuFloat;
 pub use error::{CudaError, CudaResult};
 pub use gpu::{device_count, driver_available, Gpu};

@@ -16,9 +16,11 @@ pub fn softmax<T: GpuElem>(
     log: bool,
     y: &mut CudaViewMut<T>,
 ) -> CudaResult<()> {
-    ensure(x.len() == rows * n && y.len() == rows * n, "softmax", || {
-        format!("x/y hold {}/{}, want {rows}x{n}", x.len(), y.len())
-    })?;
+    ensure(
+        x.len() == rows * n && y.len() == rows * n,
+        "softmax",
+        || format!("x/y hold {}/{}, want {rows}x{n}", x.len(), y.len()),
+    )?;
     if rows * n == 0 {
         return Ok(());
     }

@@ -24,7 +24,10 @@ macro_rules! kernel_source {
 pub static HEADERS: &[(&str, &str)] = &[
     ("lmf_common.cuh", include_str!("../../cuda/lmf_common.cuh")),
     ("lmf_philox.cuh", include_str!("../../cuda/lmf_philox.cuh")),
-    ("lmf_strided.cuh", include_str!("../../cuda/lmf_strided.cuh")),
+    (
+        "lmf_strided.cuh",
+        include_str!("../../cuda/lmf_strided.cuh"),
+    ),
 ];
 
 kernel_source!(CAST, "cast");

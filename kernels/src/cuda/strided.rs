@@ -33,7 +33,9 @@ impl Strided {
         ensure(
             shape.len() <= MAX_RANK && shape.len() == strides.len(),
             "strided",
-            || format!("rank {} view (shape {shape:?}, strides {strides:?}): CUDA kernels take rank <= {MAX_RANK}", shape.len()),
+            || {
+                format!("rank {} view (shape {shape:?}, strides {strides:?}): CUDA kernels take rank <= {MAX_RANK}", shape.len())
+            },
         )?;
         let mut s = Strided {
             shape: [1; MAX_RANK],
