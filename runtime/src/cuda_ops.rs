@@ -369,7 +369,7 @@ impl Tensor {
             let gpu = &x.cuda_storage()?.gpu;
             let total = x.elem_count();
             let n = x.shape().last().copied().unwrap_or(1);
-            let rows = if n == 0 { 0 } else { total / n };
+            let rows = total.checked_div(n).unwrap_or(0);
             let mut out = CudaStorage::alloc::<T>(gpu, total)?;
             lmf_kernels::cuda::softmax::softmax(
                 gpu,
@@ -602,7 +602,7 @@ fn gemm_operand<T: CudaElement>(t: &Tensor, full: &[usize]) -> Result<GemmOperan
             0
         };
         let even = stride >= 0 && offs.windows(2).all(|w| w[1] as i64 - w[0] as i64 == stride);
-        let aligned = (base * std::mem::size_of::<T>()) % GEMM_ALIGN_BYTES == 0;
+        let aligned = (base * std::mem::size_of::<T>()).is_multiple_of(GEMM_ALIGN_BYTES);
         Ok((even && aligned).then(|| GemmOperand {
             t: t.clone(),
             trans,
