@@ -108,15 +108,16 @@ template <typename S, typename D> struct Cast {
       return Compute<D>::store(Compute<S>::load(x));                       \
     }                                                                      \
   };
-LMF_CAST_F32(float, float)
 LMF_CAST_F32(float, __nv_bfloat16)
 LMF_CAST_F32(float, __half)
 LMF_CAST_F32(__nv_bfloat16, float)
-LMF_CAST_F32(__nv_bfloat16, __nv_bfloat16)
 LMF_CAST_F32(__nv_bfloat16, __half)
 LMF_CAST_F32(__half, float)
 LMF_CAST_F32(__half, __nv_bfloat16)
-LMF_CAST_F32(__half, __half)
+// Same type: a plain copy (exact for every i64, which double is not).
+template <typename T> struct Cast<T, T> {
+  static __device__ __forceinline__ T run(T x) { return x; }
+};
 
 // ---- math overloads on the compute type ----
 __device__ __forceinline__ float m_exp(float x) { return expf(x); }

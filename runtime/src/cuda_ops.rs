@@ -9,7 +9,7 @@
 
 use crate::cuda_storage::{gpu as gpu_of, CudaBuf, CudaElement, CudaStorage};
 use crate::device::Device;
-use crate::dtype::DType;
+use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::layout::{row_major_strides, Layout, StridedIndex};
 use crate::storage::{CpuStorage, Storage};
@@ -170,9 +170,10 @@ impl Tensor {
                     Some(r) if r.start == 0 && r.end == cpu.len() => {
                         Tensor::cuda_from_host(cpu, self.shape(), n)
                     }
+                    // Otherwise the view's elements, row-major (one host gather).
                     _ => {
-                        let c = self.contiguous()?;
-                        Tensor::cuda_from_host(c.storage.cpu()?, self.shape(), n)
+                        let host = with_dtype!(self.dtype, T => T::into_storage(cpu.gather::<T>(&self.layout)));
+                        Tensor::cuda_from_host(&host, self.shape(), n)
                     }
                 }
             }
@@ -662,4 +663,25 @@ fn matmul_impl<T: CudaElement + BlasFloat>(
         gemm(&gpu, &spec, &va, &vb, &mut c.slice_mut(0..total))?;
     }
     Ok(Tensor::from_cuda_buf(&gpu, T::wrap(c), &out_shape))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gemm_layout;
+
+    #[test]
+    fn gemm_reads_unit_stride_matrices_in_place() {
+        // row-major [4, 6] and its transpose view [6, 4] (strides [1, 6])
+        assert_eq!(gemm_layout(4, 6, 6, 1), Some((false, 6)));
+        assert_eq!(gemm_layout(6, 4, 1, 6), Some((true, 6)));
+        // a narrowed row-major matrix keeps its row stride
+        assert_eq!(gemm_layout(4, 3, 6, 1), Some((false, 6)));
+        // one row / one column: any stride on the size-1 dim
+        assert_eq!(gemm_layout(1, 5, 999, 1), Some((false, 5)));
+        assert_eq!(gemm_layout(9, 1, 1, 1), Some((false, 1)));
+        assert_eq!(gemm_layout(9, 1, 1, 0), Some((false, 1)));
+        // neither dim unit-stride, or rows broadcast (stride 0): copied
+        assert_eq!(gemm_layout(4, 6, 12, 2), None);
+        assert_eq!(gemm_layout(4, 6, 0, 1), None);
+    }
 }

@@ -10,10 +10,9 @@ use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::storage::CpuStorage;
 use half::{bf16, f16};
+use lmf_kernels::cuda::cudarc::driver::CudaSlice;
 use lmf_kernels::cuda::{CudaError, Gpu, GpuElem};
 use std::sync::Arc;
-
-use lmf_kernels::cuda::cudarc::driver::CudaSlice;
 
 /// A typed device buffer.
 pub enum CudaBuf {

@@ -170,6 +170,37 @@ fn storage_copies_and_errors() {
             );
         }
     }
+    // same-dtype copies are exact for every i64 (not through f64)
+    let big = Tensor::from_vec(
+        vec![(1i64 << 62) + 1, -(1i64 << 60) - 3],
+        &[2, 1],
+        Device::Cpu,
+    )
+    .unwrap();
+    let gb = up(&big)
+        .broadcast_as(&[2, 3])
+        .unwrap()
+        .contiguous()
+        .unwrap();
+    assert_eq!(
+        gb.to_vec::<i64>().unwrap(),
+        big.broadcast_as(&[2, 3]).unwrap().to_vec::<i64>().unwrap()
+    );
+    // uploading CPU views: a narrowed (offset) view and a transposed one
+    let c = int_t(&mut rng, &[4, 6], DType::F32, 9);
+    for v in [
+        c.narrow(0, 1, 2).unwrap(),
+        c.narrow(1, 2, 3).unwrap(),
+        c.t().unwrap(),
+    ] {
+        let g = up(&v);
+        assert!(g.is_contiguous());
+        same(
+            &format!("upload view {:?}", v.shape()),
+            &g,
+            &v.contiguous().unwrap(),
+        );
+    }
     // float -> int casts truncate and saturate like the CPU; NaN -> 0
     let v = vec![
         -300.7f32,
