@@ -20,6 +20,12 @@
 //!
 //! Compute rule: F32/BF16/F16 compute in f32, F64 and the integer types in f64; results keep
 //! the input dtype. Contiguous F32/F64 inputs are borrowed, never copied.
+//!
+//! CUDA: every op runs on `Device::Cuda(n)` tensors too, on the device's one stream, with the
+//! same shape rules, dtypes and compute rule (sums accumulate in f64 on both devices). The
+//! sync points are the host copies: `to_vec`, `to_scalar`, `as_slice`, `to_device(Cpu)`, and
+//! the id range check of `index_select`/`index_add`. Not on CUDA (a clear `Error::Cuda`):
+//! f64 and integer `matmul`, and `update` (a host closure; copy to the host and back).
 
 #[macro_use]
 mod macros;
