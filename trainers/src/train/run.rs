@@ -209,6 +209,16 @@ pub fn run(argv: &[String]) -> Result<WorkflowOutcome> {
         })
         .transpose()?;
     let out = run_sft(&args, &mut model, &tokenizer, &dataset, io.as_ref())?;
+    if let Device::Cuda(n) = device {
+        // The pool's high-water mark: every tensor, activation and workspace lmf allocated.
+        if let Ok(gpu) = lmf_kernels::cuda::Gpu::get(n) {
+            eprintln!(
+                "note: peak CUDA memory {} bytes ({:.2} GiB) on {device}",
+                gpu.peak_bytes(),
+                gpu.peak_bytes() as f64 / (1u64 << 30) as f64
+            );
+        }
+    }
     if let Some(cfg) = pissa {
         let base = base_name(&args);
         model.save_adapter(&out_dir.join("pissa_backup"), &cfg, &base)?;
