@@ -91,7 +91,13 @@ pub fn linear_cross_entropy(
     };
     let record = will_record(&[x, w]);
     let (need_x, need_w) = (x.requires_grad(), w.requires_grad());
-    let (loss_sum, saved) = with_real!(dtype, T => {
+    let (loss_sum, saved) = if device.is_cuda() {
+        let pass = super::cuda::linear_ce::linear_ce(
+            x, w, &lab, (n, hidden, vocab), opts, factor, record,
+        )?;
+        (pass.loss_sum, pass.saved)
+    } else {
+        with_real!(dtype, T => {
         let (xs, ws) = (xt.as_slice::<T>()?, wt.as_slice::<T>()?);
         if !record {
             let r = linear_ce_forward(&xs, &ws, &lab, n, hidden, vocab, opts);
@@ -114,7 +120,8 @@ pub fn linear_cross_entropy(
             }
             (r.loss_sum, saved)
         }
-    });
+    })
+    };
     let loss = Tensor::full(loss_sum * factor, &[], loss_dtype, device)?;
     Ok(record1(OP, &[x, w], loss, saved, move |ctx| {
         // The saved grads are d(loss)/d(x, w) already; scale by the upstream scalar.
