@@ -34,14 +34,20 @@ fn compare(what: &str, dtype: DType, inputs: &[Tensor], f: impl Fn(&[Var]) -> Re
             .collect();
         let y = f(&vars).unwrap();
         let shape = y.tensor().shape().to_vec();
-        let r = rnd(&shape, 99, 1.0, dtype).to_dtype(y.tensor().dtype()).unwrap();
+        let r = rnd(&shape, 99, 1.0, dtype)
+            .to_dtype(y.tensor().dtype())
+            .unwrap();
         let r = Var::constant(r.to_device(device).unwrap());
         let loss = y.mul(&r).unwrap().sum_all().unwrap();
         let g = loss.backward().unwrap();
         let out = y.tensor().to_vec::<f32>().unwrap();
         let grads = vars
             .iter()
-            .map(|v| g.get(v).map(|t| t.to_vec::<f32>().unwrap()).unwrap_or_default())
+            .map(|v| {
+                g.get(v)
+                    .map(|t| t.to_vec::<f32>().unwrap())
+                    .unwrap_or_default()
+            })
             .collect();
         (out, grads)
     };
@@ -63,14 +69,20 @@ fn fused_ops_on_cuda_match_the_cpu() {
     for dtype in [DType::F32, DType::BF16] {
         let d = dtype;
         // RMSNorm: rows 37, dim 130.
-        compare("rmsnorm", d, &[rnd(&[37, 130], 1, 1.0, d), rnd(&[130], 2, 1.0, d)], |v| {
-            rmsnorm(&v[0], &v[1], 1e-6, 0.0)
-        });
+        compare(
+            "rmsnorm",
+            d,
+            &[rnd(&[37, 130], 1, 1.0, d), rnd(&[130], 2, 1.0, d)],
+            |v| rmsnorm(&v[0], &v[1], 1e-6, 0.0),
+        );
         // SwiGLU and GeGLU: [29, 67].
         for act in [GluActivation::Silu, GluActivation::GeluTanh] {
-            compare("glu", d, &[rnd(&[29, 67], 3, 2.0, d), rnd(&[29, 67], 4, 1.0, d)], move |v| {
-                glu(&v[0], &v[1], act)
-            });
+            compare(
+                "glu",
+                d,
+                &[rnd(&[29, 67], 3, 2.0, d), rnd(&[29, 67], 4, 1.0, d)],
+                move |v| glu(&v[0], &v[1], act),
+            );
         }
         // RoPE: 13 tokens, 3 heads, head_dim 64, full and partial rotary.
         for rotary in [64, 32] {
@@ -110,12 +122,20 @@ fn fused_ops_on_cuda_match_the_cpu() {
             compare(
                 "attention",
                 d,
-                &[rnd(&[127, 4, 64], 7, 1.0, d), rnd(&[127, 2, 64], 8, 1.0, d), rnd(&[127, 2, 64], 9, 1.0, d)],
+                &[
+                    rnd(&[127, 4, 64], 7, 1.0, d),
+                    rnd(&[127, 2, 64], 8, 1.0, d),
+                    rnd(&[127, 2, 64], 9, 1.0, d),
+                ],
                 move |v| attention(&v[0], &v[1], &v[2], &cu, &cu, &p),
             );
         }
         // LoRA linear: n 23, in 96, out 80, rank 8, with bias, dropout 0.1.
-        let drop = LoraDropout { p: 0.1, seed: 7, offset: 0 };
+        let drop = LoraDropout {
+            p: 0.1,
+            seed: 7,
+            offset: 0,
+        };
         compare(
             "lora_linear",
             d,
@@ -130,11 +150,24 @@ fn fused_ops_on_cuda_match_the_cpu() {
         );
         // Fused linear + CE: 45 tokens (some ignored), hidden 64, vocab 1003; compared as the
         // loss times r (a scalar) and the gradients.
-        let labels: Vec<i64> = (0..45).map(|i| if i % 7 == 3 { -100 } else { (i * 31 % 1003) as i64 }).collect();
-        compare("linear_ce", d, &[rnd(&[45, 64], 15, 1.0, d), rnd(&[1003, 64], 16, 0.2, d)], move |v| {
-            let dev = v[0].tensor().device();
-            let lab = Tensor::from_vec(labels.clone(), &[45], dev)?;
-            linear_cross_entropy(&v[0], &v[1], &lab, &CeOptions::default(), CeReduction::Mean)
-        });
+        let labels: Vec<i64> = (0..45)
+            .map(|i| {
+                if i % 7 == 3 {
+                    -100
+                } else {
+                    (i * 31 % 1003) as i64
+                }
+            })
+            .collect();
+        compare(
+            "linear_ce",
+            d,
+            &[rnd(&[45, 64], 15, 1.0, d), rnd(&[1003, 64], 16, 0.2, d)],
+            move |v| {
+                let dev = v[0].tensor().device();
+                let lab = Tensor::from_vec(labels.clone(), &[45], dev)?;
+                linear_cross_entropy(&v[0], &v[1], &lab, &CeOptions::default(), CeReduction::Mean)
+            },
+        );
     }
 }

@@ -71,7 +71,7 @@ impl Tensor {
     }
 
     /// The exact elements of a contiguous CUDA tensor.
-    fn cuda_dense<T: CudaElement>(&self) -> Result<CudaView<'_, T>> {
+    pub(crate) fn cuda_dense<T: CudaElement>(&self) -> Result<CudaView<'_, T>> {
         debug_assert!(self.is_contiguous());
         let s = self.cuda_storage()?.slice::<T>()?;
         let (off, n) = (self.layout.offset(), self.elem_count());

@@ -32,6 +32,7 @@ mod macros;
 
 mod broadcast;
 pub mod convert;
+mod cuda_access;
 mod cuda_ops;
 pub mod cuda_storage;
 pub mod device;

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use lmf_autograd::{DType, Device};
+use lmf_autograd::Device;
 use lmf_models::{hub, CausalLM, Tokenizer};
 
 use crate::args::finetuning::FinetuningType;
@@ -192,7 +192,9 @@ pub fn run(argv: &[String]) -> Result<WorkflowOutcome> {
     let t = &args.training;
     let dtype = super::device::compute_dtype(device, t.bf16, t.fp16);
     if device != Device::Cpu {
-        eprintln!("note: training on {device} in {dtype} (fp32 master weights and optimizer state)");
+        eprintln!(
+            "note: training on {device} in {dtype} (fp32 master weights and optimizer state)"
+        );
     }
     let mut model = CausalLM::load(&dir, dtype, device)?;
     let io = model_io(&args, &mut model, &dir)?;

@@ -68,7 +68,15 @@ pub fn lora_linear(
     *y_shape.last_mut().expect("rank >= 1") = out_f;
     if device.is_cuda() {
         return super::cuda::lora::lora_linear(
-            x, w, bias, a, b, scale, dropout, (n, in_f, out_f, r), &y_shape,
+            x,
+            w,
+            bias,
+            a,
+            b,
+            scale,
+            dropout,
+            (n, in_f, out_f, r),
+            &y_shape,
         );
     }
     let (y, xa) = with_real!(dtype, T => {

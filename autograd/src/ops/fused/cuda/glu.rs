@@ -34,6 +34,9 @@ pub fn glu(gate: &Var, up: &Var, act: GluActivation) -> Result<Var> {
             .map_err(Error::from)?;
             (wrap(&gpu, dgate, gate.shape())?, wrap(&gpu, dup, up.shape())?)
         });
-        Ok(vec![grad_if(ctx.needs(0), || Ok(dgate))?, grad_if(ctx.needs(1), || Ok(dup))?])
+        Ok(vec![
+            grad_if(ctx.needs(0), || Ok(dgate))?,
+            grad_if(ctx.needs(1), || Ok(dup))?,
+        ])
     }))
 }

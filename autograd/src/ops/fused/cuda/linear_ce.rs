@@ -41,14 +41,15 @@ pub fn linear_ce(
         }
         let mut dx = if need_x { Some(uninit::<T>(&gpu, n * hidden)?) } else { None };
         let mut dw = if need_w { Some(zeros::<T>(&gpu, vocab * hidden)?) } else { None };
-        let mut dxv = dx.as_mut().map(|s| s.slice_mut(..n * hidden));
-        let mut dwv = dw.as_mut().map(|s| s.slice_mut(..vocab * hidden));
-        let r = linear_ce_fwd_bwd(
-            &gpu, &xv, &wv, &lv, n, hidden, vocab, opts, factor as f32,
-            dxv.as_mut(), dwv.as_mut(),
-        )
-        .map_err(Error::from)?;
-        drop((dxv, dwv));
+        let r = {
+            let mut dxv = dx.as_mut().map(|s| s.slice_mut(..n * hidden));
+            let mut dwv = dw.as_mut().map(|s| s.slice_mut(..vocab * hidden));
+            linear_ce_fwd_bwd(
+                &gpu, &xv, &wv, &lv, n, hidden, vocab, opts, factor as f32,
+                dxv.as_mut(), dwv.as_mut(),
+            )
+            .map_err(Error::from)?
+        };
         let mut saved = Vec::new();
         if let Some(dx) = dx {
             saved.push(wrap(&gpu, dx, xt.shape())?);

@@ -24,7 +24,12 @@ pub fn lora_linear(
     (n, in_f, out_f, r): (usize, usize, usize, usize),
     y_shape: &[usize],
 ) -> Result<Var> {
-    let (xt, wt, at, bt) = (dense(x.tensor())?, dense(w.tensor())?, dense(a.tensor())?, dense(b.tensor())?);
+    let (xt, wt, at, bt) = (
+        dense(x.tensor())?,
+        dense(w.tensor())?,
+        dense(a.tensor())?,
+        dense(b.tensor())?,
+    );
     let bias_t = bias.map(|v| dense(v.tensor())).transpose()?;
     let gpu = gpu_of(&xt)?;
     let (y, xa) = with_gpu_float!(xt.dtype(), OP, T => {

@@ -58,7 +58,7 @@ pub(crate) fn view<T: CudaElement>(t: &Tensor) -> Result<CudaView<'_, T>> {
 
 /// The `Gpu` a CUDA tensor lives on.
 pub(crate) fn gpu_of(t: &Tensor) -> Result<Arc<Gpu>> {
-    Ok(t.cuda_slice_gpu()?)
+    t.cuda_slice_gpu()
 }
 
 /// `n` zeroed elements on `gpu` (outputs the kernels accumulate into).
@@ -76,6 +76,10 @@ pub(crate) fn uninit<T: CudaElement>(gpu: &Gpu, n: usize) -> Result<CudaSlice<T>
 }
 
 /// A tensor of `shape` owning `buf`.
-pub(crate) fn wrap<T: CudaElement>(gpu: &Arc<Gpu>, buf: CudaSlice<T>, shape: &[usize]) -> Result<Tensor> {
+pub(crate) fn wrap<T: CudaElement>(
+    gpu: &Arc<Gpu>,
+    buf: CudaSlice<T>,
+    shape: &[usize],
+) -> Result<Tensor> {
     Tensor::from_cuda(gpu, buf, shape)
 }

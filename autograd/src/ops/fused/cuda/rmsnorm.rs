@@ -24,7 +24,12 @@ pub fn rmsnorm(x: &Var, w: &Var, eps: f64, offset: f64, rows: usize, dim: usize)
     });
     let saved = vec![xt, wt, rstd];
     Ok(record1(OP, &[x, w], y, saved, move |ctx| {
-        let (g, x, w, rstd) = (dense(ctx.grad(0))?, ctx.saved(0), ctx.saved(1), ctx.saved(2));
+        let (g, x, w, rstd) = (
+            dense(ctx.grad(0))?,
+            ctx.saved(0),
+            ctx.saved(1),
+            ctx.saved(2),
+        );
         let gpu = gpu_of(x)?;
         let (dx, dw) = with_gpu_float!(x.dtype(), OP, T => {
             let mut dx = uninit::<T>(&gpu, rows * dim)?;
@@ -36,6 +41,9 @@ pub fn rmsnorm(x: &Var, w: &Var, eps: f64, offset: f64, rows: usize, dim: usize)
             .map_err(Error::from)?;
             (wrap(&gpu, dx, x.shape())?, wrap(&gpu, dw, w.shape())?)
         });
-        Ok(vec![grad_if(ctx.needs(0), || Ok(dx))?, grad_if(ctx.needs(1), || Ok(dw))?])
+        Ok(vec![
+            grad_if(ctx.needs(0), || Ok(dx))?,
+            grad_if(ctx.needs(1), || Ok(dw))?,
+        ])
     }))
 }
