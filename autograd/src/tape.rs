@@ -193,7 +193,7 @@ pub fn tape_stats(roots: &[&Var]) -> TapeStats {
         for t in &node.saved {
             if seen_storage.insert(t.storage() as *const _) {
                 stats.saved_tensors += 1;
-                stats.saved_bytes += t.storage().cpu().len() * t.dtype().size_in_bytes();
+                stats.saved_bytes += t.storage().len() * t.dtype().size_in_bytes();
             }
         }
         stack.extend(

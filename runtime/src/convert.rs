@@ -11,8 +11,13 @@ use std::sync::Arc;
 
 impl Tensor {
     /// The elements in row-major order, converted to `T` from any dtype.
+    /// For a CUDA tensor this copies to the host: a sync point (waits for the device's stream).
     pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
-        Ok(self.storage.cpu().gather::<T>(&self.layout))
+        if self.device.is_cuda() {
+            let host = self.cuda_to_host()?;
+            return Ok(host.gather::<T>(&Layout::contiguous(&[host.len()])));
+        }
+        Ok(self.storage.cpu()?.gather::<T>(&self.layout))
     }
 
     /// The single element of a 1-element tensor (any rank), converted to `T`.
@@ -32,23 +37,30 @@ impl Tensor {
         if dtype == self.dtype {
             return Ok(self.clone());
         }
-        let cpu = self.storage.cpu();
+        if self.device.is_cuda() {
+            return self.cuda_to_dtype(dtype);
+        }
+        let cpu = self.storage.cpu()?;
         let data = with_dtype!(dtype, T => T::into_storage(cpu.gather::<T>(&self.layout)));
         Ok(Tensor::from_cpu_storage(data, self.shape()))
     }
 
     /// Row-major elements as `T`: borrowed when contiguous with dtype `T`, else a converted copy.
+    /// A CUDA tensor is copied to the host (a sync point).
     pub fn as_slice<T: Element>(&self) -> Result<Cow<'_, [T]>> {
-        Ok(self.values::<T>())
+        if self.device.is_cuda() {
+            return Ok(Cow::Owned(self.to_vec::<T>()?));
+        }
+        self.values::<T>()
     }
 
-    /// Row-major elements as `T` (infallible core of `as_slice`).
-    pub(crate) fn values<T: Element>(&self) -> Cow<'_, [T]> {
-        let cpu = self.storage.cpu();
-        match (T::slice(cpu), self.layout.contiguous_range()) {
+    /// Row-major elements as `T` of a host tensor (`Err` for device tensors).
+    pub(crate) fn values<T: Element>(&self) -> Result<Cow<'_, [T]>> {
+        let cpu = self.storage.cpu()?;
+        Ok(match (T::slice(cpu), self.layout.contiguous_range()) {
             (Some(s), Some(r)) => Cow::Borrowed(&s[r]),
             _ => Cow::Owned(cpu.gather::<T>(&self.layout)),
-        }
+        })
     }
 
     /// A contiguous tensor of `shape` and `dtype` from row-major compute values `data`
@@ -71,19 +83,25 @@ impl Tensor {
                 ),
             ));
         }
+        if self.device.is_cuda() {
+            return Err(Error::cuda_unsupported(
+                "update",
+                "a host closure cannot edit device memory; use to_device(Device::Cpu) and back",
+            ));
+        }
         if !self.is_contiguous() {
             *self = self.contiguous()?;
         }
         let n = self.elem_count();
         if Arc::get_mut(&mut self.storage).is_none() {
             // Shared: copy just this view's elements into a private buffer.
-            let data: Vec<T> = self.values::<T>().into_owned();
+            let data: Vec<T> = self.values::<T>()?.into_owned();
             self.storage = Arc::new(Storage::Cpu(T::into_storage(data)));
             self.layout = Layout::contiguous(self.shape());
         }
         let off = self.layout.offset();
         let storage = Arc::get_mut(&mut self.storage).expect("storage was just made unique");
-        let slice = T::slice_mut(storage.cpu_mut()).expect("dtype checked above");
+        let slice = T::slice_mut(storage.cpu_mut()?).expect("dtype checked above");
         f(&mut slice[off..off + n]);
         Ok(())
     }

@@ -1,13 +1,13 @@
 //! Devices: where a tensor's storage lives.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Where a tensor lives: host memory or a CUDA device by ordinal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Device {
     /// Host memory; the reference backend.
     Cpu,
-    /// The CUDA device with this ordinal (not built yet: every use returns `CudaNotBuilt`).
+    /// The CUDA device with this ordinal (`CUDA_VISIBLE_DEVICES` applies).
     Cuda(usize),
 }
 
@@ -17,11 +17,17 @@ impl Device {
         matches!(self, Device::Cpu)
     }
 
-    /// Ok for devices this build can allocate on; `Err(CudaNotBuilt)` for CUDA.
+    /// Whether this is a CUDA device.
+    pub fn is_cuda(self) -> bool {
+        matches!(self, Device::Cuda(_))
+    }
+
+    /// Ok for the CPU and for a visible CUDA device; for CUDA otherwise `Err(Error::Cuda)`
+    /// with the reason (`no CUDA device 0 (0 visible; ..)`, no driver, ..).
     pub fn check_available(self) -> Result<()> {
         match self {
             Device::Cpu => Ok(()),
-            Device::Cuda(_) => Err(Error::CudaNotBuilt),
+            Device::Cuda(n) => crate::cuda_storage::gpu(n).map(|_| ()),
         }
     }
 }

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::layout::{broadcast_shape, Layout};
 use crate::storage::PAR_CHUNK;
 use crate::tensor::Tensor;
+use lmf_kernels::cuda::elementwise::{Binary, Compare, Unary};
 use lmf_kernels::Real;
 use rayon::prelude::*;
 use std::borrow::Cow;
@@ -30,10 +31,13 @@ fn sigmoid<T: Real>(x: T) -> T {
 
 /// Defines a unary op from a closure over the compute type `C`.
 macro_rules! unary_ops {
-    ($($name:ident, $doc:literal, |$x:ident| $e:expr;)*) => {
+    ($($name:ident, $doc:literal, $code:ident, |$x:ident| $e:expr;)*) => {
         $(
             #[doc = $doc]
             pub fn $name(&self) -> Result<Tensor> {
+                if self.device.is_cuda() {
+                    return self.cuda_unary(Unary::$code, 0.0, 0.0);
+                }
                 with_compute!(self.dtype, C => self.map::<C>(|$x: C| $e))
             }
         )*
@@ -42,10 +46,14 @@ macro_rules! unary_ops {
 
 /// Defines a broadcasting binary op from a closure over the compute type `C`.
 macro_rules! binary_ops {
-    ($($name:ident, $doc:literal, |$a:ident, $b:ident| $e:expr;)*) => {
+    ($($name:ident, $doc:literal, $code:ident, |$a:ident, $b:ident| $e:expr;)*) => {
         $(
             #[doc = $doc]
             pub fn $name(&self, rhs: &Tensor) -> Result<Tensor> {
+                if self.device.is_cuda() {
+                    let shape = self.zip_shape(stringify!($name), rhs)?;
+                    return self.cuda_binary(rhs, &shape, Binary::$code);
+                }
                 with_compute!(self.dtype, C => self.zip::<C, C>(stringify!($name), rhs, |$a: C, $b: C| $e))
             }
         )*
@@ -54,10 +62,14 @@ macro_rules! binary_ops {
 
 /// Defines a broadcasting comparison producing a U8 mask.
 macro_rules! compare_ops {
-    ($($name:ident, $doc:literal, $op:tt;)*) => {
+    ($($name:ident, $doc:literal, $code:ident, $op:tt;)*) => {
         $(
             #[doc = $doc]
             pub fn $name(&self, rhs: &Tensor) -> Result<Tensor> {
+                if self.device.is_cuda() {
+                    let shape = self.zip_shape(stringify!($name), rhs)?;
+                    return self.cuda_compare(rhs, &shape, Compare::$code);
+                }
                 with_compute!(self.dtype, C => self.zip::<C, u8>(stringify!($name), rhs, |a: C, b: C| (a $op b) as u8))
             }
         )*
@@ -67,7 +79,7 @@ macro_rules! compare_ops {
 impl Tensor {
     /// `f` over every element in compute type `C`, result in this tensor's dtype.
     fn map<C: Element + Real>(&self, f: impl Fn(C) -> C + Sync) -> Result<Tensor> {
-        let x = self.values::<C>();
+        let x = self.values::<C>()?;
         let out: Vec<C> = if x.len() >= 2 * PAR_CHUNK {
             x.par_iter()
                 .with_min_len(PAR_CHUNK)
@@ -82,7 +94,7 @@ impl Tensor {
     /// This tensor as a `C` operand broadcast to `shape`: the storage itself when it already
     /// holds `C` (any strides), else a converted row-major copy.
     pub(crate) fn operand<C: Element>(&self, shape: &[usize]) -> Result<(Cow<'_, [C]>, Layout)> {
-        let cpu = self.storage.cpu();
+        let cpu = self.storage.cpu()?;
         Ok(match C::slice(cpu) {
             Some(s) => (Cow::Borrowed(s), self.layout.broadcast_as(shape)?),
             None => {
@@ -116,6 +128,12 @@ impl Tensor {
             ));
         }
         Ok(())
+    }
+
+    /// The checked broadcast shape of a binary op `op` (same dtype and device required).
+    fn zip_shape(&self, op: &'static str, rhs: &Tensor) -> Result<Vec<usize>> {
+        self.check_same(op, rhs)?;
+        broadcast_shape(op, self.shape(), rhs.shape())
     }
 
     /// `f(self, rhs)` with numpy broadcasting; `O = C` keeps the dtype, `O = u8` gives a mask.
@@ -154,29 +172,35 @@ impl Tensor {
     }
 
     unary_ops! {
-        neg, "`-x`.", |x| -x;
-        exp, "`e^x`.", |x| x.exp();
-        log, "Natural log.", |x| x.ln();
-        sqrt, "Square root.", |x| x.sqrt();
-        sqr, "`x²`.", |x| x * x;
-        recip, "`1 / x`.", |x| x.recip();
-        tanh, "Hyperbolic tangent.", |x| x.tanh();
-        sin, "Sine.", |x| x.sin();
-        cos, "Cosine.", |x| x.cos();
-        abs, "Absolute value.", |x| x.abs();
-        relu, "`max(x, 0)` (NaN stays NaN).", |x| if x < C::of(0.0) { C::of(0.0) } else { x };
-        silu, "`x·sigmoid(x)` (SwiGLU's gate).", |x| x * sigmoid(x);
-        gelu_tanh, "GELU, tanh approximation.", |x| gelu_tanh(x);
-        sigmoid, "`1 / (1 + e^-x)`.", |x| sigmoid(x);
+        neg, "`-x`.", Neg, |x| -x;
+        exp, "`e^x`.", Exp, |x| x.exp();
+        log, "Natural log.", Log, |x| x.ln();
+        sqrt, "Square root.", Sqrt, |x| x.sqrt();
+        sqr, "`x²`.", Sqr, |x| x * x;
+        recip, "`1 / x`.", Recip, |x| x.recip();
+        tanh, "Hyperbolic tangent.", Tanh, |x| x.tanh();
+        sin, "Sine.", Sin, |x| x.sin();
+        cos, "Cosine.", Cos, |x| x.cos();
+        abs, "Absolute value.", Abs, |x| x.abs();
+        relu, "`max(x, 0)` (NaN stays NaN).", Relu, |x| if x < C::of(0.0) { C::of(0.0) } else { x };
+        silu, "`x·sigmoid(x)` (SwiGLU's gate).", Silu, |x| x * sigmoid(x);
+        gelu_tanh, "GELU, tanh approximation.", GeluTanh, |x| gelu_tanh(x);
+        sigmoid, "`1 / (1 + e^-x)`.", Sigmoid, |x| sigmoid(x);
     }
 
     /// `x^e`.
     pub fn powf(&self, e: f64) -> Result<Tensor> {
+        if self.device.is_cuda() {
+            return self.cuda_unary(Unary::Powf, e, 0.0);
+        }
         with_compute!(self.dtype, C => { let e = C::of(e); self.map::<C>(|x| x.powf(e)) })
     }
 
     /// `x·mul + add`.
     pub fn affine(&self, mul: f64, add: f64) -> Result<Tensor> {
+        if self.device.is_cuda() {
+            return self.cuda_unary(Unary::Affine, mul, add);
+        }
         with_compute!(self.dtype, C => {
             let (m, a) = (C::of(mul), C::of(add));
             self.map::<C>(|x| x * m + a)
@@ -185,6 +209,9 @@ impl Tensor {
 
     /// `x·s`.
     pub fn scale(&self, s: f64) -> Result<Tensor> {
+        if self.device.is_cuda() {
+            return self.cuda_unary(Unary::Scale, s, 0.0);
+        }
         with_compute!(self.dtype, C => { let s = C::of(s); self.map::<C>(|x| x * s) })
     }
 
@@ -193,6 +220,9 @@ impl Tensor {
         if min > max {
             return Err(Error::invalid("clamp", format!("min {min} > max {max}")));
         }
+        if self.device.is_cuda() {
+            return self.cuda_unary(Unary::Clamp, min, max);
+        }
         with_compute!(self.dtype, C => {
             let (lo, hi) = (C::of(min), C::of(max));
             self.map::<C>(|x| if x < lo { lo } else if x > hi { hi } else { x })
@@ -200,21 +230,21 @@ impl Tensor {
     }
 
     binary_ops! {
-        add, "`self + rhs` (broadcasting).", |a, b| a + b;
-        sub, "`self - rhs` (broadcasting).", |a, b| a - b;
-        mul, "`self · rhs` (broadcasting).", |a, b| a * b;
-        div, "`self / rhs` (broadcasting; integers truncate).", |a, b| a / b;
-        maximum, "Elementwise max (broadcasting; NaN wins).", |a, b| if a > b || a.is_nan() { a } else { b };
-        minimum, "Elementwise min (broadcasting; NaN wins).", |a, b| if a < b || a.is_nan() { a } else { b };
+        add, "`self + rhs` (broadcasting).", Add, |a, b| a + b;
+        sub, "`self - rhs` (broadcasting).", Sub, |a, b| a - b;
+        mul, "`self · rhs` (broadcasting).", Mul, |a, b| a * b;
+        div, "`self / rhs` (broadcasting; integers truncate).", Div, |a, b| a / b;
+        maximum, "Elementwise max (broadcasting; NaN wins).", Maximum, |a, b| if a > b || a.is_nan() { a } else { b };
+        minimum, "Elementwise min (broadcasting; NaN wins).", Minimum, |a, b| if a < b || a.is_nan() { a } else { b };
     }
 
     compare_ops! {
-        eq, "`self == rhs` as a U8 mask (broadcasting).", ==;
-        ne, "`self != rhs` as a U8 mask (broadcasting).", !=;
-        lt, "`self < rhs` as a U8 mask (broadcasting).", <;
-        le, "`self <= rhs` as a U8 mask (broadcasting).", <=;
-        gt, "`self > rhs` as a U8 mask (broadcasting).", >;
-        ge, "`self >= rhs` as a U8 mask (broadcasting).", >=;
+        eq, "`self == rhs` as a U8 mask (broadcasting).", Eq, ==;
+        ne, "`self != rhs` as a U8 mask (broadcasting).", Ne, !=;
+        lt, "`self < rhs` as a U8 mask (broadcasting).", Lt, <;
+        le, "`self <= rhs` as a U8 mask (broadcasting).", Le, <=;
+        gt, "`self > rhs` as a U8 mask (broadcasting).", Gt, >;
+        ge, "`self >= rhs` as a U8 mask (broadcasting).", Ge, >=;
     }
 
     /// `mask ? on_true : on_false` elementwise, `self` being the U8 mask; all three broadcast.
@@ -246,8 +276,11 @@ impl Tensor {
                     ),
                 )
             })?;
+        if self.device.is_cuda() {
+            return self.cuda_where(on_true, on_false, &shape);
+        }
         let mask = self.broadcast_as(&shape)?.contiguous()?;
-        let mask = mask.values::<u8>();
+        let mask = mask.values::<u8>()?;
         with_dtype!(on_true.dtype, T => {
             let (t, lt) = on_true.operand::<T>(&shape)?;
             let (f, lf) = on_false.operand::<T>(&shape)?;

@@ -27,9 +27,10 @@ pub enum Error {
         /// What was expected and what was given.
         msg: String,
     },
-    /// A CUDA device was asked for, but this build has only the CPU backend.
-    #[error("CUDA backend not built yet: lmf-runtime currently runs on Device::Cpu only")]
-    CudaNotBuilt,
+    /// The CUDA backend failed: no driver or device, a kernel that did not compile or launch,
+    /// or an op not (yet) available on CUDA. The message says which.
+    #[error("CUDA: {0}")]
+    Cuda(String),
     /// An index (token id, row id) out of range.
     #[error("{op}: index error: {msg}")]
     Index {
@@ -76,6 +77,10 @@ impl Error {
             op,
             msg: msg.into(),
         }
+    }
+    /// An op (or dtype) the CUDA backend does not run yet.
+    pub fn cuda_unsupported(op: &str, what: impl std::fmt::Display) -> Error {
+        Error::Cuda(format!("not implemented on CUDA yet: {op} ({what})"))
     }
     /// An invalid-argument error for `op`.
     pub fn invalid(op: &'static str, msg: impl Into<String>) -> Error {

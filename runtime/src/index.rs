@@ -66,8 +66,11 @@ impl Tensor {
         if outer * idx.len() * inner == 0 {
             return Tensor::zeros(&shape, self.dtype, self.device);
         }
+        if self.device.is_cuda() {
+            return self.cuda_index_select(&idx, &shape, (outer, size, inner));
+        }
         with_dtype!(self.dtype, T => {
-            let x = self.values::<T>();
+            let x = self.values::<T>()?;
             let mut out: Vec<T> = Vec::with_capacity(outer * idx.len() * inner);
             for o in 0..outer {
                 for &i in &idx {
@@ -99,9 +102,12 @@ impl Tensor {
         }
         let (outer, inner) = self.outer_inner(dim);
         let (size, n) = (self.shape()[dim], idx.len());
+        if self.device.is_cuda() {
+            return self.cuda_index_add(&idx, src, (outer, size, inner));
+        }
         with_compute!(self.dtype, C => {
-            let mut out: Vec<C> = self.values::<C>().into_owned();
-            let s = src.values::<C>();
+            let mut out: Vec<C> = self.values::<C>()?.into_owned();
+            let s = src.values::<C>()?;
             // One outer slab per task: ids may repeat, so rows within a slab stay serial.
             let slab = |(o, dst): (usize, &mut [C])| {
                 for (j, &i) in idx.iter().enumerate() {
@@ -143,9 +149,12 @@ impl Tensor {
         }
         let mut shape = first.shape().to_vec();
         shape[dim] = tensors.iter().map(|t| t.shape()[dim]).sum();
+        if first.device.is_cuda() {
+            return Tensor::cuda_cat(tensors, dim, &shape);
+        }
         let (outer, inner) = first.outer_inner(dim);
         with_dtype!(first.dtype, T => {
-            let parts: Vec<_> = tensors.iter().map(|t| t.values::<T>()).collect();
+            let parts = tensors.iter().map(|t| t.values::<T>()).collect::<Result<Vec<_>>>()?;
             let mut out: Vec<T> = Vec::with_capacity(shape.iter().product());
             for o in 0..outer {
                 for (p, t) in parts.iter().zip(tensors) {

@@ -72,10 +72,14 @@ impl Tensor {
             .map_err(|_| bad("batch dims do not broadcast".into()))?;
         let mut out_shape = batch.clone();
         out_shape.extend([m, n]);
-        let out = with_compute!(self.dtype, C => {
-            let v = batched_gemm::<C>(&a, &b, &batch, m, k, n)?;
-            Tensor::from_compute(v, &out_shape, self.dtype)
-        });
+        let out = if self.device.is_cuda() {
+            Tensor::cuda_matmul(&a, &b, &batch, (m, k, n))?
+        } else {
+            with_compute!(self.dtype, C => {
+                let v = batched_gemm::<C>(&a, &b, &batch, m, k, n)?;
+                Tensor::from_compute(v, &out_shape, self.dtype)
+            })
+        };
         // Drop the dims that 1-D operands stood for.
         let r = out.rank();
         let out = if rhs.rank() == 1 {

@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::layout::check_dim;
 use crate::storage::PAR_CHUNK;
 use crate::tensor::Tensor;
+use lmf_kernels::cuda::reduce::Reduce;
 use lmf_kernels::Real;
 use rayon::prelude::*;
 
@@ -152,7 +153,7 @@ impl Tensor {
     }
 
     /// Sums over sorted `dims` in f64: `(values, outer·inner)` ordered like the kept dims.
-    fn sum_f64(&self, dims: &[usize]) -> Vec<f64> {
+    fn sum_f64(&self, dims: &[usize]) -> Result<Vec<f64>> {
         let shape = self.shape();
         let contiguous_block = dims.windows(2).all(|w| w[1] == w[0] + 1);
         with_compute!(self.dtype, C => {
@@ -161,23 +162,49 @@ impl Tensor {
                 let outer = shape[..a].iter().product();
                 let r = shape[a..b].iter().product();
                 let inner = shape[b..].iter().product();
-                sum_3d(&self.values::<C>(), outer, r, inner)
+                Ok(sum_3d(&self.values::<C>()?, outer, r, inner))
             } else {
                 // Move the kept dims first, the reduced ones last, then sum contiguous runs.
                 let kept: Vec<usize> = (0..self.rank()).filter(|d| !dims.contains(d)).collect();
                 let perm: Vec<usize> = kept.iter().chain(dims).copied().collect();
-                let x = self.permute(&perm).expect("valid permutation");
+                let x = self.permute(&perm)?;
                 let r: usize = dims.iter().map(|&d| shape[d]).product();
                 let outer = kept.iter().map(|&d| shape[d]).product();
-                sum_3d(&x.values::<C>(), outer, r, 1)
+                Ok(sum_3d(&x.values::<C>()?, outer, r, 1))
             }
         })
+    }
+
+    /// Sums over sorted `dims` on CUDA (f64 accumulation), times `scale`, into `shape`.
+    fn cuda_sum(&self, dims: &[usize], scale: f64, shape: &[usize]) -> Result<Tensor> {
+        let s = self.shape();
+        let contiguous_block = dims.windows(2).all(|w| w[1] == w[0] + 1);
+        if contiguous_block && !dims.is_empty() {
+            let (a, b) = (dims[0], dims[dims.len() - 1] + 1);
+            let split = (
+                s[..a].iter().product(),
+                s[a..b].iter().product(),
+                s[b..].iter().product(),
+            );
+            self.cuda_reduce(split, Reduce::Sum, scale, shape)
+        } else {
+            // Kept dims first, reduced ones last (the permuted copy is made by cuda_reduce).
+            let kept: Vec<usize> = (0..self.rank()).filter(|d| !dims.contains(d)).collect();
+            let perm: Vec<usize> = kept.iter().chain(dims).copied().collect();
+            let r: usize = dims.iter().map(|&d| s[d]).product();
+            let outer = kept.iter().map(|&d| s[d]).product();
+            self.permute(&perm)?
+                .cuda_reduce((outer, r, 1), Reduce::Sum, scale, shape)
+        }
     }
 
     /// Sum over `dims` (empty `dims`: a copy, nothing reduced).
     pub fn sum(&self, dims: &[usize], keepdim: bool) -> Result<Tensor> {
         let ds = self.reduce_dims("sum", dims)?;
-        let out = self.sum_f64(&ds);
+        if self.device.is_cuda() {
+            return self.cuda_sum(&ds, 1.0, &reduced_shape(self.shape(), &ds, keepdim));
+        }
+        let out = self.sum_f64(&ds)?;
         Ok(Tensor::from_compute(
             out,
             &reduced_shape(self.shape(), &ds, keepdim),
@@ -195,7 +222,11 @@ impl Tensor {
     pub fn mean(&self, dims: &[usize], keepdim: bool) -> Result<Tensor> {
         let ds = self.reduce_dims("mean", dims)?;
         let count: usize = ds.iter().map(|&d| self.shape()[d]).product();
-        let mut out = self.sum_f64(&ds);
+        if self.device.is_cuda() {
+            let shape = reduced_shape(self.shape(), &ds, keepdim);
+            return self.cuda_sum(&ds, 1.0 / count as f64, &shape);
+        }
+        let mut out = self.sum_f64(&ds)?;
         let inv = 1.0 / count as f64;
         out.iter_mut().for_each(|v| *v *= inv);
         Ok(Tensor::from_compute(
@@ -231,8 +262,12 @@ impl Tensor {
     ) -> Result<Tensor> {
         let (outer, r, inner) = self.split_at_dim(op, dim)?;
         let shape = reduced_shape(self.shape(), &[dim], keepdim);
+        if self.device.is_cuda() {
+            let op = if want_max { Reduce::Max } else { Reduce::Min };
+            return self.cuda_reduce((outer, r, inner), op, 1.0, &shape);
+        }
         with_compute!(self.dtype, C => {
-            let x = self.values::<C>();
+            let x = self.values::<C>()?;
             // NaN propagates, like torch.
             let out = if want_max {
                 fold_3d(&x, outer, r, inner, |a: C, v: C| if v > a || v.is_nan() { v } else { a })
@@ -257,7 +292,10 @@ impl Tensor {
     pub fn argmax(&self, dim: usize, keepdim: bool) -> Result<Tensor> {
         let (outer, r, inner) = self.split_at_dim("argmax", dim)?;
         let shape = reduced_shape(self.shape(), &[dim], keepdim);
-        let out = with_compute!(self.dtype, C => argmax_3d(&self.values::<C>(), outer, r, inner));
+        if self.device.is_cuda() {
+            return self.cuda_argmax((outer, r, inner), &shape);
+        }
+        let out = with_compute!(self.dtype, C => argmax_3d(&self.values::<C>()?, outer, r, inner));
         Ok(Tensor::from_compute(out, &shape, DType::I64))
     }
 

@@ -38,8 +38,22 @@ impl Tensor {
             self.transpose(dim, last)?
         };
         let n = x.shape()[last];
-        let out = with_compute!(self.dtype, C => {
-            let mut v: Vec<C> = x.values::<C>().into_owned();
+        let out = if self.device.is_cuda() {
+            x.cuda_softmax_last(log)?
+        } else {
+            self.softmax_cpu_rows(&x, n, log)?
+        };
+        if dim == last {
+            Ok(out)
+        } else {
+            out.transpose(dim, last)?.contiguous()
+        }
+    }
+
+    /// The CPU rows of `softmax_impl`: `x` has the softmax dim last, `n` long.
+    fn softmax_cpu_rows(&self, x: &Tensor, n: usize, log: bool) -> Result<Tensor> {
+        Ok(with_compute!(self.dtype, C => {
+            let mut v: Vec<C> = x.values::<C>()?.into_owned();
             if n > 0 {
                 if v.len() >= 2 * PAR_CHUNK {
                     let rows = PAR_CHUNK.div_ceil(n);
@@ -49,12 +63,7 @@ impl Tensor {
                 }
             }
             Tensor::from_compute(v, x.shape(), self.dtype)
-        });
-        if dim == last {
-            Ok(out)
-        } else {
-            out.transpose(dim, last)?.contiguous()
-        }
+        }))
     }
 
     /// `exp(x) / Σ exp(x)` along `dim`.

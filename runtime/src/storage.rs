@@ -1,7 +1,10 @@
-//! Storage: the buffers behind tensors. `Storage::Cpu` holds one typed host vector; the CUDA
-//! variant arrives with the CUDA backend.
+//! Storage: the buffers behind tensors. `Storage::Cpu` holds one typed host vector,
+//! `Storage::Cuda` one typed device buffer (see `cuda_storage`).
 
+use crate::cuda_storage::CudaStorage;
+use crate::device::Device;
 use crate::dtype::{cast, DType, Element};
+use crate::error::{Error, Result};
 use crate::layout::{gather_map, Layout};
 use half::{bf16, f16};
 use rayon::prelude::*;
@@ -116,10 +119,12 @@ fn convert_view<S: Element, T: Element>(data: &[S], layout: &Layout) -> Vec<T> {
 }
 
 /// Where a tensor's elements live.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug)]
 pub enum Storage {
     /// Host memory.
     Cpu(CpuStorage),
+    /// Memory of a CUDA device.
+    Cuda(CudaStorage),
 }
 
 impl Storage {
@@ -127,22 +132,64 @@ impl Storage {
     pub fn dtype(&self) -> DType {
         match self {
             Storage::Cpu(s) => s.dtype(),
+            Storage::Cuda(s) => s.dtype(),
         }
     }
 
-    /// The host buffer.
-    pub fn cpu(&self) -> &CpuStorage {
+    /// Number of elements in the buffer.
+    pub fn len(&self) -> usize {
         match self {
-            Storage::Cpu(s) => s,
+            Storage::Cpu(s) => s.len(),
+            Storage::Cuda(s) => s.len(),
         }
     }
 
-    /// The host buffer, mutably.
-    pub fn cpu_mut(&mut self) -> &mut CpuStorage {
+    /// Whether the buffer is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Where the buffer lives.
+    pub fn device(&self) -> Device {
         match self {
-            Storage::Cpu(s) => s,
+            Storage::Cpu(_) => Device::Cpu,
+            Storage::Cuda(s) => s.device(),
         }
     }
+
+    /// The host buffer; `Err` for device storage (copy it with `Tensor::to_device(Cpu)`).
+    pub fn cpu(&self) -> Result<&CpuStorage> {
+        match self {
+            Storage::Cpu(s) => Ok(s),
+            Storage::Cuda(s) => Err(not_on_host(s)),
+        }
+    }
+
+    /// The host buffer, mutably; `Err` for device storage.
+    pub fn cpu_mut(&mut self) -> Result<&mut CpuStorage> {
+        match self {
+            Storage::Cpu(s) => Ok(s),
+            Storage::Cuda(s) => Err(not_on_host(s)),
+        }
+    }
+
+    /// The device buffer, if this is device storage.
+    pub fn cuda(&self) -> Option<&CudaStorage> {
+        match self {
+            Storage::Cpu(_) => None,
+            Storage::Cuda(s) => Some(s),
+        }
+    }
+}
+
+fn not_on_host(s: &CudaStorage) -> Error {
+    Error::device(
+        "host access",
+        format!(
+            "the tensor lives on {}; copy it to the host first (to_device(Device::Cpu))",
+            s.device()
+        ),
+    )
 }
 
 #[cfg(test)]

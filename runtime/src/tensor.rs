@@ -56,7 +56,11 @@ impl Tensor {
                 ),
             ));
         }
-        Ok(Tensor::from_cpu_storage(T::into_storage(data), shape))
+        let cpu = T::into_storage(data);
+        match device {
+            Device::Cpu => Ok(Tensor::from_cpu_storage(cpu, shape)),
+            Device::Cuda(n) => Tensor::cuda_from_host(&cpu, shape, n),
+        }
     }
 
     /// A tensor holding a copy of `data` (row-major) with `shape`.
@@ -78,6 +82,9 @@ impl Tensor {
     /// A tensor of `value` (converted to `dtype`).
     pub fn full(value: f64, shape: &[usize], dtype: DType, device: Device) -> Result<Tensor> {
         device.check_available()?;
+        if let Device::Cuda(ord) = device {
+            return Tensor::cuda_full(value, shape, dtype, ord);
+        }
         let n = shape.iter().product();
         Ok(Tensor::from_cpu_storage(
             CpuStorage::full(value, n, dtype),
@@ -105,10 +112,11 @@ impl Tensor {
         device.check_available()?;
         let values: Vec<f64> = (start..end).map(|v| v as f64).collect();
         let n = values.len();
-        Ok(Tensor::from_cpu_storage(
-            CpuStorage::from_vec_as(values, dtype),
-            &[n],
-        ))
+        let cpu = CpuStorage::from_vec_as(values, dtype);
+        match device {
+            Device::Cpu => Ok(Tensor::from_cpu_storage(cpu, &[n])),
+            Device::Cuda(ord) => Tensor::cuda_from_host(&cpu, &[n], ord),
+        }
     }
 
     /// Zeros with this tensor's shape, dtype and device.
@@ -255,15 +263,22 @@ impl Tensor {
         if self.is_contiguous() {
             return Ok(self.clone());
         }
-        let cpu = self.storage.cpu();
+        if self.device.is_cuda() {
+            return self.cuda_contiguous();
+        }
+        let cpu = self.storage.cpu()?;
         let data = with_dtype!(self.dtype, T => T::into_storage(cpu.gather::<T>(&self.layout)));
         Ok(Tensor::from_cpu_storage(data, self.shape()))
     }
 
-    /// The tensor on `device` (CPU to CPU is a cheap clone).
+    /// The tensor on `device` (same device: a cheap clone). CPU -> CUDA uploads; CUDA -> CPU
+    /// copies to the host (a sync point); between two CUDA devices it goes through the host.
     pub fn to_device(&self, device: Device) -> Result<Tensor> {
         device.check_available()?;
-        Ok(self.clone())
+        if device == self.device {
+            return Ok(self.clone());
+        }
+        self.cuda_to_device(device)
     }
 }
 
@@ -301,17 +316,34 @@ mod tests {
     }
 
     #[test]
-    fn cuda_is_not_built_yet() {
-        let e = Tensor::zeros(&[2], DType::F32, Device::Cuda(0)).unwrap_err();
-        assert_eq!(e, Error::CudaNotBuilt);
-        assert!(e.to_string().contains("CUDA backend not built yet"));
-        assert!(Tensor::from_vec(vec![1f32], &[1], Device::Cuda(1)).is_err());
-        let t = Tensor::ones(&[2], DType::F32, Device::Cpu).unwrap();
-        assert_eq!(
-            t.to_device(Device::Cuda(0)).unwrap_err(),
-            Error::CudaNotBuilt
+    fn missing_cuda_device_is_a_clear_error() {
+        // A device that cannot exist: a clear Err (no driver, or "no CUDA device 1000").
+        let e = Tensor::zeros(&[2], DType::F32, Device::Cuda(1000)).unwrap_err();
+        assert!(matches!(e, Error::Cuda(_)), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("no CUDA device 1000") || msg.contains("no CUDA driver"),
+            "{msg}"
         );
+        assert!(Tensor::from_vec(vec![1f32], &[1], Device::Cuda(1000)).is_err());
+        let t = Tensor::ones(&[2], DType::F32, Device::Cpu).unwrap();
+        assert!(matches!(
+            t.to_device(Device::Cuda(1000)).unwrap_err(),
+            Error::Cuda(_)
+        ));
         assert!(t.to_device(Device::Cpu).unwrap().same_storage(&t));
+        // Device 0: an Err on a machine without a GPU, a tensor on one with a GPU.
+        let z = Tensor::zeros(&[2], DType::F32, Device::Cuda(0));
+        if lmf_kernels::cuda::device_count() == 0 {
+            let e = z.unwrap_err();
+            assert!(
+                matches!(e, Error::Cuda(_)) && e.to_string().starts_with("CUDA: "),
+                "{e}"
+            );
+            assert!(Device::Cuda(0).check_available().is_err());
+        } else {
+            assert_eq!(z.unwrap().to_vec::<f32>().unwrap(), vec![0.0, 0.0]);
+        }
     }
 
     #[test]

@@ -17,14 +17,25 @@ pub mod testing;
 
 pub mod adamw;
 pub mod attention;
+pub mod cast;
+pub mod elementwise;
 pub mod embedding;
 pub mod glu;
+pub mod index;
 pub mod linear_ce;
 pub mod lora;
+pub mod quant;
+pub mod random;
+pub mod reduce;
 pub mod rmsnorm;
 pub mod rope;
+pub mod softmax;
+pub mod strided;
 
 pub use blas::{gemm, BlasFloat, GemmSpec};
+/// The cudarc version these launchers take views of (for crates above, e.g. the runtime).
+pub use cudarc;
 pub use dtype::GpuFloat;
 pub use error::{CudaError, CudaResult};
 pub use gpu::{device_count, driver_available, Gpu};
+pub use strided::{GpuElem, Strided};

@@ -28,27 +28,45 @@ pub static HEADERS: &[(&str, &str)] = &[
         "lmf_attention.cuh",
         include_str!("../../cuda/lmf_attention.cuh"),
     ),
+    (
+        "lmf_strided.cuh",
+        include_str!("../../cuda/lmf_strided.cuh"),
+    ),
 ];
 
 kernel_source!(ADAMW, "adamw");
+kernel_source!(CAST, "cast");
+kernel_source!(DEQUANT, "dequant");
+kernel_source!(ELEMENTWISE, "elementwise");
 kernel_source!(EMBEDDING, "embedding");
-kernel_source!(GLU, "glu");
-kernel_source!(LINEAR_CE, "linear_ce");
-kernel_source!(LORA, "lora");
 kernel_source!(FLASH_ATTN_BWD, "flash_attn_bwd");
 kernel_source!(FLASH_ATTN_FWD, "flash_attn_fwd");
+kernel_source!(GLU, "glu");
+kernel_source!(INDEX, "index");
+kernel_source!(LINEAR_CE, "linear_ce");
+kernel_source!(LORA, "lora");
+kernel_source!(RANDOM, "random");
+kernel_source!(REDUCE, "reduce");
 kernel_source!(RMSNORM, "rmsnorm");
 kernel_source!(ROPE, "rope");
+kernel_source!(SOFTMAX, "softmax");
 
 /// Every kernel source (the CI compile check walks this list).
 pub static ALL: &[&KernelSource] = &[
     &ADAMW,
+    &CAST,
+    &DEQUANT,
+    &ELEMENTWISE,
     &EMBEDDING,
     &FLASH_ATTN_BWD,
     &FLASH_ATTN_FWD,
     &GLU,
+    &INDEX,
     &LINEAR_CE,
     &LORA,
+    &RANDOM,
+    &REDUCE,
     &RMSNORM,
     &ROPE,
+    &SOFTMAX,
 ];

@@ -226,7 +226,7 @@ impl AdamW {
                     step: st.step,
                     ..hp
                 };
-                if dtype == DType::F32 {
+                if dtype == DType::F32 && var.tensor().device().is_cpu() {
                     // In place: the loss graph is gone, so the storage is not shared and
                     // `update` does not copy.
                     var.tensor_mut().update::<f32>(|p| {

@@ -13,6 +13,7 @@
 pub mod batch;
 pub mod checkpoint;
 pub mod config;
+pub mod device;
 pub mod export;
 pub mod freeze;
 pub mod io;

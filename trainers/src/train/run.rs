@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use lmf_autograd::{DType, Device};
+use lmf_autograd::Device;
 use lmf_models::{hub, CausalLM, Tokenizer};
 
 use crate::args::finetuning::FinetuningType;
@@ -167,8 +167,8 @@ pub fn model_io(
     }
 }
 
-/// `lmf train config.yaml [key=value ...]`: parses the arguments, loads the model (fp32 on the
-/// CPU) and tokenizer, then the dataset and the weight hook, and runs [`run_sft`]. Prints the
+/// `lmf train config.yaml [key=value ...]`: parses the arguments, loads the model (on the
+/// device `train::device` picks: the first GPU, else the CPU in fp32) and tokenizer, then the dataset and the weight hook, and runs [`run_sft`]. Prints the
 /// argument notes to stderr.
 pub fn run(argv: &[String]) -> Result<WorkflowOutcome> {
     let args = parse_train_args(argv)?;
@@ -188,7 +188,15 @@ pub fn run(argv: &[String]) -> Result<WorkflowOutcome> {
     let mut tokenizer = Tokenizer::from_dir(&dir)?;
     let template = load_template(&args, &mut tokenizer)?;
     let dataset = load_dataset(&args, &template, &tokenizer)?;
-    let mut model = CausalLM::load(&dir, DType::F32, Device::Cpu)?;
+    let device = super::device::train_device()?;
+    let t = &args.training;
+    let dtype = super::device::compute_dtype(device, t.bf16, t.fp16);
+    if device != Device::Cpu {
+        eprintln!(
+            "note: training on {device} in {dtype} (fp32 master weights and optimizer state)"
+        );
+    }
+    let mut model = CausalLM::load(&dir, dtype, device)?;
     let io = model_io(&args, &mut model, &dir)?;
     let f = &args.finetuning;
     let out_dir = PathBuf::from(args.training.output_dir.as_deref().unwrap_or("."));
@@ -203,6 +211,16 @@ pub fn run(argv: &[String]) -> Result<WorkflowOutcome> {
         })
         .transpose()?;
     let out = run_sft(&args, &mut model, &tokenizer, &dataset, io.as_ref())?;
+    if let Device::Cuda(n) = device {
+        // The pool's high-water mark: every tensor, activation and workspace lmf allocated.
+        if let Ok(gpu) = lmf_kernels::cuda::Gpu::get(n) {
+            eprintln!(
+                "note: peak CUDA memory {} bytes ({:.2} GiB) on {device}",
+                gpu.peak_bytes(),
+                gpu.peak_bytes() as f64 / (1u64 << 30) as f64
+            );
+        }
+    }
     if let Some(cfg) = pissa {
         let base = base_name(&args);
         model.save_adapter(&out_dir.join("pissa_backup"), &cfg, &base)?;

@@ -73,6 +73,9 @@ pub fn attention(
 ) -> Result<Var> {
     let (qt, kt, vt) = (q.tensor(), k.tensor(), v.tensor());
     check(qt, kt, vt, cu_seqlens_q, cu_seqlens_k, params)?;
+    if qt.device().is_cuda() {
+        return super::cuda::attention::attention(q, k, v, cu_seqlens_q, cu_seqlens_k, params);
+    }
     let (dtype, device) = (qt.dtype(), qt.device());
     let (tq, h) = (qt.shape()[0], params.num_heads);
     let (out, lse) = with_real!(dtype, T => {

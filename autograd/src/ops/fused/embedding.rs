@@ -37,6 +37,9 @@ pub fn embedding(table: &Var, ids: &Tensor) -> Result<Var> {
     let mut shape = ids.shape().to_vec();
     shape.push(dim);
     let (dtype, device) = (tt.dtype(), tt.device());
+    if device.is_cuda() {
+        return super::cuda::embedding::embedding(table, id_vec, &shape);
+    }
     let out = with_real!(dtype, T => {
         let mut out = vec![T::default(); id_vec.len() * dim];
         embedding_forward(&id_vec, &tt.as_slice::<T>()?, vocab, dim, &mut out);

@@ -91,30 +91,43 @@ pub fn linear_cross_entropy(
     };
     let record = will_record(&[x, w]);
     let (need_x, need_w) = (x.requires_grad(), w.requires_grad());
-    let (loss_sum, saved) = with_real!(dtype, T => {
-        let (xs, ws) = (xt.as_slice::<T>()?, wt.as_slice::<T>()?);
-        if !record {
-            let r = linear_ce_forward(&xs, &ws, &lab, n, hidden, vocab, opts);
-            (r.loss_sum, vec![])
-        } else {
-            // dx: [n, hidden] (overwritten), dw: [vocab, hidden] (accumulated from 0)
-            let mut dx = if need_x { vec![T::default(); n * hidden] } else { vec![] };
-            let mut dw = if need_w { vec![T::default(); vocab * hidden] } else { vec![] };
-            let r = linear_ce_fwd_bwd(
-                &xs, &ws, &lab, n, hidden, vocab, opts, T::of(factor),
-                need_x.then_some(dx.as_mut_slice()),
-                need_w.then_some(dw.as_mut_slice()),
-            );
-            let mut saved = Vec::new();
-            if need_x {
-                saved.push(from_kernel(dx, xt.shape(), dtype, device)?);
+    let (loss_sum, saved) = if device.is_cuda() {
+        let pass = super::cuda::linear_ce::linear_ce(
+            x,
+            w,
+            &lab,
+            (n, hidden, vocab),
+            opts,
+            factor,
+            record,
+        )?;
+        (pass.loss_sum, pass.saved)
+    } else {
+        with_real!(dtype, T => {
+            let (xs, ws) = (xt.as_slice::<T>()?, wt.as_slice::<T>()?);
+            if !record {
+                let r = linear_ce_forward(&xs, &ws, &lab, n, hidden, vocab, opts);
+                (r.loss_sum, vec![])
+            } else {
+                // dx: [n, hidden] (overwritten), dw: [vocab, hidden] (accumulated from 0)
+                let mut dx = if need_x { vec![T::default(); n * hidden] } else { vec![] };
+                let mut dw = if need_w { vec![T::default(); vocab * hidden] } else { vec![] };
+                let r = linear_ce_fwd_bwd(
+                    &xs, &ws, &lab, n, hidden, vocab, opts, T::of(factor),
+                    need_x.then_some(dx.as_mut_slice()),
+                    need_w.then_some(dw.as_mut_slice()),
+                );
+                let mut saved = Vec::new();
+                if need_x {
+                    saved.push(from_kernel(dx, xt.shape(), dtype, device)?);
+                }
+                if need_w {
+                    saved.push(from_kernel(dw, wt.shape(), dtype, device)?);
+                }
+                (r.loss_sum, saved)
             }
-            if need_w {
-                saved.push(from_kernel(dw, wt.shape(), dtype, device)?);
-            }
-            (r.loss_sum, saved)
-        }
-    });
+        })
+    };
     let loss = Tensor::full(loss_sum * factor, &[], loss_dtype, device)?;
     Ok(record1(OP, &[x, w], loss, saved, move |ctx| {
         // The saved grads are d(loss)/d(x, w) already; scale by the upstream scalar.

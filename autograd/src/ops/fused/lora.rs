@@ -66,6 +66,19 @@ pub fn lora_linear(
     let device = xt.device();
     let mut y_shape = xt.shape().to_vec();
     *y_shape.last_mut().expect("rank >= 1") = out_f;
+    if device.is_cuda() {
+        return super::cuda::lora::lora_linear(
+            x,
+            w,
+            bias,
+            a,
+            b,
+            scale,
+            dropout,
+            (n, in_f, out_f, r),
+            &y_shape,
+        );
+    }
     let (y, xa) = with_real!(dtype, T => {
         // y: [n, out], xa: [n, r]
         let mut y = vec![T::default(); n * out_f];

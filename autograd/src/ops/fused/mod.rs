@@ -3,6 +3,7 @@
 //! every other float dtype runs the f32 kernels and converts back.
 
 pub mod attention;
+mod cuda;
 pub mod embedding;
 pub mod linear_ce;
 pub mod lora;

@@ -29,6 +29,9 @@ pub fn rmsnorm(x: &Var, w: &Var, eps: f64, offset: f64) -> Result<Var> {
     check_dtype(OP, "w", wt, dtype)?;
     let rows = xt.elem_count() / dim;
     let device = xt.device();
+    if device.is_cuda() {
+        return super::cuda::rmsnorm::rmsnorm(x, w, eps, offset, rows, dim);
+    }
     let (y, rstd) = with_real!(dtype, T => {
         // y: [rows, dim], rstd: [rows] (compute type)
         let mut y = vec![T::default(); rows * dim];

@@ -60,6 +60,9 @@ pub fn rope(x: &Var, cos: &Tensor, sin: &Tensor, rotary_dim: usize) -> Result<Va
     check_shape(OP, "sin", sin, &[tokens, rotary_dim / 2])?;
     let dtype = xt.dtype();
     check_dtype(OP, "x", xt, dtype)?;
+    if xt.device().is_cuda() {
+        return super::cuda::rope::rope(x, cos, sin, (tokens, heads, head_dim, rotary_dim));
+    }
     let out = with_real!(dtype, T => {
         let mut y = vec![T::default(); xt.elem_count()];
         rope_forward(

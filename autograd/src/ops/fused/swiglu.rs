@@ -19,6 +19,9 @@ pub fn glu(gate: &Var, up: &Var, act: GluActivation) -> Result<Var> {
     let dtype = gt.dtype();
     check_dtype(OP, "gate", gt, dtype)?;
     check_dtype(OP, "up", ut, dtype)?;
+    if gt.device().is_cuda() {
+        return super::cuda::glu::glu(gate, up, act);
+    }
     let out = with_real!(dtype, T => {
         let mut out = vec![T::default(); gt.elem_count()];
         glu_forward(act, &gt.as_slice::<T>()?, &ut.as_slice::<T>()?, &mut out);
