@@ -13,8 +13,9 @@
 # `nvidia-smi -L` works or torch sees a CUDA device.
 #
 # Binaries: where `cargo` exists this script builds them first (ci/gpu-check-build.sh, not
-# counted in the budget); else it runs the prebuilt ones in target/gpu-check/ (made by
-# ci/gpu-check-build.sh on a machine with cargo and carried along; see ci/README.md).
+# counted in the budget); else it runs the prebuilt ones of target/gpu-check/bins.tar.xz
+# (made by ci/gpu-check-build.sh on a machine with cargo and carried along; see
+# ci/README.md), unpacked under ${TMPDIR:-/tmp}/lmf-gpu-check-bin.
 #
 # Output, all under $OUT (default ./gpu-check-out), at most 4 files (the device tool brings
 # back 8 files at most, so the kernel cache is packed into one archive):
@@ -41,7 +42,8 @@ OUT=$(cd "$OUT" && pwd)
 LOG=$OUT/gpu-check.log
 RESULTS=$OUT/results.jsonl
 TABLE=$OUT/table.md
-BIN=$ROOT/target/gpu-check
+ARCHIVE=$ROOT/target/gpu-check/bins.tar.xz
+BIN=${TMPDIR:-/tmp}/lmf-gpu-check-bin
 BUDGET=${GPU_CHECK_BUDGET:-465}
 
 say() { echo "== gpu-check [+$((SECONDS - START))s]: $*"; }
@@ -183,12 +185,25 @@ main() {
     say "cargo found: building"
     ci/gpu-check-build.sh || { say "build FAILED"; return 2; }
   fi
-  # (A copied tree may lose the executable bits.)
-  chmod +x "$BIN"/gpu_bench "$BIN"/lmf "$BIN"/tests/* 2>/dev/null
-  if [ ! -x "$BIN/gpu_bench" ] || [ ! -x "$BIN/lmf" ]; then
-    say "no $BIN/gpu_bench or $BIN/lmf: run ci/gpu-check-build.sh on a machine with cargo and carry target/gpu-check"
+  if [ ! -f "$ARCHIVE" ]; then
+    say "no $ARCHIVE: run ci/gpu-check-build.sh on a machine with cargo and carry target/gpu-check"
     return 2
   fi
+  rm -rf "$BIN" && mkdir -p "$BIN" || return 2
+  python3 - "$ARCHIVE" "$BIN" <<'PY' || { say "cannot unpack $ARCHIVE"; return 2; }
+import sys, tarfile
+with tarfile.open(sys.argv[1]) as t:
+    try:
+        t.extractall(sys.argv[2], filter="data")
+    except TypeError:  # Python < 3.12
+        t.extractall(sys.argv[2])
+PY
+  chmod +x "$BIN"/gpu_bench "$BIN"/lmf "$BIN"/tests/* 2>/dev/null
+  if [ ! -x "$BIN/gpu_bench" ] || [ ! -x "$BIN/lmf" ]; then
+    say "$ARCHIVE holds no gpu_bench or lmf: rebuild it with ci/gpu-check-build.sh"
+    return 2
+  fi
+  say "binaries: $(cd "$BIN" && ls gpu_bench lmf tests/* | tr '\n' ' ')"
   START=$SECONDS
   say "environment"
   setup_cuda_env
