@@ -141,15 +141,19 @@ missing() { # impl key status reason
 run_e2e() {
   local w=${TMPDIR:-/tmp}/lmf-gpu-check-e2e t impl
   rm -rf "$w" && mkdir -p "$w"
-  t=$(step_timeout 60 60)
+  t=$(step_timeout 120 60)
   say "e2e: lmf init of a Llama-3.2-1B-shaped model (timeout ${t}s)"
-  if ! python3 bench/gpu/make_text.py "$w/text.jsonl" 2000 ||
-    ! timeout -k 5 "$t" "$BIN/lmf" init "$w/model" --dataset_dir data --hidden_size 2048 \
+  python3 bench/gpu/make_text.py "$w/text.jsonl" 2000 &&
+    timeout -k 5 "$t" "$BIN/lmf" init "$w/model" --dataset_dir data --hidden_size 2048 \
       --intermediate_size 8192 --num_hidden_layers 16 --num_attention_heads 32 \
-      --num_key_value_heads 8 --pad_vocab_to 128256 --tie_word_embeddings; then
+      --num_key_value_heads 8 --pad_vocab_to 128256 --tie_word_embeddings
+  local rc=$?
+  if [ "$rc" -ne 0 ]; then
+    say "e2e: lmf init failed (exit $rc$([ "$rc" -eq 124 ] && echo ': timeout'))"
     for impl in lmf torch; do
-      missing "$impl" e2e_lora_tok_s error "lmf init of the benchmark model failed (see log)"
+      missing "$impl" e2e_lora_tok_s error "lmf init of the benchmark model failed (exit $rc)"
     done
+    rm -rf "$w"
     return
   fi
   if python3 -c 'import torch, transformers, peft' 2>/dev/null; then
