@@ -144,24 +144,7 @@ pub fn binary<T: GpuElem>(
     op: Binary,
     y: &mut CudaViewMut<T>,
 ) -> CudaResult<()> {
-    let n = y.len();
-    check_view("binary", "a", a.len(), as_, n)?;
-    check_view("binary", "b", b.len(), bs, n)?;
-    if n == 0 {
-        return Ok(());
-    }
-    let f = gpu.function(&ELEMENTWISE, &entry_for::<T>("binary"))?;
-    let (nn, code) = (n as i64, op as i32);
-    let mut bld = gpu.stream().launch_builder(&f);
-    bld.arg(a)
-        .arg(as_)
-        .arg(b)
-        .arg(bs)
-        .arg(y)
-        .arg(&nn)
-        .arg(&code);
-    unsafe { bld.launch(grid_stride(n)) }?;
-    Ok(())
+    two_operands(gpu, "binary", (a, as_), (b, bs), op as i32, y)
 }
 
 /// `y = (a op b) as u8` over the broadcast output `[n]`.
@@ -174,14 +157,26 @@ pub fn compare<T: GpuElem>(
     op: Compare,
     y: &mut CudaViewMut<u8>,
 ) -> CudaResult<()> {
+    two_operands(gpu, "compare", (a, as_), (b, bs), op as i32, y)
+}
+
+/// Launches the two-operand kernel `kernel` (`binary` or `compare`) with op `code`.
+fn two_operands<T: GpuElem, O: cudarc::driver::DeviceRepr>(
+    gpu: &Gpu,
+    kernel: &'static str,
+    (a, as_): (&CudaView<T>, &Strided),
+    (b, bs): (&CudaView<T>, &Strided),
+    code: i32,
+    y: &mut CudaViewMut<O>,
+) -> CudaResult<()> {
     let n = y.len();
-    check_view("compare", "a", a.len(), as_, n)?;
-    check_view("compare", "b", b.len(), bs, n)?;
+    check_view(kernel, "a", a.len(), as_, n)?;
+    check_view(kernel, "b", b.len(), bs, n)?;
     if n == 0 {
         return Ok(());
     }
-    let f = gpu.function(&ELEMENTWISE, &entry_for::<T>("compare"))?;
-    let (nn, code) = (n as i64, op as i32);
+    let f = gpu.function(&ELEMENTWISE, &entry_for::<T>(kernel))?;
+    let nn = n as i64;
     let mut bld = gpu.stream().launch_builder(&f);
     bld.arg(a)
         .arg(as_)
