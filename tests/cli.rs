@@ -45,3 +45,27 @@ fn train_with_a_missing_config_names_the_file() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("no-such-config.yaml"), "{err}");
 }
+
+#[test]
+fn train_on_a_missing_gpu_is_one_clear_line() {
+    if lmf_kernels::cuda::device_count() > 0 {
+        return; // this machine has a GPU: nothing to check here
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_lmf"))
+        .args([
+            "train",
+            "model_name_or_path=no-such-model",
+            "output_dir=no-such-out",
+        ])
+        .env("LMF_DEVICE", "cuda:0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("LMF_DEVICE=cuda:0"), "{err}");
+    assert!(
+        err.contains("no CUDA driver") || err.contains("no CUDA device"),
+        "{err}"
+    );
+}

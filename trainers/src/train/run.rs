@@ -175,6 +175,8 @@ pub fn run(argv: &[String]) -> Result<WorkflowOutcome> {
     for note in &args.notes {
         eprintln!("note: {note}");
     }
+    // Before any loading, so a bad LMF_DEVICE fails at once.
+    let device = super::device::train_device()?;
     let m = &args.model;
     let name = m
         .model_name_or_path
@@ -188,7 +190,6 @@ pub fn run(argv: &[String]) -> Result<WorkflowOutcome> {
     let mut tokenizer = Tokenizer::from_dir(&dir)?;
     let template = load_template(&args, &mut tokenizer)?;
     let dataset = load_dataset(&args, &template, &tokenizer)?;
-    let device = super::device::train_device()?;
     let t = &args.training;
     let dtype = super::device::compute_dtype(device, t.bf16, t.fp16);
     if device != Device::Cpu {
