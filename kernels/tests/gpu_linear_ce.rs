@@ -22,27 +22,9 @@
 use half::{bf16, f16};
 use lmf_kernels::cpu::gemm::matmul;
 use lmf_kernels::cpu::linear_ce::{self as cpu, CeOptions};
-use lmf_kernels::cuda::testing::{assert_rel_close, gpu_or_skip, tolerance};
+use lmf_kernels::cuda::testing::{assert_bounded, assert_rel_close, gpu_or_skip, tolerance};
 use lmf_kernels::cuda::{linear_ce as gk, BlasFloat, Gpu};
 use lmf_kernels::testing::{rand_vec, Lcg};
-
-/// `|g − w| ≤ rel·(max(|w|, 1e-3·max|w|) + abs)` for every element; NaN never passes.
-fn assert_bounded(what: &str, got: &[f32], want: &[f64], abs: &[f64], rel: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    assert_eq!(abs.len(), want.len(), "{what}: bound length");
-    let amax = want.iter().fold(0f64, |m, w| m.max(w.abs()));
-    let floor = (amax * 1e-3).max(1e-30);
-    for (i, ((&g, &w), &s)) in got.iter().zip(want).zip(abs).enumerate() {
-        let g = g as f64;
-        assert!(g.is_finite(), "{what}[{i}]: got {g} (want {w})");
-        let bound = rel * (w.abs().max(floor) + s);
-        assert!(
-            (g - w).abs() <= bound,
-            "{what}[{i}]: got {g}, want {w} (err {:.3e} > bound {bound:.3e})",
-            (g - w).abs()
-        );
-    }
-}
 
 fn transpose(a: &[f64], rows: usize, cols: usize) -> Vec<f64> {
     let mut t = vec![0.0; a.len()];

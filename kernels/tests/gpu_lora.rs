@@ -15,27 +15,9 @@
 use half::{bf16, f16};
 use lmf_kernels::cpu::lora::{self as cpu, LoraDropout};
 use lmf_kernels::cuda::lora::{self as gk, LoraGrads};
-use lmf_kernels::cuda::testing::{gpu_or_skip, tolerance};
+use lmf_kernels::cuda::testing::{assert_bounded, gpu_or_skip, tolerance};
 use lmf_kernels::cuda::{BlasFloat, Gpu};
 use lmf_kernels::testing::{rand_vec, Lcg};
-
-/// `|g − w| ≤ rel·(max(|w|, 1e-3·max|w|) + abs)` for every element; NaN never passes.
-fn assert_bounded(what: &str, got: &[f32], want: &[f64], abs: &[f64], rel: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    assert_eq!(abs.len(), want.len(), "{what}: bound length");
-    let amax = want.iter().fold(0f64, |m, w| m.max(w.abs()));
-    let floor = (amax * 1e-3).max(1e-30);
-    for (i, ((&g, &w), &s)) in got.iter().zip(want).zip(abs).enumerate() {
-        let g = g as f64;
-        assert!(g.is_finite(), "{what}[{i}]: got {g} (want {w})");
-        let bound = rel * (w.abs().max(floor) + s);
-        assert!(
-            (g - w).abs() <= bound,
-            "{what}[{i}]: got {g}, want {w} (err {:.3e} > bound {bound:.3e})",
-            (g - w).abs()
-        );
-    }
-}
 
 /// One set of host inputs (f64 values of the storage-rounded numbers).
 struct Inputs {

@@ -52,3 +52,22 @@ pub fn assert_rel_close(what: &str, got: &[f32], want: &[f64], rel: f64) {
         );
     }
 }
+
+/// Asserts `|g − w| ≤ rel·(max(|w|, 1e-3·max|w|) + abs[i])` for every element, where `abs[i]`
+/// is the size of the terms summed into element `i` (long sums that cancel); NaN never passes.
+pub fn assert_bounded(what: &str, got: &[f32], want: &[f64], abs: &[f64], rel: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    assert_eq!(abs.len(), want.len(), "{what}: bound length");
+    let amax = want.iter().fold(0f64, |m, w| m.max(w.abs()));
+    let floor = (amax * 1e-3).max(1e-30);
+    for (i, ((&g, &w), &s)) in got.iter().zip(want).zip(abs).enumerate() {
+        let g = g as f64;
+        assert!(g.is_finite(), "{what}[{i}]: got {g} (want {w})");
+        let bound = rel * (w.abs().max(floor) + s);
+        assert!(
+            (g - w).abs() <= bound,
+            "{what}[{i}]: got {g}, want {w} (err {:.3e} > bound {bound:.3e})",
+            (g - w).abs()
+        );
+    }
+}
