@@ -95,6 +95,7 @@ pub fn linear_cross_entropy(
         let pass = super::cuda::linear_ce::linear_ce(
             x,
             w,
+            labels,
             &lab,
             (n, hidden, vocab),
             opts,
