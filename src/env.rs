@@ -18,9 +18,27 @@ pub fn report() -> String {
                 .to_string(),
         ),
         ("CPU features", cpu_features()),
+        (
+            "Chat templates",
+            format!(
+                "{} (`lmf templates` lists them)",
+                lmf_trainers::template::template_names().len()
+            ),
+        ),
+        ("Date (UTC)", date()),
     ];
     lines.extend(gpu_lines());
     lines.iter().map(|(k, v)| format!("- {k}: {v}\n")).collect()
+}
+
+/// Today as templates print it, and where it comes from (the system clock or `LMF_NOW`).
+fn date() -> String {
+    use lmf_trainers::clock;
+    let today = clock::now("%Y-%m-%d %H:%M:%S");
+    match std::env::var(clock::NOW_ENV) {
+        Ok(v) => format!("{today} (fixed by {}={v})", clock::NOW_ENV),
+        Err(_) => today,
+    }
 }
 
 /// The SIMD features the CPU kernels can use on this machine (detected at run time).

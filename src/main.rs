@@ -1,5 +1,6 @@
 //! The `lmf` command line: LLaMA-Factory's commands (`train`, `chat`, `export`, `eval`,
-//! `api`, `webui`, `env`, `version`) over the lmf crates.
+//! `api`, `webui`, `env`, `version`) over the lmf crates, plus lmf's own `init` and
+//! `templates`.
 
 mod chat;
 mod env;
@@ -50,6 +51,8 @@ enum Command {
     Webui,
     /// Create a tiny random Llama model folder (offline quickstart; not in LLaMA-Factory).
     Init(init::InitArgs),
+    /// List the chat template names that `template:` takes (LLaMA-Factory's registry).
+    Templates,
     /// Print the environment: lmf version, platform, CPU features, devices.
     Env,
     /// Print the version.
@@ -68,7 +71,15 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    // A bad LMF_NOW fails every command up front instead of quietly using the system clock.
+    lmf_trainers::clock::check_env().map_err(anyhow::Error::msg)?;
     match cli.command {
+        Command::Templates => {
+            for name in lmf_trainers::template::template_names() {
+                println!("{name}");
+            }
+            Ok(())
+        }
         Command::Env => {
             print!("{}", env::report());
             Ok(())

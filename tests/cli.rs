@@ -69,3 +69,65 @@ fn train_on_a_missing_gpu_is_one_clear_line() {
         "{err}"
     );
 }
+
+#[test]
+fn lmf_now_fixes_the_date_and_a_bad_one_is_refused() {
+    let out = Command::new(env!("CARGO_BIN_EXE_lmf"))
+        .arg("env")
+        .env("LMF_NOW", "2024-07-26T10:20:30")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("- Date (UTC): 2024-07-26 10:20:30 (fixed by LMF_NOW="),
+        "{text}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_lmf"))
+        .arg("env")
+        .env("LMF_NOW", "next tuesday")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("LMF_NOW=\"next tuesday\""), "{err}");
+}
+
+#[test]
+fn templates_lists_every_template_name() {
+    let out = lmf(&["templates"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let names: Vec<&str> = text.lines().collect();
+    assert_eq!(names, lmf_trainers::template::template_names());
+    assert!(names.contains(&"llama3") && names.contains(&"qwen3"));
+}
+
+/// `lmf train` with `args` on a model folder that does not exist: argument errors come first.
+fn train_error(args: &[&str]) -> String {
+    let mut argv = vec![
+        "train",
+        "model_name_or_path=no-such-model",
+        "output_dir=no-such-out",
+    ];
+    argv.extend_from_slice(args);
+    let out = lmf(&argv);
+    assert!(!out.status.success(), "{args:?} should fail");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    err
+}
+
+#[test]
+fn new_user_mistakes_get_messages_that_say_what_to_do() {
+    let err = train_error(&["cutoff_len=-5"]);
+    assert!(
+        err.contains("bad value for `cutoff_len` (in command line): -5 is not a positive integer"),
+        "{err}"
+    );
+    // `use_cpu` is accepted: the run gets past the arguments to the (missing) model folder.
+    let err = train_error(&["use_cpu=true", "bf16=true"]);
+    assert!(!err.contains("use_cpu"), "{err}");
+    assert!(err.contains("no-such-model"), "{err}");
+}

@@ -1,7 +1,8 @@
-//! The README's offline quickstart (`examples/quickstart.sh`) end to end, in a scratch copy
-//! of `data/` and `examples/`: `lmf init` → `lmf train` (LoRA SFT, shortened with
-//! `max_steps`) → `lmf chat` with the adapter → `lmf export`. Checks the output files
-//! LLaMA-Factory users look for and that the loss went down.
+//! The README's offline quickstart, `examples/quickstart.sh` itself, end to end in a scratch
+//! copy of `data/` and `examples/` with this build's `lmf`: `lmf init` → ask the random model
+//! "Who are you?" → `lmf train` (LoRA SFT on the identity set with a name filled in) → ask
+//! again → `lmf export`. The answer after training must carry the identity's name (and the one
+//! before must not); the output files LLaMA-Factory users look for must be there.
 
 use serde_json::Value;
 use std::io::Write;
@@ -21,49 +22,45 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn lmf(cwd: &Path, args: &[&str], stdin: &str) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lmf"))
-        .current_dir(cwd)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run lmf");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "lmf {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// The text after `label` on the script's output line that starts with it.
+fn line_after<'a>(out: &'a str, label: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(label))
+        .unwrap_or_else(|| panic!("no `{label}` line in:\n{out}"))
+        .trim()
 }
 
 #[test]
-fn offline_quickstart_runs_end_to_end() {
+fn offline_quickstart_learns_its_identity() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let work = std::env::temp_dir().join(format!("lmf-quickstart-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     copy_dir(&root.join("data"), &work.join("data"));
     copy_dir(&root.join("examples"), &work.join("examples"));
 
-    lmf(&work, &["init", "saves/tiny-llama"], "");
-    lmf(
-        &work,
-        &[
-            "train",
-            "examples/train_lora/tiny_lora_sft.yaml",
-            "max_steps=12",
-            "eval_steps=6",
-        ],
-        "",
+    let out = Command::new("bash")
+        .arg(work.join("examples/quickstart.sh"))
+        .env("LMF", env!("CARGO_BIN_EXE_lmf"))
+        .env("NAME", "Tiny Lmf")
+        .env("AUTHOR", "the lmf team")
+        .output()
+        .expect("run examples/quickstart.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "quickstart failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
     );
+
+    // The visible lesson: the random model does not know its name, the trained one does.
+    let before = line_after(&stdout, "Before:");
+    let after = line_after(&stdout, "After:");
+    assert!(!before.contains("Tiny Lmf"), "before training: {before}");
+    assert!(
+        after.contains("Tiny Lmf"),
+        "after training the answer should come from the identity set: {after}"
+    );
+
     let sft = work.join("saves/tiny-llama/lora/sft");
     for f in [
         "adapter_config.json",
@@ -71,7 +68,6 @@ fn offline_quickstart_runs_end_to_end() {
         "trainer_log.jsonl",
         "trainer_state.json",
         "train_results.json",
-        "eval_results.json",
         "all_results.json",
         "training_loss.png",
         "tokenizer.json",
@@ -84,28 +80,52 @@ fn offline_quickstart_runs_end_to_end() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let losses: Vec<f64> = log.iter().filter_map(|l| l["loss"].as_f64()).collect();
-    assert!(losses.len() >= 2, "{log:?}");
+    assert!(losses.len() >= 5, "{log:?}");
     assert!(
-        losses.last().unwrap() < losses.first().unwrap(),
+        losses.last().unwrap() < &(losses.first().unwrap() * 0.7),
         "the loss did not go down: {losses:?}"
     );
-    assert!(log.iter().any(|l| l["eval_loss"].as_f64().is_some()));
+    // Progress shows on a pipe too: one transformers-style line per logging step.
+    let lines = stdout
+        .lines()
+        .filter(|l| l.starts_with("{'loss': "))
+        .count();
+    assert_eq!(lines, losses.len(), "{stdout}");
 
-    let chat = lmf(
-        &work,
-        &["chat", "examples/inference/tiny_lora_sft.yaml"],
-        "Who are you?\nexit\n",
-    );
-    assert!(chat.contains("Assistant: "), "{chat}");
-
-    lmf(
-        &work,
-        &["export", "examples/merge_lora/tiny_lora_sft.yaml"],
-        "",
-    );
     let merged = work.join("saves/tiny-llama/merged");
     for f in ["model.safetensors", "config.json", "tokenizer.json"] {
         assert!(merged.join(f).is_file(), "export did not write {f}");
     }
+    // The merged model (an ordinary HF folder now) knows its name too.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lmf"))
+        .current_dir(&work)
+        .args([
+            "chat",
+            "--model_name_or_path",
+            "saves/tiny-llama/merged",
+            "--template",
+            "chatml",
+            "--do_sample",
+            "false",
+            "--max_new_tokens",
+            "32",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run lmf chat");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Who are you?\nexit\n")
+        .unwrap();
+    let chat = child.wait_with_output().unwrap();
+    let chat = String::from_utf8_lossy(&chat.stdout);
+    assert!(
+        line_after(&chat, "User: Assistant:").contains("Tiny Lmf"),
+        "{chat}"
+    );
     let _ = std::fs::remove_dir_all(&work);
 }

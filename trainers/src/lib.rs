@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod chat;
+pub mod clock;
 pub mod data;
 pub mod error;
 pub mod export;

@@ -1,6 +1,7 @@
 //! `get_dataset` against LLaMA-Factory 0.9.5's own `get_dataset` on the same files, tokenizers
 //! and arguments (fixture: `tests/fixtures/hf/data/make_encoded.py` → `encoded.json`): input ids,
-//! labels, position ids and attention segments of every case are identical.
+//! labels, position ids and attention segments of every case are identical. The Llama 3 tool
+//! prompt's "Today Date" is the fixture's `tool_date` (the date LF was pinned to), never today's.
 
 use std::path::{Path, PathBuf};
 
@@ -148,6 +149,9 @@ fn every_case_matches_llamafactory() {
     let fx = fixture();
     let cases = fx["cases"].as_array().unwrap();
     assert!(cases.len() >= 25);
+    let tool_date = fx["tool_date"]
+        .as_str()
+        .expect("fixture records its tool_date");
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let (data_args, opts, stage) = setup(case);
@@ -156,8 +160,9 @@ fn every_case_matches_llamafactory() {
             enable_thinking: data_args.enable_thinking,
             ..TemplateOptions::default()
         };
-        let template =
+        let mut template =
             Template::for_tokenizer(data_args.template.as_deref(), &mut tok, &t_opts).unwrap();
+        template.set_tool_date(Some(tool_date.to_string()));
         let got = get_dataset(&template, &tok, &data_args, stage, &opts);
         if let Some(err) = case["error"].as_str() {
             let e = got.expect_err(name).to_string();
@@ -165,6 +170,18 @@ fn every_case_matches_llamafactory() {
             continue;
         }
         let module = got.unwrap_or_else(|e| panic!("{name}: {e}"));
+        if name == "llama3_sharegpt" {
+            // The case does render the date: another day gives other ids.
+            template.set_tool_date(Some("01 Jan 2030".into()));
+            let other = get_dataset(&template, &tok, &data_args, stage, &opts).unwrap();
+            let differ = (other.train.iter().zip(&module.train))
+                .filter(|(a, b)| a.input_ids != b.input_ids)
+                .count();
+            assert!(
+                differ > 0,
+                "{name}: the tool prompt's date should show in the ids"
+            );
+        }
         assert_eq!(
             data_args.cutoff_len,
             case["cutoff_len_after_post_init"].as_i64().unwrap(),

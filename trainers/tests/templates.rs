@@ -383,7 +383,16 @@ fn templates_match_llamafactory() {
 fn user_mistakes_are_one_line_errors() {
     let err = get_template("qwen25").unwrap_err().to_string();
     assert!(err.starts_with("unknown template `qwen25`"), "{err}");
+    assert!(err.contains("qwen"), "{err}");
     assert!(!err.contains('\n'));
+    // A name from nowhere still gets the nearest names and where to see them all.
+    let err = get_template("nonexistent").unwrap_err().to_string();
+    assert!(
+        err.starts_with("unknown template `nonexistent`; the closest are "),
+        "{err}"
+    );
+    assert!(err.contains("`lmf templates` lists all 121"), "{err}");
+    assert!(!err.contains("template_names"), "{err}");
 
     let dir = std::env::temp_dir().join(format!("lmf-templates-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");

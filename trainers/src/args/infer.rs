@@ -95,6 +95,7 @@ impl InferArgs {
         let mut finetuning = FinetuningArguments::from_resolver(&mut resolver)?;
         let generating = GeneratingArguments::from_resolver(&mut resolver)?;
         notes.extend(resolver.notes);
+        super::ranges::check_common(raw, &data, &finetuning, &generating)?;
         model.post_init()?;
         data.post_init()?;
         finetuning.post_init()?;

@@ -11,6 +11,7 @@
 //! - [`infer`]: `get_infer_args`, what `lmf chat` / `lmf api` use.
 //! - [`training`]: `TrainingArguments` (HF `Seq2SeqTrainingArguments` + LLaMA-Factory's
 //!   extras); [`multi`] holds its list / union value shapes.
+//! - [`ranges`]: the numeric range checks both make right after reading.
 //! - [`train`]: `get_train_args`, what `lmf train` uses (reuses [`infer::check_unknown_keys`]).
 
 pub mod closest;
@@ -21,6 +22,7 @@ pub mod generating;
 pub mod infer;
 pub mod model;
 pub mod multi;
+pub mod ranges;
 pub mod raw;
 pub mod spec;
 pub mod train;

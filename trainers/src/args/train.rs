@@ -69,6 +69,8 @@ impl TrainArgs {
         let mut finetuning = FinetuningArguments::from_resolver(&mut resolver)?;
         let generating = GeneratingArguments::from_resolver(&mut resolver)?;
         notes.extend(resolver.notes);
+        super::ranges::check_common(raw, &data, &finetuning, &generating)?;
+        super::ranges::check_training(raw, &training)?;
         model.post_init()?;
         data.post_init()?;
         finetuning.post_init()?;
@@ -240,6 +242,15 @@ mod tests {
         // bf16 is accepted (with a note) so LLaMA-Factory's example YAMLs run.
         let a = parse(&["model_name_or_path=m", "output_dir=o", "bf16=true"]).unwrap();
         assert!(a.notes.iter().any(|n| n.contains("bf16")), "{:?}", a.notes);
+        // So is `use_cpu`, which transformers wants beside bf16 on a CPU: it means the CPU.
+        let a = parse(&[
+            "model_name_or_path=m",
+            "output_dir=o",
+            "bf16=true",
+            "use_cpu=true",
+        ])
+        .unwrap();
+        assert!(a.training.use_cpu);
     }
 
     #[test]

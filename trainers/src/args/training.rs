@@ -371,8 +371,9 @@ lf_args! {
         seed: i64 = 42 => Implemented,
         /// Seed of the data samplers.
         data_seed: Option<i64> = None => Implemented,
-        /// Train on the CPU.
-        use_cpu: bool = false => NotImplemented,
+        /// Train on the CPU even where a GPU is visible (LLaMA-Factory CPU YAMLs carry it:
+        /// transformers wants it for `bf16` without a GPU).
+        use_cpu: bool = false => Implemented,
         /// Accelerate's `Accelerator` settings.
         accelerator_config: Option<Value> = None => NotImplemented,
         /// Accelerate's parallelism settings.

@@ -40,9 +40,9 @@ pub enum Error {
 }
 
 fn suggest(close: &[String]) -> String {
-    if close.is_empty() {
-        " (see `template_names()` for the list)".to_string()
-    } else {
-        format!("; did you mean {}?", close.join(", "))
-    }
+    let all = super::template_names().len();
+    format!(
+        "; the closest are {} (`lmf templates` lists all {all})",
+        close.join(", ")
+    )
 }

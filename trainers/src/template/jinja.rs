@@ -76,11 +76,7 @@ fn environment() -> Environment<'static> {
         },
     );
     env.add_function("strftime_now", |format: String| -> Value {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        Value::from(super::clock::format_unix(secs, &format))
+        Value::from(crate::clock::now(&format))
     });
     env.add_filter("tojson", tojson);
     env

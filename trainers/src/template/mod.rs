@@ -15,7 +15,6 @@
 //! # Ok(()) }
 //! ```
 
-mod clock;
 mod error;
 mod formatter;
 mod jinja;

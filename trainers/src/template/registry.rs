@@ -11,6 +11,7 @@ use super::formatter::{Formatter, Slot};
 use super::template::{Template, TemplateKind};
 use super::tools::ToolFormat;
 use super::{Error, Result};
+use crate::args::closest::edit_distance;
 
 /// The names of all registered templates, sorted.
 const NAMES: [&str; 121] = [
@@ -153,43 +154,27 @@ pub fn get_template(name: &str) -> Result<Template> {
         })
 }
 
-/// Registered names that contain `name` (or the other way round) or are a few edits away.
+/// The registered names closest to `name`: those that contain it (or the other way round)
+/// first, then by edit distance; five at most, and always some, so an error can name them.
 fn close_names(name: &str) -> Vec<String> {
     let lower = name.to_lowercase();
     let mut scored: Vec<(usize, &str)> = NAMES
         .iter()
-        .filter_map(|n| {
-            let d = edit_distance(&lower, n);
+        .map(|n| {
             let related = !lower.is_empty() && (n.contains(lower.as_str()) || lower.contains(n));
-            (related || d <= 2.max(lower.len() / 3)).then_some((if related { 0 } else { d }, *n))
+            (if related { 0 } else { edit_distance(&lower, n) }, *n)
         })
         .collect();
     scored.sort();
+    let best = scored.first().map_or(0, |&(d, _)| d);
+    // Names as near as the nearest (or within two edits of it): a typo gives its one or two
+    // candidates, a name from nowhere gives the few least far.
     scored
         .into_iter()
-        .take(5)
+        .take_while(|&(d, _)| d <= best + 2)
+        .take(if best <= 2.max(lower.len() / 3) { 5 } else { 3 })
         .map(|(_, n)| n.to_string())
         .collect()
-}
-
-/// Levenshtein distance in characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                prev
-            } else {
-                1 + prev.min(row[j]).min(cur)
-            };
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 fn t(s: &str) -> Slot {

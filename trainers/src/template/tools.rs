@@ -595,11 +595,7 @@ fn gemma4_argument(v: &PyJson, escape_keys: bool) -> String {
     }
 }
 
-/// Today's date as `%d %b %Y` (UTC), for the Llama 3 tool prompt.
+/// Today's date as `%d %b %Y` (UTC, from [`crate::clock`]), for the Llama 3 tool prompt.
 pub fn today() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    super::clock::format_unix(secs as i64, "%d %b %Y")
+    crate::clock::now("%d %b %Y")
 }

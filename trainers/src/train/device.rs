@@ -1,6 +1,7 @@
 //! Where `lmf train` runs and in which dtype, as LLaMA-Factory decides: the first visible
 //! CUDA device when there is one (single-device training; `CUDA_VISIBLE_DEVICES` is honoured
-//! by the driver), else the CPU. `LMF_DEVICE` (`cpu`, `cuda`, `cuda:N`) overrides the choice.
+//! by the driver), else the CPU. `use_cpu: true` (transformers' argument) means the CPU;
+//! otherwise `LMF_DEVICE` (`cpu`, `cuda`, `cuda:N`) overrides the choice.
 //!
 //! On a GPU the model computes in bf16 or fp16 when `bf16`/`fp16` is set (LLaMA-Factory's
 //! compute dtype), with fp32 master weights and fp32 optimizer state; otherwise in fp32.
@@ -10,9 +11,12 @@ use crate::error::{Error, Result};
 use lmf_kernels::cuda;
 use lmf_runtime::{DType, Device};
 
-/// The training device: `LMF_DEVICE` when set, else cuda:0 if a CUDA device is visible, else
-/// the CPU.
-pub fn train_device() -> Result<Device> {
+/// The training device: the CPU with `use_cpu`, else `LMF_DEVICE` when set, else cuda:0 if a
+/// CUDA device is visible, else the CPU.
+pub fn train_device(use_cpu: bool) -> Result<Device> {
+    if use_cpu {
+        return Ok(Device::Cpu);
+    }
     match std::env::var("LMF_DEVICE") {
         Ok(v) => parse_device(&v),
         Err(_) => Ok(if cuda::device_count() > 0 && cuda::Gpu::get(0).is_ok() {
@@ -59,6 +63,7 @@ mod tests {
     #[test]
     fn device_names_parse_and_bad_ones_name_the_variable() {
         assert_eq!(parse_device("cpu").unwrap(), Device::Cpu);
+        assert_eq!(train_device(true).unwrap(), Device::Cpu);
         let e = parse_device("tpu").unwrap_err().to_string();
         assert!(e.contains("LMF_DEVICE=tpu"), "{e}");
         if cuda::device_count() == 0 {

@@ -131,6 +131,40 @@ pub fn py_round(x: f64, digits: i32) -> f64 {
     (x * p).round() / p
 }
 
+/// Python's `f"{x:.4g}"`, as transformers prints the floats of a log line.
+pub fn py_g4(x: f64) -> String {
+    if !x.is_finite() {
+        return if x.is_nan() {
+            "nan"
+        } else if x > 0.0 {
+            "inf"
+        } else {
+            "-inf"
+        }
+        .into();
+    }
+    if x == 0.0 {
+        return if x.is_sign_negative() { "-0" } else { "0" }.into();
+    }
+    // Four significant digits; the exponent is the one after rounding.
+    let sci = format!("{x:.3e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let strip = |s: &str| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    if (-4..4).contains(&exp) {
+        strip(&format!("{x:.*}", (3 - exp) as usize))
+    } else {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", strip(mantissa), exp.abs())
+    }
+}
+
 /// An ordered dict from pairs.
 pub fn dict(pairs: Vec<(&str, PyJson)>) -> PyJson {
     PyJson::Dict(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
@@ -147,29 +181,9 @@ pub fn timedelta_str(secs: u64) -> String {
     }
 }
 
-/// Local-time-free `YYYY-MM-DD HH:MM:SS` (UTC) for log lines.
+/// Local-time-free `YYYY-MM-DD HH:MM:SS` (UTC, from [`crate::clock`]) for log lines.
 pub fn now_utc() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, r) = ((secs / 86400) as i64, secs % 86400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        r / 3600,
-        (r % 3600) / 60,
-        r % 60
-    )
+    crate::clock::now("%Y-%m-%d %H:%M:%S")
 }
 
 /// Copies each of `names` that exists in `src` into `dir` (atomically): the config and
@@ -194,6 +208,30 @@ mod tests {
         assert_eq!(timedelta_str(5), "0:00:05");
         assert_eq!(timedelta_str(3725), "1:02:05");
         assert_eq!(timedelta_str(86400 + 61), "1 day, 0:01:01");
+    }
+
+    #[test]
+    fn g4_matches_python() {
+        // Expected strings: Python's f"{v:.4g}".
+        for (v, want) in [
+            (2.34567, "2.346"),
+            (5e-05, "5e-05"),
+            (1234.5, "1234"),
+            (12345.6, "1.235e+04"),
+            (0.0001, "0.0001"),
+            (0.00012345, "0.0001234"),
+            (9.9995, "9.999"),
+            (1.0, "1"),
+            (100.0, "100"),
+            (-0.5, "-0.5"),
+            (3e-4, "0.0003"),
+            (1e16, "1e+16"),
+            (1.0 / 3.0, "0.3333"),
+            (0.0, "0"),
+            (f64::NAN, "nan"),
+        ] {
+            assert_eq!(py_g4(v), want, "{v}");
+        }
     }
 
     #[test]

@@ -176,7 +176,7 @@ pub fn run(argv: &[String]) -> Result<WorkflowOutcome> {
         eprintln!("note: {note}");
     }
     // Before any loading, so a bad LMF_DEVICE fails at once.
-    let device = super::device::train_device()?;
+    let device = super::device::train_device(args.training.use_cpu)?;
     let m = &args.model;
     let name = m
         .model_name_or_path

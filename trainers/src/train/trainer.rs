@@ -77,6 +77,7 @@ pub struct Trainer<'a> {
     stop: Arc<AtomicBool>,
     non_embedding_params: f64,
     losses: Vec<(u64, f64)>,
+    progress: Progress,
 }
 
 /// Micro-batches per epoch, optimizer steps per epoch, total optimizer steps and the integer
@@ -171,6 +172,7 @@ impl<'a> Trainer<'a> {
             stop: Arc::new(AtomicBool::new(false)),
             non_embedding_params,
             losses: vec![],
+            progress: Progress::hidden(),
         })
     }
 
@@ -188,6 +190,7 @@ impl<'a> Trainer<'a> {
     /// Appends `logs` (+ `epoch`, + `step`) to the log history and to `trainer_log.jsonl`.
     fn log(&mut self, mut logs: Vec<(String, PyJson)>) -> Result<()> {
         logs.push(("epoch".into(), PyJson::Float(self.state.epoch)));
+        self.progress.print_log(&logs);
         let mut out = logs.clone();
         out.push(("step".into(), PyJson::Int(self.state.global_step as i128)));
         let entry = PyJson::Dict(out);
@@ -253,7 +256,7 @@ impl<'a> Trainer<'a> {
         let mut total_loss: f64 = 0.0;
         let mut last_logged = self.state.global_step;
         let mut grads: HashMap<String, Vec<f32>> = HashMap::new();
-        let mut progress = Progress::new(cfg.progress_bar, max_steps, self.state.global_step);
+        self.progress = Progress::new(cfg.progress_bar, max_steps, self.state.global_step);
         let mut tokens_session = 0usize;
         let mut interrupted = false;
 
@@ -329,7 +332,7 @@ impl<'a> Trainer<'a> {
                 self.state.global_step += 1;
                 self.state.epoch = epoch as f64 + (step + 1) as f64 / steps_in_epoch as f64;
                 let gs = self.state.global_step;
-                progress.step(
+                self.progress.step(
                     gs,
                     tr_loss as f64 / (gs - last_logged).max(1) as f64,
                     learning_rate.unwrap_or(0.0),
@@ -408,7 +411,7 @@ impl<'a> Trainer<'a> {
                 break 'epochs;
             }
         }
-        progress.finish();
+        self.progress.finish();
 
         // _finalize_training.
         total_loss += tr_loss as f64;
