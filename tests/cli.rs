@@ -112,7 +112,11 @@ fn train_error(args: &[&str]) -> String {
         "output_dir=no-such-out",
     ];
     argv.extend_from_slice(args);
-    let out = lmf(&argv);
+    let out = Command::new(env!("CARGO_BIN_EXE_lmf"))
+        .args(&argv)
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .expect("run lmf");
     assert!(!out.status.success(), "{args:?} should fail");
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -127,7 +131,7 @@ fn new_user_mistakes_get_messages_that_say_what_to_do() {
         "{err}"
     );
     // `use_cpu` is accepted: the run gets past the arguments to the (missing) model folder.
-    let err = train_error(&["use_cpu=true", "bf16=true"]);
+    let err = train_error(&["use_cpu=true"]);
     assert!(!err.contains("use_cpu"), "{err}");
     assert!(err.contains("no-such-model"), "{err}");
 }

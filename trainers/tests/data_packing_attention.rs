@@ -1,7 +1,8 @@
 //! Packed rows make our model compute LLaMA-Factory's loss: the `segments` and `position_ids`
 //! of plain `packing` (one segment per row: attention crosses sub-sequences, as LF on sdpa) and
 //! of `neat_packing` (one segment per sub-sequence) fed to the tiny Llama 3 give the eval losses
-//! LF's collator + transformers give on the same rows (`encoded.json` → `attention`).
+//! LF's collator + transformers give on the same rows (`encoded.json` → `attention`). The rows
+//! carry the Llama 3 tool prompt, so they are rendered with the fixture's `tool_date`.
 
 use std::path::Path;
 
@@ -14,10 +15,17 @@ use lmf_trainers::template::{Template, TemplateOptions};
 
 const HF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/hf");
 
-fn packed_rows(neat: bool) -> Vec<Example> {
+fn fixture() -> serde_json::Value {
+    let text = std::fs::read_to_string(format!("{HF}/data/encoded.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn packed_rows(neat: bool, tool_date: &str) -> Vec<Example> {
     let dir = Path::new(HF).join("models/llama3");
     let mut tok = Tokenizer::from_dir(&dir).unwrap();
-    let t = Template::for_tokenizer(Some("llama3"), &mut tok, &TemplateOptions::default()).unwrap();
+    let mut t =
+        Template::for_tokenizer(Some("llama3"), &mut tok, &TemplateOptions::default()).unwrap();
+    t.set_tool_date(Some(tool_date.to_string()));
     // the fixture's cases llama3_sharegpt_packing / llama3_sharegpt_neat_packing
     let mut a = DataArguments {
         template: Some("llama3".into()),
@@ -84,18 +92,19 @@ fn loss(model: &CausalLM, rows: &[Example]) -> f64 {
 
 #[test]
 fn packed_losses_match_llamafactory() {
-    let fx: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{HF}/data/encoded.json")).unwrap())
-            .unwrap();
+    let fx = fixture();
     let a = &fx["attention"];
+    let date = fx["tool_date"]
+        .as_str()
+        .expect("fixture records its tool_date");
     let model = CausalLM::load(
         &Path::new(HF).join("models/llama3"),
         DType::F32,
         Device::Cpu,
     )
     .unwrap();
-    let plain_rows = packed_rows(false);
-    let neat_rows = packed_rows(true);
+    let plain_rows = packed_rows(false, date);
+    let neat_rows = packed_rows(true, date);
     assert!(plain_rows
         .iter()
         .any(|r| r.position_ids.iter().filter(|&&p| p == 0).count() > 2));
