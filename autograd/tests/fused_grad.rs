@@ -3,8 +3,8 @@
 
 use lmf_autograd::gradcheck::{check_grads, GradCheck};
 use lmf_autograd::ops::fused::{
-    attention, embedding, geglu, linear_cross_entropy, lora_linear, rmsnorm, rope, rope_cos_sin,
-    swiglu, AttnParams, CeOptions, CeReduction, LoraDropout, RopeConfig, RopeScaling,
+    attention, embedding, geglu, linear_cross_entropy, linear_logprobs, lora_linear, rmsnorm, rope,
+    rope_cos_sin, swiglu, AttnParams, CeOptions, CeReduction, LoraDropout, RopeConfig, RopeScaling,
 };
 use lmf_autograd::Var;
 use lmf_kernels::testing::Lcg;
@@ -324,4 +324,70 @@ fn embedding_grad() {
         embedding(&table, &bad).is_err(),
         "id out of range is an error"
     );
+}
+
+#[test]
+fn linear_logprobs_grad() {
+    // x: [2 sequences, 4 tokens, 5], w: [vocab 11, 5]; the first token of each sequence is
+    // prompt (ignored). A DPO-shaped loss: −log σ(β·(Σ logp_chosen − Σ logp_rejected)).
+    let labels =
+        Tensor::from_slice(&[-100i64, 3, 10, 0, -100, 7, 7, 2], &[2, 4], Device::Cpu).unwrap();
+    let dpo = |v: &[Var], o: &CeOptions| -> lmf_autograd::Result<Var> {
+        let logp = linear_logprobs(&v[0], &v[1], &labels, o)?; // [8]
+        let seq = logp.reshape(&[2, 4])?.sum(&[1], false)?; // [2]
+        let margin = seq
+            .narrow(0, 0, 1)?
+            .sub(&seq.narrow(0, 1, 1)?)?
+            .scale(0.7)?;
+        margin.sigmoid()?.log()?.neg()?.sum_all()
+    };
+    for o in [
+        CeOptions {
+            chunk: 3,
+            ..CeOptions::default()
+        },
+        CeOptions {
+            softcap: Some(2.0),
+            ..CeOptions::default()
+        },
+    ] {
+        check_grads(
+            &format!("linear_logprobs {o:?}"),
+            &[rnd(&[2, 4, 5], 3, 1.0), rnd(&[11, 5], 4, 1.0)],
+            |v| dpo(v, &o),
+        )
+        .unwrap();
+    }
+    // The values are log_softmax at the label, 0 for ignored tokens.
+    let (x, w) = (
+        Var::param(rnd(&[2, 4, 5], 3, 1.0)),
+        Var::param(rnd(&[11, 5], 4, 1.0)),
+    );
+    let logp = linear_logprobs(&x, &w, &labels, &CeOptions::default()).unwrap();
+    assert_eq!(logp.shape(), &[8]);
+    let lp = x
+        .reshape(&[8, 5])
+        .unwrap()
+        .matmul(&w.t().unwrap())
+        .unwrap()
+        .log_softmax(1)
+        .unwrap()
+        .tensor()
+        .to_vec::<f64>()
+        .unwrap();
+    let got = logp.tensor().to_vec::<f64>().unwrap();
+    for (t, &y) in [-100i64, 3, 10, 0, -100, 7, 7, 2].iter().enumerate() {
+        let want = if y < 0 { 0.0 } else { lp[t * 11 + y as usize] };
+        assert!(
+            (got[t] - want).abs() < 1e-12,
+            "token {t}: {} vs {want}",
+            got[t]
+        );
+    }
+    // Smoothing has no meaning for a log-probability: an error, not a silent loss.
+    let o = CeOptions {
+        label_smoothing: 0.1,
+        ..CeOptions::default()
+    };
+    assert!(linear_logprobs(&x, &w, &labels, &o).is_err());
 }

@@ -4,8 +4,9 @@
 //! Without a CUDA device: prints `skipped: no CUDA device` and passes.
 
 use lmf_autograd::ops::fused::{
-    attention, embedding, glu, linear_cross_entropy, lora_linear, rmsnorm, rope, rope_cos_sin,
-    AttnParams, CeOptions, CeReduction, GluActivation, LoraDropout, RopeConfig, RopeScaling,
+    attention, embedding, glu, linear_cross_entropy, linear_logprobs, lora_linear, rmsnorm, rope,
+    rope_cos_sin, AttnParams, CeOptions, CeReduction, GluActivation, LoraDropout, RopeConfig,
+    RopeScaling,
 };
 use lmf_autograd::Var;
 use lmf_kernels::cuda::testing::{assert_rel_close, gpu_or_skip, tolerance};
@@ -163,10 +164,30 @@ fn fused_ops_on_cuda_match_the_cpu() {
             "linear_ce",
             d,
             &[rnd(&[45, 64], 15, 1.0, d), rnd(&[1003, 64], 16, 0.2, d)],
+            {
+                let labels = labels.clone();
+                move |v| {
+                    let dev = v[0].tensor().device();
+                    let lab = Tensor::from_vec(labels.clone(), &[45], dev)?;
+                    linear_cross_entropy(
+                        &v[0],
+                        &v[1],
+                        &lab,
+                        &CeOptions::default(),
+                        CeReduction::Mean,
+                    )
+                }
+            },
+        );
+        // Per-token log-probs: the gradient of Σ logp·r runs the recomputing backward.
+        compare(
+            "linear_logprobs",
+            d,
+            &[rnd(&[45, 64], 17, 1.0, d), rnd(&[1003, 64], 18, 0.2, d)],
             move |v| {
                 let dev = v[0].tensor().device();
                 let lab = Tensor::from_vec(labels.clone(), &[45], dev)?;
-                linear_cross_entropy(&v[0], &v[1], &lab, &CeOptions::default(), CeReduction::Mean)
+                linear_logprobs(&v[0], &v[1], &lab, &CeOptions::default())
             },
         );
     }

@@ -9,7 +9,8 @@
 //   loss   =  (1−ε)(lse − z_y) + z_loss·lse² + ε(lse − mean_j z_j)
 //   dz_j   =  scale·(p_j(1 + 2·z_loss·lse) − ε/V − (1−ε)[j = y])·(1 − (z_j/cap)²)
 // and, when `grads`, dz overwrites the row in place (zeros for a row whose label is
-// ignore_index). The per-row loss goes to loss[row] (0 for an ignored row); the launcher sums
+// ignore_index). scale = grad_scale, times row_scale[row] when per_row (the per-token upstream
+// gradient of the log-prob op, kernels/src/cuda/linear_logp.rs). The per-row loss goes to loss[row] (0 for an ignored row); the launcher sums
 // the rows on the host in index order, so the total is deterministic.
 #include "lmf_common.cuh"
 
@@ -55,11 +56,13 @@ __device__ __forceinline__ float flt_min() { return __int_as_float(0x00800000); 
 }  // namespace
 
 // logits: [rows, vocab] (this chunk), overwritten by dlogits when grads != 0;
-// labels: [rows] (int64); loss: [rows] fp32. grid = rows, block = 256 (a multiple of 32).
+// labels: [rows] (int64); loss: [rows] fp32; row_scale: [rows] fp32, read only when per_row.
+// grid = rows, block = 256 (a multiple of 32).
 template <typename T>
 __device__ void linear_ce_rows(T* logits, const long long* labels, float* loss, int vocab,
                                long long ignore_index, float eps, float z_loss, float cap,
-                               int has_cap, float grad_scale, int grads) {
+                               int has_cap, float grad_scale, const float* row_scale, int per_row,
+                               int grads) {
   __shared__ float sm_m[32], sm_s[32];
   const int r = blockIdx.x;
   T* z = logits + (size_t)r * vocab;
@@ -101,9 +104,10 @@ __device__ void linear_ce_rows(T* logits, const long long* labels, float* loss, 
   if (!grads) return;
 
   // Pass 2: dz in place.
-  const float a = (1.f + 2.f * z_loss * lse) * grad_scale;
-  const float b = eps / (float)vocab * grad_scale;
-  const float gy = (1.f - eps) * grad_scale;
+  const float scale = per_row ? grad_scale * row_scale[r] : grad_scale;
+  const float a = (1.f + 2.f * z_loss * lse) * scale;
+  const float b = eps / (float)vocab * scale;
+  const float gy = (1.f - eps) * scale;
   for (int j = threadIdx.x; j < vocab; j += blockDim.x) {
     float v = lmf::to_f(z[j]);
     if (has_cap) v = cap * tanhf(v * inv_cap);
@@ -122,8 +126,9 @@ __device__ void linear_ce_rows(T* logits, const long long* labels, float* loss, 
   extern "C" __global__ void linear_ce_rows_##S(T* logits, const long long* labels, float* loss,  \
                                                 int vocab, long long ignore_index, float eps,      \
                                                 float z_loss, float cap, int has_cap,              \
-                                                float grad_scale, int grads) {                     \
+                                                float grad_scale, const float* row_scale,          \
+                                                int per_row, int grads) {                          \
     linear_ce_rows<T>(logits, labels, loss, vocab, ignore_index, eps, z_loss, cap, has_cap,       \
-                      grad_scale, grads);                                                         \
+                      grad_scale, row_scale, per_row, grads);                                     \
   }
 LMF_FOR_FLOATS(LINEAR_CE_ENTRY)

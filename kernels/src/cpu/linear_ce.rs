@@ -72,7 +72,7 @@ pub fn linear_ce_forward<T: Real>(
     vocab: usize,
     opts: &CeOptions,
 ) -> CeResult {
-    run(x, w, labels, n, hidden, vocab, opts, None, None, None)
+    run(x, w, labels, n, hidden, vocab, opts, None, None, None, None)
 }
 
 /// Loss (sum over valid tokens) and its gradients times `grad_scale`.
@@ -100,14 +100,27 @@ pub fn linear_ce_fwd_bwd<T: Real>(
         hidden,
         vocab,
         opts,
-        Some(grad_scale),
+        Some(GradScale::All(grad_scale)),
         dx,
         dw,
+        None,
     )
 }
 
+/// What each token's loss gradient is multiplied by.
+#[derive(Clone, Copy)]
+pub(crate) enum GradScale<'a, T> {
+    /// One scale for every token (a mean or a sum of the loss).
+    All(T),
+    /// One scale per token (`[n]`): the upstream gradient of per-token outputs.
+    PerToken(&'a [T]),
+}
+
+/// The chunk loop behind every entry point: per-token losses, their sum (and, with
+/// `token_loss`, each of them: `[n]`, 0 for ignored tokens), and the gradients of
+/// `Σ_t scale_t · loss_t` when `grad_scale` is given.
 #[allow(clippy::too_many_arguments)]
-fn run<T: Real>(
+pub(crate) fn run<T: Real>(
     x: &[T],
     w: &[T],
     labels: &[i64],
@@ -115,9 +128,10 @@ fn run<T: Real>(
     hidden: usize,
     vocab: usize,
     opts: &CeOptions,
-    grad_scale: Option<T>,
+    grad_scale: Option<GradScale<'_, T>>,
     mut dx: Option<&mut [T]>,
     mut dw: Option<&mut [T]>,
+    mut token_loss: Option<&mut [f64]>,
 ) -> CeResult {
     assert_eq!(x.len(), n * hidden, "linear_ce: x is not [n, hidden]");
     assert_eq!(
@@ -136,6 +150,13 @@ fn run<T: Real>(
             vocab * hidden,
             "linear_ce: dw is not [vocab, hidden]"
         );
+    }
+    if let Some(GradScale::PerToken(s)) = grad_scale {
+        assert_eq!(s.len(), n, "linear_ce: per-token scale is not [n]");
+    }
+    if let Some(l) = token_loss.as_deref_mut() {
+        assert_eq!(l.len(), n, "linear_ce: token losses are not [n]");
+        l.fill(0.0);
     }
     // Validate every label before touching dw, so a bad label leaves the outputs untouched.
     for (t, &y) in labels.iter().enumerate() {
@@ -178,12 +199,21 @@ fn run<T: Real>(
             false,
             T::one(),
         );
-        let g = if grads { grad_scale } else { None };
-        res.loss_sum += lc
+        let scale = |t: usize| match grad_scale {
+            Some(GradScale::All(s)) if grads => Some(s),
+            Some(GradScale::PerToken(s)) if grads => Some(s[c0 + t]),
+            _ => None,
+        };
+        let losses: Vec<f64> = lc
             .par_chunks_mut(vocab)
             .zip(lab.par_iter())
-            .map(|(z, &y)| row_loss(z, y, opts, g))
-            .sum::<f64>();
+            .enumerate()
+            .map(|(t, (z, &y))| row_loss(z, y, opts, scale(t)))
+            .collect();
+        res.loss_sum += losses.iter().sum::<f64>();
+        if let Some(l) = token_loss.as_deref_mut() {
+            l[c0..c0 + m].copy_from_slice(&losses);
+        }
         if !grads {
             continue;
         }

@@ -8,6 +8,7 @@ pub mod embedding;
 pub mod gemm;
 mod gemm_skinny;
 pub mod linear_ce;
+pub mod linear_logp;
 pub mod lora;
 pub mod philox;
 pub mod quant;

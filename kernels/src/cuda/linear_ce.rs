@@ -80,7 +80,9 @@ pub fn linear_ce_forward<T: BlasFloat>(
     vocab: usize,
     opts: &CeOptions,
 ) -> CudaResult<CeResult> {
-    run(gpu, x, w, labels, n, hidden, vocab, opts, None, None, None)
+    run(
+        gpu, x, w, labels, n, hidden, vocab, opts, None, None, None, None,
+    )
 }
 
 /// Loss (sum over valid tokens) and its gradients times `grad_scale`.
@@ -111,14 +113,27 @@ pub fn linear_ce_fwd_bwd<T: BlasFloat>(
         hidden,
         vocab,
         opts,
-        Some(grad_scale),
+        Some(GradScale::All(grad_scale)),
         dx,
         dw,
+        None,
     )
 }
 
+/// What each token's loss gradient is multiplied by (as the CPU twin's `GradScale`).
+#[derive(Clone, Copy)]
+pub(crate) enum GradScale<'a> {
+    /// One scale for every token.
+    All(f32),
+    /// One scale per token (`[n]`, on the host): the upstream gradient of per-token outputs.
+    PerToken(&'a [f32]),
+}
+
+/// The chunk loop behind every entry point: the loss sum (and, with `token_loss`, each
+/// token's loss: `[n]`, 0 for ignored tokens), and the gradients of `Σ_t scale_t · loss_t`
+/// when `grad_scale` is given.
 #[allow(clippy::too_many_arguments)]
-fn run<T: BlasFloat>(
+pub(crate) fn run<T: BlasFloat>(
     gpu: &Gpu,
     x: &CudaView<T>,
     w: &CudaView<T>,
@@ -127,9 +142,10 @@ fn run<T: BlasFloat>(
     hidden: usize,
     vocab: usize,
     opts: &CeOptions,
-    grad_scale: Option<f32>,
+    grad_scale: Option<GradScale<'_>>,
     mut dx: Option<&mut CudaViewMut<T>>,
     mut dw: Option<&mut CudaViewMut<T>>,
+    token_loss: Option<&mut Vec<f64>>,
 ) -> CudaResult<CeResult> {
     const OP: &str = "linear_ce";
     ensure(vocab > 0, OP, || "empty vocabulary".into())?;
@@ -160,6 +176,11 @@ fn run<T: BlasFloat>(
         OP,
         || format!("{n} tokens x {vocab} vocabulary exceed the kernel's int sizes"),
     )?;
+    if let Some(GradScale::PerToken(s)) = grad_scale {
+        ensure(s.len() == n, OP, || {
+            format!("{} per-token scales, want {n}", s.len())
+        })?;
+    }
     let mut res = CeResult {
         loss_sum: 0.0,
         n_valid: 0,
@@ -192,7 +213,14 @@ fn run<T: BlasFloat>(
         opts.softcap.unwrap_or(0.0) as f32,
         opts.softcap.is_some() as i32,
     );
-    let (scale, grads_i) = (grad_scale.unwrap_or(0.0), grads as i32);
+    // The per-token scales go to the device once; a uniform scale passes a 1-element dummy
+    // that the kernel does not read.
+    let (scale, row_scale, per_row) = match grad_scale {
+        Some(GradScale::All(s)) => (s, gpu.zeros::<f32>(1)?, 0i32),
+        Some(GradScale::PerToken(s)) => (1.0, gpu.htod(s)?, 1i32),
+        None => (0.0, gpu.zeros::<f32>(1)?, 0i32),
+    };
+    let grads_i = grads as i32;
     for c0 in (0..n).step_by(chunk) {
         let m = chunk.min(n - c0);
         let valid = lab[c0..c0 + m]
@@ -219,6 +247,11 @@ fn run<T: BlasFloat>(
         )?;
         {
             let lab_c = labels.slice(c0..c0 + m);
+            let scale_c = if per_row == 1 {
+                row_scale.slice(c0..c0 + m)
+            } else {
+                row_scale.slice(..)
+            };
             let mut loss_c = losses.slice_mut(c0..c0 + m);
             let mut lc = logits.slice_mut(..m * vocab);
             let mut b = gpu.stream().launch_builder(&f);
@@ -232,6 +265,8 @@ fn run<T: BlasFloat>(
                 .arg(&cap)
                 .arg(&has_cap)
                 .arg(&scale)
+                .arg(&scale_c)
+                .arg(&per_row)
                 .arg(&grads_i);
             unsafe { b.launch(grid_rows(m, BLOCK, 0)) }?;
         }
@@ -262,7 +297,10 @@ fn run<T: BlasFloat>(
         }
     }
     // The loss: per-row fp32 losses summed in f64, in token order (deterministic).
-    let per_row = gpu.dtoh(&losses)?;
-    res.loss_sum = per_row.iter().map(|&l| l as f64).sum();
+    let per_token = gpu.dtoh(&losses)?;
+    res.loss_sum = per_token.iter().map(|&l| l as f64).sum();
+    if let Some(out) = token_loss {
+        *out = per_token.iter().map(|&l| l as f64).collect();
+    }
     Ok(res)
 }

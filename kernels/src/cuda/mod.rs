@@ -23,6 +23,7 @@ pub mod embedding;
 pub mod glu;
 pub mod index;
 pub mod linear_ce;
+pub mod linear_logp;
 pub mod lora;
 pub mod quant;
 pub mod random;

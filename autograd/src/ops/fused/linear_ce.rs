@@ -36,46 +36,7 @@ pub fn linear_cross_entropy(
     reduction: CeReduction,
 ) -> Result<Var> {
     let (xt, wt) = (x.tensor(), w.tensor());
-    if wt.rank() != 2 || xt.rank() == 0 {
-        return Err(Error::shape(
-            OP,
-            format!(
-                "x {:?} must be [.., hidden] and w {:?} [vocab, hidden]",
-                xt.shape(),
-                wt.shape()
-            ),
-        ));
-    }
-    let (vocab, hidden) = (wt.shape()[0], wt.shape()[1]);
-    let n = xt.elem_count() / hidden.max(1);
-    if xt.shape()[xt.rank() - 1] != hidden || labels.elem_count() != n || vocab == 0 {
-        return Err(Error::shape(
-            OP,
-            format!(
-                "x {:?}, w {:?}, labels {:?}: need x [.., {hidden}], one label per row, vocab > 0",
-                xt.shape(),
-                wt.shape(),
-                labels.shape()
-            ),
-        ));
-    }
-    if xt.dtype() != wt.dtype() || !xt.dtype().is_float() {
-        return Err(Error::dtype(
-            OP,
-            format!("x is {}, w is {}", xt.dtype(), wt.dtype()),
-        ));
-    }
-    let lab: Vec<i64> = labels.to_vec::<i64>()?;
-    if let Some((t, y)) = lab
-        .iter()
-        .enumerate()
-        .find(|(_, &y)| y != opts.ignore_index && (y < 0 || y as u64 >= vocab as u64))
-    {
-        return Err(Error::index(
-            OP,
-            format!("label {y} of token {t} is outside [0, {vocab})"),
-        ));
-    }
+    let (n, hidden, vocab, lab) = check_inputs(OP, xt, wt, labels, opts)?;
     let n_valid = lab.iter().filter(|&&y| y != opts.ignore_index).count();
     let factor = match reduction {
         CeReduction::Mean if n_valid == 0 => 0.0,
@@ -151,4 +112,57 @@ fn scaled(g: Option<&Tensor>, s: f64) -> Result<Tensor> {
     } else {
         g.scale(s)
     }
+}
+
+/// The checks both fused lm-head ops make: `x: [.., hidden]` and `w: [vocab, hidden]` of one
+/// float dtype, one label per row of `x`, every label in `[0, vocab)` or `ignore_index`.
+/// Returns `(n, hidden, vocab, labels)`.
+pub(super) fn check_inputs(
+    op: &'static str,
+    xt: &Tensor,
+    wt: &Tensor,
+    labels: &Tensor,
+    opts: &CeOptions,
+) -> Result<(usize, usize, usize, Vec<i64>)> {
+    if wt.rank() != 2 || xt.rank() == 0 {
+        return Err(Error::shape(
+            op,
+            format!(
+                "x {:?} must be [.., hidden] and w {:?} [vocab, hidden]",
+                xt.shape(),
+                wt.shape()
+            ),
+        ));
+    }
+    let (vocab, hidden) = (wt.shape()[0], wt.shape()[1]);
+    let n = xt.elem_count() / hidden.max(1);
+    if xt.shape()[xt.rank() - 1] != hidden || labels.elem_count() != n || vocab == 0 {
+        return Err(Error::shape(
+            op,
+            format!(
+                "x {:?}, w {:?}, labels {:?}: need x [.., {hidden}], one label per row, vocab > 0",
+                xt.shape(),
+                wt.shape(),
+                labels.shape()
+            ),
+        ));
+    }
+    if xt.dtype() != wt.dtype() || !xt.dtype().is_float() {
+        return Err(Error::dtype(
+            op,
+            format!("x is {}, w is {}", xt.dtype(), wt.dtype()),
+        ));
+    }
+    let lab: Vec<i64> = labels.to_vec::<i64>()?;
+    if let Some((t, y)) = lab
+        .iter()
+        .enumerate()
+        .find(|(_, &y)| y != opts.ignore_index && (y < 0 || y as u64 >= vocab as u64))
+    {
+        return Err(Error::index(
+            op,
+            format!("label {y} of token {t} is outside [0, {vocab})"),
+        ));
+    }
+    Ok((n, hidden, vocab, lab))
 }

@@ -9,6 +9,7 @@ pub mod attention;
 pub mod embedding;
 pub mod glu;
 pub mod linear_ce;
+pub mod linear_logp;
 pub mod lora;
 pub mod rmsnorm;
 pub mod rope;
