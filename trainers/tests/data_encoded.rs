@@ -320,3 +320,27 @@ fn numpy_draws_match_numpy() {
         assert_eq!(ours, ids::<usize>(&c["choice"]), "seed {seed}");
     }
 }
+
+#[test]
+fn fixture_shows_kto_kl_rows_rotate_within_batches() {
+    // The same rows in batches of 3 pair other KL responses than in one batch: row 0 takes
+    // row 2's response instead of row 6's, row 3 row 5's instead of row 2's.
+    let fx = fixture();
+    let case = |n: &str| {
+        fx["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == n)
+            .unwrap()["train"]
+            .clone()
+    };
+    let (one, three) = (
+        case("llama3_kto_sharegpt"),
+        case("llama3_kto_sharegpt_batch3"),
+    );
+    let same: Vec<bool> = (0..7)
+        .map(|i| one[i]["kl_input_ids"] == three[i]["kl_input_ids"])
+        .collect();
+    assert_eq!(same, [false, true, true, false, true, true, false]);
+}
