@@ -1,6 +1,8 @@
-//! `get_dataset` against LLaMA-Factory 0.9.5's own `get_dataset` on the same files, tokenizers
-//! and arguments (fixture: `tests/fixtures/hf/data/make_encoded.py` → `encoded.json`): input ids,
-//! labels, position ids and attention segments of every case are identical. The Llama 3 tool
+//! `get_dataset` / `get_stage_dataset` against LLaMA-Factory 0.9.5's own `get_dataset` on the
+//! same files, tokenizers and arguments (fixture: `tests/fixtures/hf/data/make_encoded.py` →
+//! `encoded.json`): input ids, labels, position ids and attention segments of every case are
+//! identical; for rm / dpo the chosen and rejected rows, for kto the rows, their KL rows and
+//! tags; LF's refusals are refusals here. The Llama 3 tool
 //! prompt's "Today Date" is the fixture's `tool_date` (the date LF was pinned to), never today's.
 
 use std::path::{Path, PathBuf};
@@ -9,7 +11,9 @@ use lmf_models::Tokenizer;
 use lmf_trainers::args::data::MixStrategy;
 use lmf_trainers::args::finetuning::Stage;
 use lmf_trainers::args::DataArguments;
-use lmf_trainers::data::{get_dataset, DataOptions, Example};
+use lmf_trainers::data::{
+    get_dataset, get_stage_dataset, DataOptions, Example, KtoExample, PairExample, StageDataset,
+};
 use lmf_trainers::template::{Template, TemplateOptions};
 use serde_json::Value;
 
@@ -58,8 +62,12 @@ fn setup(case: &Value) -> (DataArguments, DataOptions, Stage) {
     };
     d.post_init().unwrap();
     let stage = match a["stage"].as_str() {
+        None | Some("sft") => Stage::Sft,
         Some("pt") => Stage::Pt,
-        _ => Stage::Sft,
+        Some("rm") => Stage::Rm,
+        Some("dpo") => Stage::Dpo,
+        Some("kto") => Stage::Kto,
+        Some(other) => panic!("unexpected stage {other}"),
     };
     let opts = DataOptions {
         do_train: a["do_train"].as_bool().unwrap_or(true),
@@ -144,6 +152,68 @@ fn check_rows(name: &str, set: &str, ours: &[Example], want: &[Value], pt: bool,
     }
 }
 
+/// An unpacked row against LF's `{prefix}input_ids`, `{prefix}labels`,
+/// `{prefix}attention_mask` (all ones: no padding before the collator).
+fn check_unpacked(at: &str, o: &Example, w: &Value, prefix: &str) {
+    let key = |k: &str| format!("{prefix}{k}");
+    assert_eq!(
+        o.input_ids,
+        ids::<u32>(&w[key("input_ids")]),
+        "{at}: {prefix}input_ids"
+    );
+    assert_eq!(
+        o.labels,
+        ids::<i64>(&w[key("labels")]),
+        "{at}: {prefix}labels"
+    );
+    let mask = ids::<i64>(&w[key("attention_mask")]);
+    assert_eq!(mask, vec![1; o.len()], "{at}: {prefix}attention_mask");
+    assert_eq!(o.segments, vec![o.len()], "{at}: {prefix} one segment");
+    let want: Vec<u32> = (0..o.len() as u32).collect();
+    assert_eq!(o.position_ids, want, "{at}: {prefix} positions");
+}
+
+fn check_pairs(name: &str, set: &str, ours: &[PairExample], want: &[Value]) {
+    assert_eq!(ours.len(), want.len(), "{name} {set}: number of rows");
+    for (i, (o, w)) in ours.iter().zip(want).enumerate() {
+        let at = format!("{name} {set} row {i}");
+        check_unpacked(&at, &o.chosen, w, "chosen_");
+        check_unpacked(&at, &o.rejected, w, "rejected_");
+    }
+}
+
+fn check_kto(name: &str, set: &str, ours: &[KtoExample], want: &[Value]) {
+    assert_eq!(ours.len(), want.len(), "{name} {set}: number of rows");
+    for (i, (o, w)) in ours.iter().zip(want).enumerate() {
+        let at = format!("{name} {set} row {i}");
+        check_unpacked(&at, &o.example, w, "");
+        check_unpacked(&at, &o.kl, w, "kl_");
+        assert_eq!(Some(o.desirable), w["kto_tags"].as_bool(), "{at}: kto_tags");
+    }
+}
+
+/// Every set of a case: `check(set name, our rows, LF's rows)`.
+fn for_each_set<R>(
+    name: &str,
+    case: &Value,
+    train: &[R],
+    eval: &[(String, Vec<R>)],
+    mut check: impl FnMut(&str, &[R], &[Value]),
+) {
+    let empty = vec![];
+    check("train", train, case["train"].as_array().unwrap_or(&empty));
+    let want_eval = case["eval"].as_object();
+    assert_eq!(
+        eval.len(),
+        want_eval.map_or(0, |m| m.len()),
+        "{name}: eval sets"
+    );
+    for (set, rows) in eval {
+        let w = want_eval.unwrap()[set.as_str()].as_array().unwrap();
+        check(&format!("eval `{set}`"), rows, w);
+    }
+}
+
 #[test]
 fn every_case_matches_llamafactory() {
     let fx = fixture();
@@ -163,13 +233,34 @@ fn every_case_matches_llamafactory() {
         let mut template =
             Template::for_tokenizer(data_args.template.as_deref(), &mut tok, &t_opts).unwrap();
         template.set_tool_date(Some(tool_date.to_string()));
-        let got = get_dataset(&template, &tok, &data_args, stage, &opts);
+        let got = get_stage_dataset(&template, &tok, &data_args, stage, &opts);
         if let Some(err) = case["error"].as_str() {
             let e = got.expect_err(name).to_string();
             assert!(e.contains(err), "{name}: {e} should say {err}");
             continue;
         }
-        let module = got.unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            data_args.cutoff_len,
+            case["cutoff_len_after_post_init"].as_i64().unwrap(),
+            "{name}: cutoff_len after post_init"
+        );
+        let module = match got.unwrap_or_else(|e| panic!("{name}: {e}")) {
+            StageDataset::Plain(m) => m,
+            StageDataset::Pairwise(m) => {
+                assert!(matches!(stage, Stage::Rm | Stage::Dpo), "{name}");
+                for_each_set(name, case, &m.train, &m.eval, |set, o, w| {
+                    check_pairs(name, set, o, w)
+                });
+                continue;
+            }
+            StageDataset::Feedback(m) => {
+                assert_eq!(stage, Stage::Kto, "{name}");
+                for_each_set(name, case, &m.train, &m.eval, |set, o, w| {
+                    check_kto(name, set, o, w)
+                });
+                continue;
+            }
+        };
         if name == "llama3_sharegpt" {
             // The case does render the date: another day gives other ids.
             template.set_tool_date(Some("01 Jan 2030".into()));
@@ -182,26 +273,11 @@ fn every_case_matches_llamafactory() {
                 "{name}: the tool prompt's date should show in the ids"
             );
         }
-        assert_eq!(
-            data_args.cutoff_len,
-            case["cutoff_len_after_post_init"].as_i64().unwrap(),
-            "{name}: cutoff_len after post_init"
-        );
         let pt = stage == Stage::Pt;
         let neat = data_args.neat_packing;
-        let empty = vec![];
-        let want_train = case["train"].as_array().unwrap_or(&empty);
-        check_rows(name, "train", &module.train, want_train, pt, neat);
-        let want_eval = case["eval"].as_object();
-        assert_eq!(
-            module.eval.len(),
-            want_eval.map_or(0, |m| m.len()),
-            "{name}: eval sets"
-        );
-        for (set, rows) in &module.eval {
-            let w = want_eval.unwrap()[set.as_str()].as_array().unwrap();
-            check_rows(name, &format!("eval `{set}`"), rows, w, pt, neat);
-        }
+        for_each_set(name, case, &module.train, &module.eval, |set, o, w| {
+            check_rows(name, set, o, w, pt, neat)
+        });
     }
 }
 
@@ -243,4 +319,28 @@ fn numpy_draws_match_numpy() {
         let ours: Vec<usize> = (0..200).map(|_| rng.choice(&cdf)).collect();
         assert_eq!(ours, ids::<usize>(&c["choice"]), "seed {seed}");
     }
+}
+
+#[test]
+fn fixture_shows_kto_kl_rows_rotate_within_batches() {
+    // The same rows in batches of 3 pair other KL responses than in one batch: row 0 takes
+    // row 2's response instead of row 6's, row 3 row 5's instead of row 2's.
+    let fx = fixture();
+    let case = |n: &str| {
+        fx["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == n)
+            .unwrap()["train"]
+            .clone()
+    };
+    let (one, three) = (
+        case("llama3_kto_sharegpt"),
+        case("llama3_kto_sharegpt_batch3"),
+    );
+    let same: Vec<bool> = (0..7)
+        .map(|i| one[i]["kl_input_ids"] == three[i]["kl_input_ids"])
+        .collect();
+    assert_eq!(same, [false, true, true, false, true, true, false]);
 }

@@ -1,12 +1,15 @@
 //! Bad datasets give one-line errors naming the dataset, file and row; unsupported sources say
-//! "not implemented"; `tokenized_path` saves the encoded sets once and loads them afterwards.
+//! "not implemented"; `tokenized_path` saves the encoded sets once and loads them afterwards
+//! (for every kind of row, refusing another stage's rows).
 
 use std::path::{Path, PathBuf};
 
 use lmf_models::Tokenizer;
 use lmf_trainers::args::finetuning::Stage;
 use lmf_trainers::args::DataArguments;
-use lmf_trainers::data::{get_dataset, DataOptions, DatasetModule};
+use lmf_trainers::data::{
+    get_dataset, get_stage_dataset, DataOptions, DatasetModule, StageDataset,
+};
 use lmf_trainers::template::{Template, TemplateOptions};
 
 const HF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/hf");
@@ -172,4 +175,75 @@ fn rows_with_images_are_refused_by_name() {
     let e = run(&dir, "mm").unwrap_err();
     assert!(e.contains("dataset `mm`") && e.contains("row 1"), "{e}");
     assert!(e.contains("images") && e.contains("not implemented"), "{e}");
+}
+
+#[test]
+fn tokenized_path_keeps_preference_rows_and_refuses_another_kind() {
+    let out = temp_dir("tokenized-pref").join("cache");
+    let (t, tok) = llama3();
+    let mut a = args(Path::new(&format!("{HF}/data/sets")), "pair_alpaca");
+    a.tokenized_path = Some(out.display().to_string());
+    let pairs = |a: &DataArguments, stage| match get_stage_dataset(&t, &tok, a, stage, &train()) {
+        Ok(StageDataset::Pairwise(m)) => Ok(m),
+        Ok(other) => panic!("{other:?}"),
+        Err(e) => Err(e.to_string()),
+    };
+    let first = pairs(&a, Stage::Dpo).unwrap();
+    assert_eq!(first.train.len(), 4);
+    let second = pairs(&a, Stage::Rm).unwrap();
+    assert_eq!(first.train, second.train);
+    // the folder holds pairwise rows: kto and sft are refused, naming both kinds
+    let e = get_stage_dataset(&t, &tok, &a, Stage::Kto, &train())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("holds pairwise rows") && e.contains("feedback"),
+        "{e}"
+    );
+    let e = get_dataset(&t, &tok, &a, Stage::Sft, &train())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("holds pairwise rows"), "{e}");
+}
+
+#[test]
+fn plain_get_dataset_refuses_preference_stages() {
+    let (t, tok) = llama3();
+    let a = args(Path::new(&format!("{HF}/data/sets")), "pair_alpaca");
+    for stage in [Stage::Rm, Stage::Dpo, Stage::Kto, Stage::Ppo] {
+        let e = get_dataset(&t, &tok, &a, stage, &train())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(stage.as_str()), "{e}");
+    }
+    let e = get_stage_dataset(&t, &tok, &a, Stage::Ppo, &train())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not implemented"), "{e}");
+}
+
+#[test]
+fn kto_kl_partner_without_a_response_names_both_rows() {
+    // LF crashes (IndexError) when the previous row of the batch has no response to lend
+    let dir = temp_dir("kto-kl");
+    std::fs::write(
+        dir.join("dataset_info.json"),
+        r#"{"kto": {"file_name": "kto.json", "formatting": "sharegpt",
+            "columns": {"messages": "messages", "kto_tag": "label"}}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("kto.json"),
+        r#"[{"messages": [{"from": "human", "value": "a"}, {"from": "human", "value": "b"}], "label": true},
+            {"messages": [{"from": "human", "value": "c"}, {"from": "gpt", "value": "d"}], "label": false}]"#,
+    )
+    .unwrap();
+    let (t, tok) = llama3();
+    let e = get_stage_dataset(&t, &tok, &args(&dir, "kto"), Stage::Kto, &train())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("kto.json, row 1") && e.contains("kto.json, row 0") && e.contains("KL"),
+        "{e}"
+    );
 }

@@ -1,13 +1,14 @@
 //! `tokenized_path`: the encoded [`DatasetModule`] saved to a folder the first time and loaded
 //! from it afterwards (LLaMA-Factory saves HF `save_to_disk` folders; lmf's own format is one
-//! JSON-lines file per set plus `lmf_tokenized.json` naming them). Like LF, a folder that is
-//! there and not empty is loaded and every other data argument is ignored; a folder written by
-//! LF (arrow files) is refused with a clear error.
+//! JSON-lines file per set plus `lmf_tokenized.json` naming them and the kind of rows). Like
+//! LF, a folder that is there and not empty is loaded and every other data argument is ignored;
+//! a folder written by LF (arrow files), or holding another stage's kind of rows, is refused
+//! with a clear error.
 
 use std::io::{BufRead, BufWriter, Write};
 use std::path::Path;
 
-use super::example::{DatasetModule, Example};
+use super::example::{DatasetModule, EncodedRow, Example};
 use crate::{Error, Result};
 
 /// The manifest file of an lmf tokenized folder.
@@ -25,7 +26,7 @@ fn io(path: &Path, e: std::io::Error) -> Error {
     Error::Msg(format!("{}: {e}", path.display()))
 }
 
-fn write_rows(path: &Path, rows: &[Example]) -> Result<()> {
+fn write_rows<R: EncodedRow>(path: &Path, rows: &[R]) -> Result<()> {
     let file = std::fs::File::create(path).map_err(|e| io(path, e))?;
     let mut w = BufWriter::new(file);
     for row in rows {
@@ -36,7 +37,7 @@ fn write_rows(path: &Path, rows: &[Example]) -> Result<()> {
     w.flush().map_err(|e| io(path, e))
 }
 
-fn read_rows(path: &Path) -> Result<Vec<Example>> {
+fn read_rows<R: EncodedRow>(path: &Path) -> Result<Vec<R>> {
     let file = std::fs::File::open(path).map_err(|e| io(path, e))?;
     let mut rows = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
@@ -44,23 +45,17 @@ fn read_rows(path: &Path) -> Result<Vec<Example>> {
         if line.trim().is_empty() {
             continue;
         }
-        let row: Example = serde_json::from_str(&line)
+        let row: R = serde_json::from_str(&line)
             .map_err(|e| Error::Msg(format!("{}: line {}: {e}", path.display(), i + 1)))?;
-        let total: usize = row.segments.iter().sum();
-        if row.position_ids.len() != row.input_ids.len() || total != row.input_ids.len() {
-            return Err(Error::Msg(format!(
-                "{}: line {}: segments / position_ids do not match input_ids",
-                path.display(),
-                i + 1
-            )));
-        }
+        row.check()
+            .map_err(|e| Error::Msg(format!("{}: line {}: {e}", path.display(), i + 1)))?;
         rows.push(row);
     }
     Ok(rows)
 }
 
 /// Saves `module` to `dir` (created if needed).
-pub fn save(dir: &Path, module: &DatasetModule) -> Result<()> {
+pub fn save<R: EncodedRow>(dir: &Path, module: &DatasetModule<R>) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     write_rows(&dir.join("train.jsonl"), &module.train)?;
     let mut eval_files = Vec::new();
@@ -69,13 +64,19 @@ pub fn save(dir: &Path, module: &DatasetModule) -> Result<()> {
         write_rows(&dir.join(&file), rows)?;
         eval_files.push(serde_json::json!({ "name": name, "file": file }));
     }
-    let manifest = serde_json::json!({ "format": "lmf-tokenized-v1", "train": "train.jsonl", "eval": eval_files });
+    let manifest = serde_json::json!({
+        "format": "lmf-tokenized-v1",
+        "rows": R::KIND,
+        "train": "train.jsonl",
+        "eval": eval_files,
+    });
     let path = dir.join(MANIFEST);
     std::fs::write(&path, format!("{manifest:#}\n")).map_err(|e| io(&path, e))
 }
 
-/// Loads a module saved by [`save`].
-pub fn load(dir: &Path) -> Result<DatasetModule> {
+/// Loads a module saved by [`save`] with rows of kind `R` (a manifest without `rows` holds
+/// [`Example`] rows).
+pub fn load<R: EncodedRow>(dir: &Path) -> Result<DatasetModule<R>> {
     let path = dir.join(MANIFEST);
     if !path.is_file() {
         return Err(Error::Msg(format!(
@@ -94,6 +95,17 @@ pub fn load(dir: &Path) -> Result<DatasetModule> {
     };
     if manifest["format"] != "lmf-tokenized-v1" {
         return Err(bad());
+    }
+    let kind = match &manifest["rows"] {
+        serde_json::Value::Null => Example::KIND,
+        v => v.as_str().ok_or_else(bad)?,
+    };
+    if kind != R::KIND {
+        return Err(Error::Msg(format!(
+            "tokenized_path {} holds {kind} rows, this stage needs {} rows; point tokenized_path to a new folder",
+            dir.display(),
+            R::KIND
+        )));
     }
     let train_file = manifest["train"].as_str().ok_or_else(bad)?;
     let mut module = DatasetModule {

@@ -257,11 +257,10 @@ fn broken(system: String, tools: String, why: &str) -> Converted {
     }
 }
 
-/// Ranking rows: chosen and rejected as assistant/function turns.
-fn ranking_pair(
-    attr: &DatasetAttr,
-    row: &PyJson,
-) -> RowResult<Option<(Option<Message>, Option<Message>)>> {
+/// Ranking rows: chosen and rejected as turns. A role other than assistant/function is warned
+/// about but kept with its mapped role, as LF does (LF sets its `broken_data` flag after the
+/// check that would skip the row); a role that maps to nothing is an error (LF's KeyError).
+fn ranking_pair(attr: &DatasetAttr, row: &PyJson) -> RowResult<Option<(Message, Message)>> {
     if !attr.ranking {
         return Ok(None);
     }
@@ -273,12 +272,19 @@ fn ranking_pair(
     let (c_role, c_text) = turn(attr, c, "the chosen message")?;
     let (r_role, r_text) = turn(attr, r, "the rejected message")?;
     if !accepted(attr, c_role, true) || !accepted(attr, r_role, true) {
-        return Ok(Some((None, None)));
+        eprintln!("[WARNING] Invalid role tag in the chosen/rejected messages.");
     }
-    let role = |t| tag_role(attr, t).unwrap_or(Role::Assistant);
+    let role = |tag: Option<&str>, what: &str| {
+        tag_role(attr, tag).ok_or_else(|| {
+            format!(
+                "{what}: role {:?} is none of the dataset's tags",
+                tag.unwrap_or("null")
+            )
+        })
+    };
     Ok(Some((
-        Some(msg(role(c_role), c_text)),
-        Some(msg(role(r_role), r_text)),
+        msg(role(c_role, "the chosen message")?, c_text),
+        msg(role(r_role, "the rejected message")?, r_text),
     )))
 }
 
@@ -296,15 +302,8 @@ fn finish(
             .pop()
             .unwrap_or_else(|| msg(Role::Assistant, String::new()));
         (prompt, kto_response(last, tag))
-    } else if let Some(pair) = ranking_pair(attr, row)? {
-        match pair {
-            (Some(c), Some(r)) => (aligned, vec![c, r]),
-            // LF flags the row but still builds it from the tags it could map
-            _ => {
-                eprintln!("[WARNING] Invalid role tag in the chosen/rejected messages.");
-                (aligned, vec![])
-            }
-        }
+    } else if let Some((chosen, rejected)) = ranking_pair(attr, row)? {
+        (aligned, vec![chosen, rejected])
     } else {
         let mut prompt = aligned;
         let response: Vec<Message> = prompt.pop().into_iter().collect();

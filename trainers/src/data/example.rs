@@ -1,7 +1,9 @@
 //! The encoded form every stage trains on: one row of token ids with its labels, attention
 //! segments and RoPE positions, as LLaMA-Factory's dataset processors (after packing) and
 //! collators hand it to the model. The trainer turns a list of these into a varlen
-//! [`lmf_models::SeqBatch`] (no padding is ever materialised).
+//! [`lmf_models::SeqBatch`] (no padding is ever materialised). Preference stages pair them:
+//! [`PairExample`] (rm, dpo: LF's pairwise processor) and [`KtoExample`] (kto: LF's feedback
+//! processor).
 
 /// Label of a token that carries no loss (HF/LLaMA-Factory `IGNORE_INDEX`).
 pub const IGNORE_INDEX: i64 = -100;
@@ -45,13 +47,97 @@ impl Example {
     }
 }
 
-/// The datasets of one run (LLaMA-Factory `DatasetModule`).
-#[derive(Clone, Debug, Default)]
-pub struct DatasetModule {
+/// One pairwise row (stages rm and dpo; LF's `chosen_*` and `rejected_*` columns): the same
+/// prompt (cut to the same length) followed by the chosen and by the rejected response.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PairExample {
+    /// Prompt + chosen response (`chosen_input_ids`, `chosen_labels`).
+    pub chosen: Example,
+    /// Prompt + rejected response (`rejected_input_ids`, `rejected_labels`).
+    pub rejected: Example,
+}
+
+/// One feedback row (stage kto; LF's `input_ids`/`labels`, `kl_input_ids`/`kl_labels`,
+/// `kto_tags`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct KtoExample {
+    /// Prompt + the row's own response.
+    pub example: Example,
+    /// The mismatched pair for the KL estimate: this row's prompt with the response of the
+    /// previous row of its preprocessing batch (the batch's last row for its first row).
+    pub kl: Example,
+    /// The kto tag: true for a desirable response, false for an undesirable one.
+    pub desirable: bool,
+}
+
+/// A kind of encoded row a stage trains on; [`DatasetModule`] holds rows of one kind.
+pub trait EncodedRow:
+    Clone + std::fmt::Debug + serde::Serialize + serde::de::DeserializeOwned
+{
+    /// The kind's name (recorded in a `tokenized_path` folder, named in errors).
+    const KIND: &'static str;
+
+    /// Checks the shape of a row read back from disk; says what is wrong.
+    fn check(&self) -> std::result::Result<(), String>;
+}
+
+impl Example {
+    fn check_shape(&self) -> std::result::Result<(), String> {
+        let total: usize = self.segments.iter().sum();
+        if self.position_ids.len() != self.input_ids.len() || total != self.input_ids.len() {
+            return Err("segments / position_ids do not match input_ids".into());
+        }
+        Ok(())
+    }
+}
+
+impl EncodedRow for Example {
+    const KIND: &'static str = "example";
+
+    fn check(&self) -> std::result::Result<(), String> {
+        self.check_shape()
+    }
+}
+
+impl EncodedRow for PairExample {
+    const KIND: &'static str = "pairwise";
+
+    fn check(&self) -> std::result::Result<(), String> {
+        self.chosen
+            .check_shape()
+            .map_err(|e| format!("chosen: {e}"))?;
+        self.rejected
+            .check_shape()
+            .map_err(|e| format!("rejected: {e}"))
+    }
+}
+
+impl EncodedRow for KtoExample {
+    const KIND: &'static str = "feedback";
+
+    fn check(&self) -> std::result::Result<(), String> {
+        self.example.check_shape()?;
+        self.kl.check_shape().map_err(|e| format!("kl: {e}"))
+    }
+}
+
+/// The datasets of one run (LLaMA-Factory `DatasetModule`), with rows of kind `R`: [`Example`]
+/// for pt and sft, [`PairExample`] for rm and dpo, [`KtoExample`] for kto.
+#[derive(Clone, Debug)]
+pub struct DatasetModule<R = Example> {
     /// Training rows (empty unless `do_train`).
-    pub train: Vec<Example>,
+    pub train: Vec<R>,
     /// Evaluation sets: one unnamed `("", rows)` set (`eval_dataset` merged, or the `val_size`
     /// split), or one per `eval_dataset` name with `eval_on_each_dataset` (HF reports
     /// `eval_{name}_loss` then).
-    pub eval: Vec<(String, Vec<Example>)>,
+    pub eval: Vec<(String, Vec<R>)>,
+}
+
+impl<R> Default for DatasetModule<R> {
+    fn default() -> Self {
+        DatasetModule {
+            train: Vec::new(),
+            eval: Vec::new(),
+        }
+    }
 }

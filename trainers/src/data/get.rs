@@ -1,7 +1,9 @@
 //! `get_dataset` (LLaMA-Factory `loader.get_dataset`): load and convert every dataset, merge
 //! them, split off the validation set, encode each set with the stage's processor in batches of
-//! `preprocessing_batch_size` (packing and pt blocks work per batch, as in LF), and save or load
-//! the result under `tokenized_path`.
+//! `preprocessing_batch_size` (packing and pt blocks work per batch, as in LF; so does kto's KL
+//! pairing), and save or load the result under `tokenized_path`. Stages pt and sft give
+//! [`Example`] rows ([`get_dataset`]); rm and dpo [`PairExample`] rows, kto [`KtoExample`] rows
+//! ([`get_stage_dataset`]).
 
 use std::path::{Path, PathBuf};
 
@@ -10,13 +12,11 @@ use lmf_models::Tokenizer;
 use super::cache;
 use super::convert::{convert_row, Converted};
 use super::dataset_info::get_dataset_list;
-use super::encode::{encode_supervised, encode_unsupervised, is_supervised, SupervisedOptions};
-use super::example::{DatasetModule, Example};
+use super::encoder::{Encoder, StageRows};
+use super::example::{DatasetModule, KtoExample, PairExample};
 use super::load::{load_dataset, RowOrigin};
 use super::mix::{merge, train_test_split};
 use super::numpy_rng::LegacyRng;
-use super::pack::pack_supervised;
-use super::pretrain::{encode_pretrain, eos_text, PretrainOptions};
 use crate::args::finetuning::Stage;
 use crate::args::DataArguments;
 use crate::template::Template;
@@ -44,18 +44,22 @@ pub struct DataOptions {
 
 /// A converted row and where it came from.
 #[derive(Clone)]
-struct Row {
-    source: usize,
-    origin: RowOrigin,
-    row: Converted,
+pub(crate) struct Row {
+    /// Index into [`Sources`].
+    pub source: usize,
+    /// File and row index in the source.
+    pub origin: RowOrigin,
+    /// The row in LF's unified form.
+    pub row: Converted,
 }
 
 /// The datasets read, for naming rows in errors.
 #[derive(Default)]
-struct Sources(Vec<(String, Vec<PathBuf>)>);
+pub(crate) struct Sources(Vec<(String, Vec<PathBuf>)>);
 
 impl Sources {
-    fn locate(&self, r: &Row) -> String {
+    /// "dataset `name`, file, row i" of a row.
+    pub fn locate(&self, r: &Row) -> String {
         let (name, files) = &self.0[r.source];
         let file = files
             .get(r.origin.file)
@@ -65,7 +69,18 @@ impl Sources {
     }
 }
 
-/// LF's `get_dataset` for stages pt and sft.
+/// The encoded datasets of any stage [`get_stage_dataset`] encodes.
+#[derive(Clone, Debug)]
+pub enum StageDataset {
+    /// pt and sft.
+    Plain(DatasetModule),
+    /// rm and dpo (LF's pairwise processor).
+    Pairwise(DatasetModule<PairExample>),
+    /// kto (LF's feedback processor).
+    Feedback(DatasetModule<KtoExample>),
+}
+
+/// LF's `get_dataset` for stages pt and sft (the other stages: [`get_stage_dataset`]).
 pub fn get_dataset(
     template: &Template,
     tok: &Tokenizer,
@@ -73,10 +88,49 @@ pub fn get_dataset(
     stage: Stage,
     opts: &DataOptions,
 ) -> Result<DatasetModule> {
-    if !matches!(stage, Stage::Pt | Stage::Sft) {
+    build(template, tok, data_args, stage, opts)
+}
+
+/// LF's `get_dataset` with the processor LF's workflow of `stage` uses: pre-training for pt,
+/// supervised for sft, pairwise for rm and dpo (LF's dpo workflow asks for stage `rm`'s
+/// datasets), feedback for kto. Stage ppo is not implemented.
+pub fn get_stage_dataset(
+    template: &Template,
+    tok: &Tokenizer,
+    data_args: &DataArguments,
+    stage: Stage,
+    opts: &DataOptions,
+) -> Result<StageDataset> {
+    Ok(match stage {
+        Stage::Pt | Stage::Sft => {
+            StageDataset::Plain(build(template, tok, data_args, stage, opts)?)
+        }
+        Stage::Rm | Stage::Dpo => {
+            StageDataset::Pairwise(build(template, tok, data_args, stage, opts)?)
+        }
+        Stage::Kto => StageDataset::Feedback(build(template, tok, data_args, stage, opts)?),
+        Stage::Ppo => {
+            return Err(Error::Msg(
+                "datasets for stage `ppo` are not implemented (pt, sft, rm, dpo and kto are)"
+                    .into(),
+            ))
+        }
+    })
+}
+
+/// The whole path for rows of kind `R`.
+fn build<R: StageRows>(
+    template: &Template,
+    tok: &Tokenizer,
+    data_args: &DataArguments,
+    stage: Stage,
+    opts: &DataOptions,
+) -> Result<DatasetModule<R>> {
+    if !R::takes(stage) {
         return Err(Error::Msg(format!(
-            "datasets for stage `{}` are not implemented (pt and sft are)",
-            stage.as_str()
+            "stage `{}` does not train on {} rows",
+            stage.as_str(),
+            R::KIND
         )));
     }
     if stage != Stage::Sft && data_args.neat_packing {
@@ -172,7 +226,7 @@ pub fn get_dataset(
         sources: &sources,
         add_bos_token: opts.add_bos_token,
     };
-    let mut module = DatasetModule::default();
+    let mut module = DatasetModule::<R>::default();
     if let Some(rows) = train.filter(|_| opts.do_train) {
         module.train = enc.encode_set(&rows, false)?;
     }
@@ -205,10 +259,19 @@ fn load_merged(
     };
     let mut all = Vec::with_capacity(attrs.len());
     for (name, attr) in names.iter().zip(&attrs) {
-        if attr.ranking != (stage == Stage::Rm) {
+        // LF's rm and dpo workflows both load stage `rm`'s datasets: ranking ones only
+        let ranking_stage = matches!(stage, Stage::Rm | Stage::Dpo);
+        if attr.ranking != ranking_stage {
             return Err(Error::Msg(format!(
-                "dataset `{name}`: the dataset is not applicable in the current training stage (ranking: {})",
-                attr.ranking
+                "The dataset is not applicable in the current training stage. (dataset `{name}` \
+                 has ranking: {}; stage `{}` takes {} datasets)",
+                attr.ranking,
+                stage.as_str(),
+                if ranking_stage {
+                    "only ranking"
+                } else {
+                    "no ranking"
+                }
             )));
         }
         let ds = load_dataset(name, attr, dataset_dir, max_samples, legacy)?;
@@ -232,125 +295,4 @@ fn load_merged(
         data_args.interleave_probs.as_deref(),
         opts.seed,
     )
-}
-
-/// Encodes sets of rows with the stage's processor.
-struct Encoder<'a> {
-    template: &'a Template,
-    tok: &'a Tokenizer,
-    data_args: &'a DataArguments,
-    stage: Stage,
-    sources: &'a Sources,
-    add_bos_token: bool,
-}
-
-impl Encoder<'_> {
-    fn at(&self, r: &Row, e: Error) -> Error {
-        Error::Msg(format!("{}: {e}", self.sources.locate(r)))
-    }
-
-    fn cutoff(&self) -> Result<usize> {
-        usize::try_from(self.data_args.cutoff_len)
-            .ok()
-            .filter(|&c| c > 0)
-            .ok_or_else(|| {
-                Error::Msg(format!(
-                    "cutoff_len must be positive, got {}",
-                    self.data_args.cutoff_len
-                ))
-            })
-    }
-
-    fn encode_set(&self, rows: &[Row], generate: bool) -> Result<Vec<Example>> {
-        let batch = usize::try_from(self.data_args.preprocessing_batch_size)
-            .ok()
-            .filter(|&b| b > 0)
-            .ok_or_else(|| {
-                Error::Msg(format!(
-                    "preprocessing_batch_size must be positive, got {}",
-                    self.data_args.preprocessing_batch_size
-                ))
-            })?;
-        let mut out = Vec::new();
-        for chunk in rows.chunks(batch) {
-            out.extend(self.encode_batch(chunk, generate)?);
-        }
-        if out.is_empty() && !rows.is_empty() {
-            return Err(Error::Msg(if self.stage == Stage::Pt {
-                "Cannot find sufficient samples, consider increasing dataset size.".into()
-            } else {
-                "Cannot find valid samples, check `data/README.md` for the data format.".into()
-            }));
-        }
-        Ok(out)
-    }
-
-    fn encode_batch(&self, rows: &[Row], generate: bool) -> Result<Vec<Example>> {
-        let da = self.data_args;
-        if self.stage == Stage::Pt {
-            let opts = PretrainOptions {
-                cutoff_len: self.cutoff()?,
-                packing: da.packing.unwrap_or(true),
-                eos_text: eos_text(da.template.as_deref(), self.tok)?,
-                add_bos_token: self.add_bos_token,
-            };
-            let converted: Vec<&Converted> = rows.iter().map(|r| &r.row).collect();
-            return encode_pretrain(self.tok, &converted, &opts);
-        }
-        if generate {
-            let mut out = Vec::new();
-            for r in rows {
-                if r.row.prompt.len() % 2 != 1 {
-                    warn_dropped(&self.sources.locate(r));
-                    continue;
-                }
-                let (ids, labels) =
-                    encode_unsupervised(self.template, self.tok, &r.row, da.cutoff_len)
-                        .map_err(|e| self.at(r, e))?;
-                let n = ids.len();
-                out.push(Example {
-                    input_ids: ids,
-                    labels: labels.into_iter().map(i64::from).collect(),
-                    segments: vec![n],
-                    position_ids: (0..n as u32).collect(),
-                });
-            }
-            return Ok(out);
-        }
-        let opts = SupervisedOptions {
-            cutoff_len: da.cutoff_len,
-            train_on_prompt: da.train_on_prompt,
-            mask_history: da.mask_history,
-        };
-        let mut encoded = Vec::with_capacity(rows.len());
-        for r in rows {
-            if !is_supervised(&r.row) {
-                warn_dropped(&self.sources.locate(r));
-                continue;
-            }
-            encoded.push(
-                encode_supervised(self.template, self.tok, &r.row, &opts)
-                    .map_err(|e| self.at(r, e))?,
-            );
-        }
-        if da.packing.unwrap_or(false) {
-            let pad = self.tok.pad_token_id().ok_or_else(|| {
-                Error::Msg("packing needs a pad token and the tokenizer has none".into())
-            })?;
-            return Ok(pack_supervised(
-                encoded,
-                self.cutoff()?,
-                pad,
-                da.neat_packing,
-            ));
-        }
-        Ok(encoded
-            .into_iter()
-            .map(|(ids, labels)| Example::single(ids, labels))
-            .collect())
-    }
-}
-
-fn warn_dropped(at: &str) {
-    eprintln!("[WARNING] Dropped invalid example ({at}).");
 }
