@@ -20,6 +20,7 @@ pub mod io;
 pub mod logs;
 pub mod plot;
 pub mod predict;
+pub mod pref_loss;
 pub mod progress;
 pub mod results;
 pub mod run;
