@@ -135,3 +135,79 @@ pub fn preference_losses(
         rejected_rewards: ratio_r.detach().scale(beta)?,
     })
 }
+
+/// The KTO loss of `stage: kto` (TRL's `KTOTrainer.kto_loss`, `loss_type: kto`, which
+/// LLaMA-Factory 0.9.5 calls), its rewards and the KL estimate.
+pub struct KtoTerms {
+    /// `[n_desirable + n_undesirable]`: the weighted desirable losses, then the undesirable
+    /// ones; the loss is their mean.
+    pub losses: Var,
+    /// `β·(π − ref)` of the desirable rows, detached (`None` when the batch has none).
+    pub chosen_rewards: Option<Var>,
+    /// `β·(π − ref)` of the undesirable rows, detached (`None` when the batch has none).
+    pub rejected_rewards: Option<Var>,
+    /// `clamp(mean(π_KL − ref_KL), 0)`, detached.
+    pub kl: f64,
+}
+
+/// The KTO settings (`pref_beta`, `kto_chosen_weight`, `kto_rejected_weight`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KtoConfig {
+    /// β.
+    pub beta: f64,
+    /// Weight of the desirable rows' losses.
+    pub desirable_weight: f64,
+    /// Weight of the undesirable rows' losses.
+    pub undesirable_weight: f64,
+}
+
+/// KTO on sequence log-probs: `chosen` / `rejected` are the policy's log-probs of the
+/// desirable / undesirable rows (`None` for an empty side), `ref_*` the reference model's
+/// (constants), and `kl` the (policy, reference) log-probs of the mismatched KL rows.
+/// `KL = clamp(mean(π_KL − ref_KL), 0)`, detached; desirable: `w_d·(1 − σ(β((π − ref) − KL)))`;
+/// undesirable: `w_u·(1 − σ(β(KL − (π − ref))))`.
+pub fn kto_losses(
+    cfg: &KtoConfig,
+    chosen: Option<(&Var, &Var)>,
+    rejected: Option<(&Var, &Var)>,
+    kl: (&Var, &Var),
+) -> Result<KtoTerms> {
+    let kl_est = kl.0.sub(kl.1)?.detach().mean_all()?;
+    let kl_value = kl_est.tensor().to_scalar::<f64>()?.max(0.0);
+    let beta = cfg.beta;
+    let mut parts = Vec::new();
+    let mut side = |pair: Option<(&Var, &Var)>, desirable: bool| -> Result<Option<Var>> {
+        let Some((policy, reference)) = pair else {
+            return Ok(None);
+        };
+        let ratio = policy.sub(reference)?;
+        // 1 − σ(β(ratio − KL)) for desirable rows, 1 − σ(β(KL − ratio)) for undesirable ones.
+        let (sign, weight) = if desirable {
+            (1.0, cfg.desirable_weight)
+        } else {
+            (-1.0, cfg.undesirable_weight)
+        };
+        let arg = ratio.affine(sign * beta, -sign * beta * kl_value)?;
+        parts.push(arg.sigmoid()?.affine(-weight, weight)?);
+        Ok(Some(ratio.detach().scale(beta)?))
+    };
+    let chosen_rewards = side(chosen, true)?;
+    let rejected_rewards = side(rejected, false)?;
+    let refs: Vec<&Var> = parts.iter().collect();
+    let losses = match refs.len() {
+        0 => {
+            return Err(lmf_runtime::Error::invalid(
+                "kto_losses",
+                "a batch needs desirable or undesirable rows",
+            ))
+        }
+        1 => parts[0].clone(),
+        _ => Var::cat(&refs, 0)?,
+    };
+    Ok(KtoTerms {
+        losses,
+        chosen_rewards,
+        rejected_rewards,
+        kl: kl_value,
+    })
+}
