@@ -24,6 +24,7 @@ pub mod pref_loss;
 pub mod progress;
 pub mod results;
 pub mod run;
+pub mod stage;
 pub mod state;
 pub mod trainer;
 
@@ -33,6 +34,7 @@ pub use config::TrainConfig;
 pub use export::{HfModelIo, ModelIo};
 pub use freeze::{freeze_trainable, full_trainable, FreezeSpec};
 pub use run::{run, run_sft, setup_trainable};
+pub use stage::{LmStage, MicroLoss, Stage};
 pub use trainer::{evaluate, TrainOutcome, Trainer};
 
 use lmf_models::CausalLM;

@@ -12,9 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use lmf_autograd::ops::fused::{linear_cross_entropy, CeOptions, CeReduction};
 use lmf_autograd::rng::{manual_seed, rng_state, set_rng_state, RngState};
-use lmf_autograd::{no_grad, Grads, Tensor, Var};
+use lmf_autograd::{Grads, Var};
 use lmf_models::adapter::set_training;
 use lmf_models::CausalLM;
 
@@ -22,13 +21,14 @@ use crate::args::training::{IntervalStrategy, SaveStrategy};
 use crate::data::Example;
 use crate::optim::{clip_grad_norm, default_groups, loraplus_groups, AdamW, Scheduler};
 use crate::template::pyjson::PyJson;
-use crate::train::batch::{count_items, epoch_batches, epoch_order, make_batch, Batch};
+use crate::train::batch::{epoch_batches, epoch_order};
 use crate::train::checkpoint::{rotate_checkpoints, CHECKPOINT_PREFIX};
 use crate::train::config::TrainConfig;
 use crate::train::export::ModelIo;
 use crate::train::io::{commit_dir, dict, py_round, read_json, temp_dir_for, write_json};
 use crate::train::logs::RunLog;
 use crate::train::progress::Progress;
+use crate::train::stage::{lm_batch_losses, LmStage, Stage};
 use crate::train::state::TrainerState;
 use crate::{Error, Result};
 
@@ -61,14 +61,16 @@ struct Control {
     should_training_stop: bool,
 }
 
-/// One training run over a model: owns the optimizer, scheduler and state.
-pub struct Trainer<'a> {
+/// One training run over a model: owns the optimizer, scheduler and state; the stage `S`
+/// supplies the rows, the loss and the evaluation (`pt`/`sft` by default).
+pub struct Trainer<'a, S: Stage = LmStage> {
     cfg: &'a TrainConfig,
+    stage: S,
     /// The model being trained (its `requires_grad` flags say what trains).
     pub model: &'a mut CausalLM,
     io: &'a dyn ModelIo,
-    train: &'a [Example],
-    eval: &'a [(String, Vec<Example>)],
+    train: &'a [S::Row],
+    eval: &'a [(String, Vec<S::Row>)],
     /// HF trainer state (log history, counters).
     pub state: TrainerState,
     optimizer: AdamW,
@@ -103,16 +105,30 @@ pub fn training_steps(cfg: &TrainConfig, num_rows: usize) -> (usize, usize, u64,
     (steps_in_epoch, nupe, max_steps, epochs)
 }
 
-impl<'a> Trainer<'a> {
-    /// Sets up a run: optimizer groups over the model's trainable parameters (HF decay split,
-    /// or LoRA+), the scheduler over the run's steps, the state's intervals.
+impl<'a> Trainer<'a, LmStage> {
+    /// A `pt`/`sft` run (see [`Trainer::with_stage`]).
     pub fn new(
         model: &'a mut CausalLM,
         cfg: &'a TrainConfig,
         io: &'a dyn ModelIo,
         train: &'a [Example],
         eval: &'a [(String, Vec<Example>)],
-    ) -> Result<Trainer<'a>> {
+    ) -> Result<Trainer<'a, LmStage>> {
+        Trainer::with_stage(LmStage, model, cfg, io, train, eval)
+    }
+}
+
+impl<'a, S: Stage> Trainer<'a, S> {
+    /// Sets up a run of `stage`: optimizer groups over the model's trainable parameters (HF
+    /// decay split, or LoRA+), the scheduler over the run's steps, the state's intervals.
+    pub fn with_stage(
+        stage: S,
+        model: &'a mut CausalLM,
+        cfg: &'a TrainConfig,
+        io: &'a dyn ModelIo,
+        train: &'a [S::Row],
+        eval: &'a [(String, Vec<S::Row>)],
+    ) -> Result<Trainer<'a, S>> {
         let (_, _, max_steps, epochs) = training_steps(cfg, train.len());
         let trainable: Vec<String> = model
             .trainable_parameters()
@@ -161,6 +177,7 @@ impl<'a> Trainer<'a> {
         let non_embedding_params = (model.num_parameters() - embed) as f64;
         Ok(Trainer {
             cfg,
+            stage,
             model,
             io,
             train,
@@ -295,18 +312,17 @@ impl<'a> Trainer<'a> {
                 if lo >= hi {
                     break;
                 }
-                let micro: Vec<Vec<&Example>> = batches[lo..hi]
+                let train = self.train;
+                let micro: Vec<Vec<&S::Row>> = batches[lo..hi]
                     .iter()
-                    .map(|b| b.iter().map(|&i| &self.train[i]).collect())
+                    .map(|b| b.iter().map(|&i| &train[i]).collect())
                     .collect();
-                let num_items: usize = micro.iter().map(|rows| count_items(rows)).sum();
+                let num_items: usize = micro.iter().map(|rows| self.stage.count_items(rows)).sum();
                 for rows in &micro {
                     step += 1;
-                    let batch = make_batch(rows, 0)?;
-                    tokens_session += batch.num_tokens();
-                    self.state.total_flos +=
-                        6.0 * batch.num_tokens() as f64 * self.non_embedding_params;
-                    let loss = self.micro_step(&batch, num_items as f64, &mut grads)?;
+                    let (loss, tokens) = self.micro_step(rows, num_items as f64, &mut grads)?;
+                    tokens_session += tokens;
+                    self.state.total_flos += 6.0 * tokens as f64 * self.non_embedding_params;
                     tr_loss += loss as f32;
                 }
                 // Optimizer step.
@@ -453,38 +469,25 @@ impl<'a> Trainer<'a> {
     /// loss (sum of token losses / `num_items`).
     fn micro_step(
         &mut self,
-        batch: &Batch,
+        rows: &[&S::Row],
         num_items: f64,
         grads: &mut HashMap<String, Vec<f32>>,
-    ) -> Result<f64> {
+    ) -> Result<(f64, usize)> {
         let model = &*self.model;
-        let n = batch.labels.len();
-        let labels = Tensor::from_vec(batch.labels.clone(), &[n], model.device)?;
-        let opts = CeOptions {
-            softcap: model.config.final_softcap,
-            ..CeOptions::default()
-        };
+        let stage = &self.stage;
         // Adapter dropout is on only for this forward and its backward (HF `model.train()`);
         // the backward's recomputed layers replay the same masks.
         set_training(true);
-        let step = (|| -> Result<(f64, Grads)> {
-            let hidden = model.forward_hidden(&batch.seq, None)?;
-            let loss = linear_cross_entropy(
-                &hidden,
-                model.head_weight(),
-                &labels,
-                &opts,
-                CeReduction::Divide(num_items.max(1.0)),
-            )?;
-            drop(hidden);
-            let value = loss.tensor().to_scalar::<f64>()?;
+        let step = (|| -> Result<(f64, usize, Grads)> {
+            let micro = stage.micro_loss(model, rows, num_items, 0)?;
+            let value = micro.loss.tensor().to_scalar::<f64>()?;
             if !value.is_finite() {
-                return Ok((value, Grads::new()));
+                return Ok((value, micro.tokens, Grads::new()));
             }
-            Ok((value, loss.backward()?))
+            Ok((value, micro.tokens, micro.loss.backward()?))
         })();
         set_training(false);
-        let (value, g) = step?;
+        let (value, tokens, g) = step?;
         if !value.is_finite() {
             return Err(Error::Msg(format!(
                 "the training loss is {value} at step {}: lower the learning_rate, check the data \
@@ -503,7 +506,7 @@ impl<'a> Trainer<'a> {
                 }
             }
         }
-        Ok(value)
+        Ok((value, tokens))
     }
 
     /// HF `_maybe_log_save_evaluate` + the callbacks' resets of the flags.
@@ -547,7 +550,7 @@ impl<'a> Trainer<'a> {
     /// Evaluates every eval set and logs each set's metrics (HF `evaluate`); returns them merged.
     pub fn evaluate_and_log(&mut self) -> Result<Vec<(String, PyJson)>> {
         let mut all = Vec::new();
-        let sets: Vec<(String, &[Example])> = self
+        let sets: Vec<(String, &[S::Row])> = self
             .eval
             .iter()
             .map(|(n, r)| (n.clone(), r.as_slice()))
@@ -558,7 +561,9 @@ impl<'a> Trainer<'a> {
             } else {
                 format!("eval_{name}")
             };
-            let metrics = evaluate(self.model, rows, self.cfg.eval_batch_size, &prefix)?;
+            let metrics =
+                self.stage
+                    .evaluate(self.model, rows, self.cfg.eval_batch_size, &prefix)?;
             self.log(metrics.clone())?;
             all.extend(metrics);
         }
@@ -683,35 +688,7 @@ pub fn evaluate(
 ) -> Result<Vec<(String, PyJson)>> {
     let start = Instant::now();
     let bs = batch_size.max(1);
-    let mut losses: Vec<(f32, usize)> = Vec::new();
-    no_grad(|| -> Result<()> {
-        for (i, chunk) in rows.chunks(bs).enumerate() {
-            let refs: Vec<&Example> = chunk.iter().collect();
-            let batch = make_batch(&refs, i * bs)?;
-            let hidden = model.forward_hidden(&batch.seq, None)?;
-            let labels =
-                Tensor::from_vec(batch.labels.clone(), &[batch.labels.len()], model.device)?;
-            let opts = CeOptions {
-                softcap: model.config.final_softcap,
-                ..CeOptions::default()
-            };
-            let loss = if batch.num_label_tokens() == 0 {
-                f32::NAN
-            } else {
-                linear_cross_entropy(
-                    &hidden,
-                    model.head_weight(),
-                    &labels,
-                    &opts,
-                    CeReduction::Mean,
-                )?
-                .tensor()
-                .to_scalar::<f32>()?
-            };
-            losses.push((loss, chunk.len()));
-        }
-        Ok(())
-    })?;
+    let losses = lm_batch_losses(model, rows, bs)?;
     let mean = if losses.is_empty() {
         f64::NAN
     } else {

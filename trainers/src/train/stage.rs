@@ -1,0 +1,146 @@
+//! What a training stage supplies to the one training loop ([`super::Trainer`]): its row type,
+//! the loss of one micro-batch on the tape (normalised as the stage's reference trainer does
+//! under gradient accumulation), and the metrics of an eval set. Checkpointing, accumulation,
+//! clipping, the optimizer, scheduling, logging and resume stay in the trainer.
+//!
+//! `pt` and `sft` are [`LmStage`]: HF's causal-LM loss through the fused linear
+//! cross-entropy, divided by `num_items_in_batch`. The preference stages plug in here with
+//! their own rows (`PairExample`, `KtoExample`), losses and metrics.
+
+use lmf_autograd::ops::fused::{linear_cross_entropy, CeOptions, CeReduction};
+use lmf_autograd::{no_grad, Tensor, Var};
+use lmf_models::CausalLM;
+
+use crate::data::Example;
+use crate::template::pyjson::PyJson;
+use crate::train::batch::{count_items, make_batch};
+use crate::Result;
+
+/// The loss of one micro-batch.
+pub struct MicroLoss {
+    /// The scalar loss on the tape, already scaled for accumulation (its gradients are summed
+    /// over the micro-batches of an optimizer step).
+    pub loss: Var,
+    /// Tokens the forward processed (throughput and `total_flos`).
+    pub tokens: usize,
+}
+
+/// One training stage: rows, loss and evaluation.
+pub trait Stage {
+    /// One encoded row of the stage's dataset.
+    type Row: Sync;
+
+    /// What `rows` add to the accumulated step's `num_items_in_batch` (the divisor of the
+    /// summed loss, as HF counts it); the trainer sums it over the step's micro-batches and
+    /// passes the total to [`Stage::micro_loss`].
+    fn count_items(&self, rows: &[&Self::Row]) -> usize;
+
+    /// The loss of the micro-batch `rows` (the `first_row`-th row onward of the epoch order,
+    /// for error messages), with `num_items` of the whole accumulated step.
+    fn micro_loss(
+        &self,
+        model: &CausalLM,
+        rows: &[&Self::Row],
+        num_items: f64,
+        first_row: usize,
+    ) -> Result<MicroLoss>;
+
+    /// The `{prefix}_*` metrics of one eval set, in batches of `batch_size` rows.
+    fn evaluate(
+        &self,
+        model: &CausalLM,
+        rows: &[Self::Row],
+        batch_size: usize,
+        prefix: &str,
+    ) -> Result<Vec<(String, PyJson)>>;
+}
+
+/// `pt` and `sft`: the causal-LM loss (HF `ForCausalLMLoss`) through the fused linear
+/// cross-entropy, so `[tokens, vocab]` logits never exist.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LmStage;
+
+fn ce_options(model: &CausalLM) -> CeOptions {
+    CeOptions {
+        softcap: model.config.final_softcap,
+        ..CeOptions::default()
+    }
+}
+
+impl Stage for LmStage {
+    type Row = Example;
+
+    fn count_items(&self, rows: &[&Example]) -> usize {
+        count_items(rows)
+    }
+
+    fn micro_loss(
+        &self,
+        model: &CausalLM,
+        rows: &[&Example],
+        num_items: f64,
+        first_row: usize,
+    ) -> Result<MicroLoss> {
+        let batch = make_batch(rows, first_row)?;
+        let n = batch.labels.len();
+        let labels = Tensor::from_vec(batch.labels.clone(), &[n], model.device)?;
+        let hidden = model.forward_hidden(&batch.seq, None)?;
+        let loss = linear_cross_entropy(
+            &hidden,
+            model.head_weight(),
+            &labels,
+            &ce_options(model),
+            CeReduction::Divide(num_items.max(1.0)),
+        )?;
+        Ok(MicroLoss {
+            loss,
+            tokens: batch.num_tokens(),
+        })
+    }
+
+    fn evaluate(
+        &self,
+        model: &CausalLM,
+        rows: &[Example],
+        batch_size: usize,
+        prefix: &str,
+    ) -> Result<Vec<(String, PyJson)>> {
+        super::trainer::evaluate(model, rows, batch_size, prefix)
+    }
+}
+
+/// The mean causal-LM loss of each batch of `rows` (what HF's `evaluation_loop` averages),
+/// `NaN` for a batch without label tokens.
+pub(crate) fn lm_batch_losses(
+    model: &CausalLM,
+    rows: &[Example],
+    batch_size: usize,
+) -> Result<Vec<(f32, usize)>> {
+    let bs = batch_size.max(1);
+    let mut losses: Vec<(f32, usize)> = Vec::new();
+    no_grad(|| -> Result<()> {
+        for (i, chunk) in rows.chunks(bs).enumerate() {
+            let refs: Vec<&Example> = chunk.iter().collect();
+            let batch = make_batch(&refs, i * bs)?;
+            let hidden = model.forward_hidden(&batch.seq, None)?;
+            let labels =
+                Tensor::from_vec(batch.labels.clone(), &[batch.labels.len()], model.device)?;
+            let loss = if batch.num_label_tokens() == 0 {
+                f32::NAN
+            } else {
+                linear_cross_entropy(
+                    &hidden,
+                    model.head_weight(),
+                    &labels,
+                    &ce_options(model),
+                    CeReduction::Mean,
+                )?
+                .tensor()
+                .to_scalar::<f32>()?
+            };
+            losses.push((loss, chunk.len()));
+        }
+        Ok(())
+    })?;
+    Ok(losses)
+}
