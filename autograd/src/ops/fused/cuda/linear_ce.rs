@@ -2,11 +2,11 @@
 //! the gradients are computed in the forward (times the reduction factor) and the backward
 //! only scales them by the incoming scalar gradient.
 
-use super::{dense, gpu_of, uninit, view, with_gpu_float, wrap, zeros};
+use super::{dense, device_labels, gpu_of, uninit, view, with_gpu_float, wrap, zeros};
 use crate::var::Var;
 use lmf_kernels::cpu::linear_ce::CeOptions;
 use lmf_kernels::cuda::linear_ce::{linear_ce_forward, linear_ce_fwd_bwd};
-use lmf_runtime::{DType, Error, Result, Tensor};
+use lmf_runtime::{Error, Result, Tensor};
 
 const OP: &str = "linear_cross_entropy";
 
@@ -32,13 +32,7 @@ pub fn linear_ce(
 ) -> Result<CePass> {
     let (xt, wt) = (dense(x.tensor())?, dense(w.tensor())?);
     let gpu = gpu_of(&xt)?;
-    // The labels usually arrive on the device already (the trainer puts them there): reuse
-    // them; upload the host copy only when they live elsewhere or are not int64.
-    let labels = if labels.device() == xt.device() && labels.dtype() == DType::I64 {
-        dense(labels)?
-    } else {
-        Tensor::from_slice(lab, &[n], xt.device())?
-    };
+    let labels = device_labels(labels, lab, &xt)?;
     let (need_x, need_w) = (x.requires_grad(), w.requires_grad());
     with_gpu_float!(xt.dtype(), OP, T => {
         let (xv, wv, lv) = (view::<T>(&xt)?, view::<T>(&wt)?, view::<i64>(&labels)?);

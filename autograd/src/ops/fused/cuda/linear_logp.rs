@@ -3,7 +3,7 @@
 //! device); the node saves `x` and `w`, and its backward recomputes the chunks' logits with
 //! the upstream per-token gradient (copied to the host: `n` floats).
 
-use super::{dense, gpu_of, uninit, view, with_gpu_float, wrap, zeros};
+use super::{dense, device_labels, gpu_of, uninit, view, with_gpu_float, wrap, zeros};
 use crate::tape::{grad_if, record1};
 use crate::var::Var;
 use lmf_kernels::cpu::linear_ce::CeOptions;
@@ -23,11 +23,7 @@ pub fn linear_logprobs(
 ) -> Result<Var> {
     let (xt, wt) = (dense(x.tensor())?, dense(w.tensor())?);
     let gpu = gpu_of(&xt)?;
-    let labels = if labels.device() == xt.device() && labels.dtype() == DType::I64 {
-        dense(labels)?
-    } else {
-        Tensor::from_slice(lab, &[n], xt.device())?
-    };
+    let labels = device_labels(labels, lab, &xt)?;
     let logp = with_gpu_float!(xt.dtype(), OP, T => {
         let (xv, wv, lv) = (view::<T>(&xt)?, view::<T>(&wt)?, view::<i64>(&labels)?);
         linear_logp_forward(&gpu, &xv, &wv, &lv, n, hidden, vocab, opts).map_err(Error::from)?

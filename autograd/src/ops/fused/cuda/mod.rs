@@ -76,6 +76,17 @@ pub(crate) fn uninit<T: CudaElement>(gpu: &Gpu, n: usize) -> Result<CudaSlice<T>
     unsafe { gpu.alloc::<T>(n.max(1)) }.map_err(Error::from)
 }
 
+/// The int64 labels on `x`'s device for the fused lm-head ops. They usually arrive there
+/// already (the trainer puts them there): reuse them; upload the host copy `lab` only when they
+/// live elsewhere or are not int64.
+pub(crate) fn device_labels(labels: &Tensor, lab: &[i64], x: &Tensor) -> Result<Tensor> {
+    if labels.device() == x.device() && labels.dtype() == lmf_runtime::DType::I64 {
+        dense(labels)
+    } else {
+        Tensor::from_slice(lab, &[lab.len()], x.device())
+    }
+}
+
 /// A tensor of `shape` owning `buf`.
 pub(crate) fn wrap<T: CudaElement>(
     gpu: &Arc<Gpu>,
