@@ -12,6 +12,7 @@ pub mod hub;
 pub mod model;
 pub mod streamer;
 pub mod tokenizer;
+pub mod value_head;
 pub mod weights;
 
 pub use adapter::{LoraConfig, LoraInit};
@@ -22,4 +23,5 @@ pub use generate::{generate, sampling_distribution, GenerationConfig};
 pub use model::{CausalLM, KvCache};
 pub use streamer::TextStreamer;
 pub use tokenizer::Tokenizer;
+pub use value_head::ValueHead;
 pub use weights::Weights;

@@ -1,0 +1,114 @@
+//! The scalar value head of reward models (`stage: rm`, PPO's critic): TRL's `ValueHead`
+//! (`v_head.summary`: `Linear(hidden, 1)` with bias, after a dropout whose probability is the
+//! model config's `summary_dropout_prob`, 0.1 when absent), as LLaMA-Factory wraps every
+//! causal LM for those stages. Saved as LLaMA-Factory saves it: `value_head.safetensors` with
+//! `v_head.summary.weight` `[1, hidden]` and `v_head.summary.bias` `[1]`, next to the adapter or
+//! the model.
+//!
+//! A reward model's score of a sequence is the value at its last token (LF's pairwise trainer
+//! gathers `values` at `attention_mask.sum() − 1` of right-padded rows): [`ValueHead::scores`]
+//! evaluates the head only at those tokens.
+
+use std::path::Path;
+
+use lmf_autograd::{Tensor, Var};
+use lmf_runtime::{DType, Device};
+
+use crate::adapter::io::write_safetensors;
+use crate::model::linear::is_training;
+use crate::{Error, Result, Weights};
+
+/// LLaMA-Factory's `V_HEAD_SAFE_WEIGHTS_NAME`.
+pub const VALUE_HEAD_FILE: &str = "value_head.safetensors";
+const WEIGHT: &str = "v_head.summary.weight";
+const BIAS: &str = "v_head.summary.bias";
+
+/// TRL's dropout default when the config has no `summary_dropout_prob`.
+pub const DEFAULT_SUMMARY_DROPOUT: f64 = 0.1;
+
+/// `v_head.summary` and its dropout.
+pub struct ValueHead {
+    /// `[1, hidden]`.
+    pub weight: Var,
+    /// `[1]`.
+    pub bias: Var,
+    /// Dropout probability on the hidden state, applied while training.
+    pub dropout: f64,
+}
+
+impl ValueHead {
+    /// A fresh head as `nn.Linear(hidden, 1)` initialises one: weight and bias uniform in
+    /// `±1/√hidden`, drawn from Philox `(seed, 0..)` (torch's own draw cannot be reproduced;
+    /// the distribution is the same).
+    pub fn new(hidden: usize, dropout: f64, seed: u64, device: Device) -> Result<ValueHead> {
+        let bound = 1.0 / (hidden.max(1) as f64).sqrt();
+        let uniform = |offset: u64, shape: &[usize]| -> Result<Var> {
+            let u = Tensor::rand(seed, offset, shape, DType::F32, device)?;
+            Ok(Var::param(u.affine(2.0 * bound, -bound)?))
+        };
+        Ok(ValueHead {
+            weight: uniform(0, &[1, hidden])?,
+            bias: uniform(hidden as u64, &[1])?,
+            dropout,
+        })
+    }
+
+    /// The head saved in `dir/value_head.safetensors`, if that file exists; its hidden size
+    /// must be `hidden`.
+    pub fn load(
+        dir: &Path,
+        hidden: usize,
+        dropout: f64,
+        device: Device,
+    ) -> Result<Option<ValueHead>> {
+        let path = dir.join(VALUE_HEAD_FILE);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let w = Weights::from_files(std::slice::from_ref(&path))?;
+        let weight = w.load(WEIGHT, &[1, hidden], DType::F32, device)?;
+        let bias = w.load(BIAS, &[1], DType::F32, device)?;
+        Ok(Some(ValueHead {
+            weight: Var::param(weight),
+            bias: Var::param(bias),
+            dropout,
+        }))
+    }
+
+    /// Writes `dir/value_head.safetensors` (through a temporary name).
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        write_safetensors(
+            &dir.join(VALUE_HEAD_FILE),
+            &[
+                (
+                    WEIGHT.to_string(),
+                    self.weight.tensor().to_dtype(DType::F32)?,
+                ),
+                (BIAS.to_string(), self.bias.tensor().to_dtype(DType::F32)?),
+            ],
+        )
+    }
+
+    /// The values at the tokens `at` of `hidden: [tokens, hidden]` (the last token of each
+    /// sequence): `[at.len()]`, f32. Dropout applies while training (`set_training(true)`).
+    pub fn scores(&self, hidden: &Var, at: &[usize]) -> Result<Var> {
+        let tokens = hidden.shape()[0];
+        if let Some(&bad) = at.iter().find(|&&t| t >= tokens) {
+            return Err(Error::Msg(format!(
+                "value head: token {bad} is outside the {tokens} tokens of the batch"
+            )));
+        }
+        let ids: Vec<i64> = at.iter().map(|&t| t as i64).collect();
+        let ids = Tensor::from_vec(ids, &[at.len()], hidden.tensor().device())?;
+        let mut h = hidden.index_select(&ids, 0)?.to_dtype(DType::F32)?; // [n, hidden]
+        if is_training() && self.dropout > 0.0 {
+            h = h.dropout(self.dropout)?;
+        }
+        // [n, hidden]·[hidden, 1] + bias → [n]
+        let v = h
+            .matmul(&self.weight.t()?)?
+            .add(&self.bias.broadcast_as(&[at.len(), 1])?)?;
+        Ok(v.reshape(&[at.len()])?)
+    }
+}
