@@ -39,12 +39,14 @@ pub fn infer_seqlen(source_len: i64, target_len: i64, cutoff_len: i64) -> (i64, 
     (new_source_len, new_target_len)
 }
 
-fn eos_id(tok: &Tokenizer) -> Result<u32> {
+/// The tokenizer's eos id, or an error saying it has none.
+pub(crate) fn eos_id(tok: &Tokenizer) -> Result<u32> {
     tok.eos_token_id()
         .ok_or_else(|| Error::Msg("the tokenizer has no eos token".into()))
 }
 
-fn opt(s: &str) -> Option<&str> {
+/// `None` for an empty system prompt or tools text (the template's default applies).
+pub(crate) fn opt(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
 }
 

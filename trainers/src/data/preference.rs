@@ -13,7 +13,7 @@
 use lmf_models::Tokenizer;
 
 use super::convert::Converted;
-use super::encode::infer_seqlen;
+use super::encode::{eos_id, infer_seqlen, opt};
 use super::example::{Example, KtoExample, PairExample, IGNORE_INDEX};
 use crate::template::{Message, Template};
 use crate::{Error, Result};
@@ -22,10 +22,6 @@ use crate::{Error, Result};
 /// feedback processors drop the others with a warning.
 pub fn is_preference(row: &Converted) -> bool {
     row.prompt.len() % 2 == 1 && row.response.len() >= 2
-}
-
-fn opt(s: &str) -> Option<&str> {
-    (!s.is_empty()).then_some(s)
 }
 
 /// `(prompt ids, response ids)` of `row`'s prompt followed by `response`, with LF's eos after
@@ -41,10 +37,7 @@ fn oneturn(
     let (prompt, mut answer) =
         template.encode_oneturn(tok, &messages, opt(&row.system), opt(&row.tools))?;
     if template.efficient_eos() {
-        let eos = tok
-            .eos_token_id()
-            .ok_or_else(|| Error::Msg("the tokenizer has no eos token".into()))?;
-        answer.push(eos);
+        answer.push(eos_id(tok)?);
     }
     Ok((prompt, answer))
 }
