@@ -8,6 +8,11 @@ Outputs (LLaMA-Factory dataset formats, registered in dataset_info.json):
   sharegpt_demo.json  sharegpt, 60 conversations: multi-turn, some with a system turn, some with
                       a tool call (function_call / observation turns and a `tools` column)
   pretrain_demo.json  100 paragraphs of plain text under the key "text" (stage pt)
+  dpo_demo.json       sharegpt ranking pairs, 50 rows (stages rm / dpo): a prompt under
+                      `conversations` (some multi-turn, some with a system turn), a correct,
+                      helpful `chosen` answer and a wrong, vague, rude or off-topic `rejected` one
+  kto_demo.json       sharegpt feedback rows, 40 (stage kto): `messages` with role / content and
+                      a boolean `label`, true for a good final answer, false for a bad one
 
 Everything comes from the tables below and `random.Random(SEED)`, so a rerun writes the same bytes.
 """
@@ -460,6 +465,174 @@ def pretrain_demo(rng):
     return rows
 
 
+# ----------------------------------------------------------------------------------------------
+# dpo_demo and kto_demo: a prompt with a good and a bad answer
+
+# (question, good answer, bad answer)
+PREF_QA = [
+    ("What is the capital of France?", "The capital of France is Paris.",
+     "The capital of France is Marseille."),
+    ("What is the capital of Japan?", "Tokyo is the capital of Japan.",
+     "Japan does not have a capital city."),
+    ("How many legs does a spider have?", "A spider has eight legs.",
+     "Spiders have six legs, like all insects."),
+    ("Which planet is known as the red planet?",
+     "Mars. Iron oxide dust on its surface makes it look red.",
+     "Jupiter, because it is the biggest planet."),
+    ("What gas do humans breathe out?",
+     "Humans breathe out carbon dioxide, together with the nitrogen and oxygen they did not use.",
+     "Humans breathe out pure oxygen."),
+    ("Who wrote the play Romeo and Juliet?",
+     "William Shakespeare wrote Romeo and Juliet in the 1590s.", "Charles Dickens."),
+    ("What is the largest ocean on Earth?", "The Pacific Ocean is the largest ocean on Earth.",
+     "Why do you want to know? Look it up yourself."),
+    ("How many sides does a hexagon have?", "A hexagon has six sides.",
+     "A hexagon has eight sides."),
+    ("What is the boiling point of water at sea level in Celsius?",
+     "Water boils at 100 degrees Celsius at sea level.", "Water boils at 50 degrees Celsius."),
+    ("How many days are in a leap year?",
+     "A leap year has 366 days; the extra day is the 29th of February.",
+     "365, the same as every other year."),
+    ("What is the chemical symbol for gold?",
+     "The chemical symbol for gold is Au, from the Latin word aurum.", "Go."),
+    ("What is the freezing point of water in Fahrenheit?",
+     "Water freezes at 32 degrees Fahrenheit.", "Water freezes at 0 degrees Fahrenheit."),
+]
+
+# (system, prompt turns: user, assistant, user, ...; good answer, bad answer)
+PREF_CHATS = [
+    ("", ["My program crashes with an error. Can you help me fix it?"],
+     "Yes, I can help. Please paste the error message and the part of the code where it "
+     "happens, and tell me what you expected the program to do.",
+     "Programs crash all the time. Try turning your computer off and on again."),
+    ("", ["I feel nervous before my exam tomorrow. Any advice?"],
+     "That is very common. Look over your notes briefly tonight, sleep well, eat something "
+     "before the exam and read each question carefully. A few slow breaths help when you feel "
+     "stuck.",
+     "Just don't be nervous. It is only an exam."),
+    ("You are a concise assistant. Answer in one or two sentences.", ["Why is the sky blue?"],
+     "Air molecules scatter the short blue wavelengths of sunlight much more than the red ones, "
+     "so blue light reaches our eyes from every part of the sky.",
+     "The sky is blue because it reflects the colour of the ocean, which is blue because it "
+     "reflects the sky, and people have argued about which came first for centuries."),
+    ("", ["I want to start running. How far should I go on my first day?",
+          "Start with intervals: one minute of running and two minutes of walking, repeated for "
+          "about twenty minutes.",
+          "What if my knees hurt afterwards?"],
+     "Rest for a day or two and run on softer ground when you start again. If the pain is "
+     "sharp or lasts more than a few days, see a doctor.",
+     "Ignore it and run twice as far tomorrow; pain means it is working."),
+    ("", ["What is 15 percent of 80?", "15 percent of 80 is 12.", "And 20 percent?"],
+     "20 percent of 80 is 16.", "20 percent of 80 is 20."),
+    ("You are a friendly math tutor. Show the calculation.", ["Is 91 a prime number?"],
+     "No. 91 = 7 × 13, so it has divisors other than 1 and itself.",
+     "Yes, 91 is prime because it is odd."),
+    ("", ["Please summarise: The meeting moved from Monday to Wednesday because the room was "
+          "booked. Everyone should bring the quarterly report."],
+     "The meeting is now on Wednesday instead of Monday because the room was taken; everyone "
+     "should bring the quarterly report.",
+     "There is a meeting."),
+    ("", ["Translate 'good morning' into Spanish."],
+     "'Good morning' in Spanish is 'buenos días'.",
+     "'Good morning' in Spanish is 'buenas noches'."),
+]
+
+BAD_DEFINITIONS = ["{W} is a word.", "I have never heard of {w}.", "{W} is a kind of vegetable.",
+                   "Nobody really knows what {w} means."]
+
+
+def pref_arithmetic(rng, n):
+    """(question, right answer, wrong answer): the wrong one a slip or a refusal."""
+    rows = []
+    for i in range(n):
+        a, b = rng.randint(12, 99), rng.randint(12, 99)
+        op = i % 3
+        if op == 0:
+            q, good = f"What is {a} plus {b}?", (f"{a} + {b}", a + b)
+        elif op == 1:
+            a, b = max(a, b), min(a, b)
+            q, good = f"What is {a} minus {b}?", (f"{a} - {b}", a - b)
+        else:
+            a, b = a % 12 + 3, b % 12 + 3
+            q, good = f"What is {a} times {b}?", (f"{a} × {b}", a * b)
+        slip = good[1] + rng.choice([-10, -2, -1, 1, 2, 10])
+        bad = ("Numbers are boring. Ask me something else." if i % 4 == 3
+               else f"{good[0]} = {slip}.")
+        rows.append((q, f"{good[0]} = {good[1]}.", bad))
+    return rows
+
+
+def pref_definitions(rng, n):
+    rows = []
+    for i, (word, meaning) in enumerate(rng.sample(DEFINITIONS, n)):
+        cap = word[0].upper() + word[1:]
+        rows.append((f'What does "{word}" mean?', f"{cap} is {meaning}.",
+                     BAD_DEFINITIONS[i % len(BAD_DEFINITIONS)].format(W=cap, w=word)))
+    return rows
+
+
+def pref_rewrites(rng, n):
+    rows = []
+    for i, (instr, src, out) in enumerate(rng.sample(REWRITES, n)):
+        bad = src if i % 2 == 0 else "I would rather not rewrite sentences today."
+        rows.append((f"{instr}\n{src}", out, bad))
+    return rows
+
+
+def pref_lists(rng, n):
+    rows = []
+    for i, (q, a) in enumerate(rng.sample(LISTS, n)):
+        bad = a.split("\n")[0] if i % 2 == 0 else "There are far too many to list."
+        if bad == a:  # a one-line answer: a truncated list would still be right
+            bad = "There are far too many to list."
+        rows.append((q, a, bad))
+    return rows
+
+
+def single_turns(rng):
+    """All single-turn (question, good, bad) triples of the preference sets, in a fixed order."""
+    return (PREF_QA + pref_arithmetic(rng, 8) + pref_definitions(rng, 8) + pref_rewrites(rng, 8)
+            + pref_lists(rng, 6))
+
+
+def dpo_demo(rng):
+    rows = []
+    for q, good, bad in single_turns(rng):
+        rows.append({"conversations": [turn("human", q)],
+                     "chosen": turn("gpt", good), "rejected": turn("gpt", bad)})
+    for system, turns, good, bad in PREF_CHATS:
+        conv = [turn("human" if k % 2 == 0 else "gpt", t) for k, t in enumerate(turns)]
+        if system:
+            conv = [turn("system", system)] + conv
+        rows.append({"conversations": conv,
+                     "chosen": turn("gpt", good), "rejected": turn("gpt", bad)})
+    rng.shuffle(rows)
+    return rows
+
+
+def kto_demo(rng):
+    # kto_demo's dataset_info entry sets `tags` without a system_tag (as LLaMA-Factory's
+    # kto_en_demo does), so a system turn would make a row invalid: none here
+    def msg(role, content):
+        return {"role": role, "content": content}
+
+    rows = []
+    singles = PREF_QA + pref_arithmetic(rng, 8) + pref_definitions(rng, 6) + pref_rewrites(rng, 6)
+    for i, (q, good, bad) in enumerate(singles):
+        label = i % 2 == 0
+        rows.append({"messages": [msg("user", q), msg("assistant", good if label else bad)],
+                     "label": label})
+    for i, (_, turns, good, bad) in enumerate(PREF_CHATS):
+        label = i % 2 == 1
+        conv = [msg("user" if k % 2 == 0 else "assistant", t) for k, t in enumerate(turns)]
+        conv.append(msg("assistant", good if label else bad))
+        rows.append({"messages": conv, "label": label})
+    rng.shuffle(rows)
+    # the first rows (max_samples) must hold both kinds of feedback
+    assert len({r["label"] for r in rows[:4]}) == 2, "reseed: the first rows share one label"
+    return rows
+
+
 def dump(name, rows):
     with open(os.path.join(HERE, name), "w", encoding="utf-8") as f:
         json.dump(rows, f, ensure_ascii=False, indent=2)
@@ -472,6 +645,8 @@ def main():
     dump("alpaca_demo.json", alpaca_demo(rng))
     dump("sharegpt_demo.json", sharegpt_demo(rng))
     dump("pretrain_demo.json", pretrain_demo(rng))
+    dump("dpo_demo.json", dpo_demo(rng))
+    dump("kto_demo.json", kto_demo(rng))
 
 
 if __name__ == "__main__":

@@ -1,54 +1,22 @@
-//! `lmf train` against LLaMA-Factory 0.9.5 itself: every case of
+//! `lmf train` against LLaMA-Factory 0.9.5 itself: the sft / pt / eval / predict cases of
 //! `tests/fixtures/hf/train/cases/` (written by `make_train.py` from real LF runs: LoRA resumed
 //! from a non-zero PEFT adapter on Llama and Qwen2 with packing, full, freeze, pt, eval-only,
-//! predict) is run through the `lmf` binary on the same YAML, and the outputs are compared:
+//! predict) are run through the `lmf` binary on the same YAML, and the outputs are compared:
 //! every logged loss (≤ 1e-3 relative), learning rate and epoch, `eval_loss` (≤ 1e-4
 //! relative), `train_loss`, greedy `generated_predictions.jsonl` (identical), the output file
-//! names and the adapter config's keys.
+//! names and the adapter config's keys. The rm / dpo / kto cases are `train_pref_parity.rs`.
 
+mod common;
+
+use common::{
+    check_adapter_config, check_files, fixture_dir, read_json, read_jsonl, rel, run_lmf_train,
+};
 use serde_json::Value;
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf/train")
-}
-
-fn read_json(p: &Path) -> Value {
-    let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-fn read_jsonl(p: &Path) -> Vec<Value> {
-    std::fs::read_to_string(p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn rel(a: f64, b: f64) -> f64 {
-    (a - b).abs() / a.abs().max(1e-12)
-}
+use std::path::Path;
 
 /// Runs one case; returns lmf's output folder.
-fn run_case(case: &str) -> PathBuf {
-    let out = std::env::temp_dir().join(format!("lmf-lfparity-{}-{case}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
-    let yaml = format!("cases/{case}/{case}.yaml");
-    let res = Command::new(env!("CARGO_BIN_EXE_lmf"))
-        .current_dir(fixture_dir())
-        .args(["train", &yaml, &format!("output_dir={}", out.display())])
-        .output()
-        .expect("run lmf");
-    assert!(
-        res.status.success(),
-        "{case}: {}",
-        String::from_utf8_lossy(&res.stderr)
-    );
-    out
+fn run_case(case: &str) -> std::path::PathBuf {
+    run_lmf_train("lfparity", case)
 }
 
 /// The logged training / eval lines of LF and lmf agree.
@@ -100,59 +68,6 @@ fn check_results(case: &str, ours: &Path) {
     if let Some(e) = lf.get("epoch").and_then(Value::as_f64) {
         assert!((e - us["epoch"].as_f64().unwrap()).abs() < 1e-9, "{case}");
     }
-}
-
-fn check_files(case: &str, ours: &Path) {
-    // README.md (model card) and training_args.bin (a pickle) are LF/HF-only by design.
-    let skip = ["README.md", "training_args.bin"];
-    let lf: BTreeSet<String> =
-        read_json(&fixture_dir().join(format!("cases/{case}/output_files.json")))
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_string())
-            .filter(|n| !skip.contains(&n.as_str()))
-            .collect();
-    let us: BTreeSet<String> = std::fs::read_dir(ours)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    let missing: Vec<&String> = lf.difference(&us).collect();
-    assert!(missing.is_empty(), "{case}: lmf did not write {missing:?}");
-}
-
-fn check_adapter_config(case: &str, ours: &Path) {
-    let lf_path = fixture_dir().join(format!("cases/{case}/adapter_config.json"));
-    if !lf_path.is_file() {
-        return;
-    }
-    let lf = read_json(&lf_path);
-    let us = read_json(&ours.join("adapter_config.json"));
-    let keys = |v: &Value| -> BTreeSet<String> { v.as_object().unwrap().keys().cloned().collect() };
-    assert_eq!(keys(&lf), keys(&us), "{case}: adapter_config.json keys");
-    for k in [
-        "r",
-        "lora_alpha",
-        "lora_dropout",
-        "use_rslora",
-        "use_dora",
-        "peft_type",
-        "task_type",
-    ] {
-        assert_eq!(lf[k], us[k], "{case}: adapter_config.json {k}");
-    }
-    let set = |v: &Value| -> BTreeSet<String> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s.as_str().unwrap().to_string())
-            .collect()
-    };
-    assert_eq!(
-        set(&lf["target_modules"]),
-        set(&us["target_modules"]),
-        "{case}"
-    );
 }
 
 fn check_case(case: &str) {

@@ -38,7 +38,7 @@ def words(rng, n):
     return " ".join("".join(rng.choice(syll) for _ in range(rng.randint(1, 4))) for _ in range(n))
 
 
-def make_tokenizer(out_dir, texts):
+def make_tokenizer(out_dir, texts, vocab_size=8192):
     sys.path.insert(0, os.path.join(ROOT, "tests", "fixtures", "hf"))
     from bpe import SPECIAL_TOKENS  # noqa: E402
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -47,7 +47,7 @@ def make_tokenizer(out_dir, texts):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=8192, special_tokens=SPECIAL_TOKENS,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
     tok.train_from_iterator(texts, trainer=trainer)

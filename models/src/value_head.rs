@@ -20,13 +20,40 @@ use crate::{Error, Result, Weights};
 
 /// LLaMA-Factory's `V_HEAD_SAFE_WEIGHTS_NAME`.
 pub const VALUE_HEAD_FILE: &str = "value_head.safetensors";
-const WEIGHT: &str = "v_head.summary.weight";
-const BIAS: &str = "v_head.summary.bias";
+/// Parameter name of the head's weight (`[1, hidden]`).
+pub const WEIGHT: &str = "v_head.summary.weight";
+/// Parameter name of the head's bias (`[1]`).
+pub const BIAS: &str = "v_head.summary.bias";
+
+/// Whether `name` is a value-head parameter (kept out of the model's own weight files).
+pub fn is_value_head_param(name: &str) -> bool {
+    name.starts_with("v_head.")
+}
 
 /// TRL's dropout default when the config has no `summary_dropout_prob`.
 pub const DEFAULT_SUMMARY_DROPOUT: f64 = 0.1;
 
+/// TRL's dropout of the value head for the model in `dir`: `summary_dropout_prob` of its
+/// `config.json` when set, else [`DEFAULT_SUMMARY_DROPOUT`].
+pub fn summary_dropout(dir: &Path) -> Result<f64> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::Msg(format!("{}: invalid JSON: {e}", path.display())))?;
+    match v.get("summary_dropout_prob") {
+        None | Some(serde_json::Value::Null) => Ok(DEFAULT_SUMMARY_DROPOUT),
+        Some(p) => match p.as_f64() {
+            Some(p) if (0.0..1.0).contains(&p) => Ok(p),
+            _ => Err(Error::Msg(format!(
+                "{}: `summary_dropout_prob` must be a number in [0, 1) (got {p})",
+                path.display()
+            ))),
+        },
+    }
+}
+
 /// `v_head.summary` and its dropout.
+#[derive(Clone)]
 pub struct ValueHead {
     /// `[1, hidden]`.
     pub weight: Var,
@@ -73,6 +100,21 @@ impl ValueHead {
             bias: Var::param(bias),
             dropout,
         }))
+    }
+
+    /// Overwrites this head's values with `dir/value_head.safetensors` (resuming), keeping
+    /// its variables and their `requires_grad`; false when the file does not exist.
+    pub fn read_from(&mut self, dir: &Path) -> Result<bool> {
+        let path = dir.join(VALUE_HEAD_FILE);
+        if !path.is_file() {
+            return Ok(false);
+        }
+        let w = Weights::from_files(std::slice::from_ref(&path))?;
+        for (name, var) in [(WEIGHT, &mut self.weight), (BIAS, &mut self.bias)] {
+            let t = w.load(name, var.shape(), var.dtype(), var.device())?;
+            *var.tensor_mut() = t;
+        }
+        Ok(true)
     }
 
     /// Writes `dir/value_head.safetensors` (through a temporary name).

@@ -111,5 +111,25 @@ pub fn export_model(args: &InferArgs) -> Result<PathBuf> {
         .map_err(|e| Error::Msg(format!("config.json: {e}")))?;
     write_atomic(&out.join("config.json"), (text + "\n").as_bytes())?;
     copy_side_files(&src, &out, &SIDE_FILES)?;
+    if args.finetuning.stage == crate::args::finetuning::Stage::Rm {
+        copy_value_head(args, &src, &out)?;
+    }
     Ok(out)
+}
+
+/// `stage: rm` exports keep the reward model's head: LF copies `value_head.safetensors` from
+/// the last adapter folder (else the model folder) into `export_dir` when there is one.
+fn copy_value_head(args: &InferArgs, src: &Path, out: &Path) -> Result<()> {
+    let from = match args.model.adapters().last() {
+        Some(a) => crate::tuner::adapter_dir(&args.model, a)?,
+        None => src.to_path_buf(),
+    };
+    let file = from.join(lmf_models::value_head::VALUE_HEAD_FILE);
+    if file.is_file() {
+        let bytes =
+            std::fs::read(&file).map_err(|e| Error::Msg(format!("{}: {e}", file.display())))?;
+        write_atomic(&out.join(lmf_models::value_head::VALUE_HEAD_FILE), &bytes)?;
+        eprintln!("note: copied the value head to {}", out.display());
+    }
+    Ok(())
 }

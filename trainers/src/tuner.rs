@@ -14,7 +14,7 @@ use lmf_models::CausalLM;
 
 use crate::args::finetuning::FinetuningArguments;
 use crate::args::model::ModelArguments;
-use crate::train::export::ModelIo;
+use crate::train::export::{load_value_head, save_value_head, ModelIo};
 use crate::train::io::copy_side_files;
 use crate::{Error, Result};
 
@@ -27,7 +27,7 @@ const TOKENIZER_FILES: [&str; 4] = [
 ];
 
 /// Resolves an adapter path: a local folder as given (PEFT folders are local here).
-fn adapter_dir(m: &ModelArguments, name: &str) -> Result<PathBuf> {
+pub(crate) fn adapter_dir(m: &ModelArguments, name: &str) -> Result<PathBuf> {
     let mut dir = PathBuf::from(name);
     if let Some(sub) = &m.adapter_folder {
         dir = dir.join(sub);
@@ -114,6 +114,7 @@ pub struct LoraModelIo {
 impl ModelIo for LoraModelIo {
     fn save(&self, model: &CausalLM, dir: &Path) -> Result<()> {
         model.save_adapter(dir, &self.config, &self.base_model)?;
+        save_value_head(model, dir)?;
         match &self.source_dir {
             Some(src) => copy_side_files(src, dir, &TOKENIZER_FILES),
             None => Ok(()),
@@ -122,6 +123,6 @@ impl ModelIo for LoraModelIo {
 
     fn load(&self, model: &mut CausalLM, dir: &Path) -> Result<()> {
         model.load_adapter(dir, true)?;
-        Ok(())
+        load_value_head(model, dir)
     }
 }

@@ -203,3 +203,30 @@ fn kto_matches_trl() {
         );
     }
 }
+
+/// `log σ` has torch's gradient `σ(−x)` everywhere, including at 0 (a DPO step whose policy
+/// equals its reference has z = 0 exactly: a relu-based form gives gradient 0 there and the
+/// run never moves), and stays finite far out.
+#[test]
+fn log_sigmoid_gradient_is_sigmoid_of_minus_x_also_at_zero() {
+    use lmf_trainers::train::pref_loss::log_sigmoid;
+    let xs = [-800.0f64, -3.0, -1e-9, 0.0, 1e-9, 2.5, 800.0];
+    let x = Var::param(Tensor::from_vec(xs.to_vec(), &[xs.len()], Device::Cpu).unwrap());
+    let y = log_sigmoid(&x).unwrap();
+    let ys = y.tensor().to_vec::<f64>().unwrap();
+    let g = y.sum_all().unwrap().backward().unwrap();
+    let gs = g.get(&x).unwrap().to_vec::<f64>().unwrap();
+    for (i, &v) in xs.iter().enumerate() {
+        let sig = 1.0 / (1.0 + (-v).exp());
+        let want = if v < -30.0 { v } else { sig.ln() };
+        assert!(
+            (ys[i] - want).abs() <= 1e-12 * (1.0 + want.abs()),
+            "value at {v}"
+        );
+        assert!(
+            (gs[i] - 1.0 / (1.0 + v.exp())).abs() <= 1e-12,
+            "grad at {v}: {}",
+            gs[i]
+        );
+    }
+}

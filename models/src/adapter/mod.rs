@@ -16,7 +16,7 @@ pub mod io;
 pub mod merge;
 pub mod svd;
 
-pub use crate::model::linear::{is_training, set_training};
+pub use crate::model::linear::{adapters_disabled, is_training, set_training, without_adapters};
 pub use config::{matches_module, LoraConfig, LoraInit};
 pub use merge::pissa_to_lora;
 

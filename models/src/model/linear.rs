@@ -11,6 +11,28 @@ use std::cell::Cell;
 thread_local! {
     /// This thread's train/eval switch for adapter dropout (PEFT's `model.train()`).
     static TRAINING: Cell<bool> = const { Cell::new(false) };
+    /// This thread's adapter switch (PEFT's `disable_adapter()` context).
+    static ADAPTERS_OFF: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with every LoRA/DoRA adapter switched off on this thread, so each [`Linear`]
+/// computes its base `x·Wᵀ + b` alone (PEFT's `with model.disable_adapter():`, what the
+/// preference stages use as the reference model of a LoRA run). Restores the previous state,
+/// also when `f` panics.
+pub fn without_adapters<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ADAPTERS_OFF.with(|a| a.set(self.0));
+        }
+    }
+    let _restore = Restore(ADAPTERS_OFF.with(|a| a.replace(true)));
+    f()
+}
+
+/// Whether adapters are switched off on this thread (see [`without_adapters`]).
+pub fn adapters_disabled() -> bool {
+    ADAPTERS_OFF.with(|a| a.get())
 }
 
 /// Turns adapter dropout on (training forwards) or off (evaluation, generation: the
@@ -67,7 +89,8 @@ impl Linear {
     /// Dropout of the adapter input is on only in training mode ([`set_training`]), like
     /// PEFT between `model.train()` and `model.eval()`.
     pub fn forward(&self, x: &Var) -> Result<Var> {
-        let Some(l) = &self.lora else {
+        let lora = self.lora.as_ref().filter(|_| !adapters_disabled());
+        let Some(l) = lora else {
             let y = x.matmul(&self.weight.t()?)?;
             return match &self.bias {
                 Some(b) => y.add(b),

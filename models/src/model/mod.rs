@@ -14,6 +14,7 @@ pub use linear::{Linear, Lora};
 
 use crate::batch::SeqBatch;
 use crate::config::ModelConfig;
+use crate::value_head::ValueHead;
 use crate::weights::Weights;
 use crate::{Error, Result};
 use layer::LayerCtx;
@@ -57,6 +58,10 @@ macro_rules! visit_params {
         if let Some(h) = $($r)+ $m.lm_head {
             $out.push(("lm_head.weight".to_string(), h));
         }
+        if let Some(v) = $($r)+ $m.value_head {
+            $out.push((crate::value_head::WEIGHT.to_string(), $($r)+ v.weight));
+            $out.push((crate::value_head::BIAS.to_string(), $($r)+ v.bias));
+        }
     }};
 }
 
@@ -77,6 +82,9 @@ pub struct CausalLM {
     pub dtype: DType,
     /// Device the weights live on.
     pub device: Device,
+    /// The value head of stages rm and ppo (`v_head.summary.*`, listed last by
+    /// [`CausalLM::named_parameters`]); `None` for a plain causal LM.
+    pub value_head: Option<ValueHead>,
     /// Recompute each decoder layer in backward instead of keeping its activations
     /// (HF `gradient_checkpointing_enable`); only affects forwards that record a tape.
     pub gradient_checkpointing: bool,
@@ -187,6 +195,7 @@ impl CausalLM {
             norm: load("model.norm.weight", &[hd])?,
             layers,
             lm_head,
+            value_head: None,
             dtype,
             device,
             config,
@@ -211,9 +220,11 @@ impl CausalLM {
 
     /// Sets `requires_grad` of every parameter to `trainable(name)` (keeping the data): the
     /// full / freeze / adapter selection of what trains.
+    /// The value head, when attached, always trains: TRL adds it after the adapter / freeze
+    /// set-up, outside what those select.
     pub fn set_trainable(&mut self, trainable: impl Fn(&str) -> bool) {
         for (name, v) in self.named_parameters_mut() {
-            let want = trainable(&name);
+            let want = trainable(&name) || crate::value_head::is_value_head_param(&name);
             if v.requires_grad() != want {
                 *v = Var::leaf(v.tensor().clone(), want);
             }

@@ -213,21 +213,21 @@ lf_args! {
         pissa_convert: bool = false => Implemented,
         // --- RLHFArguments ---
         /// Beta of the preference loss.
-        pref_beta: f64 = 0.1 => NotImplemented,
+        pref_beta: f64 = 0.1 => Implemented,
         /// SFT loss coefficient in DPO.
-        pref_ftx: f64 = 0.0 => NotImplemented,
+        pref_ftx: f64 = 0.0 => Implemented,
         /// BCO coefficient in DPO.
-        pref_bco_weight: f64 = 0.0 => NotImplemented,
+        pref_bco_weight: f64 = 0.0 => Implemented,
         /// Preference loss.
-        pref_loss: PrefLoss = PrefLoss::Sigmoid => NotImplemented,
+        pref_loss: PrefLoss = PrefLoss::Sigmoid => Implemented,
         /// cDPO label smoothing.
-        dpo_label_smoothing: f64 = 0.0 => NotImplemented,
+        dpo_label_smoothing: f64 = 0.0 => Implemented,
         /// KTO weight of desirable examples.
-        kto_chosen_weight: f64 = 1.0 => NotImplemented,
+        kto_chosen_weight: f64 = 1.0 => Implemented,
         /// KTO weight of undesirable examples.
-        kto_rejected_weight: f64 = 1.0 => NotImplemented,
+        kto_rejected_weight: f64 = 1.0 => Implemented,
         /// SimPO target reward margin.
-        simpo_gamma: f64 = 0.5 => NotImplemented,
+        simpo_gamma: f64 = 0.5 => Implemented,
         /// PPO mini-batches per experience buffer.
         ppo_buffer_size: i64 = 1 => NotImplemented,
         /// PPO epochs per optimisation step.
@@ -239,9 +239,9 @@ lf_args! {
         /// Whiten PPO rewards.
         ppo_whiten_rewards: bool = false => NotImplemented,
         /// Reference model for PPO / DPO.
-        ref_model: Option<String> = None => NotImplemented,
+        ref_model: Option<String> = None => Implemented,
         /// Adapters of the reference model.
-        ref_model_adapters: Option<String> = None => NotImplemented,
+        ref_model_adapters: Option<String> = None => Implemented,
         /// Quantization bits of the reference model.
         ref_model_quantization_bit: Option<i64> = None => NotImplemented,
         /// Reward model for PPO.

@@ -80,9 +80,9 @@ impl TrainArgs {
         }
 
         // What lmf's trainer implements of the valid values.
-        if !matches!(finetuning.stage, Stage::Pt | Stage::Sft) {
+        if finetuning.stage == Stage::Ppo {
             return Err(invalid(format!(
-                "`stage: {}` is not implemented yet by `lmf train` (pt and sft are)",
+                "`stage: {}` is not implemented yet by `lmf train` (pt, sft, rm, dpo and kto are)",
                 finetuning.stage.as_str()
             )));
         }
@@ -235,8 +235,22 @@ mod tests {
         ])
         .unwrap_err();
         assert!(e.to_string().contains("except SFT"), "{e}");
-        let e = parse(&["model_name_or_path=m", "output_dir=o", "stage=dpo"]).unwrap_err();
+        let e = parse(&[
+            "model_name_or_path=m",
+            "output_dir=o",
+            "stage=ppo",
+            "reward_model=r",
+        ])
+        .unwrap_err();
         assert!(e.to_string().contains("not implemented"), "{e}");
+        for stage in ["rm", "dpo", "kto"] {
+            let a = parse(&[
+                "model_name_or_path=m",
+                "output_dir=o",
+                &format!("stage={stage}"),
+            ]);
+            assert!(a.is_ok(), "stage {stage}: {:?}", a.err());
+        }
         let e = parse(&["model_name_or_path=m", "output_dir=o", "learnin_rate=1"]).unwrap_err();
         assert!(e.to_string().contains("learning_rate"), "{e}");
         // bf16 is accepted (with a note) so LLaMA-Factory's example YAMLs run.

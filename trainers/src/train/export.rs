@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use lmf_autograd::DType;
+use lmf_models::value_head::{is_value_head_param, VALUE_HEAD_FILE};
 use lmf_models::{CausalLM, Weights};
 
 use crate::template::pyjson::PyJson;
@@ -61,6 +62,7 @@ impl HfModelIo {
 impl ModelIo for HfModelIo {
     fn save(&self, model: &CausalLM, dir: &Path) -> Result<()> {
         save_weights(model, dir, self.max_shard_bytes)?;
+        save_value_head(model, dir)?;
         match &self.source_dir {
             Some(src) => copy_side_files(src, dir, &COPIED_FILES),
             None => Ok(()),
@@ -70,10 +72,37 @@ impl ModelIo for HfModelIo {
     fn load(&self, model: &mut CausalLM, dir: &Path) -> Result<()> {
         let w = Weights::from_dir(dir)?;
         for (name, var) in model.named_parameters_mut() {
+            if is_value_head_param(&name) {
+                continue;
+            }
             let t = w.load(&name, var.shape(), var.dtype(), var.device())?;
             *var.tensor_mut() = t;
         }
-        Ok(())
+        load_value_head(model, dir)
+    }
+}
+
+/// Writes the model's value head (stages rm / ppo) as `dir/value_head.safetensors`, where
+/// LLaMA-Factory keeps it next to the model or adapter; nothing for a plain LM.
+pub fn save_value_head(model: &CausalLM, dir: &Path) -> Result<()> {
+    match &model.value_head {
+        Some(head) => Ok(head.save(dir)?),
+        None => Ok(()),
+    }
+}
+
+/// Restores the model's value head from `dir/value_head.safetensors` (resuming); a folder
+/// without one is an error when the model has a head.
+pub fn load_value_head(model: &mut CausalLM, dir: &Path) -> Result<()> {
+    match &mut model.value_head {
+        Some(head) => match head.read_from(dir)? {
+            true => Ok(()),
+            false => Err(Error::Msg(format!(
+                "{}: no {VALUE_HEAD_FILE} to restore the value head from",
+                dir.display()
+            ))),
+        },
+        None => Ok(()),
     }
 }
 
@@ -126,6 +155,9 @@ pub fn save_weights(model: &CausalLM, dir: &Path, max_shard: usize) -> Result<()
     let mut size = 0usize;
     let mut total = 0usize;
     for (name, var) in model.named_parameters() {
+        if is_value_head_param(&name) {
+            continue; // value_head.safetensors, see save_value_head
+        }
         let (dt, bytes) = tensor_bytes(var.tensor())?;
         if size > 0 && size + bytes.len() > max_shard {
             shards.push(vec![]);

@@ -20,6 +20,7 @@ pub mod io;
 pub mod logs;
 pub mod plot;
 pub mod predict;
+pub mod pref;
 pub mod pref_loss;
 pub mod progress;
 pub mod results;
@@ -66,13 +67,44 @@ pub fn run_workflow(
     do_train: bool,
     do_eval: bool,
 ) -> Result<WorkflowOutcome> {
+    let keys = plot_keys(&["loss"], &dataset.eval, &["loss"]);
+    run_stage_workflow(LmStage, model, cfg, io, dataset, do_train, do_eval, &keys)
+}
+
+/// The curves LF's workflows plot: `train` keys of the training logs, then for each eval set
+/// (one unnamed set: `eval_{key}`; named sets: `eval_{name}_{key}`) the `eval` keys.
+pub fn plot_keys<R>(train: &[&str], eval: &[(String, Vec<R>)], eval_keys: &[&str]) -> Vec<String> {
+    let mut keys: Vec<String> = train.iter().map(|k| k.to_string()).collect();
+    if eval.len() == 1 && eval[0].0.is_empty() || eval.is_empty() {
+        keys.extend(eval_keys.iter().map(|k| format!("eval_{k}")));
+    } else {
+        for (name, _) in eval {
+            keys.extend(eval_keys.iter().map(|k| format!("eval_{name}_{k}")));
+        }
+    }
+    keys
+}
+
+/// [`run_workflow`] for any [`Stage`]: train with `stage` (plotting `plot_keys` with
+/// `plot_loss`), then evaluate.
+#[allow(clippy::too_many_arguments)]
+pub fn run_stage_workflow<S: Stage>(
+    stage: S,
+    model: &mut CausalLM,
+    cfg: &TrainConfig,
+    io: &dyn ModelIo,
+    dataset: &DatasetModule<S::Row>,
+    do_train: bool,
+    do_eval: bool,
+    plot_keys: &[String],
+) -> Result<WorkflowOutcome> {
     let old_log = cfg.output_dir.join(logs::TRAINER_LOG);
     if cfg.overwrite_output_dir && old_log.is_file() {
         // LF LogCallback.on_init_end: "Previous trainer log in this folder will be deleted."
         std::fs::remove_file(&old_log)
             .map_err(|e| crate::Error::Msg(format!("{}: {e}", old_log.display())))?;
     }
-    let mut trainer = Trainer::new(model, cfg, io, &dataset.train, &dataset.eval)?;
+    let mut trainer = Trainer::with_stage(stage, model, cfg, io, &dataset.train, &dataset.eval)?;
     let flag = progress::ctrlc_flag();
     flag.store(false, std::sync::atomic::Ordering::SeqCst);
     trainer.set_stop_flag(flag);
@@ -83,13 +115,7 @@ pub fn run_workflow(
         results::save_metrics(&cfg.output_dir, "train", &res.metrics)?;
         trainer.save_state()?;
         if cfg.plot_loss {
-            let mut keys = vec!["loss".to_string()];
-            if dataset.eval.len() == 1 && dataset.eval[0].0.is_empty() {
-                keys.push("eval_loss".into());
-            } else {
-                keys.extend(dataset.eval.iter().map(|(n, _)| format!("eval_{n}_loss")));
-            }
-            plot::plot_loss(&cfg.output_dir, &trainer.state.log_history, &keys)?;
+            plot::plot_loss(&cfg.output_dir, &trainer.state.log_history, plot_keys)?;
         }
         out.train = Some(res);
     }

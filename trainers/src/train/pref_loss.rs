@@ -17,7 +17,7 @@
 //!
 //! and rewards `β·π`, detached. Every input is `[B]` (one sequence log-prob per example).
 
-use lmf_autograd::{Result, Var};
+use lmf_autograd::{record1, Result, Tensor, Var};
 
 use crate::args::finetuning::PrefLoss;
 
@@ -56,12 +56,37 @@ pub fn length_normalized(loss: PrefLoss) -> bool {
     matches!(loss, PrefLoss::Ipo | PrefLoss::Orpo | PrefLoss::Simpo)
 }
 
-/// `log σ(x)` without overflow: `−relu(−x) − log(1 + e^{−|x|})`.
+/// `log σ(x)` of a small `[n]` (or scalar) variable, elementwise and without overflow:
+/// `min(x, 0) − ln(1 + e^{−|x|})`, with the exact gradient `σ(−x)` (also at `x = 0`, where a
+/// composition of `relu`s would give 0 and stall a DPO step whose policy equals its
+/// reference). Computed on the host in f64: the inputs are per-sequence values.
 pub fn log_sigmoid(x: &Var) -> Result<Var> {
-    let neg = x.neg()?;
-    let abs = x.relu()?.add(&neg.relu()?)?;
-    let soft = abs.neg()?.exp()?.affine(1.0, 1.0)?.log()?;
-    neg.relu()?.neg()?.sub(&soft)
+    let t = x.tensor();
+    let (dtype, device, shape) = (t.dtype(), t.device(), t.shape().to_vec());
+    let xs = t.to_vec::<f64>()?;
+    let ys: Vec<f64> = xs
+        .iter()
+        .map(|&v| v.min(0.0) - (-v.abs()).exp().ln_1p())
+        .collect();
+    let out = Tensor::from_vec(ys, &shape, device)?.to_dtype(dtype)?;
+    Ok(record1(
+        "log_sigmoid",
+        &[x],
+        out,
+        vec![t.clone()],
+        move |ctx| {
+            let g = ctx.grad(0).to_vec::<f64>()?;
+            let xs = ctx.saved(0).to_vec::<f64>()?;
+            let dx: Vec<f64> = g
+                .iter()
+                .zip(&xs)
+                .map(|(g, &v)| g / (1.0 + v.exp())) // σ(−x) = 1 / (1 + e^x)
+                .collect();
+            let shape = ctx.saved(0).shape().to_vec();
+            let dx = Tensor::from_vec(dx, &shape, device)?.to_dtype(dtype)?;
+            Ok(vec![Some(dx)])
+        },
+    ))
 }
 
 /// The losses and rewards of `cfg.loss` for policy log-probs `chosen`, `rejected` and, for the

@@ -11,12 +11,13 @@ use lmf_models::{hub, CausalLM, Tokenizer};
 
 use crate::args::finetuning::FinetuningType;
 use crate::args::train::{parse_train_args, TrainArgs};
-use crate::data::{get_dataset, DataOptions, DatasetModule};
+use crate::data::{get_dataset, get_stage_dataset, DataOptions, DatasetModule, StageDataset};
 use crate::template::Template;
 use crate::train::config::TrainConfig;
 use crate::train::export::{HfModelIo, ModelIo};
 use crate::train::freeze::{freeze_trainable, full_trainable, FreezeSpec};
 use crate::train::predict::predict;
+use crate::train::pref::workflow::run_pref;
 use crate::train::{run_workflow, WorkflowOutcome};
 use crate::tuner::{new_lora_config, setup_lora, LoraModelIo};
 use crate::{Error, Result};
@@ -127,6 +128,31 @@ pub fn load_dataset(
     )
 }
 
+/// The encoded datasets of any stage (LLaMA-Factory's `get_dataset` with the stage's
+/// processor: rows for pt / sft, pairs for rm / dpo, feedback rows for kto).
+pub fn load_stage_dataset(
+    args: &TrainArgs,
+    template: &Template,
+    tokenizer: &Tokenizer,
+) -> Result<StageDataset> {
+    let t = &args.training;
+    let opts = DataOptions {
+        do_train: t.do_train,
+        do_eval: t.do_eval,
+        do_predict: t.do_predict,
+        predict_with_generate: t.predict_with_generate,
+        seed: t.seed as u64,
+        add_bos_token: false,
+    };
+    get_stage_dataset(
+        template,
+        tokenizer,
+        &args.data,
+        args.finetuning.stage,
+        &opts,
+    )
+}
+
 /// How the run's weights are saved and restored: an HF model folder for full / freeze, a PEFT
 /// folder for LoRA (whose adapter this also sets up: merged, resumed or new, see
 /// [`crate::tuner::setup_lora`]).
@@ -189,7 +215,7 @@ pub fn run(argv: &[String]) -> Result<WorkflowOutcome> {
     )?;
     let mut tokenizer = Tokenizer::from_dir(&dir)?;
     let template = load_template(&args, &mut tokenizer)?;
-    let dataset = load_dataset(&args, &template, &tokenizer)?;
+    let dataset = load_stage_dataset(&args, &template, &tokenizer)?;
     let t = &args.training;
     let dtype = super::device::compute_dtype(device, t.bf16, t.fp16);
     if device != Device::Cpu {
@@ -211,7 +237,10 @@ pub fn run(argv: &[String]) -> Result<WorkflowOutcome> {
             Ok(cfg)
         })
         .transpose()?;
-    let out = run_sft(&args, &mut model, &tokenizer, &dataset, io.as_ref())?;
+    let out = match &dataset {
+        StageDataset::Plain(data) => run_sft(&args, &mut model, &tokenizer, data, io.as_ref())?,
+        pref => run_pref(&args, &mut model, pref, io.as_ref(), &dir)?,
+    };
     if let Device::Cuda(n) = device {
         // The pool's high-water mark: every tensor, activation and workspace lmf allocated.
         if let Ok(gpu) = lmf_kernels::cuda::Gpu::get(n) {

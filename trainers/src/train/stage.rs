@@ -23,6 +23,9 @@ pub struct MicroLoss {
     pub loss: Var,
     /// Tokens the forward processed (throughput and `total_flos`).
     pub tokens: usize,
+    /// The micro-batch's metrics (TRL's `store_metrics`), reduced at each log by
+    /// [`Stage::log_metrics`]; empty for pt / sft.
+    pub metrics: Vec<(String, f64)>,
 }
 
 /// One training stage: rows, loss and evaluation.
@@ -44,6 +47,18 @@ pub trait Stage {
         num_items: f64,
         first_row: usize,
     ) -> Result<MicroLoss>;
+
+    /// Whether dropout (adapter dropout, the value head's) is on in training forwards; the
+    /// DPO-family trainers switch every dropout off (TRL's `disable_dropout_in_model`).
+    fn dropout(&self) -> bool {
+        true
+    }
+
+    /// The logged metrics of the micro-batches since the last log (each one's
+    /// [`MicroLoss::metrics`]), added after `loss`, `grad_norm` and `learning_rate`.
+    fn log_metrics(&self, _stored: &[Vec<(String, f64)>]) -> Vec<(String, PyJson)> {
+        vec![]
+    }
 
     /// The `{prefix}_*` metrics of one eval set, in batches of `batch_size` rows.
     fn evaluate(
@@ -95,6 +110,7 @@ impl Stage for LmStage {
         Ok(MicroLoss {
             loss,
             tokens: batch.num_tokens(),
+            metrics: vec![],
         })
     }
 

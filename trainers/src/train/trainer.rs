@@ -52,6 +52,9 @@ pub struct TrainOutcome {
     pub interrupted: bool,
 }
 
+/// A stage's metrics of one micro-batch.
+type Metrics = Vec<(String, f64)>;
+
 /// HF's `TrainerControl` flags.
 #[derive(Clone, Copy, Debug, Default)]
 struct Control {
@@ -80,6 +83,8 @@ pub struct Trainer<'a, S: Stage = LmStage> {
     non_embedding_params: f64,
     losses: Vec<(u64, f64)>,
     progress: Progress,
+    /// The stage's metrics of each micro-batch since the last log.
+    stored: Vec<Vec<(String, f64)>>,
 }
 
 /// Micro-batches per epoch, optimizer steps per epoch, total optimizer steps and the integer
@@ -190,6 +195,7 @@ impl<'a, S: Stage> Trainer<'a, S> {
             non_embedding_params,
             losses: vec![],
             progress: Progress::hidden(),
+            stored: vec![],
         })
     }
 
@@ -477,17 +483,18 @@ impl<'a, S: Stage> Trainer<'a, S> {
         let stage = &self.stage;
         // Adapter dropout is on only for this forward and its backward (HF `model.train()`);
         // the backward's recomputed layers replay the same masks.
-        set_training(true);
-        let step = (|| -> Result<(f64, usize, Grads)> {
+        set_training(stage.dropout());
+        let step = (|| -> Result<(f64, usize, Grads, Metrics)> {
             let micro = stage.micro_loss(model, rows, num_items, 0)?;
             let value = micro.loss.tensor().to_scalar::<f64>()?;
             if !value.is_finite() {
-                return Ok((value, micro.tokens, Grads::new()));
+                return Ok((value, micro.tokens, Grads::new(), micro.metrics));
             }
-            Ok((value, micro.tokens, micro.loss.backward()?))
+            Ok((value, micro.tokens, micro.loss.backward()?, micro.metrics))
         })();
         set_training(false);
-        let (value, tokens, g) = step?;
+        let (value, tokens, g, metrics) = step?;
+        self.stored.push(metrics);
         if !value.is_finite() {
             return Err(Error::Msg(format!(
                 "the training loss is {value} at step {}: lower the learning_rate, check the data \
@@ -530,6 +537,8 @@ impl<'a, S: Stage> Trainer<'a, S> {
             }
             let lr = learning_rate.unwrap_or_else(|| self.scheduler.lr());
             logs.push(("learning_rate".into(), PyJson::Float(lr)));
+            logs.extend(self.stage.log_metrics(&self.stored));
+            self.stored.clear();
             *total_loss += scalar;
             *last_logged = gs;
             self.losses.push((gs, loss));

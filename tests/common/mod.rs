@@ -1,0 +1,113 @@
+//! Helpers shared by the `lmf train` ↔ LLaMA-Factory parity tests (`train_lf_parity.rs`,
+//! `train_pref_parity.rs`): the fixture folder `tests/fixtures/hf/train` (written by
+//! `make_train.py`), reading LF's JSON outputs, running `lmf train` on a case's YAML, and the
+//! checks that do not depend on the stage (output file names, adapter config).
+
+// Each test crate uses a different subset of these.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// `tests/fixtures/hf/train`: the cases' YAML paths are relative to it.
+pub fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf/train")
+}
+
+/// `cases/<case>/` with LF's outputs of that case.
+pub fn case_dir(case: &str) -> PathBuf {
+    fixture_dir().join("cases").join(case)
+}
+
+pub fn read_json(p: &Path) -> Value {
+    let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+pub fn read_jsonl(p: &Path) -> Vec<Value> {
+    std::fs::read_to_string(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .collect()
+}
+
+pub fn rel(a: f64, b: f64) -> f64 {
+    (a - b).abs() / a.abs().max(1e-12)
+}
+
+/// Runs `lmf train cases/<case>/<case>.yaml output_dir=<tmp>` from the fixture folder; returns
+/// lmf's output folder (`tag` keeps the folders of different test crates apart).
+pub fn run_lmf_train(tag: &str, case: &str) -> PathBuf {
+    let out = std::env::temp_dir().join(format!("lmf-{tag}-{}-{case}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let yaml = format!("cases/{case}/{case}.yaml");
+    let res = Command::new(env!("CARGO_BIN_EXE_lmf"))
+        .current_dir(fixture_dir())
+        .args(["train", &yaml, &format!("output_dir={}", out.display())])
+        .output()
+        .expect("run lmf");
+    assert!(
+        res.status.success(),
+        "{case}: {}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    out
+}
+
+/// Every file LF wrote into `output_dir` (`output_files.json`) is in lmf's output folder too.
+pub fn check_files(case: &str, ours: &Path) {
+    // README.md (model card) and training_args.bin (a pickle) are LF/HF-only by design.
+    let skip = ["README.md", "training_args.bin"];
+    let lf: BTreeSet<String> = read_json(&case_dir(case).join("output_files.json"))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .filter(|n| !skip.contains(&n.as_str()))
+        .collect();
+    let us: BTreeSet<String> = std::fs::read_dir(ours)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let missing: Vec<&String> = lf.difference(&us).collect();
+    assert!(missing.is_empty(), "{case}: lmf did not write {missing:?}");
+}
+
+/// LoRA cases: lmf's `adapter_config.json` has LF's keys and LF's values of the keys that matter.
+pub fn check_adapter_config(case: &str, ours: &Path) {
+    let lf_path = case_dir(case).join("adapter_config.json");
+    if !lf_path.is_file() {
+        return;
+    }
+    let lf = read_json(&lf_path);
+    let us = read_json(&ours.join("adapter_config.json"));
+    let keys = |v: &Value| -> BTreeSet<String> { v.as_object().unwrap().keys().cloned().collect() };
+    assert_eq!(keys(&lf), keys(&us), "{case}: adapter_config.json keys");
+    for k in [
+        "r",
+        "lora_alpha",
+        "lora_dropout",
+        "use_rslora",
+        "use_dora",
+        "peft_type",
+        "task_type",
+    ] {
+        assert_eq!(lf[k], us[k], "{case}: adapter_config.json {k}");
+    }
+    let set = |v: &Value| -> BTreeSet<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        set(&lf["target_modules"]),
+        set(&us["target_modules"]),
+        "{case}"
+    );
+}
