@@ -22,7 +22,8 @@
 mod common;
 
 use common::{
-    case_dir, check_adapter_config, check_files, fixture_dir, read_json, read_jsonl, run_lmf_train,
+    case_dir, check_adapter_config, check_files, fixture_dir, read_json, read_jsonl, rel,
+    run_lmf_train,
 };
 use serde_json::{Map, Value};
 use std::path::Path;
@@ -425,4 +426,37 @@ fn kto_qwen_matches_llamafactory() {
 #[test]
 fn kto_weighted_ftx_llama_matches_llamafactory() {
     check_case("kto_weighted_ftx_llama");
+}
+
+/// rm `do_predict` without training (`rm_predict_llama`): LF's `predict_loss` and
+/// `predict_accuracy`, and its `generated_predictions.jsonl` (one `{"chosen", "rejected"}` line
+/// per pair, scores rounded to 2 decimals: equal, or one rounding step apart).
+#[test]
+fn rm_predict_llama_matches_llamafactory() {
+    let case = "rm_predict_llama";
+    let ours = run_lmf_train("prefparity", case);
+    let lf = read_json(&case_dir(case).join("predict_results.json"));
+    let us = read_json(&ours.join("predict_results.json"));
+    let (a, b) = (
+        lf["predict_loss"].as_f64().unwrap(),
+        us["predict_loss"].as_f64().unwrap(),
+    );
+    assert!(rel(a, b) <= 1e-4, "predict_loss LF {a} lmf {b}");
+    assert_eq!(lf["predict_accuracy"], us["predict_accuracy"]);
+    let lf_lines = read_jsonl(&case_dir(case).join("generated_predictions.jsonl"));
+    let us_lines = read_jsonl(&ours.join("generated_predictions.jsonl"));
+    assert_eq!(lf_lines.len(), us_lines.len(), "prediction lines");
+    assert!(!lf_lines.is_empty());
+    for (i, (x, y)) in lf_lines.iter().zip(&us_lines).enumerate() {
+        assert_eq!(
+            x.as_object().unwrap().keys().collect::<Vec<_>>(),
+            y.as_object().unwrap().keys().collect::<Vec<_>>(),
+            "line {i}"
+        );
+        for k in ["chosen", "rejected"] {
+            let (p, q) = (x[k].as_f64().unwrap(), y[k].as_f64().unwrap());
+            assert!((p - q).abs() <= 0.01 + 1e-9, "line {i} {k}: LF {p} lmf {q}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&ours);
 }
