@@ -286,7 +286,7 @@ fn check_case(case: &str) {
     let _ = std::fs::remove_dir_all(&ours);
 }
 
-const CASES: [&str; 14] = [
+const CASES: [&str; 15] = [
     "rm_llama",
     "rm_qwen",
     "dpo_sigmoid_llama",
@@ -298,6 +298,7 @@ const CASES: [&str; 14] = [
     "dpo_sigmoid_qwen",
     "dpo_orpo_qwen",
     "dpo_full_llama",
+    "dpo_bco_llama",
     "kto_llama",
     "kto_qwen",
     "kto_weighted_ftx_llama",
@@ -411,6 +412,11 @@ fn dpo_orpo_qwen_matches_llamafactory() {
 #[test]
 fn dpo_full_llama_matches_llamafactory() {
     check_case("dpo_full_llama");
+}
+
+#[test]
+fn dpo_bco_llama_matches_llamafactory() {
+    check_case("dpo_bco_llama");
 }
 
 #[test]
