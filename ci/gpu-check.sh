@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one command for a machine with an NVIDIA GPU: runs every GPU test binary (each compares
-# a CUDA kernel with its CPU twin), then the benchmarks (bench/src/bin/gpu_bench.rs and
+# a CUDA kernel with its CPU twin) and the preference stages on the device against LF's runs
+# (ci/gpu_pref_parity.py), then the benchmarks (bench/src/bin/gpu_bench.rs and
 # PyTorch's numbers on the same shapes, bench/gpu/torch_ref.py), then the end-to-end LoRA
 # step (bench/gpu/e2e_lora_{lmf.sh,torch.py} on one `lmf init` Llama-3.2-1B-shaped model),
 # then prints ONE markdown table. Meant to finish in under 8 minutes (budget
@@ -137,6 +138,25 @@ missing() { # impl key status reason
     tee -a "$RESULTS"
 }
 
+# The preference stages end to end on cuda:0 against LLaMA-Factory's CPU runs (fp32 on both
+# sides): ci/gpu_pref_parity.py writes one test line; skipped where no GPU is seen.
+run_pref_parity() {
+  local t rc
+  if ! nvidia-smi -L >/dev/null 2>&1; then
+    say "pref_parity: skipped (nvidia-smi sees no GPU)"
+    printf '{"impl":"test","binary":"pref_parity","passed":0,"failed":0,"skipped":1,"rc":0}\n' >>"$RESULTS"
+    return 0
+  fi
+  t=$(step_timeout 60 200)
+  say "pref_parity: lmf train rm/dpo/kto on cuda:0 (timeout ${t}s)"
+  LMF_DEVICE=cuda:0 timeout -k 5 "$t" python3 ci/gpu_pref_parity.py "$BIN/lmf" | tee -a "$RESULTS"
+  rc=${PIPESTATUS[0]}
+  if [ "$rc" -ne 0 ] && ! grep -q '"binary": "pref_parity"' "$RESULTS"; then
+    printf '{"impl":"test","binary":"pref_parity","passed":0,"failed":1,"skipped":0,"rc":%d}\n' "$rc" >>"$RESULTS"
+  fi
+  [ "$rc" -eq 0 ]
+}
+
 # The end-to-end LoRA step, both sides on the same model folder and text (bench/gpu/).
 run_e2e() {
   local w=${TMPDIR:-/tmp}/lmf-gpu-check-e2e t impl
@@ -219,6 +239,8 @@ PY
   for bin in "${bins[@]}"; do
     run_test "$bin" || status=1
   done
+
+  run_pref_parity || status=1
 
   t=$(step_timeout 150 130)
   say "gpu_bench $QUICK (timeout ${t}s)"
