@@ -6,10 +6,9 @@
 
 mod common;
 
-use common::{fixture_dir, read_json};
+use common::{read_json, run_lmf_in_fixture};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn train(case: &str, out: &Path, extra: &[String]) {
     let yaml = format!("cases/{case}/{case}.yaml");
@@ -23,16 +22,7 @@ fn train(case: &str, out: &Path, extra: &[String]) {
         "eval_strategy=no".into(),
     ];
     args.extend_from_slice(extra);
-    let res = Command::new(env!("CARGO_BIN_EXE_lmf"))
-        .current_dir(fixture_dir())
-        .args(&args)
-        .output()
-        .expect("run lmf");
-    assert!(
-        res.status.success(),
-        "{case}: {}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    run_lmf_in_fixture(case, &args);
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -110,22 +100,16 @@ fn rm_resumes_exactly_with_its_value_head_and_exports_it() {
         &["adapter_model.safetensors", "value_head.safetensors"],
     );
     let out = trained.with_file_name("export");
-    let res = Command::new(env!("CARGO_BIN_EXE_lmf"))
-        .current_dir(fixture_dir())
-        .args([
-            "export",
-            "model_name_or_path=models/llama_rm",
-            &format!("adapter_name_or_path={}", trained.display()),
-            "finetuning_type=lora",
-            "stage=rm",
-            &format!("export_dir={}", out.display()),
-        ])
-        .output()
-        .expect("run lmf export");
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
+    run_lmf_in_fixture(
+        "export",
+        &[
+            "export".into(),
+            "model_name_or_path=models/llama_rm".into(),
+            format!("adapter_name_or_path={}", trained.display()),
+            "finetuning_type=lora".into(),
+            "stage=rm".into(),
+            format!("export_dir={}", out.display()),
+        ],
     );
     assert!(out.join("model.safetensors").is_file());
     let head = |d: &Path| std::fs::read(d.join("value_head.safetensors")).unwrap();

@@ -25,13 +25,10 @@ sequence (2 x 1024 tokens) and the reference model's forward over both (no gradi
 import json
 import os
 import random
-import re
-import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lf_train_bench import make_tokenizer, words  # noqa: E402
+from lf_train_bench import make_tokenizer, run_watched, words  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SEED = 1234
@@ -130,42 +127,8 @@ output_dir: out
 
 
 def watch(name, out_dir, warmup, cmd):
+    stamps, rss_kb, wall = run_watched(name, out_dir, cmd)
     log_path = os.path.join(out_dir, "trainer_log.jsonl")
-    if os.path.exists(log_path):
-        os.remove(log_path)
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    time_log = os.path.join(parent, f"{name}.time.txt")
-    out_log = os.path.join(parent, f"{name}.log")
-    t0 = time.perf_counter()
-    with open(out_log, "w") as out:
-        proc = subprocess.Popen(["/usr/bin/time", "-v", "-o", time_log] + cmd, stdout=out,
-                                stderr=subprocess.STDOUT)
-        seen, stamps = 0, {}
-        while True:
-            done = proc.poll() is not None
-            if os.path.exists(log_path):
-                with open(log_path) as f:
-                    lines = f.read().splitlines()
-                now = time.perf_counter()
-                for line in lines[seen:]:
-                    try:
-                        rec = json.loads(line)
-                    except json.JSONDecodeError:  # a line being written: read it next time
-                        break
-                    if "loss" in rec:
-                        stamps[rec["current_steps"]] = (now - t0, rec["loss"])
-                    seen += 1
-            if done:
-                break
-            time.sleep(0.02)
-    wall = time.perf_counter() - t0
-    text = open(out_log, errors="replace").read()
-    if proc.returncode != 0:
-        if "not implemented" in text:
-            sys.exit(3)
-        sys.stderr.write(text[-3000:])
-        sys.exit(proc.returncode)
-    rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", open(time_log).read()).group(1))
     steps = sorted(stamps)
     if not steps or steps != list(range(1, steps[-1] + 1)):
         sys.exit(f"{name}: expected one logged line per step in {log_path}, got steps {steps}")

@@ -131,12 +131,16 @@ output_dir: out
     print(json.dumps({"parameters": n, "tokenizer": len(tok), "rows": len(data)}))
 
 
-def watch(name, out_dir, warmup, tokens_per_step, cmd):
+def run_watched(name, out_dir, cmd):
+    """Runs `cmd` under `/usr/bin/time -v`, stamping each logged step of
+    `out_dir/trainer_log.jsonl` as it appears. Returns ({step: (seconds since start, loss)},
+    peak RSS in kB, wall seconds); exits 3 when the command says "not implemented"."""
     log_path = os.path.join(out_dir, "trainer_log.jsonl")
     if os.path.exists(log_path):
         os.remove(log_path)
-    time_log = os.path.join(os.path.dirname(os.path.abspath(out_dir)), f"{name}.time.txt")
-    out_log = os.path.join(os.path.dirname(os.path.abspath(out_dir)), f"{name}.log")
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    time_log = os.path.join(parent, f"{name}.time.txt")
+    out_log = os.path.join(parent, f"{name}.log")
     t0 = time.perf_counter()
     with open(out_log, "w") as out:
         proc = subprocess.Popen(["/usr/bin/time", "-v", "-o", time_log] + cmd, stdout=out,
@@ -154,7 +158,7 @@ def watch(name, out_dir, warmup, tokens_per_step, cmd):
                     except json.JSONDecodeError:  # a line being written: read it next time
                         break
                     if "loss" in rec:
-                        stamps[rec["current_steps"]] = (now, rec["loss"])
+                        stamps[rec["current_steps"]] = (now - t0, rec["loss"])
                     seen += 1
             if done:
                 break
@@ -167,6 +171,12 @@ def watch(name, out_dir, warmup, tokens_per_step, cmd):
         sys.stderr.write(text[-3000:])
         sys.exit(proc.returncode)
     rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", open(time_log).read()).group(1))
+    return stamps, rss_kb, wall
+
+
+def watch(name, out_dir, warmup, tokens_per_step, cmd):
+    stamps, rss_kb, wall = run_watched(name, out_dir, cmd)
+    log_path = os.path.join(out_dir, "trainer_log.jsonl")
     steps = sorted(stamps)
     last = steps[-1]
     if warmup not in stamps or last <= warmup:

@@ -39,21 +39,33 @@ pub fn rel(a: f64, b: f64) -> f64 {
     (a - b).abs() / a.abs().max(1e-12)
 }
 
+/// Runs `lmf ARGS` from the fixture folder; panics (with lmf's stderr, naming `what`) unless it
+/// succeeds.
+pub fn run_lmf_in_fixture(what: &str, args: &[String]) {
+    let res = Command::new(env!("CARGO_BIN_EXE_lmf"))
+        .current_dir(fixture_dir())
+        .args(args)
+        .output()
+        .expect("run lmf");
+    assert!(
+        res.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+}
+
 /// Runs `lmf train cases/<case>/<case>.yaml output_dir=<tmp>` from the fixture folder; returns
 /// lmf's output folder (`tag` keeps the folders of different test crates apart).
 pub fn run_lmf_train(tag: &str, case: &str) -> PathBuf {
     let out = std::env::temp_dir().join(format!("lmf-{tag}-{}-{case}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let yaml = format!("cases/{case}/{case}.yaml");
-    let res = Command::new(env!("CARGO_BIN_EXE_lmf"))
-        .current_dir(fixture_dir())
-        .args(["train", &yaml, &format!("output_dir={}", out.display())])
-        .output()
-        .expect("run lmf");
-    assert!(
-        res.status.success(),
-        "{case}: {}",
-        String::from_utf8_lossy(&res.stderr)
+    run_lmf_in_fixture(
+        case,
+        &[
+            "train".into(),
+            format!("cases/{case}/{case}.yaml"),
+            format!("output_dir={}", out.display()),
+        ],
     );
     out
 }

@@ -104,21 +104,26 @@ pub fn load_template(args: &TrainArgs, tokenizer: &mut Tokenizer) -> Result<Temp
     )?)
 }
 
-/// The encoded datasets of the run (LLaMA-Factory's `get_dataset`).
-pub fn load_dataset(
-    args: &TrainArgs,
-    template: &Template,
-    tokenizer: &Tokenizer,
-) -> Result<DatasetModule> {
+/// What the data pipeline needs of the training arguments.
+fn data_options(args: &TrainArgs) -> DataOptions {
     let t = &args.training;
-    let opts = DataOptions {
+    DataOptions {
         do_train: t.do_train,
         do_eval: t.do_eval,
         do_predict: t.do_predict,
         predict_with_generate: t.predict_with_generate,
         seed: t.seed as u64,
         add_bos_token: false,
-    };
+    }
+}
+
+/// The encoded datasets of the run (LLaMA-Factory's `get_dataset`).
+pub fn load_dataset(
+    args: &TrainArgs,
+    template: &Template,
+    tokenizer: &Tokenizer,
+) -> Result<DatasetModule> {
+    let opts = data_options(args);
     get_dataset(
         template,
         tokenizer,
@@ -135,15 +140,7 @@ pub fn load_stage_dataset(
     template: &Template,
     tokenizer: &Tokenizer,
 ) -> Result<StageDataset> {
-    let t = &args.training;
-    let opts = DataOptions {
-        do_train: t.do_train,
-        do_eval: t.do_eval,
-        do_predict: t.do_predict,
-        predict_with_generate: t.predict_with_generate,
-        seed: t.seed as u64,
-        add_bos_token: false,
-    };
+    let opts = data_options(args);
     get_stage_dataset(
         template,
         tokenizer,

@@ -17,11 +17,11 @@
 use std::cell::Cell;
 use std::time::Instant;
 
-use lmf_autograd::{no_grad, Var};
+use lmf_autograd::Var;
 use lmf_models::CausalLM;
 
 use super::reference::Reference;
-use super::{eval_loss, mean, mean_f32, seq_logps, SeqLogps};
+use super::{eval_batches, eval_loss, mean, mean_f32, seq_logps, EvalBatches, SeqLogps};
 use crate::args::finetuning::PrefLoss;
 use crate::data::{Example, PairExample};
 use crate::template::pyjson::PyJson;
@@ -283,16 +283,12 @@ impl Stage for DpoStage {
     ) -> Result<Vec<(String, PyJson)>> {
         let start = Instant::now();
         let bs = batch_size.max(1);
-        let mut batches = vec![];
-        let mut stored = vec![];
-        no_grad(|| -> Result<()> {
-            for (i, chunk) in rows.chunks(bs).enumerate() {
-                let refs: Vec<&PairExample> = chunk.iter().collect();
-                let out = self.batch(model, &refs, i * bs)?;
-                batches.push((out.loss.tensor().to_scalar::<f64>()?, chunk.len()));
-                stored.push(out.metrics);
-            }
-            Ok(())
+        let EvalBatches {
+            losses: batches,
+            stored,
+        } = eval_batches(rows, bs, |refs, first| {
+            let out = self.batch(model, refs, first)?;
+            Ok((out.loss, out.metrics))
         })?;
         let mut extra = averaged(&stored, "eval_");
         if self.reference.is_policy() {

@@ -17,7 +17,7 @@ use lmf_models::CausalLM;
 
 use super::dpo::{eval_metrics, values};
 use super::reference::Reference;
-use super::seq_logps;
+use super::{eval_batches, seq_logps, EvalBatches};
 use crate::data::{Example, KtoExample};
 use crate::template::pyjson::PyJson;
 use crate::train::pref_loss::{kto_losses, KtoConfig};
@@ -217,16 +217,12 @@ impl Stage for KtoStage {
     ) -> Result<Vec<(String, PyJson)>> {
         let start = Instant::now();
         let bs = batch_size.max(1);
-        let mut batches = vec![];
-        let mut stored = vec![];
-        no_grad(|| -> Result<()> {
-            for (i, chunk) in rows.chunks(bs).enumerate() {
-                let refs: Vec<&KtoExample> = chunk.iter().collect();
-                let out = self.batch(model, &refs, i * bs)?;
-                batches.push((out.loss.tensor().to_scalar::<f64>()?, chunk.len()));
-                stored.push(out.metrics);
-            }
-            Ok(())
+        let EvalBatches {
+            losses: batches,
+            stored,
+        } = eval_batches(rows, bs, |refs, first| {
+            let out = self.batch(model, refs, first)?;
+            Ok((out.loss, out.metrics))
         })?;
         let mut extra = reduce(&stored, "eval_");
         if self.reference.is_policy() {

@@ -131,6 +131,38 @@ fn row_logit_sums(model: &CausalLM, hidden: &Var, tokens: &[usize]) -> Result<Ve
     Ok(out)
 }
 
+/// One batch's stored metrics.
+pub(crate) type Metrics = Vec<(String, f64)>;
+
+/// Runs `batch` (→ the batch's mean loss and its stored metrics) without gradient over `rows`
+/// in batches of `batch_size`; returns each batch's `(loss, rows)` and metrics.
+pub(crate) fn eval_batches<R>(
+    rows: &[R],
+    batch_size: usize,
+    mut batch: impl FnMut(&[&R], usize) -> Result<(Var, Metrics)>,
+) -> Result<EvalBatches> {
+    let bs = batch_size.max(1);
+    let (mut losses, mut stored) = (vec![], vec![]);
+    no_grad(|| -> Result<()> {
+        for (i, chunk) in rows.chunks(bs).enumerate() {
+            let refs: Vec<&R> = chunk.iter().collect();
+            let (loss, metrics) = batch(&refs, i * bs)?;
+            losses.push((loss.tensor().to_scalar::<f64>()?, chunk.len()));
+            stored.push(metrics);
+        }
+        Ok(())
+    })?;
+    Ok(EvalBatches { losses, stored })
+}
+
+/// What [`eval_batches`] gives back.
+pub(crate) struct EvalBatches {
+    /// Each batch's mean loss and row count.
+    pub losses: Vec<(f64, usize)>,
+    /// Each batch's metrics.
+    pub stored: Vec<Metrics>,
+}
+
 /// Mean of `xs` (NaN when empty).
 pub(crate) fn mean(xs: &[f64]) -> f64 {
     if xs.is_empty() {
