@@ -391,3 +391,45 @@ fn linear_logprobs_grad() {
     };
     assert!(linear_logprobs(&x, &w, &labels, &o).is_err());
 }
+
+/// With a frozen `w` (LoRA) the op keeps each token's gradient direction from the forward:
+/// the same `dx` as the two-pass backward (where `w` needs a gradient too).
+#[test]
+fn linear_logprobs_frozen_weight_gives_the_same_dx() {
+    let labels =
+        Tensor::from_slice(&[-100i64, 3, 10, 0, -100, 7, 7, 2], &[2, 4], Device::Cpu).unwrap();
+    let g = Tensor::from_slice(
+        &[0.3f64, -1.0, 0.5, 2.0, 1.0, -0.2, 0.7, -1.5],
+        &[8],
+        Device::Cpu,
+    )
+    .unwrap();
+    for o in [
+        CeOptions {
+            chunk: 3,
+            ..CeOptions::default()
+        },
+        CeOptions {
+            softcap: Some(2.0),
+            ..CeOptions::default()
+        },
+    ] {
+        let dx = |w_trains: bool| -> Vec<f64> {
+            let x = Var::param(rnd(&[2, 4, 5], 3, 1.0));
+            let w = Var::leaf(rnd(&[11, 5], 4, 1.0), w_trains);
+            let logp = linear_logprobs(&x, &w, &labels, &o).unwrap();
+            let loss = logp
+                .mul(&Var::constant(g.clone()))
+                .unwrap()
+                .sum_all()
+                .unwrap();
+            let grads = loss.backward().unwrap();
+            assert_eq!(grads.get(&x).unwrap().shape(), &[2, 4, 5]);
+            grads.get(&x).unwrap().to_vec::<f64>().unwrap()
+        };
+        let (frozen, trained) = (dx(false), dx(true));
+        for (a, b) in frozen.iter().zip(&trained) {
+            assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+    }
+}

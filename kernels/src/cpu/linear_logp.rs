@@ -9,6 +9,9 @@
 //! the same chunk loop again, recomputing each chunk's logits, with the per-token scale `−g[t]`
 //! (`∂logp_t/∂z = onehot(y_t) − p_t = −∂nll_t/∂z`). So the only memory beyond inputs and
 //! outputs is one `[chunk, vocab]` buffer in both passes; the price is a second forward matmul.
+//! With a frozen `w` (LoRA), [`linear_logp_forward_dir`] writes each token's `∂logp/∂x` in the
+//! forward instead (one `[n, hidden]` buffer), and the backward is a per-token scale: one
+//! matmul and one softmax pass fewer per step. (The CUDA twin keeps the two-pass form.)
 //! The final-logit softcap applies (Gemma 2); label smoothing and z-loss do not (they are not
 //! part of a log-probability).
 
@@ -83,6 +86,42 @@ pub fn linear_logp_backward<T: Real>(
         dw,
         None,
     );
+}
+
+/// [`linear_logp_forward`] that also writes each token's input gradient direction
+/// `dir[t] = ∂logp[t]/∂x_t = (onehot(y_t) − p_t)·w` (`dir: [n, hidden]`, zeros for ignored
+/// tokens), in the same chunk loop: for a frozen `w` (LoRA, a tied frozen embedding) the
+/// backward is then `dx[t] = g[t]·dir[t]`, with no second pass over the logits. Costs one
+/// `[chunk, vocab]·[vocab, hidden]` product in the forward instead of two products and a
+/// softmax in the backward.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_logp_forward_dir<T: Real>(
+    x: &[T],
+    w: &[T],
+    labels: &[i64],
+    n: usize,
+    hidden: usize,
+    vocab: usize,
+    opts: &CeOptions,
+    logp: &mut [f64],
+    dir: &mut [T],
+) {
+    check_opts(opts);
+    // The gradient of nll is −∂logp: scale −1 turns it into ∂logp/∂x.
+    run(
+        x,
+        w,
+        labels,
+        n,
+        hidden,
+        vocab,
+        opts,
+        Some(GradScale::All(-T::one())),
+        Some(dir),
+        None,
+        Some(&mut *logp),
+    );
+    logp.iter_mut().for_each(|l| *l = -*l);
 }
 
 #[cfg(test)]
@@ -186,6 +225,50 @@ mod tests {
                     "ignored token {t}"
                 );
             }
+        }
+    }
+
+    /// The direction the forward writes, times the upstream weights, is the backward's dx.
+    #[test]
+    fn forward_direction_times_g_is_the_backward_dx() {
+        let (n, h, v) = (11, 6, 29);
+        let mut rng = Lcg::new(14);
+        let x: Vec<f64> = rand_vec(&mut rng, n * h, 1.0);
+        let w: Vec<f64> = rand_vec(&mut rng, v * h, 0.8);
+        let lab: Vec<i64> = (0..n)
+            .map(|t| {
+                if t % 5 == 2 {
+                    -100
+                } else {
+                    rng.below(v) as i64
+                }
+            })
+            .collect();
+        let g: Vec<f64> = rand_vec(&mut rng, n, 1.0);
+        for o in [
+            CeOptions {
+                chunk: 3,
+                ..Default::default()
+            },
+            CeOptions {
+                chunk: 64,
+                softcap: Some(2.0),
+                ..Default::default()
+            },
+        ] {
+            let mut want_l = vec![0.0; n];
+            linear_logp_forward(&x, &w, &lab, n, h, v, &o, &mut want_l);
+            let mut want_dx = vec![0.0; n * h];
+            linear_logp_backward(&x, &w, &lab, n, h, v, &o, &g, Some(&mut want_dx), None);
+            let (mut l, mut dir) = (vec![7.0; n], vec![7.0; n * h]);
+            linear_logp_forward_dir(&x, &w, &lab, n, h, v, &o, &mut l, &mut dir);
+            assert_close("logp", &l, &want_l, 1e-13, 1e-13);
+            let dx: Vec<f64> = dir
+                .chunks(h)
+                .zip(&g)
+                .flat_map(|(d, &gt)| d.iter().map(move |&e| gt * e))
+                .collect();
+            assert_close("dx", &dx, &want_dx, 1e-12, 1e-12);
         }
     }
 

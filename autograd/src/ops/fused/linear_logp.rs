@@ -7,9 +7,11 @@
 
 use super::linear_ce::check_inputs;
 use super::{from_kernel, with_real};
-use crate::tape::{grad_if, record1};
+use crate::tape::{grad_if, record1, will_record};
 use crate::var::Var;
-use lmf_kernels::cpu::linear_logp::{linear_logp_backward, linear_logp_forward};
+use lmf_kernels::cpu::linear_logp::{
+    linear_logp_backward, linear_logp_forward, linear_logp_forward_dir,
+};
 use lmf_runtime::{DType, Error, Result, Tensor};
 
 pub use lmf_kernels::cpu::linear_ce::CeOptions;
@@ -44,6 +46,9 @@ pub fn linear_logprobs(x: &Var, w: &Var, labels: &Tensor, opts: &CeOptions) -> R
     } else {
         DType::F32
     };
+    if will_record(&[x]) && !w.requires_grad() {
+        return with_direction(x, w, &lab, (n, hidden, vocab), opts, out_dtype);
+    }
     let mut logp = vec![0.0f64; n];
     with_real!(dtype, T => {
         linear_logp_forward(&xt.as_slice::<T>()?, &wt.as_slice::<T>()?, &lab, n, hidden, vocab, opts, &mut logp);
@@ -69,5 +74,45 @@ pub fn linear_logprobs(x: &Var, w: &Var, labels: &Tensor, opts: &CeOptions) -> R
             )
         });
         Ok(vec![dx, dw])
+    }))
+}
+
+/// Frozen `w` (LoRA, a frozen tied embedding): the forward also writes each token's
+/// `∂logp_t/∂x_t` (`linear_logp_forward_dir`), so the backward only scales it by the upstream
+/// gradient instead of recomputing the logits. Saves `dir` (x's shape: `[.., hidden]`).
+fn with_direction(
+    x: &Var,
+    w: &Var,
+    lab: &[i64],
+    (n, hidden, vocab): (usize, usize, usize),
+    opts: &CeOptions,
+    out_dtype: DType,
+) -> Result<Var> {
+    let (xt, wt) = (x.tensor(), w.tensor());
+    let (dtype, device) = (xt.dtype(), xt.device());
+    let mut logp = vec![0.0f64; n];
+    let dir = with_real!(dtype, T => {
+        let mut dir = vec![T::default(); n * hidden];
+        linear_logp_forward_dir(
+            &xt.as_slice::<T>()?, &wt.as_slice::<T>()?, lab, n, hidden, vocab, opts, &mut logp,
+            &mut dir,
+        );
+        from_kernel(dir, xt.shape(), dtype, device)?
+    });
+    let out = Tensor::from_vec(logp, &[n], device)?.to_dtype(out_dtype)?;
+    Ok(record1(OP, &[x, w], out, vec![dir], move |ctx| {
+        let (g, dir) = (ctx.grad(0), ctx.saved(0));
+        // dx[t] = g[t] · dir[t]: [n, hidden]
+        let dx = with_real!(dir.dtype(), T => {
+            let g = g.as_slice::<T>()?;
+            let d = dir.as_slice::<T>()?;
+            let dx: Vec<T> = d
+                .chunks(hidden)
+                .zip(g.iter())
+                .flat_map(|(row, &gt)| row.iter().map(move |&e| gt * e))
+                .collect();
+            from_kernel(dx, dir.shape(), dir.dtype(), dir.device())?
+        });
+        Ok(vec![Some(dx), None])
     }))
 }
