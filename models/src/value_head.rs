@@ -88,18 +88,15 @@ impl ValueHead {
         dropout: f64,
         device: Device,
     ) -> Result<Option<ValueHead>> {
-        let path = dir.join(VALUE_HEAD_FILE);
-        if !path.is_file() {
-            return Ok(None);
-        }
-        let w = Weights::from_files(std::slice::from_ref(&path))?;
-        let weight = w.load(WEIGHT, &[1, hidden], DType::F32, device)?;
-        let bias = w.load(BIAS, &[1], DType::F32, device)?;
-        Ok(Some(ValueHead {
-            weight: Var::param(weight),
-            bias: Var::param(bias),
+        let zeros = |shape: &[usize]| -> Result<Var> {
+            Ok(Var::param(Tensor::zeros(shape, DType::F32, device)?))
+        };
+        let mut head = ValueHead {
+            weight: zeros(&[1, hidden])?,
+            bias: zeros(&[1])?,
             dropout,
-        }))
+        };
+        Ok(head.read_from(dir)?.then_some(head))
     }
 
     /// Overwrites this head's values with `dir/value_head.safetensors` (resuming), keeping

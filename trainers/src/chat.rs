@@ -9,9 +9,8 @@ use crate::args::{GenerateRequest, GeneratingArguments, InferArgs};
 use crate::template::{Message, Role, Template};
 use crate::tuner::setup_lora;
 use crate::{Error, Result};
-use lmf_models::{generate, hub, CausalLM, GenerationConfig, TextStreamer, Tokenizer};
+use lmf_models::{generate, CausalLM, GenerationConfig, TextStreamer, Tokenizer};
 use lmf_runtime::{DType, Device};
-use std::path::Path;
 
 /// Why a reply ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,11 +56,7 @@ impl ChatModel {
             .model_name_or_path
             .as_deref()
             .ok_or_else(|| Error::Msg("`model_name_or_path` is required".into()))?;
-        let dir = hub::resolve_model_dir(
-            &m.with_revision(name),
-            m.cache_dir.as_deref().map(Path::new),
-            m.hf_hub_token.as_deref(),
-        )?;
+        let dir = m.resolve_dir(name)?;
         let mut tokenizer = Tokenizer::from_dir(&dir)?;
         let d = &args.data;
         let options = d.template_options();

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use lmf_autograd::{DType, Device, Var};
-use lmf_models::{hub, CausalLM, Tokenizer};
+use lmf_models::{CausalLM, Tokenizer};
 use serde_json::Value;
 
 use crate::args::model::InferDtype;
@@ -71,11 +71,7 @@ pub fn export_model(args: &InferArgs) -> Result<PathBuf> {
         .model_name_or_path
         .as_deref()
         .ok_or_else(|| Error::Msg("`model_name_or_path` is required".into()))?;
-    let src = hub::resolve_model_dir(
-        &m.with_revision(name),
-        m.cache_dir.as_deref().map(Path::new),
-        m.hf_hub_token.as_deref(),
-    )?;
+    let src = m.resolve_dir(name)?;
     let config_path = src.join("config.json");
     let mut config: Value = serde_json::from_str(
         &std::fs::read_to_string(&config_path)

@@ -38,21 +38,7 @@ pub fn linear_logp_forward<T: Real>(
     opts: &CeOptions,
     logp: &mut [f64],
 ) {
-    check_opts(opts);
-    run(
-        x,
-        w,
-        labels,
-        n,
-        hidden,
-        vocab,
-        opts,
-        None,
-        None,
-        None,
-        Some(&mut *logp),
-    );
-    logp.iter_mut().for_each(|l| *l = -*l);
+    logp_pass(x, w, labels, (n, hidden, vocab), opts, logp, None);
 }
 
 /// Gradients of `Σ_t g[t]·logp[t]` with respect to `x` (`dx: [n, hidden]`, overwritten) and
@@ -106,8 +92,22 @@ pub fn linear_logp_forward_dir<T: Real>(
     logp: &mut [f64],
     dir: &mut [T],
 ) {
+    logp_pass(x, w, labels, (n, hidden, vocab), opts, logp, Some(dir));
+}
+
+/// The chunk loop for both forwards: per-token `logp` and, with `dir`, `∂logp/∂x` (the
+/// gradient of nll is −∂logp, so a scale of −1 turns the loop's dx into it).
+fn logp_pass<T: Real>(
+    x: &[T],
+    w: &[T],
+    labels: &[i64],
+    (n, hidden, vocab): (usize, usize, usize),
+    opts: &CeOptions,
+    logp: &mut [f64],
+    dir: Option<&mut [T]>,
+) {
     check_opts(opts);
-    // The gradient of nll is −∂logp: scale −1 turns it into ∂logp/∂x.
+    let scale = dir.is_some().then_some(GradScale::All(-T::one()));
     run(
         x,
         w,
@@ -116,8 +116,8 @@ pub fn linear_logp_forward_dir<T: Real>(
         hidden,
         vocab,
         opts,
-        Some(GradScale::All(-T::one())),
-        Some(dir),
+        scale,
+        dir,
         None,
         Some(&mut *logp),
     );

@@ -387,6 +387,16 @@ impl ModelArguments {
         }
     }
 
+    /// The local folder of the model or adapter `name_or_path` ([`Self::with_revision`], the
+    /// cache folder and token of these arguments; hub ids are downloaded).
+    pub fn resolve_dir(&self, name_or_path: &str) -> lmf_models::Result<std::path::PathBuf> {
+        lmf_models::hub::resolve_model_dir(
+            &self.with_revision(name_or_path),
+            self.cache_dir.as_deref().map(std::path::Path::new),
+            self.hf_hub_token.as_deref(),
+        )
+    }
+
     /// The adapters to apply, in order (empty when none).
     pub fn adapters(&self) -> &[String] {
         self.adapter_name_or_path.as_deref().unwrap_or(&[])

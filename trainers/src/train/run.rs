@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use lmf_autograd::Device;
-use lmf_models::{hub, CausalLM, Tokenizer};
+use lmf_models::{CausalLM, Tokenizer};
 
 use crate::args::finetuning::FinetuningType;
 use crate::args::train::{parse_train_args, TrainArgs};
@@ -205,11 +205,7 @@ pub fn run(argv: &[String]) -> Result<WorkflowOutcome> {
         .model_name_or_path
         .as_deref()
         .ok_or_else(|| Error::Msg("`model_name_or_path` is required".into()))?;
-    let dir: PathBuf = hub::resolve_model_dir(
-        &m.with_revision(name),
-        m.cache_dir.as_deref().map(Path::new),
-        m.hf_hub_token.as_deref(),
-    )?;
+    let dir: PathBuf = m.resolve_dir(name)?;
     let mut tokenizer = Tokenizer::from_dir(&dir)?;
     let template = load_template(&args, &mut tokenizer)?;
     let dataset = load_stage_dataset(&args, &template, &tokenizer)?;

@@ -75,7 +75,8 @@ pub trait Stage {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LmStage;
 
-fn ce_options(model: &CausalLM) -> CeOptions {
+/// The fused lm-head options of `model` (its final-logit softcap).
+pub(crate) fn ce_options(model: &CausalLM) -> CeOptions {
     CeOptions {
         softcap: model.config.final_softcap,
         ..CeOptions::default()

@@ -697,30 +697,53 @@ pub fn evaluate(
 ) -> Result<Vec<(String, PyJson)>> {
     let start = Instant::now();
     let bs = batch_size.max(1);
-    let losses = lm_batch_losses(model, rows, bs)?;
-    let mean = if losses.is_empty() {
-        f64::NAN
-    } else {
-        // numpy's float32 mean, returned through `.item()`.
-        let n: usize = losses.iter().map(|l| l.1).sum();
-        let sum: f64 = losses.iter().map(|&(l, k)| l as f64 * k as f64).sum();
-        (sum / n as f64) as f32 as f64
-    };
+    let losses: Vec<(f64, usize)> = lm_batch_losses(model, rows, bs)?
+        .into_iter()
+        .map(|(l, k)| (l as f64, k))
+        .collect();
+    Ok(eval_metrics(prefix, &losses, rows.len(), bs, start, vec![]))
+}
+
+/// HF `evaluation_loop`'s loss over batches of `(mean loss, rows)`: the row-weighted mean, as
+/// numpy's float32 mean of the repeated batch losses.
+pub(crate) fn eval_loss(batches: &[(f64, usize)]) -> f64 {
+    let n: usize = batches.iter().map(|b| b.1).sum();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let sum: f64 = batches
+        .iter()
+        .map(|&(l, k)| l as f32 as f64 * k as f64)
+        .sum();
+    (sum / n as f64) as f32 as f64
+}
+
+/// `{prefix}_loss` and the speed metrics of HF's `evaluate`, then the stage's metrics.
+pub(crate) fn eval_metrics(
+    prefix: &str,
+    batches: &[(f64, usize)],
+    rows: usize,
+    batch_size: usize,
+    start: Instant,
+    extra: Vec<(String, PyJson)>,
+) -> Vec<(String, PyJson)> {
     let runtime = start.elapsed().as_secs_f64().max(1e-9);
-    let steps = rows.len().div_ceil(bs);
-    Ok(vec![
-        (format!("{prefix}_loss"), PyJson::Float(mean)),
+    let steps = rows.div_ceil(batch_size.max(1));
+    let mut out = vec![(format!("{prefix}_loss"), PyJson::Float(eval_loss(batches)))];
+    out.extend(extra);
+    out.extend([
         (
             format!("{prefix}_runtime"),
             PyJson::Float(py_round(runtime, 4)),
         ),
         (
             format!("{prefix}_samples_per_second"),
-            PyJson::Float(py_round(rows.len() as f64 / runtime, 3)),
+            PyJson::Float(py_round(rows as f64 / runtime, 3)),
         ),
         (
             format!("{prefix}_steps_per_second"),
             PyJson::Float(py_round(steps as f64 / runtime, 3)),
         ),
-    ])
+    ]);
+    out
 }

@@ -15,17 +15,15 @@
 //! padding of its padded batch), and for orpo `sft_loss`, `odds_ratio_loss`.
 
 use std::cell::Cell;
-use std::time::Instant;
 
 use lmf_autograd::Var;
 use lmf_models::CausalLM;
 
 use super::reference::Reference;
-use super::{eval_batches, eval_loss, mean, mean_f32, seq_logps, EvalBatches, SeqLogps};
+use super::{evaluate_stored, mean, mean_f32, seq_logps, BatchOut, SeqLogps};
 use crate::args::finetuning::PrefLoss;
 use crate::data::{Example, PairExample};
 use crate::template::pyjson::PyJson;
-use crate::train::io::py_round;
 use crate::train::pref_loss::{length_normalized, log_sigmoid, preference_losses, PrefLossConfig};
 use crate::train::stage::{MicroLoss, Stage};
 use crate::{Error, Result};
@@ -42,13 +40,6 @@ pub struct DpoStage {
     pub reference: Reference,
     /// TRL's `RunningMoments` mean and count (BCO's reward baseline).
     running: Cell<(f64, f64)>,
-}
-
-/// One micro-batch's loss and metrics.
-struct BatchOut {
-    loss: Var,
-    tokens: usize,
-    metrics: Vec<(String, f64)>,
 }
 
 impl DpoStage {
@@ -214,36 +205,6 @@ pub(crate) fn averaged(stored: &[Vec<(String, f64)>], prefix: &str) -> Vec<(Stri
         .collect()
 }
 
-/// `{prefix}_loss` and the speed metrics of HF's `evaluate`, then the stage's metrics.
-pub(crate) fn eval_metrics(
-    prefix: &str,
-    batches: &[(f64, usize)],
-    rows: usize,
-    batch_size: usize,
-    start: Instant,
-    extra: Vec<(String, PyJson)>,
-) -> Vec<(String, PyJson)> {
-    let runtime = start.elapsed().as_secs_f64().max(1e-9);
-    let steps = rows.div_ceil(batch_size.max(1));
-    let mut out = vec![(format!("{prefix}_loss"), PyJson::Float(eval_loss(batches)))];
-    out.extend(extra);
-    out.extend([
-        (
-            format!("{prefix}_runtime"),
-            PyJson::Float(py_round(runtime, 4)),
-        ),
-        (
-            format!("{prefix}_samples_per_second"),
-            PyJson::Float(py_round(rows as f64 / runtime, 3)),
-        ),
-        (
-            format!("{prefix}_steps_per_second"),
-            PyJson::Float(py_round(steps as f64 / runtime, 3)),
-        ),
-    ]);
-    out
-}
-
 impl Stage for DpoStage {
     type Row = PairExample;
 
@@ -262,12 +223,7 @@ impl Stage for DpoStage {
         num_items: f64,
         first_row: usize,
     ) -> Result<MicroLoss> {
-        let out = self.batch(model, rows, first_row)?;
-        Ok(MicroLoss {
-            loss: out.loss.scale(1.0 / num_items.max(1.0))?,
-            tokens: out.tokens,
-            metrics: out.metrics,
-        })
+        self.batch(model, rows, first_row)?.into_micro(num_items)
     }
 
     fn log_metrics(&self, stored: &[Vec<(String, f64)>]) -> Vec<(String, PyJson)> {
@@ -281,25 +237,13 @@ impl Stage for DpoStage {
         batch_size: usize,
         prefix: &str,
     ) -> Result<Vec<(String, PyJson)>> {
-        let start = Instant::now();
-        let bs = batch_size.max(1);
-        let EvalBatches {
-            losses: batches,
-            stored,
-        } = eval_batches(rows, bs, |refs, first| {
-            let out = self.batch(model, refs, first)?;
-            Ok((out.loss, out.metrics))
-        })?;
-        let mut extra = averaged(&stored, "eval_");
-        if self.reference.is_policy() {
-            // LF: "unable to compute rewards if reference model is the model itself"
-            extra.retain(|(k, _)| !k.contains("rewards"));
-        }
-        Ok(
-            eval_metrics(prefix, &batches, rows.len(), bs, start, vec![])
-                .into_iter()
-                .chain(extra)
-                .collect(),
+        evaluate_stored(
+            rows,
+            batch_size,
+            prefix,
+            &self.reference,
+            averaged,
+            |refs, first| self.batch(model, refs, first),
         )
     }
 }

@@ -10,14 +10,12 @@
 //! `rewards/margins` and `kl` (the sum of the micro-batches' KL estimates, as LF sums every
 //! stored metric).
 
-use std::time::Instant;
-
 use lmf_autograd::{no_grad, Tensor, Var};
 use lmf_models::CausalLM;
 
-use super::dpo::{eval_metrics, values};
+use super::dpo::values;
 use super::reference::Reference;
-use super::{eval_batches, seq_logps, EvalBatches};
+use super::{evaluate_stored, seq_logps, BatchOut};
 use crate::data::{Example, KtoExample};
 use crate::template::pyjson::PyJson;
 use crate::train::pref_loss::{kto_losses, KtoConfig};
@@ -32,12 +30,6 @@ pub struct KtoStage {
     pub ftx: f64,
     /// The reference model (never [`Reference::None`]).
     pub reference: Reference,
-}
-
-struct BatchOut {
-    loss: Var,
-    tokens: usize,
-    metrics: Vec<(String, f64)>,
 }
 
 /// `v[idx]` of a `[n]` variable.
@@ -196,12 +188,7 @@ impl Stage for KtoStage {
         num_items: f64,
         first_row: usize,
     ) -> Result<MicroLoss> {
-        let out = self.batch(model, rows, first_row)?;
-        Ok(MicroLoss {
-            loss: out.loss.scale(1.0 / num_items.max(1.0))?,
-            tokens: out.tokens,
-            metrics: out.metrics,
-        })
+        self.batch(model, rows, first_row)?.into_micro(num_items)
     }
 
     fn log_metrics(&self, stored: &[Vec<(String, f64)>]) -> Vec<(String, PyJson)> {
@@ -215,24 +202,13 @@ impl Stage for KtoStage {
         batch_size: usize,
         prefix: &str,
     ) -> Result<Vec<(String, PyJson)>> {
-        let start = Instant::now();
-        let bs = batch_size.max(1);
-        let EvalBatches {
-            losses: batches,
-            stored,
-        } = eval_batches(rows, bs, |refs, first| {
-            let out = self.batch(model, refs, first)?;
-            Ok((out.loss, out.metrics))
-        })?;
-        let mut extra = reduce(&stored, "eval_");
-        if self.reference.is_policy() {
-            extra.retain(|(k, _)| !k.contains("rewards"));
-        }
-        Ok(
-            eval_metrics(prefix, &batches, rows.len(), bs, start, vec![])
-                .into_iter()
-                .chain(extra)
-                .collect(),
+        evaluate_stored(
+            rows,
+            batch_size,
+            prefix,
+            &self.reference,
+            reduce,
+            |refs, first| self.batch(model, refs, first),
         )
     }
 }

@@ -18,13 +18,18 @@ pub mod reference;
 pub mod rm;
 pub mod workflow;
 
-use lmf_autograd::ops::fused::{linear_logprobs, CeOptions};
+use lmf_autograd::ops::fused::linear_logprobs;
 use lmf_autograd::{no_grad, DType, Tensor, Var};
 use lmf_models::CausalLM;
 
 use crate::data::{Example, IGNORE_INDEX};
+use crate::template::pyjson::PyJson;
 use crate::train::batch::make_batch;
+use crate::train::stage::{ce_options, MicroLoss};
+use crate::train::trainer::eval_metrics;
 use crate::Result;
+use reference::Reference;
+use std::time::Instant;
 
 /// The sequence log-probs of a micro-batch of rows.
 pub struct SeqLogps {
@@ -74,12 +79,8 @@ pub fn seq_logps(
     let device = model.device;
     let labels = Tensor::from_vec(batch.labels.clone(), &[n], device)?;
     let hidden = model.forward_hidden(&batch.seq, None)?; // [n, hidden]
-    let opts = CeOptions {
-        softcap: model.config.final_softcap,
-        ..CeOptions::default()
-    };
-    let token_logps = linear_logprobs(&hidden, model.head_weight(), &labels, &opts)?; // [n]
-                                                                                      // [rows, n] 0/1 membership · [n, 1] → per-row sums [rows].
+    let token_logps = linear_logprobs(&hidden, model.head_weight(), &labels, &ce_options(model))?; // [n]
+                                                                                                   // [rows, n] 0/1 membership · [n, 1] → per-row sums [rows].
     let r = rows.len();
     let mut member = vec![0f32; r * n];
     let mut lengths = vec![0f64; r];
@@ -134,33 +135,60 @@ fn row_logit_sums(model: &CausalLM, hidden: &Var, tokens: &[usize]) -> Result<Ve
 /// One batch's stored metrics.
 pub(crate) type Metrics = Vec<(String, f64)>;
 
-/// Runs `batch` (→ the batch's mean loss and its stored metrics) without gradient over `rows`
-/// in batches of `batch_size`; returns each batch's `(loss, rows)` and metrics.
-pub(crate) fn eval_batches<R>(
+/// How a stage turns stored metrics into logged keys (with a key prefix).
+pub(crate) type Reduce = fn(&[Metrics], &str) -> Vec<(String, PyJson)>;
+
+/// One micro-batch of dpo or kto: the batch-mean loss on the tape, the tokens forwarded and
+/// the metrics the trainer stores.
+pub(crate) struct BatchOut {
+    pub loss: Var,
+    pub tokens: usize,
+    pub metrics: Metrics,
+}
+
+impl BatchOut {
+    /// The trainer's micro-batch loss: the batch mean over the optimizer step's micro-batch
+    /// count (HF's division when `model_accepts_loss_kwargs` is false).
+    pub(crate) fn into_micro(self, num_items: f64) -> Result<MicroLoss> {
+        Ok(MicroLoss {
+            loss: self.loss.scale(1.0 / num_items.max(1.0))?,
+            tokens: self.tokens,
+            metrics: self.metrics,
+        })
+    }
+}
+
+/// The evaluation of dpo and kto: `batch` without gradient over `rows` in batches of
+/// `batch_size`, `{prefix}_loss` and the speed metrics, then the stored metrics as `reduce`
+/// turns them into `eval_*` keys (without the rewards when the reference is the policy
+/// itself: LF drops them, they are all zero).
+pub(crate) fn evaluate_stored<R>(
     rows: &[R],
     batch_size: usize,
-    mut batch: impl FnMut(&[&R], usize) -> Result<(Var, Metrics)>,
-) -> Result<EvalBatches> {
+    prefix: &str,
+    reference: &Reference,
+    reduce: Reduce,
+    mut batch: impl FnMut(&[&R], usize) -> Result<BatchOut>,
+) -> Result<Vec<(String, PyJson)>> {
+    let start = Instant::now();
     let bs = batch_size.max(1);
     let (mut losses, mut stored) = (vec![], vec![]);
     no_grad(|| -> Result<()> {
         for (i, chunk) in rows.chunks(bs).enumerate() {
             let refs: Vec<&R> = chunk.iter().collect();
-            let (loss, metrics) = batch(&refs, i * bs)?;
-            losses.push((loss.tensor().to_scalar::<f64>()?, chunk.len()));
-            stored.push(metrics);
+            let out = batch(&refs, i * bs)?;
+            losses.push((out.loss.tensor().to_scalar::<f64>()?, chunk.len()));
+            stored.push(out.metrics);
         }
         Ok(())
     })?;
-    Ok(EvalBatches { losses, stored })
-}
-
-/// What [`eval_batches`] gives back.
-pub(crate) struct EvalBatches {
-    /// Each batch's mean loss and row count.
-    pub losses: Vec<(f64, usize)>,
-    /// Each batch's metrics.
-    pub stored: Vec<Metrics>,
+    let mut extra = reduce(&stored, "eval_");
+    if reference.is_policy() {
+        extra.retain(|(k, _)| !k.contains("rewards"));
+    }
+    let mut out = eval_metrics(prefix, &losses, rows.len(), bs, start, vec![]);
+    out.extend(extra);
+    Ok(out)
 }
 
 /// Mean of `xs` (NaN when empty).
@@ -179,18 +207,4 @@ pub(crate) fn mean_f32(xs: &[f64]) -> f64 {
     }
     let sum: f32 = xs.iter().map(|&x| x as f32).sum();
     (sum / xs.len() as f32) as f64
-}
-
-/// HF `evaluation_loop`'s loss over batches of `(mean loss, rows)`: the row-weighted mean, as
-/// numpy's float32 mean of the repeated batch losses.
-pub(crate) fn eval_loss(batches: &[(f64, usize)]) -> f64 {
-    let n: usize = batches.iter().map(|b| b.1).sum();
-    if n == 0 {
-        return f64::NAN;
-    }
-    let sum: f64 = batches
-        .iter()
-        .map(|&(l, k)| l as f32 as f64 * k as f64)
-        .sum();
-    (sum / n as f64) as f32 as f64
 }

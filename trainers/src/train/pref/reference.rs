@@ -8,11 +8,11 @@
 //!
 //! dpo with `pref_loss` orpo or simpo uses none.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use lmf_autograd::no_grad;
 use lmf_models::adapter::without_adapters;
-use lmf_models::{hub, CausalLM};
+use lmf_models::CausalLM;
 
 use super::{seq_logps, SeqLogps};
 use crate::args::finetuning::FinetuningType;
@@ -46,11 +46,11 @@ impl Reference {
         }
         let f = &args.finetuning;
         if let Some(name) = &f.ref_model {
-            let dir = resolve(args, name)?;
+            let dir = args.model.resolve_dir(name)?;
             let mut model = CausalLM::load(&dir, policy.dtype, policy.device)?;
             if let Some(list) = &f.ref_model_adapters {
                 for a in list.split(',').map(str::trim).filter(|a| !a.is_empty()) {
-                    model.load_adapter(&resolve(args, a)?, false)?;
+                    model.load_adapter(&args.model.resolve_dir(a)?, false)?;
                     model.merge_adapter()?;
                 }
             }
@@ -106,14 +106,4 @@ impl Reference {
             Reference::Model(m) => seq_logps(m, rows, first_row, false).map(Some),
         })
     }
-}
-
-/// A model or adapter named in the arguments, as a local folder (hub ids are downloaded).
-fn resolve(args: &TrainArgs, name: &str) -> Result<PathBuf> {
-    let m = &args.model;
-    Ok(hub::resolve_model_dir(
-        &m.with_revision(name),
-        m.cache_dir.as_deref().map(Path::new),
-        m.hf_hub_token.as_deref(),
-    )?)
 }

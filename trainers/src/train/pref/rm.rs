@@ -10,13 +10,14 @@ use std::time::Instant;
 use lmf_autograd::{no_grad, Var};
 use lmf_models::CausalLM;
 
-use super::dpo::{eval_metrics, values};
+use super::dpo::values;
 use crate::data::{Example, PairExample};
 use crate::template::pyjson::PyJson;
 use crate::train::batch::make_batch;
 use crate::train::io::{py_round, write_atomic};
 use crate::train::pref_loss::log_sigmoid;
 use crate::train::stage::{MicroLoss, Stage};
+use crate::train::trainer::eval_metrics;
 use crate::{Error, Result};
 
 /// The rm stage.
