@@ -12,6 +12,12 @@ pub fn is_grad_enabled() -> bool {
     GRAD_ENABLED.with(|g| g.get())
 }
 
+/// Sets this thread's grad mode and returns the previous one (for callers that cannot pass a
+/// closure, such as the C ABI's no-grad scopes; Rust code uses [`no_grad`]).
+pub fn set_grad_enabled(enabled: bool) -> bool {
+    GRAD_ENABLED.with(|g| g.replace(enabled))
+}
+
 /// Restores the previous mode on drop, so a panic or `?` inside `f` cannot leak the mode.
 struct ModeGuard(bool);
 

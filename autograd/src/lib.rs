@@ -24,7 +24,7 @@ pub mod var;
 
 pub use backward::{backward_multi, Grads};
 pub use checkpoint::checkpoint;
-pub use grad_mode::{enable_grad, is_grad_enabled, no_grad, with_grad_mode};
+pub use grad_mode::{enable_grad, is_grad_enabled, no_grad, set_grad_enabled, with_grad_mode};
 pub use lmf_runtime::{DType, Device, Error, Result, Tensor};
 pub use tape::{grad_if, record, record1, tape_stats, will_record, BackwardCtx, TapeStats};
 pub use var::Var;

@@ -114,7 +114,7 @@ impl ChatModel {
             top_k: g.top_k.max(0) as usize,
             repetition_penalty: g.repetition_penalty,
             eos_token_ids: self.template.stop_token_ids(&self.tokenizer),
-            seed: rand_seed(),
+            seed: request.seed.unwrap_or_else(rand_seed),
         };
         Ok((cfg, g.skip_special_tokens))
     }

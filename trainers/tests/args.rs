@@ -233,6 +233,7 @@ fn generation_settings_match_lf_engine() {
             skip_special_tokens: r["skip_special_tokens"].as_bool(),
             max_length: r["max_length"].as_i64(),
             max_new_tokens: r["max_new_tokens"].as_i64(),
+            seed: None,
         };
         let config = serde_json::to_value(generating.to_generate_config(&request)).unwrap();
         assert_eq!(config, case["config"], "{name}");

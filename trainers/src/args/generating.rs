@@ -58,6 +58,8 @@ pub struct GenerateRequest {
     pub max_length: Option<i64>,
     /// Maximum response tokens (0 = not given).
     pub max_new_tokens: Option<i64>,
+    /// Sampling seed (`None`: a fresh seed per call, like torch's default generator).
+    pub seed: Option<u64>,
 }
 
 /// The settings one generation runs with, as LLaMA-Factory hands them to `GenerationConfig`.

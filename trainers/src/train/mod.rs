@@ -16,6 +16,7 @@ pub mod config;
 pub mod device;
 pub mod export;
 pub mod freeze;
+pub mod hooks;
 pub mod io;
 pub mod logs;
 pub mod plot;
@@ -34,6 +35,7 @@ pub use checkpoint::{auto_resume, get_last_checkpoint};
 pub use config::TrainConfig;
 pub use export::{HfModelIo, ModelIo};
 pub use freeze::{freeze_trainable, full_trainable, FreezeSpec};
+pub use hooks::{run_with_hooks, RunHooks};
 pub use run::{run, run_sft, setup_trainable};
 pub use stage::{LmStage, MicroLoss, Stage};
 pub use trainer::{evaluate, TrainOutcome, Trainer};
@@ -105,9 +107,7 @@ pub fn run_stage_workflow<S: Stage>(
             .map_err(|e| crate::Error::Msg(format!("{}: {e}", old_log.display())))?;
     }
     let mut trainer = Trainer::with_stage(stage, model, cfg, io, &dataset.train, &dataset.eval)?;
-    let flag = progress::ctrlc_flag();
-    flag.store(false, std::sync::atomic::Ordering::SeqCst);
-    trainer.set_stop_flag(flag);
+    trainer.set_stop_flag(hooks::stop_flag());
     let mut out = WorkflowOutcome::default();
     if do_train {
         let res = trainer.train()?;

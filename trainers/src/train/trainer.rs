@@ -213,12 +213,15 @@ impl<'a, S: Stage> Trainer<'a, S> {
     /// Appends `logs` (+ `epoch`, + `step`) to the log history and to `trainer_log.jsonl`.
     fn log(&mut self, mut logs: Vec<(String, PyJson)>) -> Result<()> {
         logs.push(("epoch".into(), PyJson::Float(self.state.epoch)));
-        self.progress.print_log(&logs);
+        if !super::hooks::has_log_callback() {
+            self.progress.print_log(&logs);
+        }
         let mut out = logs.clone();
         out.push(("step".into(), PyJson::Int(self.state.global_step as i128)));
         let entry = PyJson::Dict(out);
         self.log
             .on_log(&entry, self.state.global_step, self.state.max_steps)?;
+        super::hooks::emit_log(&entry.dumps());
         self.state.log_history.push(entry);
         Ok(())
     }
