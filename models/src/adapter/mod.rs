@@ -284,6 +284,19 @@ impl CausalLM {
         names
     }
 
+    /// A copy without adapters and value head that shares every base weight with this model
+    /// (the tensors are reference-counted, nothing is copied): the base for a second adapter
+    /// on the same weights, such as PPO's LoRA reward model. Its variables are frozen.
+    pub fn base_copy(&self) -> CausalLM {
+        let mut m = self.clone();
+        for (_, lin) in linears_mut(&mut m) {
+            lin.lora = None;
+        }
+        m.value_head = None;
+        m.set_trainable(|_| false);
+        m
+    }
+
     /// Whether any linear carries an adapter.
     pub fn has_adapter(&self) -> bool {
         self.named_parameters()

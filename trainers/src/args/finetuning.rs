@@ -229,15 +229,15 @@ lf_args! {
         /// SimPO target reward margin.
         simpo_gamma: f64 = 0.5 => Implemented,
         /// PPO mini-batches per experience buffer.
-        ppo_buffer_size: i64 = 1 => NotImplemented,
+        ppo_buffer_size: i64 = 1 => Implemented,
         /// PPO epochs per optimisation step.
-        ppo_epochs: i64 = 4 => NotImplemented,
+        ppo_epochs: i64 = 4 => Implemented,
         /// PPO score normalisation.
-        ppo_score_norm: bool = false => NotImplemented,
+        ppo_score_norm: bool = false => Implemented,
         /// PPO adaptive-KL target.
-        ppo_target: f64 = 6.0 => NotImplemented,
+        ppo_target: f64 = 6.0 => Implemented,
         /// Whiten PPO rewards.
-        ppo_whiten_rewards: bool = false => NotImplemented,
+        ppo_whiten_rewards: bool = false => Implemented,
         /// Reference model for PPO / DPO.
         ref_model: Option<String> = None => Implemented,
         /// Adapters of the reference model.
@@ -245,13 +245,13 @@ lf_args! {
         /// Quantization bits of the reference model.
         ref_model_quantization_bit: Option<i64> = None => NotImplemented,
         /// Reward model for PPO.
-        reward_model: Option<String> = None => NotImplemented,
+        reward_model: Option<String> = None => Implemented,
         /// Adapters of the reward model.
-        reward_model_adapters: Option<String> = None => NotImplemented,
+        reward_model_adapters: Option<String> = None => Implemented,
         /// Quantization bits of the reward model.
         reward_model_quantization_bit: Option<i64> = None => NotImplemented,
         /// Kind of reward model.
-        reward_model_type: RewardModelType = RewardModelType::Lora => NotImplemented,
+        reward_model_type: RewardModelType = RewardModelType::Lora => Implemented,
         /// LD-DPO alpha.
         ld_alpha: Option<f64> = None => NotImplemented,
         // --- GaloreArguments ---

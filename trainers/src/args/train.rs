@@ -79,13 +79,13 @@ impl TrainArgs {
             training.do_eval = true;
         }
 
-        // What lmf's trainer implements of the valid values.
-        if finetuning.stage == Stage::Ppo {
-            return Err(invalid(format!(
-                "`stage: {}` is not implemented yet by `lmf train` (pt, sft, rm, dpo and kto are)",
-                finetuning.stage.as_str()
-            )));
+        // LF get_train_args: PPO trains only.
+        if finetuning.stage == Stage::Ppo && !training.do_train {
+            return Err(invalid(
+                "PPO training does not support evaluation, use the SFT stage to evaluate models.",
+            ));
         }
+        // What lmf's trainer implements of the valid values.
         if !matches!(
             training.optim,
             OptimizerNames::AdamwTorch | OptimizerNames::AdamwTorchFused
@@ -242,7 +242,16 @@ mod tests {
             "reward_model=r",
         ])
         .unwrap_err();
-        assert!(e.to_string().contains("not implemented"), "{e}");
+        assert!(e.to_string().contains("does not support evaluation"), "{e}");
+        parse(&[
+            "model_name_or_path=m",
+            "output_dir=o",
+            "stage=ppo",
+            "reward_model=r",
+            "do_train=true",
+            "dataset=d",
+        ])
+        .unwrap();
         for stage in ["rm", "dpo", "kto"] {
             let a = parse(&[
                 "model_name_or_path=m",

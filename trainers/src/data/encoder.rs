@@ -30,7 +30,7 @@ pub(crate) trait StageRows: EncodedRow {
 
 impl StageRows for Example {
     fn takes(stage: Stage) -> bool {
-        matches!(stage, Stage::Pt | Stage::Sft)
+        matches!(stage, Stage::Pt | Stage::Sft | Stage::Ppo)
     }
 
     fn encode_batch(enc: &Encoder, rows: &[Row], generate: bool) -> Result<Vec<Self>> {

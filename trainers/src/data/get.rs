@@ -93,7 +93,7 @@ pub fn get_dataset(
 
 /// LF's `get_dataset` with the processor LF's workflow of `stage` uses: pre-training for pt,
 /// supervised for sft, pairwise for rm and dpo (LF's dpo workflow asks for stage `rm`'s
-/// datasets), feedback for kto. Stage ppo is not implemented.
+/// datasets), feedback for kto, unsupervised (prompts) for ppo.
 pub fn get_stage_dataset(
     template: &Template,
     tok: &Tokenizer,
@@ -109,12 +109,9 @@ pub fn get_stage_dataset(
             StageDataset::Pairwise(build(template, tok, data_args, stage, opts)?)
         }
         Stage::Kto => StageDataset::Feedback(build(template, tok, data_args, stage, opts)?),
-        Stage::Ppo => {
-            return Err(Error::Msg(
-                "datasets for stage `ppo` are not implemented (pt, sft, rm, dpo and kto are)"
-                    .into(),
-            ))
-        }
+        // The rollout prompts: LF's unsupervised processor (prompt ids with the generation
+        // prompt; `labels` hold the dataset's answer, unused by PPO).
+        Stage::Ppo => StageDataset::Plain(build(template, tok, data_args, stage, opts)?),
     })
 }
 
@@ -228,7 +225,7 @@ fn build<R: StageRows>(
     };
     let mut module = DatasetModule::<R>::default();
     if let Some(rows) = train.filter(|_| opts.do_train) {
-        module.train = enc.encode_set(&rows, false)?;
+        module.train = enc.encode_set(&rows, stage == Stage::Ppo)?;
     }
     for (name, rows) in eval_sets {
         let encoded = enc.encode_set(&rows, opts.predict_with_generate)?;

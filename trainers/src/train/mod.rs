@@ -20,6 +20,7 @@ pub mod hooks;
 pub mod io;
 pub mod logs;
 pub mod plot;
+pub mod ppo;
 pub mod predict;
 pub mod pref;
 pub mod pref_loss;

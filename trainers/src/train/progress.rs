@@ -58,7 +58,11 @@ impl Progress {
     /// Prints one log record (transformers' `ProgressCallback.on_log` line): above the bar on a
     /// terminal, else on stdout.
     pub fn print_log(&self, logs: &[(String, PyJson)]) {
-        let line = log_line(logs, self.tokens_per_s);
+        self.println(&log_line(logs, self.tokens_per_s));
+    }
+
+    /// Prints a line above the bar on a terminal, else on stdout.
+    pub fn println(&self, line: &str) {
         match &self.bar {
             Some(b) => b.println(line),
             None => println!("{line}"),

@@ -231,6 +231,17 @@ pub fn run(argv: &[String]) -> Result<WorkflowOutcome> {
         })
         .transpose()?;
     let out = match &dataset {
+        StageDataset::Plain(data) if f.stage == crate::args::finetuning::Stage::Ppo => {
+            super::ppo::run_ppo(
+                &args,
+                &mut model,
+                &tokenizer,
+                &template,
+                data,
+                io.as_ref(),
+                &dir,
+            )?
+        }
         StageDataset::Plain(data) => run_sft(&args, &mut model, &tokenizer, data, io.as_ref())?,
         pref => run_pref(&args, &mut model, pref, io.as_ref(), &dir)?,
     };

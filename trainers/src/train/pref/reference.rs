@@ -97,13 +97,21 @@ impl Reference {
         rows: &[&Example],
         first_row: usize,
     ) -> Result<Option<SeqLogps>> {
+        self.run(policy, |m| seq_logps(m, rows, first_row, false))
+    }
+
+    /// Runs `f` on the reference model without recording (the policy inside
+    /// `without_adapters` for a LoRA run); `None` without reference.
+    pub fn run<T>(
+        &self,
+        policy: &CausalLM,
+        f: impl FnOnce(&CausalLM) -> Result<T>,
+    ) -> Result<Option<T>> {
         no_grad(|| match self {
             Reference::None => Ok(None),
-            Reference::Policy => seq_logps(policy, rows, first_row, false).map(Some),
-            Reference::Adapterless => {
-                without_adapters(|| seq_logps(policy, rows, first_row, false)).map(Some)
-            }
-            Reference::Model(m) => seq_logps(m, rows, first_row, false).map(Some),
+            Reference::Policy => f(policy).map(Some),
+            Reference::Adapterless => without_adapters(|| f(policy)).map(Some),
+            Reference::Model(m) => f(m).map(Some),
         })
     }
 }

@@ -90,7 +90,7 @@ pub fn run_pref(
 /// TRL's value head on the model: loaded from `value_head.safetensors` of the last adapter
 /// folder, else of the model folder (LF's "Loaded valuehead from checkpoint"), else fresh;
 /// dropout from the model's `summary_dropout_prob`.
-fn attach_value_head(
+pub(crate) fn attach_value_head(
     args: &TrainArgs,
     model: &mut CausalLM,
     model_dir: &Path,
