@@ -241,3 +241,49 @@ fn unsupported_preference_combinations_fail_in_one_line_naming_the_key() {
     assert!(err.contains("not applicable"), "{err}");
     assert!(err.contains("dpo_demo"), "{err}");
 }
+
+#[test]
+fn ppo_example_trains_against_the_reward_example() {
+    let reward = run_example("llama3_lora_reward.yaml");
+    let yaml = "llama3_lora_ppo.yaml";
+    let out = std::env::temp_dir().join(format!("lmf-examples-pref-{}-ppo", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let res = train(
+        yaml,
+        &out,
+        &[
+            &format!("reward_model={}", reward.display()),
+            "max_new_tokens=8",
+        ],
+    );
+    assert!(
+        res.status.success(),
+        "{yaml}: lmf train failed:\n{}\n{}",
+        String::from_utf8_lossy(&res.stdout),
+        String::from_utf8_lossy(&res.stderr)
+    );
+    // LF's PPO log: loss and reward per logged step, printed as `str(logs)`
+    let log = check_trainer_log(yaml, &out);
+    for l in log.iter().filter(|l| l.get("loss").is_some()) {
+        assert!(
+            l["reward"].as_f64().unwrap_or(f64::NAN).is_finite(),
+            "{yaml}: {l}"
+        );
+    }
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(stdout.contains("{'loss': "), "{yaml}: {stdout}");
+    check_files(
+        yaml,
+        &out,
+        &[
+            "adapter_config.json",
+            "adapter_model.safetensors",
+            "value_head.safetensors",
+            "trainer_state.json",
+            "training_loss.png",
+            "training_reward.png",
+        ],
+    );
+    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_dir_all(&reward);
+}

@@ -7,7 +7,11 @@
 //!   lmf's logged `loss` and `reward` per step equal LF's within 2e-3 (LF rounds to 4 digits).
 //! - learning: with a rule-based api reward (1 when the response uses the stop token), the
 //!   mean reward of the last 10 of 40 steps is clearly above the first 10's.
-//! - bad input: an unreachable reward server is a clear error.
+//! - reward models trained by `stage: rm`: the LoRA reward adapter on the policy's base
+//!   (`reward_model_type: lora`) and the same adapter merged and exported with its value head
+//!   (`full`) give the same rewards and losses.
+//! - bad input: an unreachable reward server, a reward model whose tokenizer differs, no
+//!   `reward_model`: clear errors.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -251,4 +255,169 @@ fn unreachable_reward_server_is_a_clear_error() {
         no_model.contains("`reward_model` is necessary"),
         "{no_model}"
     );
+}
+
+/// `lmf train` arguments of a short greedy LoRA PPO run on the tiny model (no reward yet).
+fn ppo_args(out: &Path) -> Vec<String> {
+    [
+        format!("model_name_or_path={PPO}/model"),
+        "stage=ppo".into(),
+        "do_train=true".into(),
+        "finetuning_type=lora".into(),
+        "lora_target=all".into(),
+        "dataset=alpaca_demo".into(),
+        format!("dataset_dir={ROOT}/data"),
+        "template=llama3".into(),
+        "cutoff_len=64".into(),
+        "max_samples=8".into(),
+        format!("output_dir={}", out.display()),
+        "per_device_train_batch_size=4".into(),
+        "max_steps=3".into(),
+        "logging_steps=1".into(),
+        "learning_rate=1.0e-3".into(),
+        "ppo_epochs=2".into(),
+        "do_sample=false".into(),
+        "max_new_tokens=6".into(),
+        "report_to=none".into(),
+    ]
+    .into()
+}
+
+#[test]
+fn lora_and_full_reward_models_from_stage_rm_agree() {
+    // 1. a LoRA reward model: adapter + value head
+    let rm = scratch("rm");
+    run(&[
+        format!("model_name_or_path={PPO}/model"),
+        "stage=rm".into(),
+        "do_train=true".into(),
+        "finetuning_type=lora".into(),
+        "lora_target=all".into(),
+        "dataset=dpo_demo".into(),
+        format!("dataset_dir={ROOT}/data"),
+        "template=llama3".into(),
+        "cutoff_len=64".into(),
+        "max_samples=8".into(),
+        format!("output_dir={}", rm.display()),
+        "per_device_train_batch_size=4".into(),
+        "max_steps=2".into(),
+        "learning_rate=1.0e-2".into(),
+        "report_to=none".into(),
+    ])
+    .unwrap_or_else(|e| panic!("stage rm: {e}"));
+    assert!(rm.join("value_head.safetensors").is_file());
+    // 2. the same adapter merged into a full reward model (`lmf export stage=rm`)
+    let merged = scratch("rm-merged");
+    let export: Vec<String> = vec![
+        format!("model_name_or_path={PPO}/model"),
+        format!("adapter_name_or_path={}", rm.display()),
+        "template=llama3".into(),
+        "finetuning_type=lora".into(),
+        "stage=rm".into(),
+        format!("export_dir={}", merged.display()),
+    ];
+    let parsed = lmf_trainers::args::parse_infer_args(&export).unwrap();
+    lmf_trainers::export::export_model(&parsed).unwrap();
+    assert!(merged.join("value_head.safetensors").is_file());
+    // 3. PPO against each
+    let mut logs = vec![];
+    for (kind, model) in [("lora", &rm), ("full", &merged)] {
+        let out = scratch(&format!("ppo-{kind}"));
+        let mut args = ppo_args(&out);
+        args.push(format!("reward_model_type={kind}"));
+        args.push(format!("reward_model={}", model.display()));
+        let res = run(&args).unwrap_or_else(|e| panic!("ppo with a {kind} reward model: {e}"));
+        assert_eq!(res.train.unwrap().global_step, 3);
+        logs.push(log_lines(&out));
+    }
+    assert_eq!(logs[0].len(), 3);
+    for (a, b) in logs[0].iter().zip(&logs[1]) {
+        for key in ["reward", "loss"] {
+            let (x, y) = (a[key].as_f64().unwrap(), b[key].as_f64().unwrap());
+            assert!(
+                x.is_finite() && (x - y).abs() <= 2e-4,
+                "{key}: lora {x} vs full {y}"
+            );
+        }
+    }
+    // the reward is not a constant: the reward model scores what the policy wrote
+    let rewards: Vec<f64> = logs[0]
+        .iter()
+        .map(|r| r["reward"].as_f64().unwrap())
+        .collect();
+    assert!(
+        rewards.iter().any(|r| (r - rewards[0]).abs() > 1e-6),
+        "{rewards:?}"
+    );
+}
+
+#[test]
+fn reward_model_with_another_tokenizer_is_refused() {
+    let other = format!("{ROOT}/tests/fixtures/hf/models/qwen2");
+    let out = scratch("tok");
+    let mut args = ppo_args(&out);
+    args.push("reward_model_type=full".into());
+    args.push(format!("reward_model={other}"));
+    args.push("finetuning_type=full".into());
+    let err = run(&args).unwrap_err().to_string();
+    assert!(err.contains("tokenizer differs from the policy's"), "{err}");
+}
+
+#[test]
+fn resumed_ppo_run_continues_exactly() {
+    // sampled rollouts, adapter dropout and score normalisation: every source of state
+    let marker = "<|start_header_id|>assistant<|end_header_id|>\n\n";
+    let (url, _) = serve(move |t| {
+        let response = t.rsplit(marker).next().unwrap_or(t);
+        Some(response.chars().filter(|c| c.is_ascii_alphabetic()).count() as f64 / 4.0)
+    });
+    let with = |out: &Path, extra: &[String]| -> Vec<String> {
+        let mut a = ppo_args(out);
+        a.retain(|x| x != "do_sample=false");
+        a.extend(
+            [
+                "reward_model_type=api".to_string(),
+                format!("reward_model={url}"),
+                "do_sample=true".into(),
+                "lora_dropout=0.1".into(),
+                "ppo_score_norm=true".into(),
+                "max_steps=4".into(),
+                "save_steps=2".into(),
+            ]
+            .into_iter()
+            .chain(extra.iter().cloned()),
+        );
+        a
+    };
+    let full = scratch("resume-full");
+    run(&with(&full, &[])).unwrap_or_else(|e| panic!("first run: {e}"));
+    let ckpt = full.join("checkpoint-2");
+    for f in [
+        "optimizer.json",
+        "scheduler.json",
+        "rng_state.json",
+        "ppo_state.json",
+        "trainer_state.json",
+    ] {
+        assert!(ckpt.join(f).is_file(), "checkpoint-2/{f}");
+    }
+    let resumed = scratch("resume-second");
+    run(&with(
+        &resumed,
+        &[format!("resume_from_checkpoint={}", ckpt.display())],
+    ))
+    .unwrap_or_else(|e| panic!("resumed run: {e}"));
+    let (a, b) = (log_lines(&full), log_lines(&resumed));
+    assert_eq!(b.len(), 2, "the resumed run logs steps 3 and 4");
+    for (x, y) in a[2..].iter().zip(&b) {
+        for key in ["current_steps", "loss", "reward", "lr"] {
+            assert_eq!(x[key], y[key], "{key}");
+        }
+    }
+    let fa = std::fs::read(full.join("adapter_model.safetensors")).unwrap();
+    let fb = std::fs::read(resumed.join("adapter_model.safetensors")).unwrap();
+    assert!(fa == fb, "the final adapters are byte-identical");
+    let va = std::fs::read(full.join("value_head.safetensors")).unwrap();
+    let vb = std::fs::read(resumed.join("value_head.safetensors")).unwrap();
+    assert!(va == vb, "the final value heads are byte-identical");
 }

@@ -265,6 +265,18 @@ impl LegacyRng {
         permutation(self, n)
     }
 
+    /// The generator's state (`np.random.get_state()`'s key and position), to save.
+    pub fn state(&self) -> (Vec<u32>, usize) {
+        (self.mt.to_vec(), self.index)
+    }
+
+    /// A generator restored from [`LegacyRng::state`]; `None` when the key is not 624 words
+    /// or the position is past it.
+    pub fn from_state(key: &[u32], index: usize) -> Option<LegacyRng> {
+        let mt: Box<[u32; 624]> = key.to_vec().into_boxed_slice().try_into().ok()?;
+        (index <= 624).then_some(LegacyRng { mt, index })
+    }
+
     /// `np.random.choice(n, size)` (with replacement, no weights: legacy masked `randint`).
     pub fn choice(&mut self, n: usize, size: usize) -> Vec<usize> {
         let max = n.saturating_sub(1) as u64;

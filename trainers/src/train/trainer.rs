@@ -591,26 +591,7 @@ impl<'a, S: Stage> Trainer<'a, S> {
         let tmp = temp_dir_for(&fin)?;
         self.io.save(self.model, &tmp)?;
         if !self.cfg.save_only_model {
-            self.optimizer.save(&tmp)?;
-            write_json(
-                &tmp.join(SCHEDULER_NAME),
-                &dict(vec![(
-                    "last_epoch",
-                    PyJson::Int(self.scheduler.last_epoch() as i128),
-                )]),
-                2,
-                true,
-            )?;
-            let rng = rng_state();
-            write_json(
-                &tmp.join(RNG_STATE_NAME),
-                &dict(vec![
-                    ("offset", PyJson::Int(rng.offset as i128)),
-                    ("seed", PyJson::Int(rng.seed as i128)),
-                ]),
-                2,
-                true,
-            )?;
+            save_training_state(&tmp, &self.optimizer, &self.scheduler)?;
         }
         self.state.save(&tmp)?;
         commit_dir(&tmp, &fin)?;
@@ -624,35 +605,12 @@ impl<'a, S: Stage> Trainer<'a, S> {
     fn resume(&mut self, ckpt: &Path) -> Result<()> {
         let state = TrainerState::load(ckpt)?;
         self.io.load(self.model, ckpt)?;
-        if ckpt.join(crate::optim::adamw::OPTIMIZER_JSON).is_file() {
-            self.optimizer.load(ckpt)?;
-        }
-        let sched = ckpt.join(SCHEDULER_NAME);
-        if sched.is_file() {
-            match read_json(&sched)?.get("last_epoch") {
-                Some(PyJson::Int(i)) if *i >= 0 => self.scheduler.set_last_epoch(*i as u64),
-                _ => {
-                    return Err(Error::Msg(format!(
-                        "{}: `last_epoch` is missing",
-                        sched.display()
-                    )))
-                }
-            }
-        } else {
-            self.scheduler.set_last_epoch(state.global_step);
-        }
-        let rng = ckpt.join(RNG_STATE_NAME);
-        if rng.is_file() {
-            let j = read_json(&rng)?;
-            let get = |k: &str| match j.get(k) {
-                Some(PyJson::Int(i)) if *i >= 0 => Ok(*i as u64),
-                _ => Err(Error::Msg(format!("{}: `{k}` is missing", rng.display()))),
-            };
-            set_rng_state(RngState {
-                seed: get("seed")?,
-                offset: get("offset")?,
-            });
-        }
+        load_training_state(
+            ckpt,
+            &mut self.optimizer,
+            &mut self.scheduler,
+            state.global_step,
+        )?;
         self.log.info(&format!(
             "Resuming training from checkpoint {} at global step {}",
             ckpt.display(),
@@ -685,6 +643,75 @@ impl<'a, S: Stage> Trainer<'a, S> {
     pub fn epoch(&self) -> f64 {
         self.state.epoch
     }
+}
+
+/// Writes the optimizer, the scheduler position (`scheduler.json`) and the dropout RNG cursor
+/// (`rng_state.json`) into the checkpoint folder `dir`.
+pub(crate) fn save_training_state(
+    dir: &Path,
+    optimizer: &AdamW,
+    scheduler: &Scheduler,
+) -> Result<()> {
+    optimizer.save(dir)?;
+    write_json(
+        &dir.join(SCHEDULER_NAME),
+        &dict(vec![(
+            "last_epoch",
+            PyJson::Int(scheduler.last_epoch() as i128),
+        )]),
+        2,
+        true,
+    )?;
+    let rng = rng_state();
+    write_json(
+        &dir.join(RNG_STATE_NAME),
+        &dict(vec![
+            ("offset", PyJson::Int(rng.offset as i128)),
+            ("seed", PyJson::Int(rng.seed as i128)),
+        ]),
+        2,
+        true,
+    )
+}
+
+/// Restores what [`save_training_state`] wrote, each part when present (a checkpoint written
+/// with `save_only_model` has none: the scheduler then resumes at `global_step`).
+pub(crate) fn load_training_state(
+    ckpt: &Path,
+    optimizer: &mut AdamW,
+    scheduler: &mut Scheduler,
+    global_step: u64,
+) -> Result<()> {
+    if ckpt.join(crate::optim::adamw::OPTIMIZER_JSON).is_file() {
+        optimizer.load(ckpt)?;
+    }
+    let sched = ckpt.join(SCHEDULER_NAME);
+    if sched.is_file() {
+        match read_json(&sched)?.get("last_epoch") {
+            Some(PyJson::Int(i)) if *i >= 0 => scheduler.set_last_epoch(*i as u64),
+            _ => {
+                return Err(Error::Msg(format!(
+                    "{}: `last_epoch` is missing",
+                    sched.display()
+                )))
+            }
+        }
+    } else {
+        scheduler.set_last_epoch(global_step);
+    }
+    let rng = ckpt.join(RNG_STATE_NAME);
+    if rng.is_file() {
+        let j = read_json(&rng)?;
+        let get = |k: &str| match j.get(k) {
+            Some(PyJson::Int(i)) if *i >= 0 => Ok(*i as u64),
+            _ => Err(Error::Msg(format!("{}: `{k}` is missing", rng.display()))),
+        };
+        set_rng_state(RngState {
+            seed: get("seed")?,
+            offset: get("offset")?,
+        });
+    }
+    Ok(())
 }
 
 /// HF `evaluation_loop` loss: batches of `batch_size` rows in order, each batch's loss the

@@ -150,8 +150,10 @@ pub struct RunningMoments {
     pub mean: f64,
     /// Running std (unbiased).
     pub std: f64,
-    var: f64,
-    count: f64,
+    /// Running variance (biased).
+    pub var: f64,
+    /// Scores seen (plus a 1e-24 prior).
+    pub count: f64,
 }
 
 impl Default for RunningMoments {

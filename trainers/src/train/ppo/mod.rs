@@ -37,14 +37,14 @@ use crate::train::batch::{epoch_batches, epoch_order};
 use crate::train::checkpoint::rotate_checkpoints;
 use crate::train::config::TrainConfig;
 use crate::train::export::ModelIo;
-use crate::train::io::{commit_dir, py_round, temp_dir_for};
+use crate::train::io::{commit_dir, py_round, read_json, temp_dir_for, write_json};
 use crate::train::logs::RunLog;
 use crate::train::pref::reference::Reference;
 use crate::train::pref::workflow::attach_value_head;
 use crate::train::progress::Progress;
 use crate::train::run::setup_trainable;
 use crate::train::state::TrainerState;
-use crate::train::trainer::TrainOutcome;
+use crate::train::trainer::{load_training_state, save_training_state, TrainOutcome};
 use crate::train::{hooks, plot, WorkflowOutcome};
 use crate::{Error, Result};
 
@@ -160,21 +160,47 @@ pub fn run_ppo(
         f.ppo_epochs,
         model.trainable_parameters().iter().map(|(_, v)| v.elem_count()).sum::<usize>()
     ))?;
+    let (mut loss_meter, mut reward_meter) = (Meter::default(), Meter::default());
+    if let Some(ckpt) = &cfg.resume_from_checkpoint {
+        let saved = TrainerState::load(ckpt)?;
+        io.load(model, ckpt)?;
+        load_training_state(ckpt, &mut ppo.optimizer, &mut scheduler, saved.global_step)?;
+        let path = ckpt.join(PPO_STATE_NAME);
+        if path.is_file() {
+            let j = read_json(&path)?;
+            let what = path.display().to_string();
+            ppo.restore(&j, &what)?;
+            (loss_meter, reward_meter) = (Meter::read(&j, "loss")?, Meter::read(&j, "reward")?);
+        }
+        log.info(&format!(
+            "Resuming training from checkpoint {} at global step {}",
+            ckpt.display(),
+            saved.global_step
+        ))?;
+        state = TrainerState {
+            max_steps,
+            num_train_epochs: state.num_train_epochs,
+            train_batch_size: state.train_batch_size,
+            ..saved
+        };
+    }
     log.begin_train(max_steps);
     let stop = hooks::stop_flag();
-    let mut progress = Progress::new(cfg.progress_bar, max_steps, 0);
-    let (mut loss_meter, mut reward_meter) = (Meter::default(), Meter::default());
+    let first_step = state.global_step;
+    let mut progress = Progress::new(cfg.progress_bar, max_steps, first_step);
     let mut losses = vec![];
     let mut interrupted = false;
     let start = Instant::now();
-    let mut epoch = 0u64;
+    // The batch order of an epoch depends on the epoch alone, so a resumed run continues
+    // exactly where it stopped.
+    let mut epoch = first_step / batches_per_epoch as u64;
     let mut order = epoch_batches(
-        &epoch_order(rows.len(), !cfg.disable_shuffling, cfg.data_seed, 0),
+        &epoch_order(rows.len(), !cfg.disable_shuffling, cfg.data_seed, epoch),
         batch_size,
         true,
     );
-    let mut next_batch = 0usize;
-    for step in 0..max_steps {
+    let mut next_batch = (first_step % batches_per_epoch as u64) as usize;
+    for step in first_step..max_steps {
         if next_batch == order.len() {
             epoch += 1;
             order = epoch_batches(
@@ -253,6 +279,15 @@ pub fn run_ppo(
             let fin = out_dir.join(format!("checkpoint-{}", state.global_step));
             let tmp = temp_dir_for(&fin)?;
             io.save(model, &tmp)?;
+            if !cfg.save_only_model {
+                save_training_state(&tmp, &ppo.optimizer, &scheduler)?;
+                let mut j = ppo.state_json();
+                if let PyJson::Dict(items) = &mut j {
+                    items.push(("loss".into(), loss_meter.json()));
+                    items.push(("reward".into(), reward_meter.json()));
+                }
+                write_json(&tmp.join(PPO_STATE_NAME), &j, 2, false)?;
+            }
             state.save(&tmp)?;
             commit_dir(&tmp, &fin)?;
             log.info(&format!("Saving model checkpoint to {}", fin.display()))?;
@@ -290,6 +325,9 @@ pub fn run_ppo(
     })
 }
 
+/// A checkpoint's PPO state: [`Ppo::state_json`] plus the running log averages.
+pub const PPO_STATE_NAME: &str = "ppo_state.json";
+
 /// LF's `AverageMeter`.
 #[derive(Default)]
 struct Meter {
@@ -298,6 +336,25 @@ struct Meter {
 }
 
 impl Meter {
+    fn json(&self) -> PyJson {
+        PyJson::List(vec![PyJson::Float(self.sum), PyJson::Float(self.count)])
+    }
+
+    fn read(j: &PyJson, key: &str) -> Result<Meter> {
+        match j.get(key) {
+            Some(PyJson::List(v)) => match v.as_slice() {
+                [PyJson::Float(sum), PyJson::Float(count)] => Ok(Meter {
+                    sum: *sum,
+                    count: *count,
+                }),
+                _ => Err(Error::Msg(format!(
+                    "{PPO_STATE_NAME}: `{key}` is malformed"
+                ))),
+            },
+            _ => Err(Error::Msg(format!("{PPO_STATE_NAME}: `{key}` is missing"))),
+        }
+    }
+
     fn update(&mut self, value: f64, n: f64) {
         self.sum += value * n;
         self.count += n;

@@ -54,6 +54,7 @@ impl RewardModel {
             }
             RewardModelType::Full => {
                 let dir = args.model.resolve_dir(name)?;
+                check_tokenizer(&dir, tokenizer)?;
                 let mut model = CausalLM::load(&dir, policy.dtype, policy.device)?;
                 let mut head_dir = dir.clone();
                 if let Some(list) = &f.reward_model_adapters {
@@ -75,7 +76,6 @@ impl RewardModel {
                         })?;
                 model.value_head = Some(head);
                 model.set_trainable(|_| false);
-                check_tokenizer(&dir, tokenizer)?;
                 Ok(RewardModel::Model(Box::new(model)))
             }
             RewardModelType::Lora => {

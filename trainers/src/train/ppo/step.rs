@@ -32,6 +32,7 @@ use super::math::{
 use crate::data::numpy_rng::LegacyRng;
 use crate::data::IGNORE_INDEX;
 use crate::optim::{clip_grad_norm, grad_norm, AdamW};
+use crate::template::pyjson::PyJson;
 use crate::train::pref::reference::Reference;
 use crate::train::stage::ce_options;
 use crate::{Error, Result};
@@ -145,6 +146,74 @@ impl Ppo {
             optimizer,
             rng: LegacyRng::new(seed),
         })
+    }
+
+    /// What a resumed run needs besides weights and optimizer: the KL coefficient, the score
+    /// moments and numpy's generator (`ppo_state.json` of a checkpoint).
+    pub fn state_json(&self) -> PyJson {
+        let (key, index) = self.rng.state();
+        let m = &self.moments;
+        PyJson::Dict(vec![
+            ("kl_coef".into(), PyJson::Float(self.kl.value)),
+            (
+                "score_moments".into(),
+                PyJson::List(
+                    [m.mean, m.std, m.var, m.count]
+                        .iter()
+                        .map(|&x| PyJson::Float(x))
+                        .collect(),
+                ),
+            ),
+            (
+                "numpy_mt19937".into(),
+                PyJson::List(key.iter().map(|&k| PyJson::Int(k as i128)).collect()),
+            ),
+            ("numpy_pos".into(), PyJson::Int(index as i128)),
+        ])
+    }
+
+    /// Restores [`Ppo::state_json`]; `what` names the file in errors.
+    pub fn restore(&mut self, j: &PyJson, what: &str) -> Result<()> {
+        let bad = |k: &str| Error::Msg(format!("{what}: `{k}` is missing or malformed"));
+        let float = |v: &PyJson| match v {
+            PyJson::Float(f) => Some(*f),
+            PyJson::Int(i) => Some(*i as f64),
+            _ => None,
+        };
+        let kl = j
+            .get("kl_coef")
+            .and_then(float)
+            .ok_or_else(|| bad("kl_coef"))?;
+        let m: Vec<f64> = match j.get("score_moments") {
+            Some(PyJson::List(v)) if v.len() == 4 => v.iter().filter_map(float).collect(),
+            _ => vec![],
+        };
+        if m.len() != 4 {
+            return Err(bad("score_moments"));
+        }
+        let key: Vec<u32> = match j.get("numpy_mt19937") {
+            Some(PyJson::List(v)) => v
+                .iter()
+                .filter_map(|x| match x {
+                    PyJson::Int(i) => u32::try_from(*i).ok(),
+                    _ => None,
+                })
+                .collect(),
+            _ => vec![],
+        };
+        let pos = match j.get("numpy_pos") {
+            Some(PyJson::Int(i)) if *i >= 0 => *i as usize,
+            _ => return Err(bad("numpy_pos")),
+        };
+        self.rng = LegacyRng::from_state(&key, pos).ok_or_else(|| bad("numpy_mt19937"))?;
+        self.kl.value = kl;
+        self.moments = RunningMoments {
+            mean: m[0],
+            std: m[1],
+            var: m[2],
+            count: m[3],
+        };
+        Ok(())
     }
 
     /// One PPO step on `exp` (exactly `batch_size` sequences) at learning-rate multiplier
