@@ -255,6 +255,16 @@ fn unreachable_reward_server_is_a_clear_error() {
         no_model.contains("`reward_model` is necessary"),
         "{no_model}"
     );
+    // a quantized policy (QLoRA is not implemented in lmf: refused naming the key)
+    let mut quantized = ppo_args(&out);
+    quantized.extend([
+        "finetuning_type=full".to_string(),
+        "quantization_bit=4".into(),
+        "reward_model_type=full".into(),
+        format!("reward_model={PPO}/model"),
+    ]);
+    let e = run(&quantized).unwrap_err().to_string();
+    assert!(e.contains("quantization_bit"), "{e}");
 }
 
 /// `lmf train` arguments of a short greedy LoRA PPO run on the tiny model (no reward yet).

@@ -216,18 +216,31 @@ pub fn run_ppo(
         // Rollouts, mini-batch by mini-batch, with the model in eval mode.
         set_training(false);
         let mut exp = Experience::default();
+        let (mut gen_s, mut score_s) = (0.0, 0.0);
         for (j, chunk) in prompts.chunks(mini).enumerate() {
             let queries: Vec<Vec<u32>> = chunk.iter().map(|e| e.input_ids.clone()).collect();
             let seed = cfg.seed ^ (step << 20) ^ j as u64;
+            let t0 = Instant::now();
             let responses = generate_responses(model, &queries, &rollout, seed)?;
+            let t1 = Instant::now();
             let scores = reward.scores(tokenizer, &queries, &responses)?;
+            gen_s += (t1 - t0).as_secs_f64();
+            score_s += t1.elapsed().as_secs_f64();
             exp.queries.extend(queries);
             exp.responses.extend(responses);
             exp.scores.extend(scores);
         }
 
         let mult = scheduler.multiplier(scheduler.last_epoch());
+        let t0 = Instant::now();
         let out = ppo.step(model, &reference, &exp, mult)?;
+        // Where the step's time went (the PPO benchmark reads these lines).
+        log.info(&format!(
+            "ppo step {}: generate {gen_s:.4} s ({} new tokens), score {score_s:.4} s, optimize {:.4} s",
+            step + 1,
+            exp.responses.iter().map(Vec::len).sum::<usize>(),
+            t0.elapsed().as_secs_f64()
+        ))?;
         let lr = out.stat("ppo/learning_rate").unwrap_or(0.0);
         scheduler.step();
         let total = out.stat("ppo/loss/total").unwrap_or(f64::NAN);
