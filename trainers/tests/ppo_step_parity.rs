@@ -31,7 +31,9 @@ fn close(what: &str, got: f64, want: f64, tol: f64) {
 fn policy(case_dir: &Path) -> CausalLM {
     let model_dir = PathBuf::from(PPO).join("model");
     let mut model = CausalLM::load(&model_dir, DType::F32, Device::Cpu).unwrap();
-    let tmp = std::env::temp_dir().join(format!("lmf-ppo-step-{}", std::process::id()));
+    // one folder per case: the two tests run in parallel
+    let case = case_dir.file_name().unwrap().to_string_lossy();
+    let tmp = std::env::temp_dir().join(format!("lmf-ppo-step-{}-{case}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
     std::fs::copy(
         case_dir.join("value_head_init.safetensors"),

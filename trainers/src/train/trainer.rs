@@ -140,22 +140,7 @@ impl<'a, S: Stage> Trainer<'a, S> {
             .into_iter()
             .map(|(n, _)| n)
             .collect();
-        let ranks: HashMap<String, usize> = model
-            .named_parameters()
-            .into_iter()
-            .map(|(n, v)| (n, v.rank()))
-            .collect();
-        let groups = match cfg.loraplus {
-            Some((ratio, emb_lr)) => loraplus_groups(
-                &trainable,
-                |n| ranks.get(n).copied().unwrap_or(2),
-                cfg.learning_rate,
-                ratio,
-                emb_lr,
-                cfg.weight_decay,
-            ),
-            None => default_groups(&trainable, cfg.learning_rate, cfg.weight_decay),
-        };
+        let groups = optimizer_groups(model, &trainable, cfg);
         let warmup = crate::optim::get_warmup_steps(cfg.warmup_steps, cfg.warmup_ratio, max_steps);
         let scheduler = Scheduler::from_name(
             &cfg.lr_scheduler_type,
@@ -505,17 +490,7 @@ impl<'a, S: Stage> Trainer<'a, S> {
                 self.state.global_step + 1
             )));
         }
-        for (name, var) in model.trainable_parameters() {
-            if let Some(t) = g.get(var) {
-                let v = t.to_vec::<f32>()?;
-                match grads.get_mut(&name) {
-                    Some(acc) => acc.iter_mut().zip(&v).for_each(|(a, b)| *a += b),
-                    None => {
-                        grads.insert(name, v);
-                    }
-                }
-            }
-        }
+        accumulate_grads(model, &g, grads)?;
         Ok((value, tokens))
     }
 
@@ -643,6 +618,53 @@ impl<'a, S: Stage> Trainer<'a, S> {
     pub fn epoch(&self) -> f64 {
         self.state.epoch
     }
+}
+
+/// The optimizer groups over `trainable` (HF's decay split, or LoRA+'s when asked).
+pub(crate) fn optimizer_groups(
+    model: &CausalLM,
+    trainable: &[String],
+    cfg: &TrainConfig,
+) -> Vec<crate::optim::ParamGroup> {
+    match cfg.loraplus {
+        Some((ratio, emb_lr)) => {
+            let ranks: HashMap<String, usize> = model
+                .named_parameters()
+                .into_iter()
+                .map(|(n, v)| (n, v.rank()))
+                .collect();
+            loraplus_groups(
+                trainable,
+                |n| ranks.get(n).copied().unwrap_or(2),
+                cfg.learning_rate,
+                ratio,
+                emb_lr,
+                cfg.weight_decay,
+            )
+        }
+        None => default_groups(trainable, cfg.learning_rate, cfg.weight_decay),
+    }
+}
+
+/// Adds the gradients `g` of the model's trainable parameters into `grads` (host f32, by
+/// name): accumulation over micro-batches.
+pub(crate) fn accumulate_grads(
+    model: &CausalLM,
+    g: &Grads,
+    grads: &mut HashMap<String, Vec<f32>>,
+) -> Result<()> {
+    for (name, var) in model.trainable_parameters() {
+        if let Some(t) = g.get(var) {
+            let v = t.to_vec::<f32>()?;
+            match grads.get_mut(&name) {
+                Some(acc) => acc.iter_mut().zip(&v).for_each(|(a, b)| *a += b),
+                None => {
+                    grads.insert(name, v);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Writes the optimizer, the scheduler position (`scheduler.json`) and the dropout RNG cursor

@@ -30,7 +30,7 @@ use self::step::{Experience, Ppo, PpoConfig};
 use crate::args::train::TrainArgs;
 use crate::args::GenerateRequest;
 use crate::data::{DatasetModule, Example};
-use crate::optim::{default_groups, get_warmup_steps, loraplus_groups, AdamW, Scheduler};
+use crate::optim::{get_warmup_steps, AdamW, Scheduler};
 use crate::template::pyjson::PyJson;
 use crate::template::Template;
 use crate::train::batch::{epoch_batches, epoch_order};
@@ -44,7 +44,9 @@ use crate::train::pref::workflow::attach_value_head;
 use crate::train::progress::Progress;
 use crate::train::run::setup_trainable;
 use crate::train::state::TrainerState;
-use crate::train::trainer::{load_training_state, save_training_state, TrainOutcome};
+use crate::train::trainer::{
+    load_training_state, optimizer_groups, save_training_state, TrainOutcome,
+};
 use crate::train::{hooks, plot, WorkflowOutcome};
 use crate::{Error, Result};
 
@@ -115,7 +117,13 @@ pub fn run_ppo(
             (cfg.num_train_epochs * rows.len().div_ceil(batch_size) as f64) as u64,
         )
     };
-    let optimizer = AdamW::new(cfg.adam, optimizer_groups(model, &cfg));
+    let trainable: Vec<String> = model
+        .trainable_parameters()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    // HF's groups (LF's PPO optimizer gives its no-decay group torch's default 0.01 by accident)
+    let optimizer = AdamW::new(cfg.adam, optimizer_groups(model, &trainable, &cfg));
     let warmup = get_warmup_steps(cfg.warmup_steps, cfg.warmup_ratio, schedule_steps);
     let mut scheduler = Scheduler::from_name(
         &cfg.lr_scheduler_type,
@@ -375,34 +383,6 @@ impl Meter {
 
     fn avg(&self) -> f64 {
         self.sum / self.count.max(1e-300)
-    }
-}
-
-/// The optimizer groups over the trainable parameters (value head included), as
-/// LLaMA-Factory's `create_optimizer`: HF's decay split, or LoRA+.
-fn optimizer_groups(model: &CausalLM, cfg: &TrainConfig) -> Vec<crate::optim::ParamGroup> {
-    let trainable: Vec<String> = model
-        .trainable_parameters()
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
-    match cfg.loraplus {
-        Some((ratio, emb_lr)) => {
-            let ranks: std::collections::HashMap<String, usize> = model
-                .named_parameters()
-                .into_iter()
-                .map(|(n, v)| (n, v.rank()))
-                .collect();
-            loraplus_groups(
-                &trainable,
-                |n| ranks.get(n).copied().unwrap_or(2),
-                cfg.learning_rate,
-                ratio,
-                emb_lr,
-                cfg.weight_decay,
-            )
-        }
-        None => default_groups(&trainable, cfg.learning_rate, cfg.weight_decay),
     }
 }
 

@@ -35,6 +35,7 @@ use crate::optim::{clip_grad_norm, grad_norm, AdamW};
 use crate::template::pyjson::PyJson;
 use crate::train::pref::reference::Reference;
 use crate::train::stage::ce_options;
+use crate::train::trainer::accumulate_grads;
 use crate::{Error, Result};
 
 /// TRL's `PPOConfig` as LLaMA-Factory fills it.
@@ -415,17 +416,7 @@ impl Ppo {
         let g = loss
             .scale(1.0 / cfg.gradient_accumulation_steps as f64)?
             .backward()?;
-        for (name, var) in model.trainable_parameters() {
-            if let Some(t) = g.get(var) {
-                let v = t.to_vec::<f32>()?;
-                match grads.get_mut(&name) {
-                    Some(acc) => acc.iter_mut().zip(&v).for_each(|(a, b)| *a += b),
-                    None => {
-                        grads.insert(name, v);
-                    }
-                }
-            }
-        }
+        accumulate_grads(model, &g, grads)?;
         let one = |x: &[f64]| vec![x.to_vec()];
         Ok(vec![
             ("loss/policy", pg),
