@@ -37,9 +37,11 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Evaluate a model on a benchmark.
+    /// Evaluate a model on an MMLU-style benchmark (`lmf eval config.yaml`: `task`, `task_dir`,
+    /// `n_shot`, `lang`, `save_dir`, ...; LLaMA-Factory 0.9.3's protocol).
     Eval {
-        /// YAML config file and/or `key=value` overrides.
+        /// YAML config file, `key=value` overrides and/or `--key value` flags.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
     /// Serve an OpenAI-compatible API.
@@ -103,7 +105,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("exported the merged model to {}", dir.display());
             Ok(())
         }
-        Command::Eval { .. } | Command::Api { .. } | Command::Webui => {
+        Command::Eval { args } => {
+            let parsed = lmf_trainers::args::parse_eval_args(&args)?;
+            for note in &parsed.notes {
+                eprintln!("note: {note}");
+            }
+            lmf_trainers::eval::run_eval(&parsed)?;
+            Ok(())
+        }
+        Command::Api { .. } | Command::Webui => {
             anyhow::bail!("this command is not implemented yet")
         }
     }

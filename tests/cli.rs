@@ -30,11 +30,30 @@ fn env_reports_version_platform_and_cuda_state() {
 
 #[test]
 fn unimplemented_command_is_one_line_error() {
-    let out = lmf(&["eval", "cfg.yaml"]);
+    let out = lmf(&["api", "cfg.yaml"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("not implemented"), "{err}");
+}
+
+#[test]
+fn eval_without_a_task_folder_says_where_to_put_it() {
+    let dir = std::env::temp_dir().join(format!("lmf-cli-eval-{}", std::process::id()));
+    let out = lmf(&[
+        "eval",
+        "model_name_or_path=x",
+        "template=llama3",
+        "task=mmlu_test",
+        &format!("task_dir={}", dir.display()),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("mmlu/mapping.json") && err.contains("evaluation/"),
+        "{err}"
+    );
 }
 
 #[test]

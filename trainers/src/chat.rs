@@ -5,7 +5,10 @@
 //! settings follow LLaMA-Factory's `_process_args` (a fresh generation config built from the
 //! generating arguments, not the model's `generation_config.json`).
 
-use crate::args::{GenerateRequest, GeneratingArguments, InferArgs};
+use crate::args::{
+    DataArguments, FinetuningArguments, GenerateRequest, GeneratingArguments, InferArgs,
+    ModelArguments,
+};
 use crate::template::{Message, Role, Template};
 use crate::tuner::setup_lora;
 use crate::{Error, Result};
@@ -51,20 +54,8 @@ pub struct ChatModel {
 impl ChatModel {
     /// Loads what `args` names (LLaMA-Factory's `ChatModel(args)`).
     pub fn from_args(args: &InferArgs) -> Result<ChatModel> {
-        let m = &args.model;
-        let name = m
-            .model_name_or_path
-            .as_deref()
-            .ok_or_else(|| Error::Msg("`model_name_or_path` is required".into()))?;
-        let dir = m.resolve_dir(name)?;
-        let mut tokenizer = Tokenizer::from_dir(&dir)?;
-        let d = &args.data;
-        let options = d.template_options();
-        let template = Template::for_tokenizer(d.template.as_deref(), &mut tokenizer, &options)?;
-        // CPU compute is f32 whatever `infer_dtype` says (bf16 storage is a GPU concern).
-        let mut model = CausalLM::load(&dir, DType::F32, Device::Cpu)?;
-        // Inference merges every adapter into the weights (LF `_setup_lora_tuning`).
-        setup_lora(&mut model, m, &args.finetuning, false, 0)?;
+        let (model, tokenizer, template) =
+            load_for_inference(&args.model, &args.data, &args.finetuning)?;
         Ok(ChatModel {
             model,
             tokenizer,
@@ -177,6 +168,28 @@ impl ChatModel {
     ) -> Result<Response> {
         self.stream_chat(messages, system, tools, &GenerateRequest::default(), |_| {})
     }
+}
+
+/// The model, tokenizer and template an inference command loads (LLaMA-Factory's
+/// `load_tokenizer` + `get_template_and_fix_tokenizer` + `load_model` without training):
+/// every adapter is merged into the weights (`_setup_lora_tuning`); CPU compute is f32
+/// whatever `infer_dtype` says (bf16 storage is a GPU concern).
+pub fn load_for_inference(
+    m: &ModelArguments,
+    d: &DataArguments,
+    finetuning: &FinetuningArguments,
+) -> Result<(CausalLM, Tokenizer, Template)> {
+    let name = m
+        .model_name_or_path
+        .as_deref()
+        .ok_or_else(|| Error::Msg("`model_name_or_path` is required".into()))?;
+    let dir = m.resolve_dir(name)?;
+    let mut tokenizer = Tokenizer::from_dir(&dir)?;
+    let options = d.template_options();
+    let template = Template::for_tokenizer(d.template.as_deref(), &mut tokenizer, &options)?;
+    let mut model = CausalLM::load(&dir, DType::F32, Device::Cpu)?;
+    setup_lora(&mut model, m, finetuning, false, 0)?;
+    Ok((model, tokenizer, template))
 }
 
 /// A sampling seed that differs between runs (like torch's default generator state).

@@ -8,6 +8,7 @@ pub mod chat;
 pub mod clock;
 pub mod data;
 pub mod error;
+pub mod eval;
 pub mod export;
 pub mod optim;
 pub mod template;

@@ -17,6 +17,7 @@
 pub mod closest;
 pub mod data;
 pub mod error;
+pub mod evaluation;
 pub mod finetuning;
 pub mod generating;
 pub mod infer;
@@ -31,6 +32,7 @@ pub mod value;
 
 pub use data::DataArguments;
 pub use error::{ArgsError, Origin, Result};
+pub use evaluation::{parse_eval_args, EvalArgs, EvaluationArguments};
 pub use finetuning::FinetuningArguments;
 pub use generating::{GenerateConfig, GenerateRequest, GeneratingArguments};
 pub use infer::{parse_infer_args, InferArgs};
