@@ -244,7 +244,18 @@ fn unsupported_preference_combinations_fail_in_one_line_naming_the_key() {
 
 #[test]
 fn ppo_example_trains_against_the_reward_example() {
-    let reward = run_example("llama3_lora_reward.yaml");
+    // its own reward model folder: reward_example_trains_a_value_head runs beside this test
+    let reward = std::env::temp_dir().join(format!(
+        "lmf-examples-pref-{}-ppo-reward",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&reward);
+    let res = train("llama3_lora_reward.yaml", &reward, &[]);
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
     let yaml = "llama3_lora_ppo.yaml";
     let out = std::env::temp_dir().join(format!("lmf-examples-pref-{}-ppo", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
