@@ -13,8 +13,10 @@
 # usage: bench/scripts/ppo_vs_trl.sh [STEPS [WARMUP]]   (4, 1; WARMUP >= 1)
 #   Three runs, one after the other: LF as shipped (its PPO forward passes under
 #   torch.autocast("cpu") = bf16 autocast, `amp_context`), LF with that autocast off (fp32, what
-#   lmf computes), lmf. The bench inputs take ~30 s to build (a 32000-token BPE); see
-#   bench/README.md for how long each side took.
+#   lmf computes), lmf. `4 1` took ~3 min 10 s on an idle dev 2c (2 cores): the inputs ~30 s (a
+#   32000-token BPE), LF ~55 s as shipped (~20 s of loading + ~11 s a step) and ~70 s in fp32
+#   (~15 s a step), lmf ~30 s (~8 s of loading + ~8 s a step). Run it on an idle machine: torch's
+#   OpenMP threads slow down many-fold when another process takes a core.
 #   env PYTHON: the PPO reference venv's python (LLaMA-Factory 0.9.3, TRL 0.9.6, transformers
 #               4.52.4; default ~/.cache/lmf-ppo-reference-venv/bin/python, made by
 #               ci/ppo-reference-venv.sh); it also builds the inputs, so it is required
