@@ -4,11 +4,9 @@
 //! ties go to the lowest id, like `torch.argmax`) or sampled with the counter-based Philox
 //! RNG keyed by (seed, step, sequence), so a seed gives the same text on every run.
 
-use crate::batch::SeqBatch;
+use crate::decode::DecodeBatch;
 use crate::model::CausalLM;
 use crate::{Error, Result};
-use lmf_autograd::no_grad;
-use lmf_kernels::cpu::philox;
 use serde_json::Value;
 use std::path::Path;
 
@@ -209,7 +207,9 @@ pub fn sample(logits: &[f32], cfg: &GenerationConfig, u: f64) -> u32 {
 
 /// Generates continuations of `prompts` (token ids, no padding needed). `on_token(seq,
 /// token)` is called for each new token as it is chosen (for streaming). Returns the new
-/// tokens of each prompt, ending with the eos token when one was produced.
+/// tokens of each prompt, ending with the eos token when one was produced. All prompts run
+/// through one forward per step ([`DecodeBatch`] without batch invariance); prompt `i` draws
+/// from Philox stream `i`.
 pub fn generate(
     model: &CausalLM,
     prompts: &[Vec<u32>],
@@ -220,59 +220,21 @@ pub fn generate(
     if let Some(i) = prompts.iter().position(|p| p.is_empty()) {
         return Err(Error::msg(format!("prompt {i} is empty")));
     }
-    let n = prompts.len();
-    let mut out: Vec<Vec<u32>> = vec![vec![]; n];
-    if cfg.max_new_tokens == 0 || n == 0 {
+    let mut out: Vec<Vec<u32>> = vec![vec![]; prompts.len()];
+    if cfg.max_new_tokens == 0 {
         return Ok(out);
     }
-    no_grad(|| {
-        let mut cache = model.new_cache(n);
-        // sequences still running, by original index; the cache holds exactly these
-        let mut live: Vec<usize> = (0..n).collect();
-        let mut feed: Vec<Vec<u32>> = prompts.to_vec();
-        for step in 0..cfg.max_new_tokens {
-            let batch = SeqBatch::with_offsets(&feed, cache.lens());
-            let logits = model.forward_last(&batch, &mut cache)?;
-            let logits = logits.tensor().to_vec::<f32>()?;
-            let vocab = logits.len() / live.len();
-            let mut keep = vec![true; live.len()];
-            for (j, &s) in live.iter().enumerate() {
-                let mut row = logits[j * vocab..(j + 1) * vocab].to_vec();
-                if cfg.repetition_penalty != 1.0 {
-                    let seen: Vec<u32> = prompts[s].iter().chain(&out[s]).copied().collect();
-                    apply_repetition_penalty(&mut row, &seen, cfg.repetition_penalty);
-                }
-                let tok = if cfg.do_sample {
-                    let u = philox::uniform(cfg.seed, ((step as u64) << 32) | s as u64) as f64;
-                    sample(&row, cfg, u)
-                } else {
-                    argmax(&row)
-                };
-                out[s].push(tok);
-                on_token(s, tok);
-                keep[j] = !cfg.eos_token_ids.contains(&tok);
-            }
-            feed = live
-                .iter()
-                .zip(&keep)
-                .filter(|(_, &k)| k)
-                .map(|(&s, _)| vec![*out[s].last().unwrap_or(&0)])
-                .collect();
-            if keep.iter().any(|k| !k) {
-                cache.retain(&keep);
-                live = live
-                    .iter()
-                    .zip(&keep)
-                    .filter(|(_, &k)| k)
-                    .map(|(&s, _)| s)
-                    .collect();
-            }
-            if live.is_empty() {
-                break;
-            }
+    let mut batch = DecodeBatch::new(model, false);
+    for (i, p) in prompts.iter().enumerate() {
+        batch.admit(i as u64, p.clone(), cfg.clone(), i as u64)?;
+    }
+    while !batch.is_empty() {
+        for e in batch.step()? {
+            out[e.key as usize].push(e.token);
+            on_token(e.key as usize, e.token);
         }
-        Ok(out)
-    })
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

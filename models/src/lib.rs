@@ -6,6 +6,7 @@
 pub mod adapter;
 pub mod batch;
 pub mod config;
+pub mod decode;
 pub mod error;
 pub mod generate;
 pub mod hub;
@@ -18,6 +19,7 @@ pub mod weights;
 pub use adapter::{LoraConfig, LoraInit};
 pub use batch::SeqBatch;
 pub use config::{Arch, ModelConfig};
+pub use decode::{DecodeBatch, Emitted, Finish};
 pub use error::{Error, Result};
 pub use generate::{generate, sampling_distribution, GenerationConfig};
 pub use model::{CausalLM, KvCache};

@@ -2,8 +2,36 @@
 //!
 //! Every matmul in the CPU kernels and the runtime goes through [`gemm`]: transposes are
 //! expressed as strides (no copies), and accumulation into the destination is free.
+//!
+//! Inside [`rows_independent`], products are computed so that each output row depends only
+//! on its own input row: serving runs many sequences through one forward and must give each
+//! the bits it would get alone (the `gemm` crate's blocking depends on the number of rows).
 
 use crate::Real;
+use std::cell::Cell;
+
+thread_local! {
+    /// Whether products on this thread must be row-independent (see [`rows_independent`]).
+    static ROWS_INDEPENDENT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with every product started on this thread computed row by row in one fixed
+/// order: row `i` of `a · b` is then bitwise the same whatever other rows `a` holds (the
+/// product of a 1-row `a` takes the same path). Products of an activation `[m, k]` by a
+/// transposed weight `[n, k]ᵀ` go through the skinny kernel 8 rows at a time; any other
+/// shape one row at a time. Restores the previous state, also when `f` panics.
+///
+/// Scope it to single products: work that `f` hands to other threads does not see it.
+pub fn rows_independent<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ROWS_INDEPENDENT.with(|r| r.set(self.0));
+        }
+    }
+    let _restore = Restore(ROWS_INDEPENDENT.with(|r| r.replace(true)));
+    f()
+}
 
 /// A read-only strided matrix view: element (i, j) is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy, Debug)]
@@ -156,6 +184,31 @@ fn gemm_impl<T: Real>(
     if super::gemm_skinny::applies(&dst, &a, &b) {
         return super::gemm_skinny::skinny(dst, a, b, accumulate, scale, parallel);
     }
+    if m > 1 && ROWS_INDEPENDENT.with(|r| r.get()) {
+        if super::gemm_skinny::applies_to_rows(&a, &b, n) {
+            return super::gemm_skinny::skinny(dst, a, b, accumulate, scale, parallel);
+        }
+        // one row at a time: each row takes the path a 1-row product takes
+        for i in 0..m {
+            let (d0, a0) = (i * dst.rs, i * a.rs);
+            let row_dst = MatMut {
+                data: &mut dst.data[d0..],
+                rows: 1,
+                cols: n,
+                rs: dst.rs,
+                cs: dst.cs,
+            };
+            let row_a = MatRef {
+                data: &a.data[a0..],
+                rows: 1,
+                cols: k,
+                rs: a.rs,
+                cs: a.cs,
+            };
+            gemm_impl(row_dst, row_a, b, accumulate, scale, parallel);
+        }
+        return;
+    }
     // Small products are faster single-threaded than through rayon's fork/join.
     let par = if parallel && m * n * k >= 64 * 64 * 64 {
         gemm::Parallelism::Rayon(0)
@@ -287,5 +340,58 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn rows_independent_rows_equal_their_one_row_products_bitwise() {
+        // skinny-able shapes (k >= 32, n >= 8, transposed weight) and others (short k, a
+        // plain right operand), serial and parallel sizes; every row of an m-row product
+        // must be bitwise the product of that row alone, which is also what it is outside
+        // the mode
+        let mut rng = Lcg::new(5);
+        for &(k, n, transposed) in &[
+            (64, 32, true),
+            (300, 400, true),
+            (16, 5, true),
+            (40, 24, false),
+        ] {
+            let w = rand_vec::<f32>(&mut rng, n * k, 1.0);
+            let b = if transposed {
+                MatRef::new(&w, n, k).t()
+            } else {
+                MatRef::new(&w, k, n)
+            };
+            for m in [1, 3, 8, 9, 17, 40] {
+                let a = rand_vec::<f32>(&mut rng, m * k, 1.0);
+                let mut got = vec![0f32; m * n];
+                rows_independent(|| {
+                    gemm(
+                        MatMut::new(&mut got, m, n),
+                        MatRef::new(&a, m, k),
+                        b,
+                        false,
+                        1.0,
+                    )
+                });
+                for i in 0..m {
+                    let mut one = vec![0f32; n];
+                    gemm(
+                        MatMut::new(&mut one, 1, n),
+                        MatRef::new(&a[i * k..(i + 1) * k], 1, k),
+                        b,
+                        false,
+                        1.0,
+                    );
+                    let row = &got[i * n..(i + 1) * n];
+                    assert!(
+                        row.iter()
+                            .zip(&one)
+                            .all(|(x, y)| x.to_bits() == y.to_bits()),
+                        "k {k} n {n} transposed {transposed} m {m} row {i}"
+                    );
+                }
+            }
+        }
+        assert!(!ROWS_INDEPENDENT.with(|r| r.get()), "the mode is restored");
     }
 }

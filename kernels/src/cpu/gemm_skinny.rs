@@ -27,6 +27,13 @@ pub(crate) fn applies<T>(dst: &MatMut<'_, T>, a: &MatRef<'_, T>, b: &MatRef<'_, 
         && (b.rs == 1 || k == 1)
 }
 
+/// Whether this path can run `a · b` 8 rows at a time for any number of rows (what the
+/// row-independent mode of [`super::gemm::rows_independent`] needs): contiguous rows in
+/// `a`, `b` a transposed row-major weight, and the sizes [`applies`] asks for.
+pub(crate) fn applies_to_rows<T>(a: &MatRef<'_, T>, b: &MatRef<'_, T>, n: usize) -> bool {
+    a.cols >= LANES && n >= 8 && a.cs == 1 && b.rs == 1
+}
+
 /// `Σ x[p] · y[p]` with `LANES` independent accumulators (vectorisable without reassociation).
 #[inline(always)]
 fn dot<T: Real>(x: &[T], y: &[T]) -> T {
@@ -173,7 +180,9 @@ fn columns_dispatch<T: Real>(
     columns(rows, w, k, rs_w, j0, out)
 }
 
-/// `dst = (accumulate ? dst : 0) + scale · a · b` for the shapes [`applies`] accepts.
+/// `dst = (accumulate ? dst : 0) + scale · a · b` for the shapes [`applies`] accepts, or any
+/// number of rows for those of [`applies_to_rows`]: rows go through the kernel in groups of
+/// `SKINNY_M`, and each row's sums are the same whatever group it is in.
 pub(crate) fn skinny<T: Real>(
     dst: MatMut<'_, T>,
     a: MatRef<'_, T>,
@@ -186,22 +195,44 @@ pub(crate) fn skinny<T: Real>(
     // activation rows x_i: [k] contiguous; weight row j: b's column j, contiguous
     let rows: Vec<&[T]> = (0..m).map(|i| &a.data[i * a.rs..i * a.rs + k]).collect();
     let rs_w = b.cs;
-    // out: [n, m], column j of the product at out[j * m..]
-    let mut out = vec![T::zero(); n * m];
+    // Columns j0..j0 + cols of every row group, group after group: group g (rows
+    // g·SKINNY_M..) fills a [cols, rows in g] block, so a task's weight columns stay in cache
+    // while all the groups pass over them.
+    let task = |j0: usize, cols: usize, out: &mut [T]| {
+        let mut off = 0;
+        for group in rows.chunks(SKINNY_M) {
+            let len = cols * group.len();
+            columns_dispatch(group, b.data, k, rs_w, j0, &mut out[off..off + len]);
+            off += len;
+        }
+    };
     // ~256 KiB of weights per task keeps rayon's overhead small next to the memory reads
     let cols_per_task = (65536 / k.max(1)).clamp(8, n);
+    // out: per task of cols_per_task columns, its groups' blocks
+    let mut out = vec![T::zero(); n * m];
     if parallel && n * k >= 1 << 16 {
         out.par_chunks_mut(cols_per_task * m)
             .enumerate()
-            .for_each(|(t, o)| columns_dispatch(&rows, b.data, k, rs_w, t * cols_per_task, o));
+            .for_each(|(t, o)| task(t * cols_per_task, o.len() / m, o));
     } else {
-        columns_dispatch(&rows, b.data, k, rs_w, 0, &mut out);
+        out.chunks_mut(cols_per_task * m)
+            .enumerate()
+            .for_each(|(t, o)| task(t * cols_per_task, o.len() / m, o));
     }
-    for j in 0..n {
-        for i in 0..m {
-            let d = &mut dst.data[i * dst.rs + j * dst.cs];
-            let v = scale * out[j * m + i];
-            *d = if accumulate { *d + v } else { v };
+    for (t, block) in out.chunks(cols_per_task * m).enumerate() {
+        let (j0, cols) = (t * cols_per_task, block.len() / m);
+        let mut off = 0;
+        for (g, group) in rows.chunks(SKINNY_M).enumerate() {
+            let gm = group.len();
+            for c in 0..cols {
+                for r in 0..gm {
+                    let i = g * SKINNY_M + r;
+                    let d = &mut dst.data[i * dst.rs + (j0 + c) * dst.cs];
+                    let v = scale * block[off + c * gm + r];
+                    *d = if accumulate { *d + v } else { v };
+                }
+            }
+            off += cols * gm;
         }
     }
 }

@@ -42,6 +42,17 @@ impl KvCache {
         self.lens.retain(|_| *it.next().unwrap_or(&false));
     }
 
+    /// Moves the sequences of `other` (a cache of the same model) after this cache's own.
+    pub fn extend(&mut self, other: KvCache) {
+        for (mine, theirs) in self.k.iter_mut().zip(other.k) {
+            mine.extend(theirs);
+        }
+        for (mine, theirs) in self.v.iter_mut().zip(other.v) {
+            mine.extend(theirs);
+        }
+        self.lens.extend(other.lens);
+    }
+
     /// Appends layer `layer`'s new keys/values (`[new_total, kv_heads, head_dim]`, packed by
     /// `cu_new`) and returns the packed cached keys, values and their `cu_seqlens`.
     pub(crate) fn append(

@@ -13,6 +13,36 @@ thread_local! {
     static TRAINING: Cell<bool> = const { Cell::new(false) };
     /// This thread's adapter switch (PEFT's `disable_adapter()` context).
     static ADAPTERS_OFF: Cell<bool> = const { Cell::new(false) };
+    /// Whether weight products must be row-independent (see [`batch_invariant`]).
+    static BATCH_INVARIANT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with every weight product of this thread's forwards (the linears without an
+/// adapter, and the output head) computed row by row in one fixed order
+/// ([`lmf_kernels::cpu::gemm::rows_independent`]), so a token's logits do not depend on the
+/// other tokens in the batch: what serving needs to give each request the output it would
+/// get alone. Everything else in a forward already works per token or per sequence.
+/// Restores the previous state, also when `f` panics.
+pub fn batch_invariant<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            BATCH_INVARIANT.with(|a| a.set(self.0));
+        }
+    }
+    let _restore = Restore(BATCH_INVARIANT.with(|a| a.replace(true)));
+    f()
+}
+
+/// `x · wᵀ` for `x: [n, in]`, `w: [out, in]`, row-independent inside [`batch_invariant`]
+/// (the mode is scoped to this one product, so the kernels' own worker threads never see it).
+pub(crate) fn weight_product(x: &Var, w: &Var) -> Result<Var> {
+    let wt = w.t()?;
+    if BATCH_INVARIANT.with(|a| a.get()) {
+        lmf_kernels::cpu::gemm::rows_independent(|| x.matmul(&wt))
+    } else {
+        x.matmul(&wt)
+    }
 }
 
 /// Runs `f` with every LoRA/DoRA adapter switched off on this thread, so each [`Linear`]
@@ -91,7 +121,7 @@ impl Linear {
     pub fn forward(&self, x: &Var) -> Result<Var> {
         let lora = self.lora.as_ref().filter(|_| !adapters_disabled());
         let Some(l) = lora else {
-            let y = x.matmul(&self.weight.t()?)?;
+            let y = weight_product(x, &self.weight)?;
             return match &self.bias {
                 Some(b) => y.add(b),
                 None => Ok(y),

@@ -10,7 +10,7 @@ pub mod linear;
 
 pub use kv_cache::KvCache;
 pub use layer::{Attention, DecoderLayer, Mlp};
-pub use linear::{Linear, Lora};
+pub use linear::{batch_invariant, Linear, Lora};
 
 use crate::batch::SeqBatch;
 use crate::config::ModelConfig;
@@ -299,7 +299,7 @@ impl CausalLM {
     /// Logits `[rows, vocab]` of hidden states `[rows, hidden]` (with Gemma 2's final
     /// soft-cap).
     pub fn logits(&self, hidden: &Var) -> Result<Var> {
-        let mut logits = hidden.matmul(&self.head_weight().t()?)?;
+        let mut logits = linear::weight_product(hidden, self.head_weight())?;
         if let Some(cap) = self.config.final_softcap {
             logits = logits.scale(1.0 / cap)?.tanh()?.scale(cap)?;
         }
