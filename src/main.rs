@@ -44,9 +44,11 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Serve an OpenAI-compatible API.
+    /// Serve an OpenAI-compatible API with continuous batching (`lmf api config.yaml`; env
+    /// API_HOST, API_PORT, API_KEY, API_MODEL_NAME, MAX_CONCURRENT).
     Api {
-        /// YAML config file and/or `key=value` overrides.
+        /// YAML config file, `key=value` overrides and/or `--key value` flags.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
     /// Start the web UI.
@@ -113,7 +115,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             lmf_trainers::eval::run_eval(&parsed)?;
             Ok(())
         }
-        Command::Api { .. } | Command::Webui => {
+        Command::Api { args } => lmf_serve::run(&args),
+        Command::Webui => {
             anyhow::bail!("this command is not implemented yet")
         }
     }

@@ -30,11 +30,26 @@ fn env_reports_version_platform_and_cuda_state() {
 
 #[test]
 fn unimplemented_command_is_one_line_error() {
-    let out = lmf(&["api", "cfg.yaml"]);
+    let out = lmf(&["webui"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("not implemented"), "{err}");
+}
+
+#[test]
+fn api_with_bad_environment_names_the_variable() {
+    for (var, value) in [("API_PORT", "eighty"), ("MAX_CONCURRENT", "0")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_lmf"))
+            .args(["api", "model_name_or_path=x", "template=llama3"])
+            .env(var, value)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(var), "{err}");
+    }
 }
 
 #[test]

@@ -39,6 +39,18 @@ pub struct Response {
     pub finish_reason: FinishReason,
 }
 
+/// How one request decodes: the settings of each sequence, how replies are decoded to text,
+/// and how many replies (`num_return_sequences`, the API's `n`) to make.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecodeSettings {
+    /// Decoding settings of each reply (the same for all `n`).
+    pub cfg: GenerationConfig,
+    /// Drop special tokens from the text.
+    pub skip_special_tokens: bool,
+    /// Number of replies.
+    pub n: usize,
+}
+
 /// A loaded model ready to chat.
 pub struct ChatModel {
     /// The causal LM.
@@ -79,17 +91,19 @@ impl ChatModel {
         Ok(prompt)
     }
 
-    /// The decoding settings of one request, LLaMA-Factory's way.
-    fn generation_config(
+    /// The decoding settings of one request, LLaMA-Factory's way (`n` replies sample:
+    /// LLaMA-Factory turns sampling on when `num_return_sequences` > 1).
+    pub fn decode_settings(
         &self,
         request: &GenerateRequest,
         prompt_len: usize,
-    ) -> Result<(GenerationConfig, bool)> {
+    ) -> Result<DecodeSettings> {
         let g = self.generating.to_generate_config(request);
-        if g.num_return_sequences != 1 {
-            return Err(Error::Msg(
-                "num_return_sequences > 1 is not implemented yet in lmf".into(),
-            ));
+        if g.num_return_sequences < 1 {
+            return Err(Error::Msg(format!(
+                "num_return_sequences must be at least 1, got {}",
+                g.num_return_sequences
+            )));
         }
         let max_new = match (g.max_new_tokens, g.max_length) {
             (Some(n), _) => n.max(0) as usize,
@@ -107,7 +121,11 @@ impl ChatModel {
             eos_token_ids: self.template.stop_token_ids(&self.tokenizer),
             seed: request.seed.unwrap_or_else(rand_seed),
         };
-        Ok((cfg, g.skip_special_tokens))
+        Ok(DecodeSettings {
+            cfg,
+            skip_special_tokens: g.skip_special_tokens,
+            n: g.num_return_sequences as usize,
+        })
     }
 
     /// Generates a reply, calling `on_text` with each printable piece as it is decoded (the
@@ -121,7 +139,13 @@ impl ChatModel {
         mut on_text: impl FnMut(&str),
     ) -> Result<Response> {
         let prompt = self.encode_prompt(messages, system, tools)?;
-        let (cfg, skip_special) = self.generation_config(request, prompt.len())?;
+        let settings = self.decode_settings(request, prompt.len())?;
+        if settings.n != 1 {
+            return Err(Error::Msg(
+                "num_return_sequences > 1 is served by `lmf api` (n), not by chat".into(),
+            ));
+        }
+        let (cfg, skip_special) = (settings.cfg, settings.skip_special_tokens);
         let mut streamer = TextStreamer::new(&self.tokenizer, skip_special);
         let mut stream_err = None;
         let out = generate(

@@ -25,6 +25,7 @@ mod reasoning;
 mod registry;
 #[allow(clippy::module_inception)]
 mod template;
+mod tool_extract;
 mod tools;
 
 pub use error::{Error, Result};
@@ -34,4 +35,5 @@ pub use message::{Message, Role};
 pub use parse::TemplateOptions;
 pub use registry::{get_template, template_names};
 pub use template::{Pair, Template, TemplateKind};
+pub use tool_extract::{Extracted, NoResult};
 pub use tools::{parse_function_calls, FunctionCall, ToolFormat};

@@ -6,6 +6,7 @@ use lmf_models::tokenizer::Tokenizer;
 
 use super::formatter::{FormatArgs, Formatter, Slot};
 use super::message::{Message, Role};
+use super::tool_extract::{Extracted, NoResult};
 use super::tools::ToolFormat;
 use super::{Error, Result};
 
@@ -147,6 +148,24 @@ impl Template {
         };
         self.format_tools = Formatter::Tool(format);
         Ok(())
+    }
+
+    /// The tool calls of a model reply (LLaMA-Factory's `Template.extract_tool`), per the
+    /// template's tools formatter: the calls, or the reply unchanged. A template whose tools
+    /// formatter is a plain string formatter (`phi4_mini`) makes LF raise
+    /// `NotImplementedError`; this answers the text then, as it does wherever LF raises.
+    pub fn extract_tool(&self, content: &str) -> Extracted {
+        self.try_extract_tool(content)
+            .unwrap_or_else(|_| Extracted::Text(content.to_string()))
+    }
+
+    /// [`Template::extract_tool`], telling where LF raises or gives a call with a non-string
+    /// name (see [`ToolFormat::try_extract`]).
+    pub fn try_extract_tool(&self, content: &str) -> std::result::Result<Extracted, NoResult> {
+        match &self.format_tools {
+            Formatter::Tool(format) => format.try_extract(content),
+            _ => Err(NoResult::Raises("NotImplementedError")),
+        }
     }
 
     /// Fixes the "Today Date" of the Llama 3 tool prompt (`%d %b %Y`); `None` = today (UTC).
