@@ -11,12 +11,14 @@ use lmf_trainers::args::{parse_infer_args, GenerateRequest};
 use lmf_trainers::chat::ChatModel;
 use lmf_trainers::template::{Message, Role};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf");
 const LMF: &str = env!("CARGO_BIN_EXE_lmf");
+
+#[path = "api/server.rs"]
+mod server;
 
 fn scratch(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("lmf-api-{tag}-{}", std::process::id()));
@@ -118,27 +120,15 @@ fn openai_client_against_lmf_api() {
         ),
     )
     .unwrap();
-    let mut server = Command::new(LMF)
-        .args(["api", yaml.to_str().unwrap()])
-        .env("API_HOST", "127.0.0.1")
-        .env("API_PORT", "0")
-        .env("API_KEY", "sk-lmf-test")
-        .env("API_MODEL_NAME", "lmf-test")
-        .env("MAX_CONCURRENT", "16")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("lmf api exited before listening")
-            .unwrap();
-        if let Some(a) = line.strip_prefix("lmf api: listening on ") {
-            break a.to_string();
-        }
-    };
+    let server = server::start(
+        &yaml,
+        &[
+            ("API_KEY", "sk-lmf-test"),
+            ("API_MODEL_NAME", "lmf-test"),
+            ("MAX_CONCURRENT", "16"),
+        ],
+    );
+    let addr = format!("http://{}", server.addr);
     let plain = "What is 2 plus 2?";
     let batch: Vec<(String, i64)> = (0..16)
         .map(|i| {
@@ -167,11 +157,7 @@ fn openai_client_against_lmf_api() {
         .output()
         .unwrap();
     // stop the server either way, then look at the client's report
-    let pid = server.id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let status = server.wait().unwrap();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut server.stderr.take().unwrap(), &mut stderr).unwrap();
+    let (status, stderr) = server::stop(server);
     assert!(
         out.status.success(),
         "client failed:\n{}\nserver stderr:\n{stderr}",

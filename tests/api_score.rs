@@ -11,10 +11,13 @@ use lmf_runtime::{DType, Device};
 use lmf_trainers::args::train::parse_train_args;
 use lmf_trainers::train::ppo::reward::RewardModel;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+
+#[path = "api/server.rs"]
+mod server;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const LMF: &str = env!("CARGO_BIN_EXE_lmf");
@@ -49,31 +52,6 @@ fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, Value) {
     let status = text[9..12].parse().unwrap();
     let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
-}
-
-/// Starts `lmf api` on `yaml`; returns the child and its `host:port` (the server outlives a
-/// closed stdout: the reader is dropped here on purpose).
-fn start(yaml: &Path) -> (Child, String) {
-    let mut child = Command::new(LMF)
-        .args(["api", yaml.to_str().unwrap()])
-        .env("API_HOST", "127.0.0.1")
-        .env("API_PORT", "0")
-        .env_remove("API_KEY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("lmf api exited before listening")
-            .unwrap();
-        if let Some(a) = line.strip_prefix("lmf api: listening on http://") {
-            break a.to_string();
-        }
-    };
-    (child, addr)
 }
 
 fn log_lines(dir: &Path) -> Vec<Value> {
@@ -116,7 +94,10 @@ fn reward_model_server_scores_and_feeds_ppo() {
         ),
     )
     .unwrap();
-    let (mut server, addr) = start(&yaml);
+    let mut server = server::start(&yaml, &[]);
+    let addr = server.addr.clone();
+    // the server outlives a closed stdout
+    drop(server.stdout.take());
     let texts = json!([
         "Hello there, how are you?",
         "A second, longer text to score here."
@@ -217,11 +198,8 @@ fn reward_model_server_scores_and_feeds_ppo() {
             .all(|r| r["reward"].as_f64().is_some_and(f64::is_finite)),
         "{log:?}"
     );
-    Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(server.wait().unwrap().success());
+    let (status, stderr) = server::stop(server);
+    assert!(status.success(), "{stderr}");
     let _ = std::fs::remove_dir_all(&out);
     let _ = std::fs::remove_dir_all(&rm);
     let _ = std::fs::remove_file(&yaml);
