@@ -78,3 +78,36 @@ fn packed_sequences_are_independent_and_padding_is_ignored() {
     let padded = logits(&m, &batch);
     assert!(max_diff(&padded[a.len() * v..], &alone) < 1e-5);
 }
+
+#[test]
+fn in_place_cache_reads_equal_the_packed_path_bitwise() {
+    // the f32 CPU cache is read in place by attention; with a tape recording, the same cache
+    // is packed for the attention op instead: both give the same bits
+    let m = model("kv-inplace", "llama");
+    let seqs = [vec![3u32, 17, 4, 9, 22], vec![5u32, 6, 7]];
+    let run = |grad: bool| -> Vec<u32> {
+        let mut cache = m.new_cache(2);
+        let mut out = vec![];
+        let mut step = |b: &SeqBatch, cache: &mut lmf_models::KvCache| {
+            let l = if grad {
+                m.forward_last(b, cache).unwrap()
+            } else {
+                no_grad(|| m.forward_last(b, cache)).unwrap()
+            };
+            out.extend(
+                l.tensor()
+                    .to_vec::<f32>()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.to_bits()),
+            );
+        };
+        step(&SeqBatch::from_seqs(&seqs), &mut cache);
+        for t in [11u32, 12] {
+            let b = SeqBatch::with_offsets(&[vec![t], vec![t + 1]], cache.lens());
+            step(&b, &mut cache);
+        }
+        out
+    };
+    assert_eq!(run(false), run(true));
+}

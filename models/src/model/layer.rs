@@ -6,6 +6,7 @@
 use super::kv_cache::KvCache;
 use super::linear::Linear;
 use crate::config::ModelConfig;
+use lmf_autograd::grad_mode::is_grad_enabled;
 use lmf_autograd::ops::fused::{attention, glu, rmsnorm, rope, AttnParams};
 use lmf_autograd::{Result, Tensor, Var};
 
@@ -128,6 +129,16 @@ impl DecoderLayer {
         };
         let o = match cache {
             None => attention(&q, &k, &v, ctx.cu_seqlens, ctx.cu_seqlens, &params)?,
+            Some(cache) if cache.is_host() && !is_grad_enabled() => {
+                Var::constant(cache.attend_in_place(
+                    self.index,
+                    ctx.cu_seqlens,
+                    q.tensor(),
+                    k.tensor(),
+                    v.tensor(),
+                    &params,
+                )?)
+            }
             Some(cache) => {
                 let (k_all, v_all, cu_k) =
                     cache.append(self.index, ctx.cu_seqlens, k.tensor(), v.tensor())?;

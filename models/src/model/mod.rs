@@ -323,7 +323,7 @@ impl CausalLM {
 
     /// A fresh KV cache for `num_seqs` sequences.
     pub fn new_cache(&self, num_seqs: usize) -> KvCache {
-        KvCache::new(self.layers.len(), num_seqs)
+        KvCache::for_model(self.layers.len(), num_seqs, self.dtype, self.device)
     }
 
     /// Number of parameters.

@@ -22,16 +22,65 @@ pub fn attention_forward<T: Real>(
     out: &mut [T],
     lse: &mut [T],
 ) {
-    let (h_q, h_kv, d) = (p.num_heads, p.num_kv_heads, p.head_dim);
-    let total_q = q.len() / (h_q * d).max(1);
+    let (h_kv, d) = (p.num_kv_heads, p.head_dim);
     let total_k = k.len() / (h_kv * d).max(1);
-    assert!(
-        q.len() == total_q * h_q * d && out.len() == q.len(),
-        "attention: q/out length"
-    );
     assert!(
         k.len() == total_k * h_kv * d && v.len() == k.len(),
         "attention: k/v length"
+    );
+    // sequence b's keys: rows cu_k[b].. of the packed k and v
+    let keys = |b: usize| (k, v, cu_seqlens_k[b]);
+    forward_over(q, keys, cu_seqlens_q, cu_seqlens_k, total_k, p, out, lse);
+}
+
+/// [`attention_forward`] with each sequence's keys and values in a buffer of its own
+/// (`k_seqs[b], v_seqs[b]: [len_b, num_kv_heads, head_dim]`), as a KV cache holds them: a
+/// decode step reads the cache where it is instead of packing it first. Same tiles, same
+/// order of operations: bitwise the packed forward's output.
+pub fn attention_forward_per_seq<T: Real>(
+    q: &[T],
+    k_seqs: &[&[T]],
+    v_seqs: &[&[T]],
+    cu_seqlens_q: &[usize],
+    p: &AttnParams,
+    out: &mut [T],
+    lse: &mut [T],
+) {
+    let row = (p.num_kv_heads * p.head_dim).max(1);
+    assert!(
+        k_seqs.len() == v_seqs.len() && k_seqs.len() + 1 == cu_seqlens_q.len(),
+        "attention: one k and v buffer per sequence"
+    );
+    let mut cu_k = vec![0];
+    for (kb, vb) in k_seqs.iter().zip(v_seqs) {
+        assert!(
+            kb.len() % row == 0 && vb.len() == kb.len(),
+            "attention: k/v length"
+        );
+        cu_k.push(cu_k[cu_k.len() - 1] + kb.len() / row);
+    }
+    let total_k = cu_k[cu_k.len() - 1];
+    let keys = |b: usize| (k_seqs[b], v_seqs[b], 0);
+    forward_over(q, keys, cu_seqlens_q, &cu_k, total_k, p, out, lse);
+}
+
+/// The forward, with `keys(b)` = (k, v, first row of sequence `b` in them).
+#[allow(clippy::too_many_arguments)]
+fn forward_over<'a, T: Real>(
+    q: &[T],
+    keys: impl Fn(usize) -> (&'a [T], &'a [T], usize) + Sync,
+    cu_seqlens_q: &[usize],
+    cu_seqlens_k: &[usize],
+    total_k: usize,
+    p: &AttnParams,
+    out: &mut [T],
+    lse: &mut [T],
+) {
+    let (h_q, d) = (p.num_heads, p.head_dim);
+    let total_q = q.len() / (h_q * d).max(1);
+    assert!(
+        q.len() == total_q * h_q * d && out.len() == q.len(),
+        "attention: q/out length"
     );
     assert!(lse.len() == total_q * h_q, "attention: lse length");
     p.check(cu_seqlens_q, cu_seqlens_k, total_q, total_k);
@@ -44,9 +93,10 @@ pub fn attention_forward<T: Real>(
         .into_par_iter()
         .zip(qt.par_iter())
         .map(|(o, t)| {
-            let (q0, k0) = (cu_seqlens_q[t.seq], cu_seqlens_k[t.seq]);
+            let (k, v, k0) = keys(t.seq);
+            let q0 = cu_seqlens_q[t.seq];
             let sq = cu_seqlens_q[t.seq + 1] - q0;
-            let sk = cu_seqlens_k[t.seq + 1] - k0;
+            let sk = cu_seqlens_k[t.seq + 1] - cu_seqlens_k[t.seq];
             let mut lse_t = vec![T::zero(); h_q * t.len];
             let mut s = vec![T::zero(); BQ * BK];
             let (mut m, mut l) = (vec![T::zero(); t.len], vec![T::zero(); t.len]);

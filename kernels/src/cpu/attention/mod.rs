@@ -26,7 +26,7 @@ mod forward;
 mod tests;
 
 pub use backward::attention_backward;
-pub use forward::attention_forward;
+pub use forward::{attention_forward, attention_forward_per_seq};
 
 use crate::cpu::gemm::{gemm_serial, MatMut, MatRef};
 use crate::Real;
