@@ -210,7 +210,7 @@ fn write_json_string(out: &mut String, s: &str) {
 }
 
 /// A float as `json.dumps` prints it (`NaN`, `Infinity` for the non-finite ones).
-fn float_json(f: f64) -> String {
+pub(crate) fn float_json(f: f64) -> String {
     if f.is_nan() {
         "NaN".into()
     } else if f.is_infinite() {

@@ -27,7 +27,7 @@
 //! (`MemoryError`) on some invalid calls nested close to its 200-bracket limit, where this
 //! answers the text; nesting deeper than 900 JSON levels counts as LF's `RecursionError`.
 
-use super::pyjson::{float_repr, PyJson};
+use super::pyjson::{float_json, PyJson};
 use super::tools::{FunctionCall, ToolFormat};
 use pyexpr::Node;
 use pyvalue::*;

@@ -115,16 +115,6 @@ pub(super) fn dict_set(items: &mut Vec<(Val, Val)>, key: Val, value: Val) {
     }
 }
 
-pub(super) fn float_json(f: f64) -> String {
-    if f.is_nan() {
-        "NaN".into()
-    } else if f.is_infinite() {
-        if f > 0.0 { "Infinity" } else { "-Infinity" }.into()
-    } else {
-        float_repr(f)
-    }
-}
-
 pub(super) fn json_str(s: &str) -> String {
     PyJson::Str(s.to_string()).dumps()
 }
