@@ -13,10 +13,10 @@ pub mod state;
 pub mod text;
 
 use anyhow::{bail, Context};
-use lmf_models::value_head::{summary_dropout, ValueHead};
 use lmf_trainers::args::finetuning::Stage;
 use lmf_trainers::args::{parse_infer_args, InferArgs};
 use lmf_trainers::chat::{load_for_inference, ChatModel};
+use lmf_trainers::train::ppo::reward::attach_value_head;
 use state::{ChatServe, ScoreServe, Served, State};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -85,19 +85,7 @@ fn load(
             Some(a) => args.model.resolve_dir(a)?,
             None => model_dir.clone(),
         };
-        let head = ValueHead::load(
-            &head_dir,
-            model.config.hidden_size,
-            summary_dropout(&model_dir)?,
-            model.device,
-        )?
-        .with_context(|| {
-            format!(
-                "stage rm: no value_head.safetensors in {} (train the reward model with `stage: rm`)",
-                head_dir.display()
-            )
-        })?;
-        model.value_head = Some(head);
+        attach_value_head(&mut model, &head_dir, &model_dir)?;
         let max_context = model.config.rope.max_position_embeddings;
         let served = Served::Score(Arc::new(ScoreServe {
             model: Mutex::new(model),

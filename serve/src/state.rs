@@ -4,9 +4,9 @@
 use crate::engine::Engine;
 use crate::error::ApiError;
 use axum::http::{header::AUTHORIZATION, HeaderMap, StatusCode};
-use lmf_autograd::no_grad;
-use lmf_models::{CausalLM, SeqBatch, Tokenizer};
+use lmf_models::{CausalLM, Tokenizer};
 use lmf_trainers::chat::ChatModel;
+use lmf_trainers::train::ppo::reward::last_token_scores;
 use std::sync::{Arc, Mutex};
 
 /// Shared server state.
@@ -93,19 +93,7 @@ impl ScoreServe {
             seqs.push(ids);
         }
         let model = self.model.lock().unwrap_or_else(|p| p.into_inner());
-        let head = model
-            .value_head
-            .as_ref()
-            .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no value head"))?;
-        let batch = SeqBatch::from_seqs(&seqs);
-        let last = batch.last_token_rows();
-        let v = no_grad(|| -> lmf_models::Result<_> {
-            let hidden = model.forward_hidden(&batch, None)?;
-            head.scores(&hidden, &last)
-        })
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        v.tensor()
-            .to_vec::<f64>()
+        last_token_scores(&model, &seqs)
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
     }
 }

@@ -65,16 +65,7 @@ impl RewardModel {
                         head_dir = adir;
                     }
                 }
-                let hidden = model.config.hidden_size;
-                let head =
-                    ValueHead::load(&head_dir, hidden, summary_dropout(&dir)?, model.device)?
-                        .ok_or_else(|| {
-                            Error::Msg(format!(
-                        "reward model {}: no value_head.safetensors (train it with `stage: rm`)",
-                        head_dir.display()
-                    ))
-                        })?;
-                model.value_head = Some(head);
+                attach_value_head(&mut model, &head_dir, &dir)?;
                 model.set_trainable(|_| false);
                 Ok(RewardModel::Model(Box::new(model)))
             }
@@ -117,18 +108,40 @@ impl RewardModel {
                     .collect::<std::result::Result<Vec<_>, _>>()?;
                 api_scores(url, &texts)
             }
-            RewardModel::Model(model) => {
-                let head = model.value_head.as_ref().expect("reward value head");
-                let batch = SeqBatch::from_seqs(&seqs);
-                let last = batch.last_token_rows();
-                let v = no_grad(|| -> Result<_> {
-                    let hidden = model.forward_hidden(&batch, None)?;
-                    Ok(head.scores(&hidden, &last)?)
-                })?;
-                Ok(v.tensor().to_vec::<f64>()?)
-            }
+            RewardModel::Model(model) => last_token_scores(model, &seqs),
         }
     }
+}
+
+/// Loads the value head saved in `head_dir` (the last adapter folder, or the model folder)
+/// onto `model`, with the dropout of `model_dir`'s config (TRL's `summary_dropout_prob`).
+pub fn attach_value_head(model: &mut CausalLM, head_dir: &Path, model_dir: &Path) -> Result<()> {
+    let hidden = model.config.hidden_size;
+    let head = ValueHead::load(head_dir, hidden, summary_dropout(model_dir)?, model.device)?
+        .ok_or_else(|| {
+            Error::Msg(format!(
+                "reward model {}: no value_head.safetensors (train it with `stage: rm`)",
+                head_dir.display()
+            ))
+        })?;
+    model.value_head = Some(head);
+    Ok(())
+}
+
+/// The value-head score of each sequence at its last token (LLaMA-Factory's `_get_scores`
+/// and PPO's reward), one packed forward without a tape.
+pub fn last_token_scores(model: &CausalLM, seqs: &[Vec<u32>]) -> Result<Vec<f64>> {
+    let head = model
+        .value_head
+        .as_ref()
+        .ok_or_else(|| Error::Msg("the reward model has no value head".into()))?;
+    let batch = SeqBatch::from_seqs(seqs);
+    let last = batch.last_token_rows();
+    let v = no_grad(|| -> Result<_> {
+        let hidden = model.forward_hidden(&batch, None)?;
+        Ok(head.scores(&hidden, &last)?)
+    })?;
+    Ok(v.tensor().to_vec::<f64>()?)
 }
 
 /// LLaMA-Factory's `get_rewards_from_server`.
