@@ -1,7 +1,7 @@
 //! `lmf train` against LLaMA-Factory 0.9.5 itself: the sft / pt / eval / predict cases of
 //! `tests/fixtures/hf/train/cases/` (written by `make_train.py` from real LF runs: LoRA resumed
 //! from a non-zero PEFT adapter on Llama and Qwen2 with packing, full, freeze, pt, eval-only,
-//! predict) are run through the `lmf` binary on the same YAML, and the outputs are compared:
+//! predict, QLoRA 4-bit and 8-bit) are run through the `lmf` binary on the same YAML, and the outputs are compared:
 //! every logged loss (≤ 1e-3 relative), learning rate and epoch, `eval_loss` (≤ 1e-4
 //! relative), `train_loss`, greedy `generated_predictions.jsonl` (identical), the output file
 //! names and the adapter config's keys. The rm / dpo / kto cases are `train_pref_parity.rs`.
@@ -121,4 +121,23 @@ fn eval_only_matches_llamafactory() {
 #[test]
 fn predict_matches_llamafactory() {
     check_case("predict_llama");
+}
+
+/// QLoRA: LoRA on a base quantized on the fly by bitsandbytes (4-bit NF4 with double
+/// quantization; 8-bit LLM.int8), LF 0.9.5 with bitsandbytes 0.50.2 on the CPU.
+#[test]
+fn qlora_4bit_nf4_llama_matches_llamafactory() {
+    check_case("qlora4_llama");
+}
+
+#[test]
+fn qlora_8bit_llama_matches_llamafactory() {
+    check_case("qlora8_llama");
+}
+
+/// 4-bit FP4 without double quantization, on Qwen2 (bf16 weights on disk, q/k/v biases, tied
+/// embedding) with packing.
+#[test]
+fn qlora_4bit_fp4_qwen_matches_llamafactory() {
+    check_case("qlora4_fp4_qwen");
 }

@@ -416,6 +416,7 @@ fn lora_linear_of(v: &[Var], magnitude: Option<Var>) -> Linear {
             dropout: 0.0,
             magnitude,
         }),
+        quant: None,
     }
 }
 
@@ -497,6 +498,7 @@ fn dropout_only_in_training_mode() {
                 dropout: 0.5,
                 magnitude: dora.then(|| Var::param(rand(&[out], 6, 0.3).affine(1.0, 1.0).unwrap())),
             }),
+            quant: None,
         };
         let x = Var::constant(rand(&[n, inp], 1, 1.0));
         let eval = |lin: &Linear| -> Vec<f64> {

@@ -211,7 +211,8 @@ pub fn load_for_inference(
     let mut tokenizer = Tokenizer::from_dir(&dir)?;
     let options = d.template_options();
     let template = Template::for_tokenizer(d.template.as_deref(), &mut tokenizer, &options)?;
-    let mut model = CausalLM::load(&dir, DType::F32, Device::Cpu)?;
+    let quant = m.quant_spec()?;
+    let mut model = CausalLM::load_quantized(&dir, DType::F32, Device::Cpu, quant.as_ref())?;
     setup_lora(&mut model, m, finetuning, false, 0)?;
     Ok((model, tokenizer, template))
 }

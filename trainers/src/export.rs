@@ -80,6 +80,17 @@ pub fn export_model(args: &InferArgs) -> Result<PathBuf> {
     .map_err(|e| Error::Msg(format!("{}: {e}", config_path.display())))?;
     // The tokenizer must load (LF loads it first and saves it with the model).
     Tokenizer::from_dir(&src)?;
+    if m.quantization_bit.is_some() {
+        // LF's `export_model`: an adapter cannot be merged into a quantized base; without an
+        // adapter LF writes a bitsandbytes-serialized model, which lmf does not write yet.
+        return Err(Error::Msg(if m.adapter_name_or_path.is_some() {
+            "Cannot merge adapters to a quantized model.".into()
+        } else {
+            "exporting a bitsandbytes-quantized model (`quantization_bit` without an adapter) \
+             is not supported yet: export without `quantization_bit`"
+                .into()
+        }));
+    }
     let mut model = CausalLM::load(&src, DType::F32, Device::Cpu)?;
     setup_lora(&mut model, m, &args.finetuning, false, 0)?;
     let dtype = match m.infer_dtype {

@@ -80,8 +80,13 @@ pub fn setup_lora(
     seed: u64,
 ) -> Result<Option<LoraConfig>> {
     let adapters = m.adapters();
+    // LLaMA-Factory's `init_adapter`: a quantized model is not mergeable, so its (single)
+    // adapter stays attached, also at inference.
+    let mergeable = !model.is_quantized();
     let (to_merge, to_resume) = match adapters.split_last() {
-        Some((last, rest)) if is_trainable && !f.create_new_adapter => (rest, Some(last)),
+        Some((last, rest)) if (is_trainable && !f.create_new_adapter) || !mergeable => {
+            (rest, Some(last))
+        }
         _ => (adapters, None),
     };
     for name in to_merge {
@@ -89,7 +94,9 @@ pub fn setup_lora(
         model.merge_adapter()?;
     }
     if let Some(name) = to_resume {
-        return Ok(Some(model.load_adapter(&adapter_dir(m, name)?, true)?));
+        return Ok(Some(
+            model.load_adapter(&adapter_dir(m, name)?, is_trainable)?,
+        ));
     }
     if !is_trainable {
         return Ok(None);

@@ -255,7 +255,7 @@ fn unreachable_reward_server_is_a_clear_error() {
         no_model.contains("`reward_model` is necessary"),
         "{no_model}"
     );
-    // a quantized policy (QLoRA is not implemented in lmf: refused naming the key)
+    // a quantized policy takes LoRA only (LLaMA-Factory's check)
     let mut quantized = ppo_args(&out);
     quantized.extend([
         "finetuning_type=full".to_string(),
@@ -264,7 +264,10 @@ fn unreachable_reward_server_is_a_clear_error() {
         format!("reward_model={PPO}/model"),
     ]);
     let e = run(&quantized).unwrap_err().to_string();
-    assert!(e.contains("quantization_bit"), "{e}");
+    assert!(
+        e.contains("Quantization is only compatible with the LoRA or OFT method."),
+        "{e}"
+    );
 }
 
 /// `lmf train` arguments of a short greedy LoRA PPO run on the tiny model (no reward yet).

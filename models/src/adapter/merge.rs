@@ -31,6 +31,12 @@ impl CausalLM {
     /// Merges every adapter into its base weight (in f32, then back to the weight's dtype)
     /// and removes the adapters; `modules_to_save` copies are already the model's tensors.
     pub fn merge_adapter(&mut self) -> Result<()> {
+        if self.is_quantized() {
+            return Err(Error::msg(
+                "cannot merge adapters into a quantized model (merge into the unquantized \
+                 model, then quantize)",
+            ));
+        }
         let mut merged = 0;
         for (_, lin) in linears_mut(self) {
             let Some(l) = lin.lora.take() else { continue };

@@ -154,7 +154,7 @@ fn pissa_init(w: &Tensor, r: usize, scale: f64, niter: i64, seed: u64) -> Result
 fn init_linear(lin: &mut Linear, cfg: &LoraConfig, seed: u64, k: u64) -> Result<Lora> {
     let (out_f, in_f) = lin.dims();
     let (r, scale) = (cfg.r, cfg.scale());
-    let (dtype, dev) = (lin.weight.dtype(), lin.weight.device());
+    let (dtype, dev) = (lin.dtype(), lin.weight.device());
     // Each linear's A starts at its own stream offset (room for 2^40 values per layer).
     let offset = k << 40;
     let (a, b) = match cfg.init {
@@ -179,6 +179,12 @@ fn init_linear(lin: &mut Linear, cfg: &LoraConfig, seed: u64, k: u64) -> Result<
             )?,
         ),
         LoraInit::Pissa { niter } => {
+            if lin.quant.is_some() {
+                return Err(Error::msg(
+                    "pissa: cannot initialise PiSSA on a quantized model (LLaMA-Factory: use \
+                     its scripts/pissa_init.py on the unquantized model first)",
+                ));
+            }
             if r > out_f.min(in_f) {
                 return Err(Error::msg(format!(
                     "pissa: rank {r} exceeds the weight [{out_f}, {in_f}]"
@@ -193,7 +199,7 @@ fn init_linear(lin: &mut Linear, cfg: &LoraConfig, seed: u64, k: u64) -> Result<
     let (a, b) = (a.to_dtype(dtype)?, b.to_dtype(dtype)?);
     let magnitude = if cfg.use_dora {
         Some(Var::param(dora_weight_norm(
-            lin.weight.tensor(),
+            &lin.dense_weight()?,
             &a,
             &b,
             scale,

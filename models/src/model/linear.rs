@@ -3,10 +3,11 @@
 //! optional LoRA adapter (PEFT's `lora.Linear`): plain LoRA and rsLoRA through the fused
 //! `lora_linear` node, DoRA from autograd ops with PEFT's formula.
 
-use lmf_autograd::ops::fused::{lora_linear, LoraDropout};
+use lmf_autograd::ops::fused::{lora_linear, quant_linear, LoraDropout, QuantBase};
 use lmf_autograd::rng::reserve;
 use lmf_autograd::{Result, Tensor, Var};
 use std::cell::Cell;
+use std::sync::Arc;
 
 thread_local! {
     /// This thread's train/eval switch for adapter dropout (PEFT's `model.train()`).
@@ -93,15 +94,20 @@ pub struct Lora {
     pub magnitude: Option<Var>,
 }
 
-/// `nn.Linear` as a pair of leaf variables, with an optional LoRA adapter.
+/// `nn.Linear` as a pair of leaf variables, with an optional LoRA adapter; or, quantized
+/// (bitsandbytes' `Linear4bit` / `Linear8bitLt`), a frozen [`QuantBase`] in place of the
+/// weight.
 #[derive(Clone)]
 pub struct Linear {
-    /// `[out, in]`.
+    /// `[out, in]`; for a quantized linear an empty placeholder (`[0]`, frozen) that no
+    /// parameter list shows: the weight is [`Linear::quant`].
     pub weight: Var,
     /// `[out]`.
     pub bias: Option<Var>,
     /// The adapter, when one was added or loaded.
     pub lora: Option<Lora>,
+    /// The quantized base weight (QLoRA), shared by copies of the model.
+    pub quant: Option<Arc<QuantBase>>,
 }
 
 impl Linear {
@@ -111,6 +117,51 @@ impl Linear {
             weight,
             bias,
             lora: None,
+            quant: None,
+        }
+    }
+
+    /// A quantized linear (frozen base) with an optional bias.
+    pub fn quantized(base: QuantBase, bias: Option<Var>) -> Result<Linear> {
+        Ok(Linear {
+            weight: Var::leaf(
+                Tensor::zeros(&[0], lmf_autograd::DType::F32, lmf_autograd::Device::Cpu)?,
+                false,
+            ),
+            bias,
+            lora: None,
+            quant: Some(Arc::new(base)),
+        })
+    }
+
+    /// `x · Wᵀ` without bias or adapter: the dense product, or the quantized one (in eval
+    /// mode an 8-bit base takes bitsandbytes' LLM.int8 path, as `Linear8bitLt` does).
+    fn base_product(&self, x: &Var) -> Result<Var> {
+        match &self.quant {
+            Some(q) => quant_linear(x, q, !is_training()),
+            None => weight_product(x, &self.weight),
+        }
+    }
+
+    /// The base weight `[out, in]` as a tensor: the weight itself, or the quantized weight
+    /// dequantized (a temporary, for DoRA's norm).
+    pub fn dense_weight(&self) -> Result<Tensor> {
+        match &self.quant {
+            Some(q) => {
+                let (o, i) = q.dims();
+                Tensor::from_vec(q.dequantize(), &[o, i], lmf_autograd::Device::Cpu)?
+                    .to_dtype(self.dtype())
+            }
+            None => Ok(self.weight.tensor().clone()),
+        }
+    }
+
+    /// The compute dtype of this layer (its bias or adapter's for a quantized layer).
+    pub fn dtype(&self) -> lmf_autograd::DType {
+        match (&self.quant, &self.bias, &self.lora) {
+            (Some(_), Some(b), _) => b.dtype(),
+            (Some(_), None, Some(l)) => l.a.dtype(),
+            _ => self.weight.dtype(),
         }
     }
 
@@ -121,7 +172,7 @@ impl Linear {
     pub fn forward(&self, x: &Var) -> Result<Var> {
         let lora = self.lora.as_ref().filter(|_| !adapters_disabled());
         let Some(l) = lora else {
-            let y = weight_product(x, &self.weight)?;
+            let y = self.base_product(x)?;
             return match &self.bias {
                 Some(b) => y.add(b),
                 None => Ok(y),
@@ -129,6 +180,17 @@ impl Linear {
         };
         let p = if is_training() { l.dropout } else { 0.0 };
         match &l.magnitude {
+            None if self.quant.is_some() => {
+                // PEFT's `lora.bnb.Linear4bit`/`Linear8bitLt`: the base result, then
+                // `+ lora_B(lora_A(dropout(x))) · scaling`
+                let mut y = self.base_product(x)?;
+                if let Some(b) = &self.bias {
+                    y = y.add(b)?;
+                }
+                let xd = if p > 0.0 { x.dropout(p)? } else { x.clone() };
+                let delta = xd.matmul(&l.a.t()?)?.matmul(&l.b.t()?)?.scale(l.scale)?;
+                y.add(&delta)
+            }
             None => {
                 let dropout = (p > 0.0).then(|| {
                     // One Philox number per input element; the cursor makes checkpoint
@@ -159,10 +221,9 @@ impl Linear {
     /// dropped input (with no dropout, `xd·Wᵀ` is the base result itself) and the row norm is
     /// detached, as in the paper (§4.3) and PEFT.
     fn dora_forward(&self, x: &Var, l: &Lora, m: &Var, p: f64) -> Result<Var> {
-        let wt = self.weight.t()?;
-        let base = x.matmul(&wt)?;
+        let base = self.base_product(x)?;
         let norm = Var::constant(dora_weight_norm(
-            self.weight.tensor(),
+            &self.dense_weight()?,
             l.a.tensor(),
             l.b.tensor(),
             l.scale,
@@ -171,7 +232,7 @@ impl Linear {
         let factor = m.div(&norm)?;
         let (xd, base_d) = if p > 0.0 {
             let xd = x.dropout(p)?;
-            let bd = xd.matmul(&wt)?;
+            let bd = self.base_product(&xd)?;
             (xd, bd)
         } else {
             (x.clone(), base.clone())
@@ -189,8 +250,11 @@ impl Linear {
     /// Appends this layer's parameters as `{prefix}.weight` / `{prefix}.bias`, and the
     /// adapter's under PEFT's names (without `base_model.model.` and the adapter name):
     /// `{prefix}.lora_A.weight`, `{prefix}.lora_B.weight`, `{prefix}.lora_magnitude_vector`.
+    /// A quantized layer lists no weight (it is not a parameter: frozen, not on the tape).
     pub fn push_params<'a>(&'a self, prefix: &str, out: &mut Vec<(String, &'a Var)>) {
-        out.push((format!("{prefix}.weight"), &self.weight));
+        if self.quant.is_none() {
+            out.push((format!("{prefix}.weight"), &self.weight));
+        }
         if let Some(b) = &self.bias {
             out.push((format!("{prefix}.bias"), b));
         }
@@ -205,7 +269,9 @@ impl Linear {
 
     /// [`Linear::push_params`] with mutable access (optimizer steps, freezing).
     pub fn push_params_mut<'a>(&'a mut self, prefix: &str, out: &mut Vec<(String, &'a mut Var)>) {
-        out.push((format!("{prefix}.weight"), &mut self.weight));
+        if self.quant.is_none() {
+            out.push((format!("{prefix}.weight"), &mut self.weight));
+        }
         if let Some(b) = &mut self.bias {
             out.push((format!("{prefix}.bias"), b));
         }
@@ -220,6 +286,9 @@ impl Linear {
 
     /// `(out, in)`.
     pub fn dims(&self) -> (usize, usize) {
+        if let Some(q) = &self.quant {
+            return q.dims();
+        }
         let s = self.weight.shape();
         (s[0], s[1])
     }

@@ -14,6 +14,7 @@ pub use linear::{batch_invariant, Linear, Lora};
 
 use crate::batch::SeqBatch;
 use crate::config::ModelConfig;
+use crate::quantize::QuantSpec;
 use crate::value_head::ValueHead;
 use crate::weights::Weights;
 use crate::{Error, Result};
@@ -93,31 +94,55 @@ pub struct CausalLM {
 impl CausalLM {
     /// Loads `dir` (config.json + safetensors), casting weights to `dtype` on `device`.
     pub fn load(dir: &Path, dtype: DType, device: Device) -> Result<CausalLM> {
-        let config = ModelConfig::from_dir(dir)?;
-        let weights = Weights::from_dir(dir)?;
-        Self::from_weights(config, &weights, dtype, device)
+        Self::load_quantized(dir, dtype, device, None)
     }
 
-    /// Builds the model from already opened weights.
+    /// [`CausalLM::load`], quantizing the decoder layers' linears on the fly per `quant`
+    /// (bitsandbytes 4/8-bit, see [`crate::quantize`]); quantized layers live on the CPU.
+    pub fn load_quantized(
+        dir: &Path,
+        dtype: DType,
+        device: Device,
+        quant: Option<&QuantSpec>,
+    ) -> Result<CausalLM> {
+        let config = ModelConfig::from_dir(dir)?;
+        let weights = Weights::from_dir(dir)?;
+        Self::from_weights(config, &weights, dtype, device, quant)
+    }
+
+    /// Builds the model from already opened weights (see [`CausalLM::load_quantized`]).
     pub fn from_weights(
         config: ModelConfig,
         w: &Weights,
         dtype: DType,
         device: Device,
+        quant: Option<&QuantSpec>,
     ) -> Result<CausalLM> {
         let c = &config;
+        if quant.is_some() && device != Device::Cpu {
+            return Err(Error::msg(
+                "quantized (QLoRA) models run on the CPU only for now: set `use_cpu: true` \
+                 or drop `quantization_bit`",
+            ));
+        }
         let load = |name: &str, shape: &[usize]| -> Result<Var> {
             Ok(Var::param(w.load(name, shape, dtype, device)?))
         };
         let linear = |name: &str, out: usize, inp: usize, bias: bool| -> Result<Linear> {
-            Ok(Linear::new(
-                load(&format!("{name}.weight"), &[out, inp])?,
-                if bias {
-                    Some(load(&format!("{name}.bias"), &[out])?)
-                } else {
-                    None
-                },
-            ))
+            let bias = if bias {
+                Some(load(&format!("{name}.bias"), &[out])?)
+            } else {
+                None
+            };
+            let wname = format!("{name}.weight");
+            match quant {
+                Some(q) => {
+                    let w32 = w.load(&wname, &[out, inp], DType::F32, Device::Cpu)?;
+                    let base = q.quantize(&w32.to_vec::<f32>()?, out, inp);
+                    Ok(Linear::quantized(base, bias)?)
+                }
+                None => Ok(Linear::new(load(&wname, &[out, inp])?, bias)),
+            }
         };
         let (hd, q, kv) = (
             c.hidden_size,
@@ -237,6 +262,13 @@ impl CausalLM {
             .into_iter()
             .filter(|(_, v)| v.requires_grad())
             .collect()
+    }
+
+    /// Whether the decoder linears are quantized (QLoRA): their base cannot be merged into.
+    pub fn is_quantized(&self) -> bool {
+        self.layers
+            .iter()
+            .any(|l| l.self_attn.q_proj.quant.is_some())
     }
 
     /// The output head matrix `[vocab, hidden]` (the embedding when tied).

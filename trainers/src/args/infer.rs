@@ -145,15 +145,15 @@ pub(crate) fn verify_model_args(
     }
     if model.quantization_bit.is_some() {
         let msg = if !lora && finetuning.finetuning_type != FinetuningType::Oft {
-            Some("quantization is only compatible with the LoRA or OFT method")
+            Some("Quantization is only compatible with the LoRA or OFT method.")
         } else if finetuning.pissa_init {
-            Some("PiSSA cannot be initialised on a quantized model")
+            Some("Please use scripts/pissa_init.py to initialize PiSSA for a quantized model.")
         } else if model.resize_vocab {
-            Some("cannot resize the embedding layers of a quantized model")
+            Some("Cannot resize embedding layers of a quantized model.")
         } else if model.adapter_name_or_path.is_some() && finetuning.create_new_adapter {
-            Some("cannot create a new adapter on a quantized model")
+            Some("Cannot create new adapter upon a quantized model.")
         } else if model.adapters().len() > 1 {
-            Some("a quantized model takes a single adapter: merge them first")
+            Some("Quantized model only accepts a single adapter. Merge them first.")
         } else {
             None
         };

@@ -250,13 +250,13 @@ lf_args! {
         trust_remote_code: bool = false => Ignored(NOTE_REMOTE_CODE),
         // --- QuantizationArguments ---
         /// On-the-fly quantization method.
-        quantization_method: QuantizationMethod = QuantizationMethod::Bnb => NotImplemented,
+        quantization_method: QuantizationMethod = QuantizationMethod::Bnb => Implemented,
         /// Bits of on-the-fly quantization (4 or 8).
-        quantization_bit: Option<i64> = None => NotImplemented,
+        quantization_bit: Option<i64> = None => Implemented,
         /// bitsandbytes 4-bit data type.
-        quantization_type: QuantizationType = QuantizationType::Nf4 => NotImplemented,
+        quantization_type: QuantizationType = QuantizationType::Nf4 => Implemented,
         /// Double quantization in bitsandbytes 4-bit.
-        double_quantization: bool = true => NotImplemented,
+        double_quantization: bool = true => Implemented,
         /// Device map for a 4-bit model at inference.
         quantization_device_map: Option<QuantizationDeviceMap> = None => NotImplemented,
         // --- ProcessorArguments ---
@@ -288,7 +288,7 @@ lf_args! {
         /// Device used for exporting.
         export_device: ExportDevice = ExportDevice::Cpu => NotImplemented,
         /// Bits to quantize the exported model to.
-        export_quantization_bit: Option<i64> = None => NotImplemented,
+        export_quantization_bit: Option<i64> = None => Implemented,
         /// Dataset used to quantize the exported model.
         export_quantization_dataset: Option<String> = None => NotImplemented,
         /// Samples used for export quantization.
@@ -370,7 +370,42 @@ impl ModelArguments {
                 "`export_quantization_dataset` is necessary with `export_quantization_bit`",
             ));
         }
+        self.quant_spec()?;
         Ok(())
+    }
+
+    /// The on-the-fly quantization these arguments ask for (`quantization_bit` with
+    /// `quantization_method: bnb`), or `None`.
+    pub fn quant_spec(&self) -> Result<Option<lmf_models::QuantSpec>> {
+        use lmf_kernels::cpu::quant::FourBit;
+        let Some(bits) = self.quantization_bit else {
+            return Ok(None);
+        };
+        if self.quantization_method != QuantizationMethod::Bnb {
+            return Err(invalid(&format!(
+                "`quantization_method: {}` is not supported yet: lmf quantizes on the fly with \
+                 bitsandbytes' formats only (`quantization_method: bnb`)",
+                self.quantization_method
+            )));
+        }
+        Ok(Some(match bits {
+            4 => lmf_models::QuantSpec::Four {
+                kind: match self.quantization_type {
+                    QuantizationType::Nf4 => FourBit::Nf4,
+                    QuantizationType::Fp4 => FourBit::Fp4,
+                },
+                double_quant: self.double_quantization,
+            },
+            8 => lmf_models::QuantSpec::Eight {
+                threshold: lmf_models::quantize::LLM_INT8_THRESHOLD,
+            },
+            b => {
+                return Err(invalid(&format!(
+                    "Bitsandbytes only accepts 4-bit or 8-bit quantization. \
+                     (`quantization_bit: {b}`)"
+                )))
+            }
+        }))
     }
 
     /// `name_or_path` as `lmf_models::hub::resolve_model_dir` takes it: a hub id gets

@@ -216,7 +216,11 @@ pub fn run(argv: &[String]) -> Result<WorkflowOutcome> {
             "note: training on {device} in {dtype} (fp32 master weights and optimizer state)"
         );
     }
-    let mut model = CausalLM::load(&dir, dtype, device)?;
+    let quant = m.quant_spec()?;
+    if let Some(q) = &quant {
+        eprintln!("Quantizing model to {} bit with bitsandbytes.", q.bits());
+    }
+    let mut model = CausalLM::load_quantized(&dir, dtype, device, quant.as_ref())?;
     let io = model_io(&args, &mut model, &dir)?;
     let f = &args.finetuning;
     let out_dir = PathBuf::from(args.training.output_dir.as_deref().unwrap_or("."));

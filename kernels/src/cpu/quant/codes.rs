@@ -47,21 +47,45 @@ pub const FP4_CODE: [f32; 16] = {
     c
 };
 
-/// FP4 magnitude codes (the 3 low bits) in ascending order of value: 0, 0.0625, 2, 3, 4, 6,
-/// 8, 12 (/12).
-pub const FP4_MAG_ORDER: [u8; 8] = [0b000, 0b001, 0b110, 0b111, 0b100, 0b101, 0b010, 0b011];
+/// [`FP4_CODE`]'s codes in ascending order of value, ties (the two zeros, codes 0 and 8) in
+/// code order, as torch's `argsort` gives them to bitsandbytes' CPU quantizer.
+pub const FP4_ORDER: [u8; 16] = {
+    let t = FP4_CODE;
+    let mut order = [0u8; 16];
+    let mut i = 0;
+    while i < 16 {
+        order[i] = i as u8;
+        i += 1;
+    }
+    // insertion sort: stable
+    let mut i = 1;
+    while i < 16 {
+        let mut j = i;
+        while j > 0 && t[order[j - 1] as usize] > t[order[j] as usize] {
+            let tmp = order[j - 1];
+            order[j - 1] = order[j];
+            order[j] = tmp;
+            j -= 1;
+        }
+        i += 1;
+    }
+    order
+};
 
-/// Midpoints between consecutive FP4 magnitudes ([`FP4_MAG_ORDER`]), the decision thresholds
-/// of bnb's `dQuantizeFP4` (0.00260417, 0.0859375, ..., 0.8333333).
-pub const FP4_MAG_BOUNDS: [f32; 7] = [
-    ((0.0 + 0.0625) / 24.0) as f32,
-    ((0.0625 + 2.0) / 24.0) as f32,
-    ((2.0 + 3.0) / 24.0) as f32,
-    ((3.0 + 4.0) / 24.0) as f32,
-    ((4.0 + 6.0) / 24.0) as f32,
-    ((6.0 + 8.0) / 24.0) as f32,
-    ((8.0 + 12.0) / 24.0) as f32,
-];
+/// Midpoints of consecutive [`FP4_CODE`] values in [`FP4_ORDER`] (f32): bnb's CPU bucket
+/// bounds. A value in `(bounds[i-1], bounds[i]]` gets code `FP4_ORDER[i]`; so `(0, 0.0026]`
+/// gets code 8 (−0) and `(−0.0026, 0]` code 0.
+pub const FP4_BOUNDS: [f32; 15] = {
+    let t = FP4_CODE;
+    let o = FP4_ORDER;
+    let mut b = [0f32; 15];
+    let mut i = 0;
+    while i < 15 {
+        b[i] = (t[o[i] as usize] + t[o[i + 1] as usize]) / 2.0;
+        i += 1;
+    }
+    b
+};
 
 /// Midpoints `(c[i] + c[i+1]) / 2` (in f32) of a sorted code: the bucket bounds of
 /// nearest-code rounding.
@@ -77,16 +101,18 @@ pub fn nearest(bounds: &[f32], v: f32) -> usize {
 }
 
 /// torch's f32 `linspace`: the first half counts up from `start`, the second down from
-/// `end`, with the step computed in f32 (so the dynamic map below matches bnb's bits).
+/// `end`, with the step computed in f32 and each point one fused multiply-add, as torch's
+/// vectorized CPU kernel (AVX2 / AVX-512 builds) computes it, so the dynamic map below
+/// matches the bits bitsandbytes gets there.
 fn linspace_f32(start: f32, end: f32, steps: usize) -> Vec<f32> {
     let step = (end - start) / (steps - 1) as f32;
     let half = steps / 2;
     (0..steps)
         .map(|i| {
             if i < half {
-                start + step * i as f32
+                step.mul_add(i as f32, start)
             } else {
-                end - step * (steps - 1 - i) as f32
+                (-step).mul_add((steps - 1 - i) as f32, end)
             }
         })
         .collect()
@@ -166,23 +192,17 @@ mod tests {
         }
         assert_eq!(FP4_CODE[3], 1.0);
         assert_eq!(FP4_CODE[11], -1.0);
-        let mags: Vec<f32> = FP4_MAG_ORDER
-            .iter()
-            .map(|&k| FP4_CODE[k as usize])
-            .collect();
-        assert!(
-            mags.windows(2).all(|p| p[0] < p[1]),
-            "magnitude order {mags:?}"
+        assert_eq!(
+            FP4_ORDER,
+            [11, 10, 13, 12, 15, 14, 9, 0, 8, 1, 6, 7, 4, 5, 2, 3]
         );
-        for (k, &b) in FP4_MAG_BOUNDS.iter().enumerate() {
-            let mid = (mags[k] as f64 + mags[k + 1] as f64) / 2.0;
-            assert!((b as f64 - mid).abs() < 1e-7, "bound {k}: {b} vs {mid}");
-        }
-        // bnb's literal thresholds in dQuantizeFP4
+        assert!(FP4_BOUNDS.windows(2).all(|p| p[0] <= p[1]));
+        assert_eq!(FP4_BOUNDS[7], 0.0);
+        // bnb's literal thresholds in dQuantizeFP4 (its CUDA quantizer)
         let bnb = [
             0.00260417, 0.0859375, 0.20833333, 0.29166667, 0.4166667, 0.583333, 0.8333333,
         ];
-        for (a, b) in FP4_MAG_BOUNDS.iter().zip(bnb) {
+        for (a, b) in FP4_BOUNDS[8..].iter().zip(bnb) {
             assert!((a - b).abs() < 1e-6, "{a} vs {b}");
         }
     }

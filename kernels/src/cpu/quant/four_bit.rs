@@ -8,9 +8,8 @@
 //! 8-bit blockwise (blocksize 256) with the signed dynamic map.
 
 use super::blockwise8::{dequantize_blockwise_8bit, quantize_blockwise_8bit};
-use super::codes::{
-    dynamic_map_signed, nearest, FP4_CODE, FP4_MAG_BOUNDS, FP4_MAG_ORDER, NF4_CODE,
-};
+use super::codes::{dynamic_map_signed, nearest, FP4_BOUNDS, FP4_CODE, FP4_ORDER, NF4_CODE};
+use super::torch_mean::{torch_mean_f32, TORCH_SUM_LANES};
 use crate::Real;
 use rayon::prelude::*;
 
@@ -54,17 +53,15 @@ impl FourBit {
         }
     }
 
-    /// The code nearest to `v` (already scaled into [−1, 1]); ties go to the lower value.
+    /// The code of `v` (already scaled into [−1, 1]) as bitsandbytes quantizes on the CPU
+    /// (`torch.bucketize` over the midpoints of the sorted code, a value on a midpoint going
+    /// to the lower code): the nearest code; for FP4 `(0, 0.0026]` gets code 8 (−0) and
+    /// `(−0.0026, 0]` code 0 (see [`FP4_BOUNDS`]).
     #[inline]
     pub fn encode(self, v: f32) -> u8 {
         match self {
             FourBit::Nf4 => nearest(&NF4_BOUNDS, v) as u8,
-            // Sign-magnitude, as bnb's `dQuantizeFP4`: the sign bit from `v < 0`, then the
-            // nearest magnitude.
-            FourBit::Fp4 => {
-                let sign = if v < 0.0 { 8 } else { 0 };
-                sign | FP4_MAG_ORDER[nearest(&FP4_MAG_BOUNDS, v.abs())]
-            }
+            FourBit::Fp4 => FP4_ORDER[nearest(&FP4_BOUNDS, v)],
         }
     }
 }
@@ -241,9 +238,19 @@ pub fn quantize_4bit(
         .par_chunks(blocksize)
         .map(|b| b.iter().fold(0f32, |m, v| m.max(v.abs())))
         .collect();
-    // bnb multiplies by the reciprocal, clamping the absmax at 1e-38 (a zero block → code 0).
+    // bnb (CPU): full blocks multiply by the reciprocal of the absmax clamped at 1e-38 (a
+    // zero block → the code of 0), the trailing partial block divides by it.
+    let full = n / blocksize;
     let inv: Vec<f32> = absmax.iter().map(|a| 1.0 / a.max(1e-38)).collect();
-    let enc = |k: usize| kind.encode((x[k] * inv[k / blocksize]).clamp(-1.0, 1.0));
+    let enc = |k: usize| {
+        let b = k / blocksize;
+        let s = if b < full {
+            x[k] * inv[b]
+        } else {
+            x[k] / absmax[b].max(1e-38)
+        };
+        kind.encode(s.clamp(-1.0, 1.0))
+    };
     let pad = kind.encode(0.0);
     let packed: Vec<u8> = (0..n.div_ceil(2))
         .into_par_iter()
@@ -266,10 +273,10 @@ pub fn quantize_4bit(
     }
 }
 
-/// bnb's `compress_statistics`: offset the absmax by its mean, quantize 8-bit blockwise.
+/// bnb's `compress_statistics`: offset the absmax by its mean (torch's own f32 mean, so the
+/// stored offset has the same bits), quantize 8-bit blockwise.
 fn double_quantize(absmax: &[f32]) -> Absmax {
-    let mean = absmax.iter().map(|&a| a as f64).sum::<f64>() / absmax.len().max(1) as f64;
-    let offset = mean as f32;
+    let offset = torch_mean_f32(absmax, TORCH_SUM_LANES);
     let centered: Vec<f32> = absmax.iter().map(|&a| a - offset).collect();
     let nested_code = dynamic_map_signed();
     let (q, nested_absmax) = quantize_blockwise_8bit(&centered, &nested_code, NESTED_BLOCKSIZE);

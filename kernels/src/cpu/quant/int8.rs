@@ -1,6 +1,8 @@
-//! LLM.int8 vector-wise (row-wise) int8 quantization, bnb's `int8_vectorwise_quant`
-//! without the outlier threshold: per row `absmax` (bnb's `SCB`), `q = round(127·x/absmax)`
-//! (round half to even, as torch and CUDA's `__float2int_rn`), `x ≈ q·absmax/127`.
+//! LLM.int8 vector-wise (row-wise) int8 quantization of a weight, as bitsandbytes' `Int8Params`
+//! does it: the weight is first cast to fp16, then bnb's `int8_vectorwise_quant` (no outlier
+//! threshold for weights): per row `absmax` (bnb's `SCB`, of the fp16 values),
+//! `q = round(x16 · ((1/absmax) · 127))` in f32 (torch's `127.0 / t`) (round half to even, as torch), and back
+//! `x ≈ q · (absmax · (1/127))` (bnb's `MatMul8bitFp`, the product in that order).
 
 use crate::Real;
 use rayon::prelude::*;
@@ -22,13 +24,15 @@ pub struct Int8Rows {
 /// f32 value).
 const INV127: f32 = 1.0 / 127.0;
 
-/// Quantizes `x: [rows, cols]` row-wise to int8.
+/// Quantizes `x: [rows, cols]` row-wise to int8 (through fp16, as bnb).
 pub fn quantize_int8_rows(x: &[f32], rows: usize, cols: usize) -> Int8Rows {
     assert_eq!(
         x.len(),
         rows * cols,
         "quantize_int8_rows: x is not [rows, cols]"
     );
+    let x: Vec<f32> = x.par_iter().map(|&v| round_f16(v)).collect();
+    let x = &x[..];
     let absmax: Vec<f32> = x
         .par_chunks(cols.max(1))
         .map(|r| r.iter().fold(0f32, |m, v| m.max(v.abs())))
@@ -39,8 +43,9 @@ pub fn quantize_int8_rows(x: &[f32], rows: usize, cols: usize) -> Int8Rows {
             .zip(x.par_chunks(cols))
             .zip(&absmax)
             .for_each(|((qr, xr), &am)| {
+                // torch evaluates bnb's `127.0 / absmax` as `absmax.reciprocal() * 127`.
                 // An all-zero row stays zero (bnb would divide by zero here).
-                let s = if am > 0.0 { 127.0 / am } else { 0.0 };
+                let s = if am > 0.0 { (1.0 / am) * 127.0 } else { 0.0 };
                 for (o, &v) in qr.iter_mut().zip(xr) {
                     *o = (v * s).round_ties_even().clamp(-127.0, 127.0) as i8;
                 }
@@ -55,12 +60,12 @@ pub fn quantize_int8_rows(x: &[f32], rows: usize, cols: usize) -> Int8Rows {
 }
 
 impl Int8Rows {
-    /// Dequantizes row `r` into `out: [cols]`: `q·absmax/127`.
+    /// Dequantizes row `r` into `out: [cols]`: `q · (absmax · (1/127))` in f32.
     pub fn dequantize_row<T: Real>(&self, r: usize, out: &mut [T]) {
-        let am = self.absmax[r];
+        let s = self.absmax[r] * INV127;
         let row = &self.q[r * self.cols..(r + 1) * self.cols];
         for (o, &c) in out.iter_mut().zip(row) {
-            *o = T::of((c as f32 * am * INV127) as f64);
+            *o = T::of((c as f32 * s) as f64);
         }
     }
 
@@ -70,6 +75,11 @@ impl Int8Rows {
         let s: T = x.iter().zip(row).map(|(&a, &c)| a * T::of(c as f64)).sum();
         s * T::of((self.absmax[r] * INV127) as f64)
     }
+}
+
+/// `v` rounded to the nearest fp16 (ties to even) and back, as torch's `.to(torch.float16)`.
+pub fn round_f16(v: f32) -> f32 {
+    half::f16::from_f32(v).to_f32()
 }
 
 /// The whole matrix dequantized, `[rows, cols]` f32.
@@ -101,7 +111,9 @@ mod tests {
             let am = x[r * cols..(r + 1) * cols]
                 .iter()
                 .fold(0f32, |m, v| m.max(v.abs()));
-            assert_eq!(q.absmax[r], am);
+            assert_eq!(q.absmax[r], round_f16(am));
+            // the fp16 rounding (up to am·2^-11 = am·0.124/254) adds to the int8 step
+            let am = am * 1.13;
             for c in 0..cols {
                 let k = r * cols + c;
                 assert!(
@@ -120,7 +132,7 @@ mod tests {
 
     #[test]
     fn rounding_half_to_even_and_zero_rows() {
-        // absmax 127 → q = round(x): 0.5 → 0, 1.5 → 2, 2.5 → 2, −0.5 → 0
+        // absmax 127 → q = round(x): 0.5 → 0, 1.5 → 2, 2.5 → 2, −0.5 → 0 (all exact in fp16)
         let q = quantize_int8_rows(&[127.0, 0.5, 1.5, 2.5, -0.5, -127.0], 1, 6);
         assert_eq!(q.q, vec![127, 0, 2, 2, 0, -127]);
         let z = quantize_int8_rows(&[0.0; 4], 2, 2);
