@@ -141,3 +141,25 @@ fn qlora_8bit_llama_matches_llamafactory() {
 fn qlora_4bit_fp4_qwen_matches_llamafactory() {
     check_case("qlora4_fp4_qwen");
 }
+
+/// The same QLoRA run on the model as bitsandbytes saved it quantized (`save_pretrained` of the
+/// 4-bit NF4 double-quantized llama, `tests/fixtures/hf/quant/prequant/`): lmf reads the saved
+/// codes and gets LF's on-the-fly trajectory (the saved bytes are the ones LF quantized to).
+#[test]
+fn qlora_on_a_saved_bnb_4bit_checkpoint_matches_llamafactory() {
+    let case = "qlora4_llama";
+    let out = std::env::temp_dir().join(format!("lmf-lfparity-{}-prequant", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    common::run_lmf_in_fixture(
+        case,
+        &[
+            "train".into(),
+            format!("cases/{case}/{case}.yaml"),
+            format!("output_dir={}", out.display()),
+            "model_name_or_path=../quant/prequant/llama_nf4_dq".into(),
+        ],
+    );
+    check_logs(case, &out);
+    check_results(case, &out);
+    let _ = std::fs::remove_dir_all(&out);
+}

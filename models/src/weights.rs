@@ -134,6 +134,33 @@ impl Weights {
         Some(self.shards[i].entries[name].1.as_slice())
     }
 
+    /// The stored bytes of tensor `name` with its safetensors dtype name (`"U8"`, `"F32"`,
+    /// `"I8"`, ...) and shape: for formats whose bytes are not numbers of their declared
+    /// dtype (bitsandbytes packs 4-bit codes into any storage dtype).
+    pub fn raw(&self, name: &str) -> Result<(String, Vec<usize>, &[u8])> {
+        let &i = self.names.get(name).ok_or_else(|| {
+            Error::file(
+                self.shards
+                    .first()
+                    .map(|s| s.path.as_path())
+                    .unwrap_or(Path::new("weights")),
+                format!("missing tensor `{name}` (in {})", self.describe()),
+            )
+        })?;
+        let shard = &self.shards[i];
+        let (st_dtype, st_shape, range) = &shard.entries[name];
+        Ok((
+            format!("{st_dtype:?}"),
+            st_shape.clone(),
+            &shard.mmap[range.clone()],
+        ))
+    }
+
+    /// The path of the shard that holds tensor `name` (for error messages).
+    pub fn path_of(&self, name: &str) -> Option<&Path> {
+        self.names.get(name).map(|&i| self.shards[i].path.as_path())
+    }
+
     /// Loads tensor `name` with its stored shape, cast to `dtype`.
     pub fn get(&self, name: &str, dtype: DType, device: Device) -> Result<Tensor> {
         let shape = self.shape(name).map(<[usize]>::to_vec).unwrap_or_default();

@@ -92,6 +92,17 @@ pub fn export_model(args: &InferArgs) -> Result<PathBuf> {
         }));
     }
     let mut model = CausalLM::load(&src, DType::F32, Device::Cpu)?;
+    if model.is_quantized() {
+        // a checkpoint saved quantized (config.json's quantization_config)
+        return Err(Error::Msg(if m.adapter_name_or_path.is_some() {
+            "Cannot merge adapters to a quantized model.".into()
+        } else {
+            format!(
+                "{}: exporting a quantized checkpoint is not supported yet",
+                src.display()
+            )
+        }));
+    }
     setup_lora(&mut model, m, &args.finetuning, false, 0)?;
     let dtype = match m.infer_dtype {
         InferDtype::Auto => config_dtype(&config),

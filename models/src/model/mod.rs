@@ -106,6 +106,13 @@ impl CausalLM {
         quant: Option<&QuantSpec>,
     ) -> Result<CausalLM> {
         let config = ModelConfig::from_dir(dir)?;
+        // A checkpoint saved quantized keeps its own quantization (LLaMA-Factory: "`quantization_bit`
+        // will not affect on the PTQ-quantized models").
+        let saved = crate::quantize::checkpoint_quantization(dir)?;
+        if saved.is_some() && quant.is_some() {
+            eprintln!("note: `quantization_bit` has no effect on an already quantized checkpoint");
+        }
+        let quant = saved.as_ref().or(quant);
         let weights = Weights::from_dir(dir)?;
         Self::from_weights(config, &weights, dtype, device, quant)
     }
@@ -135,6 +142,16 @@ impl CausalLM {
                 None
             };
             let wname = format!("{name}.weight");
+            if let Some(q) = quant {
+                let threshold = match q {
+                    QuantSpec::Eight { threshold } => *threshold,
+                    QuantSpec::Four { .. } => crate::quantize::LLM_INT8_THRESHOLD,
+                };
+                if let Some(base) = crate::quantize::load_bnb_linear(w, name, out, inp, threshold)?
+                {
+                    return Ok(Linear::quantized(base, bias)?);
+                }
+            }
             match quant {
                 Some(q) => {
                     let w32 = w.load(&wname, &[out, inp], DType::F32, Device::Cpu)?;

@@ -221,6 +221,14 @@ pub fn run(argv: &[String]) -> Result<WorkflowOutcome> {
         eprintln!("Quantizing model to {} bit with bitsandbytes.", q.bits());
     }
     let mut model = CausalLM::load_quantized(&dir, dtype, device, quant.as_ref())?;
+    if model.is_quantized()
+        && args.finetuning.finetuning_type != crate::args::finetuning::FinetuningType::Lora
+    {
+        // a checkpoint saved quantized, with full or freeze tuning (LF's `init_adapter`)
+        return Err(Error::Msg(
+            "Quantized models can only be used for the LoRA or OFT tuning.".into(),
+        ));
+    }
     let io = model_io(&args, &mut model, &dir)?;
     let f = &args.finetuning;
     let out_dir = PathBuf::from(args.training.output_dir.as_deref().unwrap_or("."));

@@ -1,0 +1,191 @@
+//! Quantized models against transformers + bitsandbytes 0.50.2 (fixtures
+//! `tests/fixtures/hf/quant/prequant/`, made by `make_prequant.py`): checkpoints saved
+//! quantized by bitsandbytes (4-bit NF4 with double quantization, FP4 in f32 storage, LLM.int8;
+//! Llama and Qwen2) load as they are, dequantize to bitsandbytes' own weights bit for bit, and
+//! give transformers' logits; the same models quantized on the fly by lmf give them too.
+//! 4-bit logits are bitsandbytes' f32 path (transformers in train mode: on AVX512-BF16 CPUs
+//! its eval mode computes in bf16); 8-bit logits are LLM.int8 in eval mode and the dequantized
+//! weight in train mode, as `Linear8bitLt` switches.
+
+use lmf_autograd::ops::fused::QuantBase;
+use lmf_autograd::{DType, Device};
+use lmf_kernels::cpu::quant::FourBit;
+use lmf_models::model::linear::set_training;
+use lmf_models::quantize::QuantSpec;
+use lmf_models::{CausalLM, SeqBatch, Weights};
+use std::path::{Path, PathBuf};
+
+fn quant_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/hf/quant/prequant")
+}
+
+fn source_model(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../tests/fixtures/hf/train/models/{name}"))
+}
+
+/// Largest |ours − transformers| over the logits of the fixture's three sequences, relative
+/// to the logits' range; `prefix` picks the expected set (`llama_int8.train` for train mode).
+fn logits_error(model: &CausalLM, variant: &str, prefix: &str, training: bool) -> f64 {
+    let exp = Weights::from_files(&[quant_dir().join("expected.safetensors")]).unwrap();
+    set_training(training);
+    let mut worst = 0f64;
+    for i in 0..3 {
+        let ids: Vec<u32> = exp
+            .get(
+                &format!("{variant}.seq{i}.input_ids"),
+                DType::I64,
+                Device::Cpu,
+            )
+            .unwrap()
+            .to_vec::<i64>()
+            .unwrap()
+            .iter()
+            .map(|&t| t as u32)
+            .collect();
+        let want = exp
+            .get(&format!("{prefix}.seq{i}.logits"), DType::F32, Device::Cpu)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
+        let got = model
+            .forward(&SeqBatch::from_seqs(&[ids]))
+            .unwrap()
+            .tensor()
+            .to_vec::<f32>()
+            .unwrap();
+        assert_eq!(got.len(), want.len());
+        let (lo, hi) = want
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+        let err = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        worst = worst.max((err / (hi - lo)) as f64);
+    }
+    set_training(false);
+    worst
+}
+
+fn load(dir: &Path, quant: Option<&QuantSpec>) -> CausalLM {
+    CausalLM::load_quantized(dir, DType::F32, Device::Cpu, quant).unwrap()
+}
+
+fn check(model: &CausalLM, variant: &str, prefix: &str, training: bool) {
+    let err = logits_error(model, variant, prefix, training);
+    eprintln!("{variant} ({prefix}, training {training}): max logit error {err:.2e} of the range");
+    assert!(
+        err <= 1e-4,
+        "{variant}: logits differ by {err:.2e} of their range"
+    );
+}
+
+#[test]
+fn saved_bnb_checkpoints_give_transformers_logits() {
+    for variant in ["llama_nf4_dq", "llama_fp4", "qwen2_nf4_dq"] {
+        let m = load(&quant_dir().join(variant), None);
+        assert!(m.is_quantized(), "{variant}");
+        check(&m, variant, variant, true);
+    }
+    let m = load(&quant_dir().join("llama_int8"), None);
+    check(&m, "llama_int8", "llama_int8", false);
+    check(&m, "llama_int8", "llama_int8.train", true);
+}
+
+#[test]
+fn saved_bnb_weights_dequantize_to_bitsandbytes_weights() {
+    for variant in ["llama_nf4_dq", "llama_int8"] {
+        let m = load(&quant_dir().join(variant), None);
+        let want =
+            Weights::from_files(&[quant_dir().join(format!("{variant}_dequant.safetensors"))])
+                .unwrap();
+        let mut checked = 0;
+        for l in &m.layers {
+            let p = format!("model.layers.{}", l.index);
+            let a = &l.self_attn;
+            let m_ = &l.mlp;
+            for (name, lin) in [
+                ("self_attn.q_proj", &a.q_proj),
+                ("self_attn.k_proj", &a.k_proj),
+                ("self_attn.v_proj", &a.v_proj),
+                ("self_attn.o_proj", &a.o_proj),
+                ("mlp.gate_proj", &m_.gate_proj),
+                ("mlp.up_proj", &m_.up_proj),
+                ("mlp.down_proj", &m_.down_proj),
+            ] {
+                let q: &QuantBase = lin.quant.as_deref().expect("quantized");
+                let e = want
+                    .get(&format!("{p}.{name}.weight"), DType::F32, Device::Cpu)
+                    .unwrap()
+                    .to_vec::<f32>()
+                    .unwrap();
+                let got = q.dequantize();
+                let same = got.iter().zip(&e).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{variant} {p}.{name}: dequantized weight differs");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 14, "{variant}");
+    }
+}
+
+#[test]
+fn quantizing_on_the_fly_gives_the_saved_models_logits() {
+    let cases = [
+        (
+            "llama",
+            "llama_nf4_dq",
+            QuantSpec::Four {
+                kind: FourBit::Nf4,
+                double_quant: true,
+            },
+        ),
+        (
+            "llama",
+            "llama_fp4",
+            QuantSpec::Four {
+                kind: FourBit::Fp4,
+                double_quant: false,
+            },
+        ),
+        (
+            "qwen2",
+            "qwen2_nf4_dq",
+            QuantSpec::Four {
+                kind: FourBit::Nf4,
+                double_quant: true,
+            },
+        ),
+    ];
+    for (src, variant, spec) in cases {
+        let m = load(&source_model(src), Some(&spec));
+        check(&m, variant, variant, true);
+    }
+    let spec = QuantSpec::Eight { threshold: 6.0 };
+    let m = load(&source_model("llama"), Some(&spec));
+    check(&m, "llama_int8", "llama_int8", false);
+    check(&m, "llama_int8", "llama_int8.train", true);
+}
+
+#[test]
+fn other_quantization_methods_are_refused_naming_the_method() {
+    let dir = std::env::temp_dir().join(format!("lmf-gptq-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = quant_dir().join("llama_nf4_dq");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    cfg["quantization_config"] = serde_json::json!({"quant_method": "gptq", "bits": 4});
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    let err = CausalLM::load(&dir, DType::F32, Device::Cpu)
+        .err()
+        .expect("gptq is refused")
+        .to_string();
+    assert!(
+        err.contains("quant_method `gptq` is not supported yet"),
+        "{err}"
+    );
+    assert!(err.contains("config.json"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
