@@ -87,6 +87,8 @@ fn saved_bnb_checkpoints_give_transformers_logits() {
     for variant in ["llama_nf4_dq", "llama_fp4", "qwen2_nf4_dq"] {
         let m = load(&quant_dir().join(variant), None);
         assert!(m.is_quantized(), "{variant}");
+        // `lora_target: all` finds the quantized linears too
+        assert_eq!(m.all_linear_modules().len(), 7, "{variant}");
         check(&m, variant, variant, true);
     }
     let m = load(&quant_dir().join("llama_int8"), None);

@@ -275,18 +275,14 @@ impl CausalLM {
 
     /// The leaf names of every linear layer, sorted (`lm_head` is not one): LLaMA-Factory's
     /// `find_all_linear_modules`, i.e. what `lora_target: all` expands to.
+    /// Every decoder layer has the same seven linears (quantized or not), so this is
+    /// [`LINEAR_LEAVES`] sorted, or nothing for a model without layers.
     pub fn all_linear_modules(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .named_parameters()
-            .into_iter()
-            .filter_map(|(n, _)| {
-                let module = n.strip_suffix(".weight")?;
-                let (_, leaf) = module.rsplit_once('.')?;
-                LINEAR_LEAVES.contains(&leaf).then(|| leaf.to_string())
-            })
-            .collect();
+        if self.layers.is_empty() {
+            return vec![];
+        }
+        let mut names: Vec<String> = LINEAR_LEAVES.iter().map(|s| s.to_string()).collect();
         names.sort();
-        names.dedup();
         names
     }
 
