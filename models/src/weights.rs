@@ -138,6 +138,17 @@ impl Weights {
     /// `"I8"`, ...) and shape: for formats whose bytes are not numbers of their declared
     /// dtype (bitsandbytes packs 4-bit codes into any storage dtype).
     pub fn raw(&self, name: &str) -> Result<(String, Vec<usize>, &[u8])> {
+        let shard = self.shard_of(name)?;
+        let (st_dtype, st_shape, range) = &shard.entries[name];
+        Ok((
+            format!("{st_dtype:?}"),
+            st_shape.clone(),
+            &shard.mmap[range.clone()],
+        ))
+    }
+
+    /// The shard holding tensor `name`, or an error naming it and the files searched.
+    fn shard_of(&self, name: &str) -> Result<&Shard> {
         let &i = self.names.get(name).ok_or_else(|| {
             Error::file(
                 self.shards
@@ -147,13 +158,7 @@ impl Weights {
                 format!("missing tensor `{name}` (in {})", self.describe()),
             )
         })?;
-        let shard = &self.shards[i];
-        let (st_dtype, st_shape, range) = &shard.entries[name];
-        Ok((
-            format!("{st_dtype:?}"),
-            st_shape.clone(),
-            &shard.mmap[range.clone()],
-        ))
+        Ok(&self.shards[i])
     }
 
     /// The path of the shard that holds tensor `name` (for error messages).
@@ -175,16 +180,7 @@ impl Weights {
         dtype: DType,
         device: Device,
     ) -> Result<Tensor> {
-        let &i = self.names.get(name).ok_or_else(|| {
-            Error::file(
-                self.shards
-                    .first()
-                    .map(|s| s.path.as_path())
-                    .unwrap_or(Path::new("weights")),
-                format!("missing tensor `{name}` (in {})", self.describe()),
-            )
-        })?;
-        let shard = &self.shards[i];
+        let shard = self.shard_of(name)?;
         let (st_dtype, st_shape, range) = &shard.entries[name];
         if st_shape.as_slice() != shape {
             return Err(Error::file(

@@ -650,31 +650,34 @@ fn quantization_arguments_are_checked_as_llamafactory() {
     let lora = ["finetuning_type=lora", "quantization_bit=4"];
     assert_eq!(err(&lora), "", "4-bit LoRA is accepted");
     assert_eq!(err(&["finetuning_type=lora", "quantization_bit=8"]), "");
-    let e = err(&["finetuning_type=full", "quantization_bit=4"]);
-    assert!(
-        e.contains("Quantization is only compatible with the LoRA or OFT method."),
-        "{e}"
-    );
-    let e = err(&[lora[0], lora[1], "pissa_init=true"]);
-    assert!(
-        e.contains("Please use scripts/pissa_init.py to initialize PiSSA"),
-        "{e}"
-    );
-    let e = err(&[lora[0], lora[1], "adapter_name_or_path=a,b"]);
-    assert!(
-        e.contains("Quantized model only accepts a single adapter. Merge them first."),
-        "{e}"
-    );
-    let e = err(&["finetuning_type=lora", "quantization_bit=3"]);
-    assert!(
-        e.contains("Bitsandbytes only accepts 4-bit or 8-bit quantization."),
-        "{e}"
-    );
-    let e = err(&[lora[0], lora[1], "quantization_method=gptq"]);
-    assert!(
-        e.contains("`quantization_method: gptq` is not supported yet"),
-        "{e}"
-    );
-    let e = err(&[lora[0], lora[1], "quantization_type=int4"]);
-    assert!(e.contains("quantization_type"), "{e}");
+    let refused: [(&[&str], &str); 6] = [
+        (
+            &["finetuning_type=full", "quantization_bit=4"],
+            "Quantization is only compatible with the LoRA or OFT method.",
+        ),
+        (
+            &[lora[0], lora[1], "pissa_init=true"],
+            "Please use scripts/pissa_init.py to initialize PiSSA",
+        ),
+        (
+            &[lora[0], lora[1], "adapter_name_or_path=a,b"],
+            "Quantized model only accepts a single adapter. Merge them first.",
+        ),
+        (
+            &["finetuning_type=lora", "quantization_bit=3"],
+            "Bitsandbytes only accepts 4-bit or 8-bit quantization.",
+        ),
+        (
+            &[lora[0], lora[1], "quantization_method=gptq"],
+            "`quantization_method: gptq` is not supported yet",
+        ),
+        (
+            &[lora[0], lora[1], "quantization_type=int4"],
+            "quantization_type",
+        ),
+    ];
+    for (extra, want) in refused {
+        let e = err(extra);
+        assert!(e.contains(want), "{extra:?}: {e}");
+    }
 }
