@@ -1,6 +1,6 @@
 //! The `lmf` command line: LLaMA-Factory's commands (`train`, `chat`, `export`, `eval`,
-//! `api`, `webui`, `env`, `version`) over the lmf crates, plus lmf's own `init` and
-//! `templates`.
+//! `api`, `webui`, `env`, `version`) over the lmf crates, its `scripts/llama_pro.py` as
+//! `lmf llama-pro`, plus lmf's own `init` and `templates`.
 
 mod chat;
 mod env;
@@ -53,6 +53,22 @@ enum Command {
     },
     /// Start the web UI.
     Webui,
+    /// LLaMA Pro block expansion (LLaMA-Factory's `scripts/llama_pro.py`): insert `num_expand`
+    /// zero-initialised copies of decoder blocks, then fine-tune with `use_llama_pro: true`.
+    LlamaPro {
+        /// The model folder to expand.
+        #[arg(long = "model_name_or_path")]
+        model_name_or_path: std::path::PathBuf,
+        /// Where the expanded model goes.
+        #[arg(long = "output_dir")]
+        output_dir: std::path::PathBuf,
+        /// Blocks to add (must divide the number of layers).
+        #[arg(long = "num_expand")]
+        num_expand: usize,
+        /// Largest safetensors shard (transformers' size syntax).
+        #[arg(long = "shard_size", default_value = "5GB")]
+        shard_size: String,
+    },
     /// Create a tiny random Llama model folder (offline quickstart; not in LLaMA-Factory).
     Init(init::InitArgs),
     /// List the chat template names that `template:` takes (LLaMA-Factory's registry).
@@ -118,6 +134,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Api { args } => lmf_serve::run(&args),
         Command::Webui => {
             anyhow::bail!("this command is not implemented yet")
+        }
+        Command::LlamaPro {
+            model_name_or_path,
+            output_dir,
+            num_expand,
+            shard_size,
+        } => {
+            let shard = lmf_trainers::llama_pro::parse_size(&shard_size)?;
+            lmf_trainers::llama_pro::expand(&model_name_or_path, &output_dir, num_expand, shard)?;
+            Ok(())
         }
     }
 }

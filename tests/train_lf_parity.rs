@@ -9,7 +9,7 @@
 mod common;
 
 use common::{
-    check_adapter_config, check_files, fixture_dir, read_json, read_jsonl, rel, run_lmf_train,
+    case_dir, check_adapter_config, check_files, read_json, read_jsonl, rel, run_lmf_train,
 };
 use serde_json::Value;
 use std::path::Path;
@@ -21,7 +21,7 @@ fn run_case(case: &str) -> std::path::PathBuf {
 
 /// The logged training / eval lines of LF and lmf agree.
 fn check_logs(case: &str, ours: &Path) {
-    let lf_log = fixture_dir().join(format!("cases/{case}/trainer_log.jsonl"));
+    let lf_log = case_dir(case).join("trainer_log.jsonl");
     let keyed = |v: &Vec<Value>| -> Vec<Value> {
         v.iter()
             .filter(|l| l.get("loss").is_some() || l.get("eval_loss").is_some())
@@ -57,7 +57,7 @@ fn check_logs(case: &str, ours: &Path) {
 }
 
 fn check_results(case: &str, ours: &Path) {
-    let lf = read_json(&fixture_dir().join(format!("cases/{case}/all_results.json")));
+    let lf = read_json(&case_dir(case).join("all_results.json"));
     let us = read_json(&ours.join("all_results.json"));
     for (k, tol) in [("train_loss", 1e-3), ("eval_loss", 1e-4)] {
         if let Some(x) = lf.get(k).and_then(Value::as_f64) {
@@ -72,7 +72,7 @@ fn check_results(case: &str, ours: &Path) {
 
 fn check_case(case: &str) {
     let ours = run_case(case);
-    let dir = fixture_dir().join(format!("cases/{case}"));
+    let dir = case_dir(case);
     if dir.join("trainer_log.jsonl").is_file() && ours.join("trainer_log.jsonl").is_file() {
         check_logs(case, &ours);
     }
@@ -162,4 +162,17 @@ fn qlora_on_a_saved_bnb_4bit_checkpoint_matches_llamafactory() {
     check_logs(case, &out);
     check_results(case, &out);
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// LLaMA Pro: the 2-layer llama expanded by LF's `scripts/llama_pro.py` to 4 layers (`lmf
+/// llama-pro` writes the same folder: `tests/llama_pro.rs`), trained with `use_llama_pro`:
+/// freeze tuning of the inserted blocks 1 and 3, and LoRA resumed on them.
+#[test]
+fn llama_pro_freeze_matches_llamafactory() {
+    check_case("llama_pro/llama_pro_freeze");
+}
+
+#[test]
+fn llama_pro_lora_matches_llamafactory() {
+    check_case("llama_pro/llama_pro_lora");
 }

@@ -7,16 +7,18 @@
 //! Each weight is read as f32, quantized and dropped before the next is read, so the whole
 //! model never exists in f32 at once.
 //!
-//! Checkpoints saved quantized by bitsandbytes (`quantization_config.quant_method:
-//! bitsandbytes` in config.json) are read as they are: [`load_bnb_linear`].
+//! Checkpoints saved quantized (`quantization_config` in config.json: bitsandbytes, GPTQ,
+//! AWQ) are read as they are: [`checkpoint_quantization`], [`load_saved_linear`].
 
 use crate::weights::Weights;
 use crate::{Error, Result};
 use lmf_autograd::ops::fused::QuantBase;
 use lmf_autograd::{DType, Device};
+use lmf_kernels::cpu::quant::group::{unpack_awq, unpack_words, WeightRound};
 use lmf_kernels::cpu::quant::{
-    quantize_4bit, quantize_int8_rows, Absmax, FourBit, Int8Rows, Quant4,
+    quantize_4bit, quantize_int8_rows, Absmax, FourBit, GroupQuant, Int8Rows, Quant4,
 };
+use safetensors::Dtype;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -69,10 +71,42 @@ impl QuantSpec {
     }
 }
 
+/// How a model is quantized while it loads.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LoadQuant {
+    /// Quantize the dense checkpoint's linears here (LLaMA-Factory's `quantization_bit`).
+    OnTheFly(QuantSpec),
+    /// The checkpoint was saved quantized: read its codes as they are.
+    Saved(SavedQuant),
+}
+
+/// The format of a checkpoint saved quantized (`config.json`'s `quantization_config`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SavedQuant {
+    /// bitsandbytes (`quant_method: bitsandbytes`), 4- or 8-bit.
+    Bnb(QuantSpec),
+    /// GPTQ (`quant_method: gptq`): int32-packed `qweight [in/(32/bits), out]`, `qzeros
+    /// [groups, out/(32/bits)]`, `scales [groups, out]`, `g_idx [in]`.
+    Gptq {
+        /// Bits per code (2, 4 or 8).
+        bits: u32,
+        /// Input columns per group (−1 in the config: one group).
+        group_size: Option<usize>,
+        /// `checkpoint_format: gptq` (v1) stores each zero point minus one.
+        zeros_minus_one: bool,
+    },
+    /// AWQ with GEMM packing (`quant_method: awq`, `version: gemm`): `qweight [in, out/8]`,
+    /// `qzeros [groups, out/8]`, `scales [groups, out]`.
+    Awq {
+        /// Input columns per group.
+        group_size: usize,
+    },
+}
+
 /// A checkpoint's own quantization (`config.json`'s `quantization_config`, as transformers
-/// reads it): `None` for a plain checkpoint, the bitsandbytes settings for a bnb-saved one,
-/// and an error naming the method for the formats lmf does not load yet.
-pub fn checkpoint_quantization(dir: &Path) -> Result<Option<QuantSpec>> {
+/// reads it): `None` for a plain checkpoint, its format for one saved quantized, and an error
+/// naming the method for the formats lmf does not load.
+pub fn checkpoint_quantization(dir: &Path) -> Result<Option<LoadQuant>> {
     let path = dir.join("config.json");
     let Ok(text) = std::fs::read_to_string(&path) else {
         return Ok(None); // ModelConfig::from_dir reports the missing file
@@ -83,38 +117,244 @@ pub fn checkpoint_quantization(dir: &Path) -> Result<Option<QuantSpec>> {
     let Some(q) = value.get("quantization_config") else {
         return Ok(None);
     };
+    let bad = |msg: String| Error::file(&path, format!("quantization_config: {msg}"));
+    let flag = |k: &str| q.get(k).and_then(Value::as_bool).unwrap_or(false);
+    let int = |k: &str| q.get(k).and_then(Value::as_i64);
     let method = q.get("quant_method").and_then(Value::as_str).unwrap_or("");
-    if method != "bitsandbytes" {
+    let saved = match method {
+        "bitsandbytes" if flag("load_in_8bit") => SavedQuant::Bnb(QuantSpec::Eight {
+            threshold: q
+                .get("llm_int8_threshold")
+                .and_then(Value::as_f64)
+                .unwrap_or(LLM_INT8_THRESHOLD as f64) as f32,
+        }),
+        "bitsandbytes" if flag("load_in_4bit") => SavedQuant::Bnb(QuantSpec::Four {
+            kind: match q.get("bnb_4bit_quant_type").and_then(Value::as_str) {
+                Some("fp4") => FourBit::Fp4,
+                _ => FourBit::Nf4,
+            },
+            double_quant: flag("bnb_4bit_use_double_quant"),
+        }),
+        "bitsandbytes" => {
+            return Err(bad(
+                "bitsandbytes without load_in_4bit or load_in_8bit".into()
+            ))
+        }
+        "gptq" => {
+            let bits = int("bits").unwrap_or(4);
+            if ![2, 4, 8].contains(&bits) {
+                return Err(bad(format!(
+                    "GPTQ with {bits} bits is not supported (2, 4 or 8)"
+                )));
+            }
+            let format = q
+                .get("checkpoint_format")
+                .and_then(Value::as_str)
+                .unwrap_or("gptq");
+            if format != "gptq" && format != "gptq_v2" {
+                return Err(bad(format!(
+                    "GPTQ checkpoint_format `{format}` is not supported"
+                )));
+            }
+            SavedQuant::Gptq {
+                bits: bits as u32,
+                group_size: int("group_size").filter(|&g| g > 0).map(|g| g as usize),
+                zeros_minus_one: format == "gptq",
+            }
+        }
+        "awq" => {
+            let version = q.get("version").and_then(Value::as_str).unwrap_or("gemm");
+            if !version.eq_ignore_ascii_case("gemm") || int("bits").unwrap_or(4) != 4 {
+                return Err(bad(format!(
+                    "AWQ `{version}` packing with {} bits is not supported (4-bit GEMM is)",
+                    int("bits").unwrap_or(4)
+                )));
+            }
+            if q.get("zero_point").and_then(Value::as_bool) == Some(false) {
+                return Err(bad("AWQ without zero points is not supported".into()));
+            }
+            SavedQuant::Awq {
+                group_size: int("group_size").filter(|&g| g > 0).unwrap_or(128) as usize,
+            }
+        }
+        other => {
+            return Err(bad(format!(
+                "quant_method `{other}` is not supported yet (lmf loads bitsandbytes, GPTQ and \
+                 AWQ checkpoints)"
+            )))
+        }
+    };
+    Ok(Some(LoadQuant::Saved(saved)))
+}
+
+/// The saved quantized weight of linear `name` in `format`, or `None` when the checkpoint
+/// keeps this linear dense.
+pub fn load_saved_linear(
+    w: &Weights,
+    name: &str,
+    out_f: usize,
+    in_f: usize,
+    format: &SavedQuant,
+) -> Result<Option<QuantBase>> {
+    match *format {
+        SavedQuant::Bnb(spec) => {
+            let threshold = match spec {
+                QuantSpec::Eight { threshold } => threshold,
+                QuantSpec::Four { .. } => LLM_INT8_THRESHOLD,
+            };
+            load_bnb_linear(w, name, out_f, in_f, threshold)
+        }
+        SavedQuant::Gptq {
+            bits,
+            group_size,
+            zeros_minus_one,
+        } => load_packed_linear(
+            w,
+            name,
+            out_f,
+            in_f,
+            Packing::Gptq {
+                bits,
+                group_size,
+                zeros_minus_one,
+            },
+        ),
+        SavedQuant::Awq { group_size } => {
+            load_packed_linear(w, name, out_f, in_f, Packing::Awq { group_size })
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Packing {
+    Gptq {
+        bits: u32,
+        group_size: Option<usize>,
+        zeros_minus_one: bool,
+    },
+    Awq {
+        group_size: usize,
+    },
+}
+
+/// Reads the int32 words of tensor `name` (any 4-byte dtype: they are bit fields).
+fn words(w: &Weights, name: &str, shape: &[usize]) -> Result<Vec<u32>> {
+    let (dtype, got, bytes) = w.raw(name)?;
+    if got != shape || !matches!(dtype, Dtype::I32 | Dtype::U32 | Dtype::F32) {
         return Err(Error::file(
-            &path,
-            format!(
-                "quantization_config.quant_method `{method}` is not supported yet (lmf loads \
-                 bitsandbytes-quantized checkpoints; GPTQ and AWQ are planned)"
-            ),
+            w.path_of(name).map(Path::to_path_buf).unwrap_or_default(),
+            format!("`{name}` must be int32 {shape:?}, got {dtype} {got:?}"),
         ));
     }
-    let flag = |k: &str| q.get(k).and_then(Value::as_bool).unwrap_or(false);
-    if flag("load_in_8bit") {
-        let threshold = q
-            .get("llm_int8_threshold")
-            .and_then(Value::as_f64)
-            .unwrap_or(LLM_INT8_THRESHOLD as f64) as f32;
-        return Ok(Some(QuantSpec::Eight { threshold }));
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}
+
+/// A GPTQ or AWQ linear: `qweight`, `qzeros`, `scales` (and GPTQ's `g_idx`), unpacked.
+fn load_packed_linear(
+    w: &Weights,
+    name: &str,
+    out_f: usize,
+    in_f: usize,
+    packing: Packing,
+) -> Result<Option<QuantBase>> {
+    let qweight = format!("{name}.qweight");
+    if !w.contains(&qweight) {
+        return Ok(None);
     }
-    if flag("load_in_4bit") {
-        let kind = match q.get("bnb_4bit_quant_type").and_then(Value::as_str) {
-            Some("fp4") => FourBit::Fp4,
-            _ => FourBit::Nf4,
-        };
-        return Ok(Some(QuantSpec::Four {
-            kind,
-            double_quant: flag("bnb_4bit_use_double_quant"),
-        }));
+    let file = w
+        .path_of(&qweight)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let bad = |msg: String| Error::file(&file, format!("`{name}`: {msg}"));
+    let (bits, group_size) = match packing {
+        Packing::Gptq {
+            bits, group_size, ..
+        } => (bits, group_size.unwrap_or(in_f)),
+        Packing::Awq { group_size } => (4, group_size),
+    };
+    let per = (32 / bits) as usize;
+    if !in_f.is_multiple_of(per) || !out_f.is_multiple_of(per) {
+        return Err(bad(format!(
+            "[{out_f}, {in_f}] does not pack into {bits}-bit int32 words"
+        )));
     }
-    Err(Error::file(
-        &path,
-        "quantization_config: bitsandbytes without load_in_4bit or load_in_8bit",
-    ))
+    let groups = in_f.div_ceil(group_size);
+    let scales_name = format!("{name}.scales");
+    let round = match w.raw(&scales_name)?.0 {
+        Dtype::F16 => WeightRound::F16,
+        Dtype::BF16 => WeightRound::Bf16,
+        _ => WeightRound::F32,
+    };
+    let scales_t = w.get(&scales_name, DType::F32, Device::Cpu)?;
+    if scales_t.shape() != [groups, out_f] {
+        return Err(bad(format!(
+            "scales {:?}, expected [{groups}, {out_f}] (group_size {group_size})",
+            scales_t.shape()
+        )));
+    }
+    let scales = scales_t.to_vec::<f32>()?;
+    let zwords = words(w, &format!("{name}.qzeros"), &[groups, out_f / per])?;
+    // codes [rows = out, cols = in]
+    let (q, zeros, g_idx) = match packing {
+        Packing::Gptq {
+            zeros_minus_one, ..
+        } => {
+            // qweight [in / per, out]: word (p, o) holds inputs p·per .. p·per + per of output o
+            let qw = words(w, &qweight, &[in_f / per, out_f])?;
+            let mut q = vec![0u8; out_f * in_f];
+            for (k, &word) in qw.iter().enumerate() {
+                let (p, o) = (k / out_f, k % out_f);
+                for (j, v) in unpack_words(&[word], bits).into_iter().enumerate() {
+                    q[o * in_f + p * per + j] = v;
+                }
+            }
+            let mut zeros = unpack_words(&zwords, bits);
+            if zeros_minus_one {
+                zeros.iter_mut().for_each(|z| *z = z.wrapping_add(1));
+            }
+            let g_name = format!("{name}.g_idx");
+            let g_idx: Vec<u32> = if w.contains(&g_name) {
+                w.get(&g_name, DType::I64, Device::Cpu)?
+                    .to_vec::<i64>()?
+                    .into_iter()
+                    .map(|g| g as u32)
+                    .collect()
+            } else {
+                (0..in_f).map(|i| (i / group_size) as u32).collect()
+            };
+            (q, zeros, g_idx)
+        }
+        Packing::Awq { .. } => {
+            // qweight [in, out / 8], codes of output columns in AWQ's order
+            let qw = words(w, &qweight, &[in_f, out_f / 8])?;
+            let codes = unpack_awq(&qw, in_f, out_f); // [in, out]
+            let mut q = vec![0u8; out_f * in_f];
+            for i in 0..in_f {
+                for o in 0..out_f {
+                    q[o * in_f + i] = codes[i * out_f + o];
+                }
+            }
+            let zeros = unpack_awq(&zwords, groups, out_f);
+            let g_idx = (0..in_f).map(|i| (i / group_size) as u32).collect();
+            (q, zeros, g_idx)
+        }
+    };
+    let g = GroupQuant {
+        rows: out_f,
+        cols: in_f,
+        bits,
+        q,
+        zeros,
+        scales,
+        g_idx,
+        groups,
+        round,
+    };
+    g.validate().map_err(bad)?;
+    Ok(Some(QuantBase::Group(g)))
 }
 
 /// The saved bitsandbytes weight of linear `name` (`{name}.weight` + its quant state), when
@@ -139,7 +379,7 @@ pub fn load_bnb_linear(
     let scb = format!("{name}.SCB");
     if w.contains(&scb) {
         let (dtype, shape, bytes) = w.raw(&wname)?;
-        if dtype != "I8" || shape != [out_f, in_f] {
+        if dtype != Dtype::I8 || shape != [out_f, in_f] {
             return Err(bad(format!(
                 "`{wname}`: an 8-bit bitsandbytes weight must be I8 [{out_f}, {in_f}], got \
                  {dtype} {shape:?}"
@@ -200,7 +440,7 @@ pub fn load_bnb_linear(
     let blocks = numel.div_ceil(blocksize);
     let absmax = if w.contains(&format!("{wname}.nested_absmax")) {
         let (dtype, _, codes) = w.raw(&absmax_name)?;
-        if dtype != "U8" || codes.len() != blocks {
+        if dtype != Dtype::U8 || codes.len() != blocks {
             return Err(bad(format!(
                 "`{absmax_name}`: double-quantized absmax must be {blocks} U8 codes"
             )));

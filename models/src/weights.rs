@@ -134,17 +134,13 @@ impl Weights {
         Some(self.shards[i].entries[name].1.as_slice())
     }
 
-    /// The stored bytes of tensor `name` with its safetensors dtype name (`"U8"`, `"F32"`,
-    /// `"I8"`, ...) and shape: for formats whose bytes are not numbers of their declared
+    /// The stored bytes of tensor `name` with its safetensors dtype and shape: for copying
+    /// tensors as they are, and for formats whose bytes are not numbers of their declared
     /// dtype (bitsandbytes packs 4-bit codes into any storage dtype).
-    pub fn raw(&self, name: &str) -> Result<(String, Vec<usize>, &[u8])> {
+    pub fn raw(&self, name: &str) -> Result<(StDtype, Vec<usize>, &[u8])> {
         let shard = self.shard_of(name)?;
         let (st_dtype, st_shape, range) = &shard.entries[name];
-        Ok((
-            format!("{st_dtype:?}"),
-            st_shape.clone(),
-            &shard.mmap[range.clone()],
-        ))
+        Ok((*st_dtype, st_shape.clone(), &shard.mmap[range.clone()]))
     }
 
     /// The shard holding tensor `name`, or an error naming it and the files searched.

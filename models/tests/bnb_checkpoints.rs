@@ -173,19 +173,19 @@ fn quantizing_on_the_fly_gives_the_saved_models_logits() {
 
 #[test]
 fn other_quantization_methods_are_refused_naming_the_method() {
-    let dir = std::env::temp_dir().join(format!("lmf-gptq-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("lmf-aqlm-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let src = quant_dir().join("llama_nf4_dq");
     let mut cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
-    cfg["quantization_config"] = serde_json::json!({"quant_method": "gptq", "bits": 4});
+    cfg["quantization_config"] = serde_json::json!({"quant_method": "aqlm", "bits": 2});
     std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
     let err = CausalLM::load(&dir, DType::F32, Device::Cpu)
         .err()
-        .expect("gptq is refused")
+        .expect("aqlm is refused")
         .to_string();
     assert!(
-        err.contains("quant_method `gptq` is not supported yet"),
+        err.contains("quant_method `aqlm` is not supported yet"),
         "{err}"
     );
     assert!(err.contains("config.json"), "{err}");

@@ -16,9 +16,18 @@ pub fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf/train")
 }
 
-/// `cases/<case>/` with LF's outputs of that case.
+/// `cases/<case>/` with LF's outputs of that case; a case named `group/case` lives in
+/// `group/cases/case/` (fixtures made by another script, e.g. `llama_pro/`).
 pub fn case_dir(case: &str) -> PathBuf {
-    fixture_dir().join("cases").join(case)
+    fixture_dir().join(case_rel(case))
+}
+
+/// [`case_dir`] relative to the fixture folder.
+fn case_rel(case: &str) -> String {
+    match case.split_once('/') {
+        Some((group, name)) => format!("{group}/cases/{name}"),
+        None => format!("cases/{case}"),
+    }
 }
 
 pub fn read_json(p: &Path) -> Value {
@@ -54,16 +63,24 @@ pub fn run_lmf_in_fixture(what: &str, args: &[String]) {
     );
 }
 
-/// Runs `lmf train cases/<case>/<case>.yaml output_dir=<tmp>` from the fixture folder; returns
+/// Runs `lmf train <case dir>/<case>.yaml output_dir=<tmp>` from the fixture folder; returns
 /// lmf's output folder (`tag` keeps the folders of different test crates apart).
 pub fn run_lmf_train(tag: &str, case: &str) -> PathBuf {
-    let out = std::env::temp_dir().join(format!("lmf-{tag}-{}-{case}", std::process::id()));
+    let out = std::env::temp_dir().join(format!(
+        "lmf-{tag}-{}-{}",
+        std::process::id(),
+        case.replace('/', "-")
+    ));
     let _ = std::fs::remove_dir_all(&out);
     run_lmf_in_fixture(
         case,
         &[
             "train".into(),
-            format!("cases/{case}/{case}.yaml"),
+            format!(
+                "{}/{}.yaml",
+                case_rel(case),
+                case.rsplit('/').next().unwrap_or(case)
+            ),
             format!("output_dir={}", out.display()),
         ],
     );

@@ -41,12 +41,50 @@ pub(crate) fn adapter_dir(m: &ModelArguments, name: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// LLaMA-Factory's `find_expanded_modules` (`use_llama_pro` with LoRA): the full names of
+/// the decoder linears that contain one of `targets` and lie in one of LLaMA Pro's trainable
+/// layers ([`llama_pro_layer_ids`]), in module order.
+fn expanded_modules(model: &CausalLM, targets: &[String], trainable: i64) -> Result<Vec<String>> {
+    let n = model.layers.len() as i64;
+    let ids = crate::train::freeze::llama_pro_layer_ids(n, trainable)?;
+    let layer_tags: Vec<String> = ids.iter().map(|i| format!(".{i}.")).collect();
+    let mut names = vec![];
+    for l in &model.layers {
+        for leaf in [
+            "self_attn.q_proj",
+            "self_attn.k_proj",
+            "self_attn.v_proj",
+            "self_attn.o_proj",
+            "mlp.gate_proj",
+            "mlp.up_proj",
+            "mlp.down_proj",
+        ] {
+            let name = format!("model.layers.{}.{leaf}", l.index);
+            if targets.iter().any(|t| name.contains(t.as_str()))
+                && layer_tags.iter().any(|t| name.contains(t.as_str()))
+            {
+                names.push(name);
+            }
+        }
+    }
+    eprintln!(
+        "Apply lora to layers: {}.",
+        ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+    );
+    Ok(names)
+}
+
 /// The LoRA config of a new adapter from the finetuning arguments.
 pub fn new_lora_config(model: &CausalLM, f: &FinetuningArguments) -> Result<LoraConfig> {
     let target_modules = if f.lora_target.len() == 1 && f.lora_target[0] == "all" {
         model.all_linear_modules()
     } else {
         f.lora_target.clone()
+    };
+    let target_modules = if f.use_llama_pro {
+        expanded_modules(model, &target_modules, f.freeze_trainable_layers)?
+    } else {
+        target_modules
     };
     let r = usize::try_from(f.lora_rank)
         .ok()

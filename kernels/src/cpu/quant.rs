@@ -9,6 +9,7 @@
 pub mod blockwise8;
 pub mod codes;
 pub mod four_bit;
+pub mod group;
 pub mod int8;
 pub mod llm_int8;
 pub mod matmul;
@@ -17,6 +18,7 @@ pub mod torch_mean;
 pub use blockwise8::{dequantize_blockwise_8bit, quantize_blockwise_8bit};
 pub use codes::{dynamic_map_signed, FP4_CODE, NF4_CODE};
 pub use four_bit::{dequantize_4bit, quantize_4bit, Absmax, FourBit, Quant4};
+pub use group::GroupQuant;
 pub use int8::{dequantize_int8_rows, quantize_int8_rows, round_f16, Int8Rows};
 pub use llm_int8::llm_int8_matmul;
 pub use matmul::{dequant_matmul, dequant_matmul_t, QuantMatrix};

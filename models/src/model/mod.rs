@@ -14,7 +14,7 @@ pub use linear::{batch_invariant, Linear, Lora};
 
 use crate::batch::SeqBatch;
 use crate::config::ModelConfig;
-use crate::quantize::QuantSpec;
+use crate::quantize::{LoadQuant, QuantSpec};
 use crate::value_head::ValueHead;
 use crate::weights::Weights;
 use crate::{Error, Result};
@@ -112,9 +112,9 @@ impl CausalLM {
         if saved.is_some() && quant.is_some() {
             eprintln!("note: `quantization_bit` has no effect on an already quantized checkpoint");
         }
-        let quant = saved.as_ref().or(quant);
+        let quant = saved.or_else(|| quant.map(|q| LoadQuant::OnTheFly(*q)));
         let weights = Weights::from_dir(dir)?;
-        Self::from_weights(config, &weights, dtype, device, quant)
+        Self::from_weights(config, &weights, dtype, device, quant.as_ref())
     }
 
     /// Builds the model from already opened weights (see [`CausalLM::load_quantized`]).
@@ -123,7 +123,7 @@ impl CausalLM {
         w: &Weights,
         dtype: DType,
         device: Device,
-        quant: Option<&QuantSpec>,
+        quant: Option<&LoadQuant>,
     ) -> Result<CausalLM> {
         let c = &config;
         if quant.is_some() && device != Device::Cpu {
@@ -142,18 +142,15 @@ impl CausalLM {
                 None
             };
             let wname = format!("{name}.weight");
-            if let Some(q) = quant {
-                let threshold = match q {
-                    QuantSpec::Eight { threshold } => *threshold,
-                    QuantSpec::Four { .. } => crate::quantize::LLM_INT8_THRESHOLD,
-                };
-                if let Some(base) = crate::quantize::load_bnb_linear(w, name, out, inp, threshold)?
-                {
-                    return Ok(Linear::quantized(base, bias)?);
-                }
-            }
             match quant {
-                Some(q) => {
+                Some(LoadQuant::Saved(saved)) => {
+                    match crate::quantize::load_saved_linear(w, name, out, inp, saved)? {
+                        Some(base) => Ok(Linear::quantized(base, bias)?),
+                        // a linear the quantizer skipped stays dense
+                        None => Ok(Linear::new(load(&wname, &[out, inp])?, bias)),
+                    }
+                }
+                Some(LoadQuant::OnTheFly(q)) => {
                     let w32 = w.load(&wname, &[out, inp], DType::F32, Device::Cpu)?;
                     let base = q.quantize(&w32.to_vec::<f32>()?, out, inp);
                     Ok(Linear::quantized(base, bias)?)

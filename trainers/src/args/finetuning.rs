@@ -334,7 +334,7 @@ lf_args! {
         /// Fine-tuning method (adapters need `lora`).
         finetuning_type: FinetuningType = FinetuningType::Lora => Implemented,
         /// LLaMA Pro: train only the expanded blocks.
-        use_llama_pro: bool = false => NotImplemented,
+        use_llama_pro: bool = false => Implemented,
         /// Adam-mini optimiser.
         use_adam_mini: bool = false => NotImplemented,
         /// Megatron Core Adapter training.

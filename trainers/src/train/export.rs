@@ -64,7 +64,13 @@ impl ModelIo for HfModelIo {
         save_weights(model, dir, self.max_shard_bytes)?;
         save_value_head(model, dir)?;
         match &self.source_dir {
-            Some(src) => copy_side_files(src, dir, &COPIED_FILES),
+            Some(src) => {
+                copy_side_files(src, dir, &COPIED_FILES)?;
+                if !src.join("generation_config.json").is_file() {
+                    write_default_generation_config(&src.join("config.json"), dir)?;
+                }
+                Ok(())
+            }
             None => Ok(()),
         }
     }
@@ -80,6 +86,45 @@ impl ModelIo for HfModelIo {
         }
         load_value_head(model, dir)
     }
+}
+
+/// `save_pretrained` of a model whose folder had no `generation_config.json`: transformers
+/// writes the one `GenerationConfig.from_model_config` derives from config.json (its token
+/// ids, the eos as a list), sorted as `to_json_string` writes it.
+fn write_default_generation_config(config_json: &Path, dir: &Path) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(config_json) else {
+        return Ok(());
+    };
+    let Ok(cfg) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return Ok(());
+    };
+    let id = |v: &serde_json::Value| v.as_i64().map(|x| PyJson::Int(x as i128));
+    let mut items = vec![("_from_model_config".to_string(), PyJson::Bool(true))];
+    for key in ["bos_token_id", "pad_token_id"] {
+        if let Some(v) = cfg.get(key).and_then(id) {
+            items.push((key.to_string(), v));
+        }
+    }
+    match cfg.get("eos_token_id") {
+        Some(serde_json::Value::Array(a)) => {
+            let ids = a.iter().filter_map(id).collect();
+            items.push(("eos_token_id".into(), PyJson::List(ids)));
+        }
+        Some(v) => {
+            if let Some(x) = id(v) {
+                items.push(("eos_token_id".into(), PyJson::List(vec![x])));
+            }
+        }
+        None => {}
+    }
+    items.push(("transformers_version".into(), PyJson::Str("5.6.0".into())));
+    items.push(("use_cache".into(), PyJson::Bool(true)));
+    write_json(
+        &dir.join("generation_config.json"),
+        &PyJson::Dict(items),
+        2,
+        true,
+    )
 }
 
 /// Writes the model's value head (stages rm / ppo) as `dir/value_head.safetensors`, where
@@ -146,19 +191,30 @@ fn tensor_bytes(t: &lmf_autograd::Tensor) -> Result<(safetensors::Dtype, Vec<u8>
 }
 
 /// One tensor ready to serialise: name, shape, dtype, little-endian bytes.
-type Entry = (String, Vec<usize>, safetensors::Dtype, Vec<u8>);
+pub type Entry = (String, Vec<usize>, safetensors::Dtype, Vec<u8>);
 
 /// Writes every parameter of `model` into `dir` as `model.safetensors`, or as
 /// `model-0000i-of-0000n.safetensors` + `model.safetensors.index.json` past `max_shard` bytes.
 pub fn save_weights(model: &CausalLM, dir: &Path, max_shard: usize) -> Result<()> {
-    let mut shards: Vec<Vec<Entry>> = vec![vec![]];
-    let mut size = 0usize;
-    let mut total = 0usize;
+    let mut entries = vec![];
     for (name, var) in model.named_parameters() {
         if is_value_head_param(&name) {
             continue; // value_head.safetensors, see save_value_head
         }
         let (dt, bytes) = tensor_bytes(var.tensor())?;
+        entries.push((name, var.shape().to_vec(), dt, bytes));
+    }
+    save_entries(entries, dir, max_shard)
+}
+
+/// Writes `entries` in order into `dir` as `model.safetensors`, or as
+/// `model-0000i-of-0000n.safetensors` + `model.safetensors.index.json` past `max_shard`
+/// bytes per shard (transformers' `save_pretrained` layout); each file atomically.
+pub fn save_entries(entries: Vec<Entry>, dir: &Path, max_shard: usize) -> Result<()> {
+    let mut shards: Vec<Vec<Entry>> = vec![vec![]];
+    let mut size = 0usize;
+    let mut total = 0usize;
+    for (name, shape, dt, bytes) in entries {
         if size > 0 && size + bytes.len() > max_shard {
             shards.push(vec![]);
             size = 0;
@@ -166,7 +222,7 @@ pub fn save_weights(model: &CausalLM, dir: &Path, max_shard: usize) -> Result<()
         size += bytes.len();
         total += bytes.len();
         if let Some(last) = shards.last_mut() {
-            last.push((name, var.shape().to_vec(), dt, bytes));
+            last.push((name, shape, dt, bytes));
         }
     }
     let n = shards.len();

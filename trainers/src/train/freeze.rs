@@ -37,14 +37,7 @@ pub fn freeze_trainable(
     let n = num_layers as i64;
     let k = spec.trainable_layers;
     let layer_ids: Vec<i64> = if spec.use_llama_pro {
-        if k == 0 || n % k != 0 {
-            return Err(Error::Msg(format!(
-                "`num_layers` {n} should be divisible by `num_layer_trainable` {k}."
-            )));
-        }
-        let stride = n / k;
-        // Python range(stride - 1, n + stride - 1, stride); a negative k gives a negative stride.
-        py_range(stride - 1, n + stride - 1, stride)
+        llama_pro_layer_ids(n, k)?
     } else if k > 0 {
         ((n - k).max(0)..n).collect()
     } else {
@@ -108,6 +101,19 @@ pub fn freeze_trainable(
 }
 
 /// Python's `range(start, stop, step)` (step non-zero).
+/// LLaMA Pro's trainable layers (LF's `_setup_freeze_tuning` and `find_expanded_modules`):
+/// with `stride = n / k`, every stride-th layer, i.e. the blocks `llama_pro.py` inserted.
+pub fn llama_pro_layer_ids(n: i64, k: i64) -> Result<Vec<i64>> {
+    if k == 0 || n % k != 0 {
+        return Err(Error::Msg(format!(
+            "`num_layers` {n} should be divisible by `num_layer_trainable` {k}."
+        )));
+    }
+    let stride = n / k;
+    // Python range(stride - 1, n + stride - 1, stride); a negative k gives a negative stride.
+    Ok(py_range(stride - 1, n + stride - 1, stride))
+}
+
 fn py_range(start: i64, stop: i64, step: i64) -> Vec<i64> {
     let mut out = Vec::new();
     let mut i = start;

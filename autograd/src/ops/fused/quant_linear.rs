@@ -11,7 +11,7 @@ use super::{from_kernel, with_real};
 use crate::tape::{grad_if, record1};
 use crate::var::Var;
 use lmf_kernels::cpu::quant::{
-    dequant_matmul, dequant_matmul_t, llm_int8_matmul, Int8Rows, Quant4,
+    dequant_matmul, dequant_matmul_t, llm_int8_matmul, GroupQuant, Int8Rows, Quant4,
 };
 use lmf_runtime::{Error, Result};
 use std::sync::Arc;
@@ -31,6 +31,8 @@ pub enum QuantBase {
         /// computed apart in eval mode.
         threshold: f32,
     },
+    /// Group-wise integer codes with scales and zero points (GPTQ, AWQ checkpoints).
+    Group(GroupQuant),
 }
 
 impl QuantBase {
@@ -39,6 +41,7 @@ impl QuantBase {
         match self {
             QuantBase::Four(q) => (q.shape[0], q.shape[1]),
             QuantBase::Int8 { rows, .. } => (rows.rows, rows.cols),
+            QuantBase::Group(g) => (g.rows, g.cols),
         }
     }
 
@@ -47,6 +50,7 @@ impl QuantBase {
         match self {
             QuantBase::Four(q) => q.packed.len() + 4 * q.absmax.len(),
             QuantBase::Int8 { rows, .. } => rows.q.len() + 4 * rows.absmax.len(),
+            QuantBase::Group(g) => (g.q.len() * g.bits as usize).div_ceil(8) + 5 * g.scales.len(),
         }
     }
 
@@ -55,6 +59,7 @@ impl QuantBase {
         match self {
             QuantBase::Four(q) => lmf_kernels::cpu::quant::dequantize_4bit(q),
             QuantBase::Int8 { rows, .. } => lmf_kernels::cpu::quant::dequantize_int8_rows(rows),
+            QuantBase::Group(g) => g.dequantize(),
         }
     }
 }
@@ -100,6 +105,7 @@ pub fn quant_linear(x: &Var, w: &Arc<QuantBase>, llm_int8: bool) -> Result<Var> 
                     dequant_matmul(&xs, rows, n, &mut y)
                 }
             }
+            QuantBase::Group(g) => dequant_matmul(&xs, g, n, &mut y),
         }
         from_kernel(y, &[n, out_f], dtype, device)?
     });
@@ -114,6 +120,7 @@ pub fn quant_linear(x: &Var, w: &Arc<QuantBase>, llm_int8: bool) -> Result<Var> 
                 match &*w {
                     QuantBase::Four(q) => dequant_matmul_t(&gs, q, n, &mut dx),
                     QuantBase::Int8 { rows, .. } => dequant_matmul_t(&gs, rows, n, &mut dx),
+                    QuantBase::Group(q) => dequant_matmul_t(&gs, q, n, &mut dx),
                 }
                 from_kernel(dx, &[n, in_f], g.dtype(), g.device())
             })

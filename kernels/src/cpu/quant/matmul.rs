@@ -7,6 +7,7 @@
 //! the same tiles.
 
 use super::four_bit::Quant4;
+use super::group::GroupQuant;
 use super::int8::Int8Rows;
 use crate::cpu::gemm::{gemm, MatMut, MatRef};
 use crate::Real;
@@ -43,6 +44,18 @@ impl QuantMatrix for Quant4 {
 }
 
 impl QuantMatrix for Int8Rows {
+    fn dims(&self) -> (usize, usize) {
+        (self.rows, self.cols)
+    }
+    fn dequant_row<T: Real>(&self, r: usize, out: &mut [T]) {
+        self.dequantize_row(r, out);
+    }
+    fn row_dot<T: Real>(&self, r: usize, x: &[T]) -> T {
+        self.dot_row(r, x)
+    }
+}
+
+impl QuantMatrix for GroupQuant {
     fn dims(&self) -> (usize, usize) {
         (self.rows, self.cols)
     }
