@@ -204,37 +204,10 @@ pub fn load_saved_linear(
             };
             load_bnb_linear(w, name, out_f, in_f, threshold)
         }
-        SavedQuant::Gptq {
-            bits,
-            group_size,
-            zeros_minus_one,
-        } => load_packed_linear(
-            w,
-            name,
-            out_f,
-            in_f,
-            Packing::Gptq {
-                bits,
-                group_size,
-                zeros_minus_one,
-            },
-        ),
-        SavedQuant::Awq { group_size } => {
-            load_packed_linear(w, name, out_f, in_f, Packing::Awq { group_size })
+        SavedQuant::Gptq { .. } | SavedQuant::Awq { .. } => {
+            load_packed_linear(w, name, out_f, in_f, format)
         }
     }
-}
-
-#[derive(Clone, Copy)]
-enum Packing {
-    Gptq {
-        bits: u32,
-        group_size: Option<usize>,
-        zeros_minus_one: bool,
-    },
-    Awq {
-        group_size: usize,
-    },
 }
 
 /// Reads the int32 words of tensor `name` (any 4-byte dtype: they are bit fields).
@@ -258,7 +231,7 @@ fn load_packed_linear(
     name: &str,
     out_f: usize,
     in_f: usize,
-    packing: Packing,
+    packing: &SavedQuant,
 ) -> Result<Option<QuantBase>> {
     let qweight = format!("{name}.qweight");
     if !w.contains(&qweight) {
@@ -269,11 +242,12 @@ fn load_packed_linear(
         .map(Path::to_path_buf)
         .unwrap_or_default();
     let bad = |msg: String| Error::file(&file, format!("`{name}`: {msg}"));
-    let (bits, group_size) = match packing {
-        Packing::Gptq {
+    let (bits, group_size) = match *packing {
+        SavedQuant::Gptq {
             bits, group_size, ..
         } => (bits, group_size.unwrap_or(in_f)),
-        Packing::Awq { group_size } => (4, group_size),
+        SavedQuant::Awq { group_size } => (4, group_size),
+        SavedQuant::Bnb(_) => return Ok(None),
     };
     let per = (32 / bits) as usize;
     if !in_f.is_multiple_of(per) || !out_f.is_multiple_of(per) {
@@ -298,8 +272,8 @@ fn load_packed_linear(
     let scales = scales_t.to_vec::<f32>()?;
     let zwords = words(w, &format!("{name}.qzeros"), &[groups, out_f / per])?;
     // codes [rows = out, cols = in]
-    let (q, zeros, g_idx) = match packing {
-        Packing::Gptq {
+    let (q, zeros, g_idx) = match *packing {
+        SavedQuant::Gptq {
             zeros_minus_one, ..
         } => {
             // qweight [in / per, out]: word (p, o) holds inputs p·per .. p·per + per of output o
@@ -327,8 +301,8 @@ fn load_packed_linear(
             };
             (q, zeros, g_idx)
         }
-        Packing::Awq { .. } => {
-            // qweight [in, out / 8], codes of output columns in AWQ's order
+        _ => {
+            // AWQ: qweight [in, out / 8], codes of output columns in AWQ's order
             let qw = words(w, &qweight, &[in_f, out_f / 8])?;
             let codes = unpack_awq(&qw, in_f, out_f); // [in, out]
             let mut q = vec![0u8; out_f * in_f];

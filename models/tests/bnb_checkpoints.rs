@@ -12,7 +12,9 @@ use lmf_autograd::{DType, Device};
 use lmf_kernels::cpu::quant::FourBit;
 use lmf_models::model::linear::set_training;
 use lmf_models::quantize::QuantSpec;
-use lmf_models::{CausalLM, SeqBatch, Weights};
+use lmf_models::{CausalLM, Weights};
+
+mod common;
 use std::path::{Path, PathBuf};
 
 fn quant_dir() -> PathBuf {
@@ -27,46 +29,16 @@ fn source_model(name: &str) -> PathBuf {
 /// Largest |ours − transformers| over the logits of the fixture's three sequences, relative
 /// to the logits' range; `prefix` picks the expected set (`llama_int8.train` for train mode).
 fn logits_error(model: &CausalLM, variant: &str, prefix: &str, training: bool) -> f64 {
-    let exp = Weights::from_files(&[quant_dir().join("expected.safetensors")]).unwrap();
     set_training(training);
-    let mut worst = 0f64;
-    for i in 0..3 {
-        let ids: Vec<u32> = exp
-            .get(
-                &format!("{variant}.seq{i}.input_ids"),
-                DType::I64,
-                Device::Cpu,
-            )
-            .unwrap()
-            .to_vec::<i64>()
-            .unwrap()
-            .iter()
-            .map(|&t| t as u32)
-            .collect();
-        let want = exp
-            .get(&format!("{prefix}.seq{i}.logits"), DType::F32, Device::Cpu)
-            .unwrap()
-            .to_vec::<f32>()
-            .unwrap();
-        let got = model
-            .forward(&SeqBatch::from_seqs(&[ids]))
-            .unwrap()
-            .tensor()
-            .to_vec::<f32>()
-            .unwrap();
-        assert_eq!(got.len(), want.len());
-        let (lo, hi) = want
-            .iter()
-            .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
-        let err = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        worst = worst.max((err / (hi - lo)) as f64);
-    }
+    let worst = common::max_logit_error(
+        model,
+        &quant_dir().join("expected.safetensors"),
+        3,
+        |i| format!("{variant}.seq{i}.input_ids"),
+        |i| format!("{prefix}.seq{i}.logits"),
+    );
     set_training(false);
-    worst
+    worst as f64
 }
 
 fn load(dir: &Path, quant: Option<&QuantSpec>) -> CausalLM {

@@ -8,7 +8,9 @@
 
 use lmf_autograd::ops::fused::QuantBase;
 use lmf_autograd::{DType, Device};
-use lmf_models::{CausalLM, SeqBatch, Weights};
+use lmf_models::{CausalLM, Weights};
+
+mod common;
 use std::path::PathBuf;
 
 const VARIANTS: [&str; 5] = [
@@ -30,41 +32,15 @@ fn f32s(w: &Weights, name: &str) -> Vec<f32> {
         .unwrap()
 }
 
-/// Largest |ours − expected| over the three sequences, relative to the expected logits' range.
+/// Largest logit error over the three fixture sequences, relative to the logits' range.
 fn logits_error(model: &CausalLM, variant: &str, key: &str) -> f32 {
-    let exp = Weights::from_files(&[dir().join("expected.safetensors")]).unwrap();
-    let mut worst = 0f32;
-    for i in 0..3 {
-        let ids: Vec<u32> = exp
-            .get(
-                &format!("{variant}.seq{i}.input_ids"),
-                DType::I64,
-                Device::Cpu,
-            )
-            .unwrap()
-            .to_vec::<i64>()
-            .unwrap()
-            .iter()
-            .map(|&t| t as u32)
-            .collect();
-        let want = f32s(&exp, &format!("{variant}.seq{i}.{key}"));
-        let got = model
-            .forward(&SeqBatch::from_seqs(&[ids]))
-            .unwrap()
-            .tensor()
-            .to_vec::<f32>()
-            .unwrap();
-        let (lo, hi) = want
-            .iter()
-            .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
-        let err = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        worst = worst.max(err / (hi - lo));
-    }
-    worst
+    common::max_logit_error(
+        model,
+        &dir().join("expected.safetensors"),
+        3,
+        |i| format!("{variant}.seq{i}.input_ids"),
+        |i| format!("{variant}.seq{i}.{key}"),
+    )
 }
 
 #[test]

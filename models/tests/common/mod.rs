@@ -88,3 +88,50 @@ pub fn tiny_model(tag: &str, model_type: &str) -> PathBuf {
     );
     dir
 }
+
+/// Largest |ours − expected| over `n` single-sequence forwards, relative to each expected
+/// logits' range: `ids(i)` names sequence `i`'s token ids (i64) in the safetensors `fixture`,
+/// `logits(i)` its expected logits (f32). For the quantized-checkpoint fixtures.
+pub fn max_logit_error(
+    model: &lmf_models::CausalLM,
+    fixture: &Path,
+    n: usize,
+    ids: impl Fn(usize) -> String,
+    logits: impl Fn(usize) -> String,
+) -> f32 {
+    use lmf_autograd::{DType, Device};
+    let exp = lmf_models::Weights::from_files(&[fixture.to_path_buf()]).unwrap();
+    let mut worst = 0f32;
+    for i in 0..n {
+        let seq: Vec<u32> = exp
+            .get(&ids(i), DType::I64, Device::Cpu)
+            .unwrap()
+            .to_vec::<i64>()
+            .unwrap()
+            .iter()
+            .map(|&t| t as u32)
+            .collect();
+        let want = exp
+            .get(&logits(i), DType::F32, Device::Cpu)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
+        let got = model
+            .forward(&lmf_models::SeqBatch::from_seqs(&[seq]))
+            .unwrap()
+            .tensor()
+            .to_vec::<f32>()
+            .unwrap();
+        assert_eq!(got.len(), want.len(), "{}", logits(i));
+        let (lo, hi) = want
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+        let err = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        worst = worst.max(err / (hi - lo));
+    }
+    worst
+}
