@@ -163,3 +163,74 @@ fn other_quantization_methods_are_refused_naming_the_method() {
     assert!(err.contains("config.json"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// DoRA on a quantized base (PEFT's `lora.bnb` DoRA: the weight norm of the dequantized
+/// weight): the same forward and adapter gradients as DoRA on a dense model whose weights are
+/// the dequantized ones.
+#[test]
+fn dora_on_a_quantized_base_equals_dora_on_its_dequantized_weights() {
+    use lmf_autograd::{Tensor, Var};
+    use lmf_models::LoraConfig;
+    let spec = QuantSpec::Four {
+        kind: FourBit::Nf4,
+        double_quant: true,
+    };
+    let mut quant = load(&source_model("llama"), Some(&spec));
+    let mut dense = load(&source_model("llama"), None);
+    for (lq, ld) in quant.layers.iter().zip(dense.layers.iter_mut()) {
+        let pairs = [
+            (&lq.self_attn.q_proj, &mut ld.self_attn.q_proj),
+            (&lq.self_attn.k_proj, &mut ld.self_attn.k_proj),
+            (&lq.self_attn.v_proj, &mut ld.self_attn.v_proj),
+            (&lq.self_attn.o_proj, &mut ld.self_attn.o_proj),
+            (&lq.mlp.gate_proj, &mut ld.mlp.gate_proj),
+            (&lq.mlp.up_proj, &mut ld.mlp.up_proj),
+            (&lq.mlp.down_proj, &mut ld.mlp.down_proj),
+        ];
+        for (q, d) in pairs {
+            let (o, i) = q.dims();
+            let w = q.quant.as_ref().unwrap().dequantize();
+            d.weight = Var::leaf(Tensor::from_vec(w, &[o, i], Device::Cpu).unwrap(), false);
+        }
+    }
+    let cfg = LoraConfig {
+        r: 4,
+        lora_alpha: 8.0,
+        target_modules: quant.all_linear_modules(),
+        use_dora: true,
+        init: lmf_models::LoraInit::NoInit,
+        ..Default::default()
+    };
+    quant.add_lora(&cfg, 7).unwrap();
+    dense.add_lora(&cfg, 7).unwrap();
+    let ids: Vec<u32> = (60..75).collect();
+    let run = |m: &CausalLM| {
+        let y = m
+            .forward(&lmf_models::SeqBatch::from_seqs(&[ids.clone()]))
+            .unwrap();
+        let loss = y.sqr().unwrap().mean_all().unwrap();
+        let grads = loss.backward().unwrap();
+        let g: Vec<Vec<f32>> = m
+            .trainable_parameters()
+            .iter()
+            .map(|(_, v)| grads.get(v).unwrap().to_vec::<f32>().unwrap())
+            .collect();
+        (y.tensor().to_vec::<f32>().unwrap(), g)
+    };
+    let ((yq, gq), (yd, gd)) = (run(&quant), run(&dense));
+    let close = |a: &[f32], b: &[f32], what: &str| {
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+        let err = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(err <= 1e-5 * scale, "{what}: {err} of {scale}");
+    };
+    close(&yq, &yd, "logits");
+    assert_eq!(gq.len(), gd.len());
+    assert_eq!(gq.len(), 14 * 3, "A, B and the magnitude of every linear");
+    for (k, (a, b)) in gq.iter().zip(&gd).enumerate() {
+        close(a, b, &format!("grad {k}"));
+    }
+}
