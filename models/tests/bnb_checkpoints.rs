@@ -206,7 +206,7 @@ fn dora_on_a_quantized_base_equals_dora_on_its_dequantized_weights() {
     let ids: Vec<u32> = (60..75).collect();
     let run = |m: &CausalLM| {
         let y = m
-            .forward(&lmf_models::SeqBatch::from_seqs(&[ids.clone()]))
+            .forward(&lmf_models::SeqBatch::from_seqs(std::slice::from_ref(&ids)))
             .unwrap();
         let loss = y.sqr().unwrap().mean_all().unwrap();
         let grads = loss.backward().unwrap();
