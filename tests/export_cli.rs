@@ -154,3 +154,46 @@ fn export_without_export_dir_is_one_line_error() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("export_dir"), "{err}");
 }
+
+/// A quantized base (on the fly, or a checkpoint saved quantized) is not merged into:
+/// LLaMA-Factory's message with an adapter, and nothing is written.
+#[test]
+fn export_refuses_to_merge_into_a_quantized_model() {
+    let out = std::env::temp_dir().join(format!("lmf-export-quant-{}", std::process::id()));
+    let train = "tests/fixtures/hf/train";
+    let cases = [
+        (format!("{train}/models/llama"), Some("4")),
+        (
+            "tests/fixtures/hf/quant/prequant/llama_nf4_dq".to_string(),
+            None,
+        ),
+    ];
+    for (model, bits) in cases {
+        let adapter = format!("{train}/adapters/llama_lora");
+        let mut args = vec![
+            "export",
+            "--model_name_or_path",
+            &model,
+            "--adapter_name_or_path",
+            &adapter,
+            "--template",
+            "llama3",
+            "--export_dir",
+            out.to_str().unwrap(),
+        ];
+        if let Some(b) = bits {
+            args.extend(["--quantization_bit", b]);
+        }
+        let res = lmf(&args, None);
+        assert!(!res.status.success(), "{model}");
+        let err = String::from_utf8_lossy(&res.stderr);
+        assert!(
+            err.contains("Cannot merge adapters to a quantized model."),
+            "{model}: {err}"
+        );
+        assert!(
+            !out.join("model.safetensors").exists(),
+            "{model}: nothing written"
+        );
+    }
+}

@@ -80,29 +80,24 @@ pub fn export_model(args: &InferArgs) -> Result<PathBuf> {
     .map_err(|e| Error::Msg(format!("{}: {e}", config_path.display())))?;
     // The tokenizer must load (LF loads it first and saves it with the model).
     Tokenizer::from_dir(&src)?;
-    if m.quantization_bit.is_some() {
-        // LF's `export_model`: an adapter cannot be merged into a quantized base; without an
-        // adapter LF writes a bitsandbytes-serialized model, which lmf does not write yet.
-        return Err(Error::Msg(if m.adapter_name_or_path.is_some() {
-            "Cannot merge adapters to a quantized model.".into()
-        } else {
-            "exporting a bitsandbytes-quantized model (`quantization_bit` without an adapter) \
-             is not supported yet: export without `quantization_bit`"
-                .into()
-        }));
-    }
-    let mut model = CausalLM::load(&src, DType::F32, Device::Cpu)?;
-    if model.is_quantized() {
-        // a checkpoint saved quantized (config.json's quantization_config)
+    // LF's `export_model`: an adapter cannot be merged into a quantized base, whether it is
+    // quantized on the fly (`quantization_bit`) or saved quantized (config.json's
+    // `quantization_config`); without an adapter LF writes the quantized model, which lmf
+    // does not write yet. Decided before any weight loads.
+    if m.quantization_bit.is_some()
+        || lmf_models::quantize::checkpoint_quantization(&src)?.is_some()
+    {
         return Err(Error::Msg(if m.adapter_name_or_path.is_some() {
             "Cannot merge adapters to a quantized model.".into()
         } else {
             format!(
-                "{}: exporting a quantized checkpoint is not supported yet",
+                "{}: exporting a quantized model is not supported yet: export the unquantized \
+                 checkpoint without `quantization_bit`",
                 src.display()
             )
         }));
     }
+    let mut model = CausalLM::load(&src, DType::F32, Device::Cpu)?;
     setup_lora(&mut model, m, &args.finetuning, false, 0)?;
     let dtype = match m.infer_dtype {
         InferDtype::Auto => config_dtype(&config),
