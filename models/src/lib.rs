@@ -9,6 +9,7 @@ pub mod config;
 pub mod decode;
 pub mod error;
 pub mod generate;
+pub mod gptq;
 pub mod hub;
 pub mod model;
 pub mod quantize;

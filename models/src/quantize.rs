@@ -285,10 +285,19 @@ fn load_packed_linear(
                     q[o * in_f + p * per + j] = v;
                 }
             }
-            let mut zeros = unpack_words(&zwords, bits);
-            if zeros_minus_one {
-                zeros.iter_mut().for_each(|z| *z = z.wrapping_add(1));
-            }
+            // v1 stores each zero point minus one; GPTQModel adds the one back as one int32
+            // add per word (0x11111111 for 4 bits), so a stored field of all ones carries
+            // into the next field, as here.
+            let ones = unpack_words(&[u32::MAX], bits)
+                .iter()
+                .enumerate()
+                .fold(0u32, |acc, (j, _)| acc | (1 << (bits as usize * j)));
+            let zwords: Vec<u32> = if zeros_minus_one {
+                zwords.iter().map(|w| w.wrapping_add(ones)).collect()
+            } else {
+                zwords
+            };
+            let zeros = unpack_words(&zwords, bits);
             let g_name = format!("{name}.g_idx");
             let g_idx: Vec<u32> = if w.contains(&g_name) {
                 w.get(&g_name, DType::I64, Device::Cpu)?

@@ -417,6 +417,7 @@ fn lora_linear_of(v: &[Var], magnitude: Option<Var>) -> Linear {
             magnitude,
         }),
         quant: None,
+        tap: None,
     }
 }
 
@@ -499,6 +500,7 @@ fn dropout_only_in_training_mode() {
                 magnitude: dora.then(|| Var::param(rand(&[out], 6, 0.3).affine(1.0, 1.0).unwrap())),
             }),
             quant: None,
+            tap: None,
         };
         let x = Var::constant(rand(&[n, inp], 1, 1.0));
         let eval = |lin: &Linear| -> Vec<f64> {

@@ -97,7 +97,22 @@ pub fn export_model(args: &InferArgs) -> Result<PathBuf> {
             )
         }));
     }
+    if let Some(bits) = m.export_quantization_bit {
+        crate::export_gptq::check_args(m, bits)?;
+    }
     let mut model = CausalLM::load(&src, DType::F32, Device::Cpu)?;
+    if let Some(bits) = m.export_quantization_bit {
+        // LF 0.9.5 writes the GPTQ model's other tensors in the dtype it loaded (the
+        // checkpoint's), whatever `infer_dtype` says, and leaves config.json's dtype.
+        let out = PathBuf::from(export_dir);
+        std::fs::create_dir_all(&out).map_err(|e| Error::Msg(format!("{}: {e}", out.display())))?;
+        let dtype = config_dtype(&config);
+        let qc = crate::export_gptq::export_gptq(m, bits, &src, &mut model, &out, dtype)?;
+        if let Some(obj) = config.as_object_mut() {
+            obj.insert("quantization_config".into(), qc);
+        }
+        return finish_export(args, &config, &src, out);
+    }
     setup_lora(&mut model, m, &args.finetuning, false, 0)?;
     let dtype = match m.infer_dtype {
         InferDtype::Auto => config_dtype(&config),
@@ -113,19 +128,30 @@ pub fn export_model(args: &InferArgs) -> Result<PathBuf> {
     // transformers reads "5GB" as 5 · 10⁹ bytes.
     save_weights(&model, &out, m.export_size as usize * 1_000_000_000)?;
     if let Some(obj) = config.as_object_mut() {
-        let key = if obj.contains_key("torch_dtype") && !obj.contains_key("dtype") {
-            "torch_dtype"
-        } else {
-            "dtype"
-        };
-        obj.insert(key.into(), Value::from(dtype_name(dtype)));
+        set_config_dtype(obj, dtype);
     }
-    let text = serde_json::to_string_pretty(&config)
+    finish_export(args, &config, &src, out)
+}
+
+/// Sets the checkpoint dtype in `config.json` (`dtype`, or `torch_dtype` when the source
+/// config uses only that older key).
+fn set_config_dtype(obj: &mut serde_json::Map<String, Value>, dtype: DType) {
+    let key = if obj.contains_key("torch_dtype") && !obj.contains_key("dtype") {
+        "torch_dtype"
+    } else {
+        "dtype"
+    };
+    obj.insert(key.into(), Value::from(dtype_name(dtype)));
+}
+
+/// Writes `config.json` and the side files next to the weights already in `out`.
+fn finish_export(args: &InferArgs, config: &Value, src: &Path, out: PathBuf) -> Result<PathBuf> {
+    let text = serde_json::to_string_pretty(config)
         .map_err(|e| Error::Msg(format!("config.json: {e}")))?;
     write_atomic(&out.join("config.json"), (text + "\n").as_bytes())?;
-    copy_side_files(&src, &out, &SIDE_FILES)?;
+    copy_side_files(src, &out, &SIDE_FILES)?;
     if args.finetuning.stage == crate::args::finetuning::Stage::Rm {
-        copy_value_head(args, &src, &out)?;
+        copy_value_head(args, src, &out)?;
     }
     Ok(out)
 }

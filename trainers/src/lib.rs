@@ -10,6 +10,7 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod export;
+pub mod export_gptq;
 pub mod llama_pro;
 pub mod optim;
 pub mod template;

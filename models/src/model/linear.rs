@@ -108,7 +108,12 @@ pub struct Linear {
     pub lora: Option<Lora>,
     /// The quantized base weight (QLoRA), shared by copies of the model.
     pub quant: Option<Arc<QuantBase>>,
+    /// Called with each input `x: [n, in]` before the product (GPTQ's calibration hook).
+    pub tap: Option<InputTap>,
 }
+
+/// A callback that sees the input of a [`Linear`] (see [`Linear::tap`]).
+pub type InputTap = Arc<dyn Fn(&Tensor) + Send + Sync>;
 
 impl Linear {
     /// A linear without adapter.
@@ -118,6 +123,7 @@ impl Linear {
             bias,
             lora: None,
             quant: None,
+            tap: None,
         }
     }
 
@@ -131,6 +137,7 @@ impl Linear {
             bias,
             lora: None,
             quant: Some(Arc::new(base)),
+            tap: None,
         })
     }
 
@@ -170,6 +177,9 @@ impl Linear {
     /// Dropout of the adapter input is on only in training mode ([`set_training`]), like
     /// PEFT between `model.train()` and `model.eval()`.
     pub fn forward(&self, x: &Var) -> Result<Var> {
+        if let Some(tap) = &self.tap {
+            tap(x.tensor());
+        }
         let lora = self.lora.as_ref().filter(|_| !adapters_disabled());
         let Some(l) = lora else {
             let y = self.base_product(x)?;

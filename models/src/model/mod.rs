@@ -10,7 +10,7 @@ pub mod linear;
 
 pub use kv_cache::KvCache;
 pub use layer::{Attention, DecoderLayer, Mlp};
-pub use linear::{batch_invariant, Linear, Lora};
+pub use linear::{batch_invariant, InputTap, Linear, Lora};
 
 use crate::batch::SeqBatch;
 use crate::config::ModelConfig;
@@ -314,13 +314,7 @@ impl CausalLM {
                 )));
             }
         }
-        let ids: Vec<i64> = batch.ids.iter().map(|&i| i as i64).collect();
-        let ids = Tensor::from_vec(ids, &[batch.num_tokens()], self.device)?;
-        let mut h = embedding(&self.embed_tokens, &ids)?;
-        if let Some(s) = c.embed_scale {
-            // HF multiplies by sqrt(hidden) rounded to the compute dtype.
-            h = h.scale(s as f32 as f64)?;
-        }
+        let mut h = self.embed(batch)?;
         let (cos, sin) = rope_cos_sin(&c.rope, &batch.positions, self.dtype, self.device)?;
         let ctx = LayerCtx {
             cfg: c,
@@ -340,6 +334,39 @@ impl CausalLM {
             cache.advance(&batch.cu_seqlens);
         }
         Ok(rmsnorm(&h, &self.norm, c.rms_norm_eps, c.norm_offset)?)
+    }
+
+    /// The input of the first decoder layer, `[tokens, hidden]`: the token embeddings (scaled
+    /// by √hidden for Gemma).
+    pub fn embed(&self, batch: &SeqBatch) -> Result<Var> {
+        let ids: Vec<i64> = batch.ids.iter().map(|&i| i as i64).collect();
+        let ids = Tensor::from_vec(ids, &[batch.num_tokens()], self.device)?;
+        let h = embedding(&self.embed_tokens, &ids)?;
+        match self.config.embed_scale {
+            // HF multiplies by sqrt(hidden) rounded to the compute dtype.
+            Some(s) => Ok(h.scale(s as f32 as f64)?),
+            None => Ok(h),
+        }
+    }
+
+    /// Decoder layer `index` alone on `h: [tokens, hidden]` of `batch` (no cache): what
+    /// layer-by-layer work such as GPTQ calibration runs.
+    pub fn forward_layer(&self, index: usize, h: &Var, batch: &SeqBatch) -> Result<Var> {
+        let layer = self.layers.get(index).ok_or_else(|| {
+            Error::msg(format!(
+                "layer {index} of a {}-layer model",
+                self.layers.len()
+            ))
+        })?;
+        let (cos, sin) =
+            rope_cos_sin(&self.config.rope, &batch.positions, self.dtype, self.device)?;
+        let ctx = LayerCtx {
+            cfg: &self.config,
+            cu_seqlens: &batch.cu_seqlens,
+            cos: &cos,
+            sin: &sin,
+        };
+        Ok(layer.forward(h, &ctx, None)?)
     }
 
     /// Logits `[rows, vocab]` of hidden states `[rows, hidden]` (with Gemma 2's final

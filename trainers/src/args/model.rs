@@ -290,11 +290,11 @@ lf_args! {
         /// Bits to quantize the exported model to.
         export_quantization_bit: Option<i64> = None => Implemented,
         /// Dataset used to quantize the exported model.
-        export_quantization_dataset: Option<String> = None => NotImplemented,
+        export_quantization_dataset: Option<String> = None => Implemented,
         /// Samples used for export quantization.
-        export_quantization_nsamples: i64 = 128 => NotImplemented,
+        export_quantization_nsamples: i64 = 128 => Implemented,
         /// Maximum input length for export quantization.
-        export_quantization_maxlen: i64 = 1024 => NotImplemented,
+        export_quantization_maxlen: i64 = 1024 => Implemented,
         /// Save `.bin` files instead of `.safetensors`.
         export_legacy_format: bool = false => NotImplemented,
         /// Hub repository to push the exported model to.

@@ -152,7 +152,7 @@ pub fn load_value_head(model: &mut CausalLM, dir: &Path) -> Result<()> {
 }
 
 /// Little-endian bytes of a tensor in its own dtype, with the safetensors dtype.
-fn tensor_bytes(t: &lmf_autograd::Tensor) -> Result<(safetensors::Dtype, Vec<u8>)> {
+pub fn tensor_bytes(t: &lmf_autograd::Tensor) -> Result<(safetensors::Dtype, Vec<u8>)> {
     Ok(match t.dtype() {
         DType::F32 => (
             safetensors::Dtype::F32,

@@ -134,6 +134,22 @@ pub fn unpack_words(words: &[u32], bits: u32) -> Vec<u8> {
     out
 }
 
+/// Packs `bits`-bit fields into int32 words, lowest bits first: the inverse of
+/// [`unpack_words`] (`fields.len()` a multiple of `32 / bits`; higher bits of a field are
+/// dropped).
+pub fn pack_words(fields: &[u8], bits: u32) -> Vec<u32> {
+    let per = (32 / bits) as usize;
+    let mask = (1u32 << bits) - 1;
+    fields
+        .chunks(per)
+        .map(|c| {
+            c.iter().enumerate().fold(0u32, |w, (j, &f)| {
+                w | ((f as u32 & mask) << (bits as usize * j))
+            })
+        })
+        .collect()
+}
+
 /// AWQ's packing order within a 4-bit word: field `j` holds column `AWQ_ORDER[j]` of its
 /// block of 8.
 pub const AWQ_ORDER: [usize; 8] = [0, 2, 4, 6, 1, 3, 5, 7];
