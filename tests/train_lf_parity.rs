@@ -9,65 +9,12 @@
 mod common;
 
 use common::{
-    case_dir, check_adapter_config, check_files, read_json, read_jsonl, rel, run_lmf_train,
+    case_dir, check_adapter_config, check_files, check_logs, check_results, run_lmf_train,
 };
-use serde_json::Value;
-use std::path::Path;
 
 /// Runs one case; returns lmf's output folder.
 fn run_case(case: &str) -> std::path::PathBuf {
     run_lmf_train("lfparity", case)
-}
-
-/// The logged training / eval lines of LF and lmf agree.
-fn check_logs(case: &str, ours: &Path) {
-    let lf_log = case_dir(case).join("trainer_log.jsonl");
-    let keyed = |v: &Vec<Value>| -> Vec<Value> {
-        v.iter()
-            .filter(|l| l.get("loss").is_some() || l.get("eval_loss").is_some())
-            .cloned()
-            .collect()
-    };
-    let lf = keyed(&read_jsonl(&lf_log));
-    let us = keyed(&read_jsonl(&ours.join("trainer_log.jsonl")));
-    assert_eq!(lf.len(), us.len(), "{case}: number of logged lines");
-    assert!(!lf.is_empty(), "{case}: LF logged nothing");
-    for (a, b) in lf.iter().zip(&us) {
-        assert_eq!(a["current_steps"], b["current_steps"], "{case}");
-        for (k, tol) in [("loss", 1e-3), ("eval_loss", 1e-4)] {
-            if let Some(x) = a.get(k).and_then(Value::as_f64) {
-                let y = b[k]
-                    .as_f64()
-                    .unwrap_or_else(|| panic!("{case}: no {k} in {b}"));
-                assert!(
-                    rel(x, y) <= tol,
-                    "{case} step {}: {k} LF {x} lmf {y}",
-                    a["current_steps"]
-                );
-            }
-        }
-        if let Some(lr) = a.get("lr").and_then(Value::as_f64) {
-            let ours = b["lr"].as_f64().unwrap();
-            assert!((lr - ours).abs() <= 1e-12, "{case}: lr {lr} vs {ours}");
-        }
-        if let Some(e) = a.get("epoch").and_then(Value::as_f64) {
-            assert!((e - b["epoch"].as_f64().unwrap()).abs() < 1e-9, "{case}");
-        }
-    }
-}
-
-fn check_results(case: &str, ours: &Path) {
-    let lf = read_json(&case_dir(case).join("all_results.json"));
-    let us = read_json(&ours.join("all_results.json"));
-    for (k, tol) in [("train_loss", 1e-3), ("eval_loss", 1e-4)] {
-        if let Some(x) = lf.get(k).and_then(Value::as_f64) {
-            let y = us[k].as_f64().unwrap_or_else(|| panic!("{case}: {k}"));
-            assert!(rel(x, y) <= tol, "{case}: {k} LF {x} lmf {y}");
-        }
-    }
-    if let Some(e) = lf.get("epoch").and_then(Value::as_f64) {
-        assert!((e - us["epoch"].as_f64().unwrap()).abs() < 1e-9, "{case}");
-    }
 }
 
 fn check_case(case: &str) {

@@ -51,9 +51,15 @@ pub fn rel(a: f64, b: f64) -> f64 {
 /// Runs `lmf ARGS` from the fixture folder; panics (with lmf's stderr, naming `what`) unless it
 /// succeeds.
 pub fn run_lmf_in_fixture(what: &str, args: &[String]) {
+    run_lmf_in_fixture_env(what, args, &[]);
+}
+
+/// [`run_lmf_in_fixture`] with extra environment variables.
+pub fn run_lmf_in_fixture_env(what: &str, args: &[String], envs: &[(&str, &Path)]) {
     let res = Command::new(env!("CARGO_BIN_EXE_lmf"))
         .current_dir(fixture_dir())
         .args(args)
+        .envs(envs.iter().copied())
         .output()
         .expect("run lmf");
     assert!(
@@ -139,4 +145,55 @@ pub fn check_adapter_config(case: &str, ours: &Path) {
         set(&us["target_modules"]),
         "{case}"
     );
+}
+
+/// The logged training / eval lines of LF and lmf agree.
+pub fn check_logs(case: &str, ours: &Path) {
+    let lf_log = case_dir(case).join("trainer_log.jsonl");
+    let keyed = |v: &Vec<Value>| -> Vec<Value> {
+        v.iter()
+            .filter(|l| l.get("loss").is_some() || l.get("eval_loss").is_some())
+            .cloned()
+            .collect()
+    };
+    let lf = keyed(&read_jsonl(&lf_log));
+    let us = keyed(&read_jsonl(&ours.join("trainer_log.jsonl")));
+    assert_eq!(lf.len(), us.len(), "{case}: number of logged lines");
+    assert!(!lf.is_empty(), "{case}: LF logged nothing");
+    for (a, b) in lf.iter().zip(&us) {
+        assert_eq!(a["current_steps"], b["current_steps"], "{case}");
+        for (k, tol) in [("loss", 1e-3), ("eval_loss", 1e-4)] {
+            if let Some(x) = a.get(k).and_then(Value::as_f64) {
+                let y = b[k]
+                    .as_f64()
+                    .unwrap_or_else(|| panic!("{case}: no {k} in {b}"));
+                assert!(
+                    rel(x, y) <= tol,
+                    "{case} step {}: {k} LF {x} lmf {y}",
+                    a["current_steps"]
+                );
+            }
+        }
+        if let Some(lr) = a.get("lr").and_then(Value::as_f64) {
+            let ours = b["lr"].as_f64().unwrap();
+            assert!((lr - ours).abs() <= 1e-12, "{case}: lr {lr} vs {ours}");
+        }
+        if let Some(e) = a.get("epoch").and_then(Value::as_f64) {
+            assert!((e - b["epoch"].as_f64().unwrap()).abs() < 1e-9, "{case}");
+        }
+    }
+}
+
+pub fn check_results(case: &str, ours: &Path) {
+    let lf = read_json(&case_dir(case).join("all_results.json"));
+    let us = read_json(&ours.join("all_results.json"));
+    for (k, tol) in [("train_loss", 1e-3), ("eval_loss", 1e-4)] {
+        if let Some(x) = lf.get(k).and_then(Value::as_f64) {
+            let y = us[k].as_f64().unwrap_or_else(|| panic!("{case}: {k}"));
+            assert!(rel(x, y) <= tol, "{case}: {k} LF {x} lmf {y}");
+        }
+    }
+    if let Some(e) = lf.get("epoch").and_then(Value::as_f64) {
+        assert!((e - us["epoch"].as_f64().unwrap()).abs() < 1e-9, "{case}");
+    }
 }

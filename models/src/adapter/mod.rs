@@ -42,7 +42,7 @@ pub fn is_saved_module_param(name: &str, modules_to_save: &[String]) -> bool {
 }
 
 /// Leaf names of the linears of a decoder layer (what [`linears_mut`] visits).
-const LINEAR_LEAVES: [&str; 7] = [
+pub const LINEAR_LEAVES: [&str; 7] = [
     "q_proj",
     "k_proj",
     "v_proj",

@@ -256,19 +256,19 @@ lf_args! {
         ld_alpha: Option<f64> = None => NotImplemented,
         // --- GaloreArguments ---
         /// GaLore.
-        use_galore: bool = false => NotImplemented,
+        use_galore: bool = false => Implemented,
         /// GaLore target modules, comma-separated.
-        galore_target: Vec<String> = all() => NotImplemented,
+        galore_target: Vec<String> = all() => Implemented,
         /// GaLore rank.
-        galore_rank: i64 = 16 => NotImplemented,
+        galore_rank: i64 = 16 => Implemented,
         /// GaLore projection update interval.
-        galore_update_interval: i64 = 200 => NotImplemented,
+        galore_update_interval: i64 = 200 => Implemented,
         /// GaLore scale.
-        galore_scale: f64 = 2.0 => NotImplemented,
+        galore_scale: f64 = 2.0 => Implemented,
         /// GaLore projection type.
-        galore_proj_type: GaloreProjType = GaloreProjType::Std => NotImplemented,
+        galore_proj_type: GaloreProjType = GaloreProjType::Std => Implemented,
         /// Layer-wise GaLore updates.
-        galore_layerwise: bool = false => NotImplemented,
+        galore_layerwise: bool = false => Implemented,
         // --- ApolloArguments ---
         /// APOLLO optimiser.
         use_apollo: bool = false => NotImplemented,

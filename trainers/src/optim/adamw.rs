@@ -12,6 +12,9 @@ use lmf_autograd::{DType, Tensor, Var};
 use lmf_kernels::cpu::adamw::{adamw_step, AdamWParams};
 use serde::{Deserialize, Serialize};
 
+use super::galore::{
+    hf_adamw_apply, hf_adamw_direction, hf_step_size, GaloreSettings, Projection, Side,
+};
 use crate::{Error, Result};
 
 /// File name of the moment tensors inside a checkpoint.
@@ -131,6 +134,8 @@ struct ParamState {
     m: Vec<f32>,
     v: Vec<f32>,
     master: Option<Vec<f32>>,
+    /// GaLore's projection (the moments are then in its low-rank shape).
+    proj: Option<Projection>,
 }
 
 /// The JSON half of a saved optimizer.
@@ -139,6 +144,9 @@ struct SavedMeta {
     hyper: AdamHyper,
     groups: Vec<ParamGroup>,
     steps: BTreeMap<String, u64>,
+    /// GaLore projections: parameter → (side, m, n, r).
+    #[serde(default)]
+    projections: BTreeMap<String, (Side, usize, usize, usize)>,
 }
 
 /// AdamW over named parameter groups.
@@ -149,6 +157,12 @@ pub struct AdamW {
     /// The groups, in torch order (group 0's lr is the one HF logs).
     pub groups: Vec<ParamGroup>,
     state: HashMap<String, ParamState>,
+    /// GaLore on its target parameters (which also switches every parameter to
+    /// [`AdamW::hf_legacy`]'s formula, as galore_torch's optimizer is that AdamW).
+    pub galore: Option<GaloreSettings>,
+    /// Hugging Face's old `AdamW` formula (eps before bias correction, decay after the
+    /// update) instead of torch's.
+    pub hf_legacy: bool,
 }
 
 impl AdamW {
@@ -158,7 +172,17 @@ impl AdamW {
             hyper,
             groups,
             state: HashMap::new(),
+            galore: None,
+            hf_legacy: false,
         }
+    }
+
+    /// This optimizer as `GaLoreAdamW`: GaLore on `settings.targets`, HF's old AdamW formula
+    /// everywhere.
+    pub fn with_galore(mut self, settings: GaloreSettings) -> AdamW {
+        self.galore = Some(settings);
+        self.hf_legacy = true;
+        self
     }
 
     /// The lr every group uses at a step whose schedule multiplier is `mult`.
@@ -184,6 +208,8 @@ impl AdamW {
             hyper,
             groups,
             state,
+            galore,
+            hf_legacy,
         } = self;
         for group in groups.iter() {
             let hp = AdamWParams {
@@ -209,11 +235,27 @@ impl AdamW {
                     )));
                 }
                 let dtype = var.dtype();
+                if *hf_legacy {
+                    let lr = group.lr * mult;
+                    let st = state.entry(name.clone()).or_default();
+                    hf_legacy_step(
+                        name,
+                        var,
+                        grad,
+                        st,
+                        hyper,
+                        galore.as_ref(),
+                        lr,
+                        group.weight_decay,
+                    )?;
+                    continue;
+                }
                 let st = state.entry(name.clone()).or_insert_with(|| ParamState {
                     step: 0,
                     m: vec![0.0; n],
                     v: vec![0.0; n],
                     master: None,
+                    proj: None,
                 });
                 if st.m.len() != n {
                     return Err(Error::Msg(format!(
@@ -253,8 +295,17 @@ impl AdamW {
     pub fn save(&self, dir: &Path) -> Result<()> {
         let mut tensors: BTreeMap<String, (Vec<usize>, Vec<u8>)> = BTreeMap::new();
         let mut steps = BTreeMap::new();
+        let mut projections = BTreeMap::new();
         for (name, st) in &self.state {
             steps.insert(name.clone(), st.step);
+            if let Some(p) = &st.proj {
+                projections.insert(name.clone(), (p.side, p.m, p.n, p.r));
+                for (key, mat) in [("galore_left", &p.left), ("galore_right", &p.right)] {
+                    if !mat.is_empty() {
+                        tensors.insert(format!("{name}.{key}"), (vec![mat.len()], f32_bytes(mat)));
+                    }
+                }
+            }
             let n = st.m.len();
             tensors.insert(format!("{name}.exp_avg"), (vec![n], f32_bytes(&st.m)));
             tensors.insert(format!("{name}.exp_avg_sq"), (vec![n], f32_bytes(&st.v)));
@@ -277,6 +328,7 @@ impl AdamW {
             hyper: self.hyper,
             groups: self.groups.clone(),
             steps,
+            projections,
         };
         let text = serde_json::to_string_pretty(&meta)
             .map_err(|e| Error::Msg(format!("optimizer state: {e}")))?;
@@ -326,13 +378,101 @@ impl AdamW {
             let m = get(&format!("{name}.exp_avg"))?.ok_or_else(missing)?;
             let v = get(&format!("{name}.exp_avg_sq"))?.ok_or_else(missing)?;
             let master = get(&format!("{name}.master"))?;
-            state.insert(name, ParamState { step, m, v, master });
+            let proj = match meta.projections.get(&name) {
+                Some(&(side, pm, pn, r)) => Some(Projection {
+                    side,
+                    m: pm,
+                    n: pn,
+                    r,
+                    left: get(&format!("{name}.galore_left"))?.unwrap_or_default(),
+                    right: get(&format!("{name}.galore_right"))?.unwrap_or_default(),
+                }),
+                None => None,
+            };
+            state.insert(
+                name,
+                ParamState {
+                    step,
+                    m,
+                    v,
+                    master,
+                    proj,
+                },
+            );
         }
         self.hyper = meta.hyper;
         self.groups = meta.groups;
         self.state = state;
         Ok(())
     }
+}
+
+/// One step of HF's old AdamW on `var` (f32 on the CPU), through GaLore's projection when
+/// `var` is one of its targets (see [`super::galore`]).
+#[allow(clippy::too_many_arguments)]
+fn hf_legacy_step(
+    name: &str,
+    var: &mut Var,
+    grad: &[f32],
+    st: &mut ParamState,
+    hyper: &AdamHyper,
+    galore: Option<&GaloreSettings>,
+    lr: f64,
+    weight_decay: f64,
+) -> Result<()> {
+    if var.dtype() != DType::F32 || !var.tensor().device().is_cpu() {
+        return Err(Error::Msg(format!(
+            "optimizer: GaLore's AdamW steps f32 parameters on the CPU; `{name}` is {} on {:?}",
+            var.dtype(),
+            var.tensor().device()
+        )));
+    }
+    let target = galore.filter(|g| g.targets.contains(name) && var.rank() == 2);
+    let low: Vec<f32>;
+    let r_grad: &[f32] = match target {
+        Some(g) => {
+            let (m, n) = (var.shape()[0], var.shape()[1]);
+            if st.proj.is_none() || st.step.is_multiple_of(g.update_interval.max(1)) {
+                let signs = g.signs.get(&(name.to_string(), st.step + 1));
+                st.proj = Some(Projection::fit(
+                    grad,
+                    m,
+                    n,
+                    g.rank,
+                    g.proj_type.side(m, n),
+                    signs.map(Vec::as_slice),
+                )?);
+            }
+            low = st
+                .proj
+                .as_ref()
+                .map(|p| p.project(grad))
+                .unwrap_or_default();
+            &low
+        }
+        None => grad,
+    };
+    if st.m.len() != r_grad.len() {
+        st.m = vec![0.0; r_grad.len()];
+        st.v = vec![0.0; r_grad.len()];
+    }
+    st.step += 1;
+    let dir = hf_adamw_direction(
+        r_grad,
+        &mut st.m,
+        &mut st.v,
+        hyper.beta1,
+        hyper.beta2,
+        hyper.eps,
+    );
+    let dir = match (target, &st.proj) {
+        (Some(g), Some(p)) => p.project_back(&dir, g.scale),
+        _ => dir,
+    };
+    let step_size = hf_step_size(lr, hyper.beta1, hyper.beta2, st.step);
+    var.tensor_mut()
+        .update::<f32>(|p| hf_adamw_apply(p, &dir, step_size, lr, weight_decay))?;
+    Ok(())
 }
 
 /// Little-endian bytes of an f32 slice (safetensors layout).

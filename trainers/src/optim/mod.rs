@@ -2,6 +2,7 @@
 
 pub mod adamw;
 pub mod clip;
+pub mod galore;
 pub mod scheduler;
 
 pub use adamw::{default_groups, loraplus_groups, AdamHyper, AdamW, ParamGroup};

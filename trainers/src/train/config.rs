@@ -7,9 +7,12 @@ use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 
+use crate::args::finetuning::GaloreProjType;
 use crate::args::finetuning::{FinetuningArguments, Stage};
 use crate::args::model::ModelArguments;
+use crate::args::training::OptimizerNames;
 use crate::args::training::{IntervalStrategy, SaveStrategy, TrainingArguments};
+use crate::optim::galore::ProjType;
 use crate::optim::AdamHyper;
 use crate::{Error, Result};
 
@@ -82,6 +85,8 @@ pub struct TrainConfig {
     pub gradient_checkpointing: bool,
     /// LoRA+ `(loraplus_lr_ratio, loraplus_lr_embedding)`.
     pub loraplus: Option<(f64, f64)>,
+    /// GaLore (`use_galore`).
+    pub galore: Option<GaloreConfig>,
     /// Draw `training_loss.png` and friends.
     pub plot_loss: bool,
     /// Pre-training (adds `eval_perplexity`).
@@ -129,6 +134,7 @@ impl TrainConfig {
             ignore_data_skip: false,
             gradient_checkpointing: false,
             loraplus: None,
+            galore: None,
             plot_loss: false,
             stage_pt: false,
             progress_bar: true,
@@ -219,6 +225,7 @@ impl TrainConfig {
             loraplus: finetuning
                 .loraplus_lr_ratio
                 .map(|r| (r, finetuning.loraplus_lr_embedding)),
+            galore: GaloreConfig::from_args(training, finetuning)?,
             plot_loss: finetuning.plot_loss,
             stage_pt: finetuning.stage == Stage::Pt,
             progress_bar: training.disable_tqdm != Some(true),
@@ -234,5 +241,67 @@ impl TrainConfig {
         } else {
             value as u64
         }
+    }
+}
+
+/// LLaMA-Factory's GaLore arguments, checked as `_create_galore_optimizer` checks them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GaloreConfig {
+    /// `galore_target`: module names (`all`: every decoder linear); a linear is a target when
+    /// its full name contains one of them.
+    pub target: Vec<String>,
+    /// `galore_rank`.
+    pub rank: usize,
+    /// `galore_update_interval`.
+    pub update_interval: u64,
+    /// `galore_scale`.
+    pub scale: f64,
+    /// `galore_proj_type`.
+    pub proj_type: ProjType,
+    /// `galore_layerwise`: each parameter steps on its own gradient at the base learning rate
+    /// (what LF 0.9.5 with transformers 5 runs: no clipping, no schedule).
+    pub layerwise: bool,
+}
+
+impl GaloreConfig {
+    fn from_args(
+        training: &TrainingArguments,
+        finetuning: &FinetuningArguments,
+    ) -> Result<Option<GaloreConfig>> {
+        if !finetuning.use_galore {
+            return Ok(None);
+        }
+        if training.optim != OptimizerNames::AdamwTorch {
+            return Err(Error::Msg(format!(
+                "Unknown optim: {}. (GaLore in lmf runs with `optim: adamw_torch`, as \
+                 LLaMA-Factory's GaLoreAdamW; its 8-bit and Adafactor variants are not supported)",
+                training.optim.as_str()
+            )));
+        }
+        if finetuning.galore_layerwise && training.gradient_accumulation_steps != 1 {
+            return Err(Error::Msg(
+                "Per-layer GaLore does not support gradient accumulation.".into(),
+            ));
+        }
+        if finetuning.galore_rank < 1 || finetuning.galore_update_interval < 1 {
+            return Err(Error::Msg(format!(
+                "`galore_rank` ({}) and `galore_update_interval` ({}) must be at least 1",
+                finetuning.galore_rank, finetuning.galore_update_interval
+            )));
+        }
+        Ok(Some(GaloreConfig {
+            target: finetuning.galore_target.clone(),
+            rank: finetuning.galore_rank as usize,
+            update_interval: finetuning.galore_update_interval as u64,
+            scale: finetuning.galore_scale,
+            proj_type: match finetuning.galore_proj_type {
+                GaloreProjType::Std => ProjType::Std,
+                GaloreProjType::ReverseStd => ProjType::ReverseStd,
+                GaloreProjType::Right => ProjType::Right,
+                GaloreProjType::Left => ProjType::Left,
+                GaloreProjType::Full => ProjType::Full,
+            },
+            layerwise: finetuning.galore_layerwise,
+        }))
     }
 }

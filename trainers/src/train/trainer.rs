@@ -19,11 +19,12 @@ use lmf_models::CausalLM;
 
 use crate::args::training::{IntervalStrategy, SaveStrategy};
 use crate::data::Example;
+use crate::optim::galore::GaloreSettings;
 use crate::optim::{clip_grad_norm, default_groups, loraplus_groups, AdamW, Scheduler};
 use crate::template::pyjson::PyJson;
 use crate::train::batch::{epoch_batches, epoch_order};
 use crate::train::checkpoint::{rotate_checkpoints, CHECKPOINT_PREFIX};
-use crate::train::config::TrainConfig;
+use crate::train::config::{GaloreConfig, TrainConfig};
 use crate::train::export::ModelIo;
 use crate::train::io::{commit_dir, dict, py_round, read_json, temp_dir_for, write_json};
 use crate::train::logs::RunLog;
@@ -163,6 +164,14 @@ impl<'a, S: Stage> Trainer<'a, S> {
             train_batch_size: cfg.train_batch_size as u64,
             ..TrainerState::default()
         };
+        let optimizer = match &cfg.galore {
+            None => AdamW::new(cfg.adam, groups),
+            Some(g) => {
+                let mut settings = galore_settings(model, &trainable, g);
+                settings.load_sign_hook()?;
+                AdamW::new(cfg.adam, groups).with_galore(settings)
+            }
+        };
         let embed = model.embed_tokens.elem_count();
         let non_embedding_params = (model.num_parameters() - embed) as f64;
         Ok(Trainer {
@@ -173,7 +182,7 @@ impl<'a, S: Stage> Trainer<'a, S> {
             train,
             eval,
             state,
-            optimizer: AdamW::new(cfg.adam, groups),
+            optimizer,
             scheduler,
             log: RunLog::new(&cfg.output_dir),
             stop: Arc::new(AtomicBool::new(false)),
@@ -319,14 +328,23 @@ impl<'a, S: Stage> Trainer<'a, S> {
                     self.state.total_flos += 6.0 * tokens as f64 * self.non_embedding_params;
                     tr_loss += loss as f32;
                 }
-                // Optimizer step.
-                let norm = if cfg.max_grad_norm > 0.0 {
+                // Optimizer step. Layer-wise GaLore (LF 0.9.5 under transformers 5) steps each
+                // parameter inside backward, on its unclipped gradient at the base learning
+                // rate (its per-parameter schedulers are never built), and logs a norm of 0.
+                let layerwise = cfg.galore.as_ref().is_some_and(|g| g.layerwise);
+                let norm = if layerwise {
+                    0.0
+                } else if cfg.max_grad_norm > 0.0 {
                     clip_grad_norm(&mut grads, cfg.max_grad_norm)
                 } else {
                     crate::optim::grad_norm(&grads)
                 };
                 grad_norm = Some(norm);
-                let mult = self.scheduler.multiplier(self.scheduler.last_epoch());
+                let mult = if layerwise {
+                    1.0
+                } else {
+                    self.scheduler.multiplier(self.scheduler.last_epoch())
+                };
                 {
                     let mut params: HashMap<String, &mut Var> = self
                         .model
@@ -620,12 +638,69 @@ impl<'a, S: Stage> Trainer<'a, S> {
     }
 }
 
-/// The optimizer groups over `trainable` (HF's decay split, or LoRA+'s when asked).
+/// GaLore's target parameters among `trainable`: the weights of the linears whose module name
+/// contains one of `galore_target` (`all`: the decoder linears, as LF's
+/// `find_all_linear_modules`), in model order.
+fn galore_targets(model: &CausalLM, trainable: &[String], g: &GaloreConfig) -> Vec<String> {
+    let leaves = if g.target.len() == 1 && g.target[0] == "all" {
+        model.all_linear_modules()
+    } else {
+        g.target.clone()
+    };
+    trainable
+        .iter()
+        .filter(|n| {
+            n.strip_suffix(".weight").is_some_and(|module| {
+                let linear = module == "lm_head"
+                    || lmf_models::adapter::LINEAR_LEAVES
+                        .iter()
+                        .any(|l| module.ends_with(&format!(".{l}")));
+                linear && leaves.iter().any(|t| module.contains(t.as_str()))
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+/// The optimizer's GaLore settings for `cfg.galore`.
+fn galore_settings(model: &CausalLM, trainable: &[String], g: &GaloreConfig) -> GaloreSettings {
+    GaloreSettings {
+        rank: g.rank,
+        update_interval: g.update_interval,
+        scale: g.scale as f32,
+        proj_type: g.proj_type,
+        targets: galore_targets(model, trainable, g).into_iter().collect(),
+        signs: HashMap::new(),
+    }
+}
+
+/// The optimizer groups over `trainable` (HF's decay split, or LoRA+'s when asked; with
+/// GaLore, LLaMA-Factory's `_create_galore_optimizer` groups).
 pub(crate) fn optimizer_groups(
     model: &CausalLM,
     trainable: &[String],
     cfg: &TrainConfig,
 ) -> Vec<crate::optim::ParamGroup> {
+    if let Some(g) = &cfg.galore {
+        // LF's decay names exclude only biases (its layer-norm test matches no RMSNorm), so
+        // norms decay; groups: no-decay, decay, then the GaLore targets (with decay).
+        let targets = galore_targets(model, trainable, g);
+        let (nodecay, decay): (Vec<String>, Vec<String>) = trainable
+            .iter()
+            .filter(|n| !targets.contains(n))
+            .cloned()
+            .partition(|n| n.contains("bias"));
+        let group = |weight_decay, params| crate::optim::ParamGroup {
+            lr: cfg.learning_rate,
+            weight_decay,
+            params,
+        };
+        return vec![
+            group(0.0, nodecay),
+            group(cfg.weight_decay, decay),
+            group(cfg.weight_decay, targets),
+        ];
+    }
     match cfg.loraplus {
         Some((ratio, emb_lr)) => {
             let ranks: HashMap<String, usize> = model
