@@ -292,21 +292,21 @@ lf_args! {
         apollo_scale_front: bool = false => NotImplemented,
         // --- BAdamArgument ---
         /// BAdam optimiser.
-        use_badam: bool = false => NotImplemented,
+        use_badam: bool = false => Implemented,
         /// BAdam mode.
         badam_mode: BadamMode = BadamMode::Layer => NotImplemented,
         /// First block of layer-wise BAdam.
-        badam_start_block: Option<i64> = None => NotImplemented,
+        badam_start_block: Option<i64> = None => Implemented,
         /// Block switching order of layer-wise BAdam.
-        badam_switch_mode: Option<BadamSwitchMode> = Some(BadamSwitchMode::Ascending) => NotImplemented,
+        badam_switch_mode: Option<BadamSwitchMode> = Some(BadamSwitchMode::Ascending) => Implemented,
         /// Steps between block switches (-1 = never).
-        badam_switch_interval: Option<i64> = Some(50) => NotImplemented,
+        badam_switch_interval: Option<i64> = Some(50) => Implemented,
         /// Update ratio of ratio-wise BAdam.
         badam_update_ratio: f64 = 0.05 => NotImplemented,
         /// BAdam mask layout.
         badam_mask_mode: BadamMaskMode = BadamMaskMode::Adjacent => NotImplemented,
         /// BAdam verbosity.
-        badam_verbose: i64 = 0 => NotImplemented,
+        badam_verbose: i64 = 0 => Implemented,
         // --- SwanLabArguments ---
         /// SwanLab experiment tracking.
         use_swanlab: bool = false => NotImplemented,

@@ -1,6 +1,7 @@
 //! Optimizers, gradient clipping and learning-rate schedules for the training loop.
 
 pub mod adamw;
+pub mod badam;
 pub mod clip;
 pub mod galore;
 pub mod scheduler;

@@ -7,11 +7,13 @@ use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 
+use crate::args::finetuning::BadamSwitchMode;
 use crate::args::finetuning::GaloreProjType;
 use crate::args::finetuning::{FinetuningArguments, Stage};
 use crate::args::model::ModelArguments;
 use crate::args::training::OptimizerNames;
 use crate::args::training::{IntervalStrategy, SaveStrategy, TrainingArguments};
+use crate::optim::badam::{BadamConfig, SwitchMode};
 use crate::optim::galore::ProjType;
 use crate::optim::AdamHyper;
 use crate::{Error, Result};
@@ -87,6 +89,8 @@ pub struct TrainConfig {
     pub loraplus: Option<(f64, f64)>,
     /// GaLore (`use_galore`).
     pub galore: Option<GaloreConfig>,
+    /// BAdam, layer mode (`use_badam`).
+    pub badam: Option<BadamConfig>,
     /// Draw `training_loss.png` and friends.
     pub plot_loss: bool,
     /// Pre-training (adds `eval_perplexity`).
@@ -135,6 +139,7 @@ impl TrainConfig {
             gradient_checkpointing: false,
             loraplus: None,
             galore: None,
+            badam: None,
             plot_loss: false,
             stage_pt: false,
             progress_bar: true,
@@ -226,6 +231,7 @@ impl TrainConfig {
                 .loraplus_lr_ratio
                 .map(|r| (r, finetuning.loraplus_lr_embedding)),
             galore: GaloreConfig::from_args(training, finetuning)?,
+            badam: badam_config(finetuning)?,
             plot_loss: finetuning.plot_loss,
             stage_pt: finetuning.stage == Stage::Pt,
             progress_bar: training.disable_tqdm != Some(true),
@@ -304,4 +310,31 @@ impl GaloreConfig {
             layerwise: finetuning.galore_layerwise,
         }))
     }
+}
+
+/// LF's BAdam arguments (layer mode; `badam_mode: ratio` is refused by the argument table).
+fn badam_config(finetuning: &FinetuningArguments) -> Result<Option<BadamConfig>> {
+    if !finetuning.use_badam {
+        return Ok(None);
+    }
+    let start_block = match finetuning.badam_start_block {
+        Some(b) if b < 0 => {
+            return Err(Error::Msg(format!(
+                "`badam_start_block` must not be negative, got {b}"
+            )))
+        }
+        b => b.map(|b| b as usize),
+    };
+    Ok(Some(BadamConfig {
+        start_block,
+        switch_mode: match finetuning.badam_switch_mode {
+            // an explicit null: BlockOptimizer's own default
+            None | Some(BadamSwitchMode::Descending) => SwitchMode::Descending,
+            Some(BadamSwitchMode::Ascending) => SwitchMode::Ascending,
+            Some(BadamSwitchMode::Random) => SwitchMode::Random,
+            Some(BadamSwitchMode::Fixed) => SwitchMode::Fixed,
+        },
+        // an explicit null: LF's (and BlockOptimizer's) default
+        switch_interval: finetuning.badam_switch_interval.unwrap_or(50),
+    }))
 }

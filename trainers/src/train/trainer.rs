@@ -19,6 +19,7 @@ use lmf_models::CausalLM;
 
 use crate::args::training::{IntervalStrategy, SaveStrategy};
 use crate::data::Example;
+use crate::optim::badam::BlockSchedule;
 use crate::optim::galore::GaloreSettings;
 use crate::optim::{clip_grad_norm, default_groups, loraplus_groups, AdamW, Scheduler};
 use crate::template::pyjson::PyJson;
@@ -78,6 +79,8 @@ pub struct Trainer<'a, S: Stage = LmStage> {
     /// HF trainer state (log history, counters).
     pub state: TrainerState,
     optimizer: AdamW,
+    /// BAdam's block schedule, when `use_badam`.
+    badam: Option<BlockSchedule>,
     scheduler: Scheduler,
     log: RunLog,
     stop: Arc<AtomicBool>,
@@ -136,12 +139,28 @@ impl<'a, S: Stage> Trainer<'a, S> {
         eval: &'a [(String, Vec<S::Row>)],
     ) -> Result<Trainer<'a, S>> {
         let (_, _, max_steps, epochs) = training_steps(cfg, train.len());
+        let badam = match &cfg.badam {
+            Some(b) => {
+                let names: Vec<String> = model
+                    .named_parameters()
+                    .into_iter()
+                    .map(|(n, _)| n)
+                    .collect();
+                let schedule = BlockSchedule::new(&names, b, cfg.seed)?;
+                model.set_trainable(|n| schedule.is_active(n));
+                Some(schedule)
+            }
+            None => None,
+        };
         let trainable: Vec<String> = model
             .trainable_parameters()
             .into_iter()
             .map(|(n, _)| n)
             .collect();
-        let groups = optimizer_groups(model, &trainable, cfg);
+        let groups = match &badam {
+            Some(s) => s.groups(&trainable, cfg.learning_rate),
+            None => optimizer_groups(model, &trainable, cfg),
+        };
         let warmup = crate::optim::get_warmup_steps(cfg.warmup_steps, cfg.warmup_ratio, max_steps);
         let scheduler = Scheduler::from_name(
             &cfg.lr_scheduler_type,
@@ -183,6 +202,7 @@ impl<'a, S: Stage> Trainer<'a, S> {
             eval,
             state,
             optimizer,
+            badam,
             scheduler,
             log: RunLog::new(&cfg.output_dir),
             stop: Arc::new(AtomicBool::new(false)),
@@ -355,6 +375,9 @@ impl<'a, S: Stage> Trainer<'a, S> {
                     self.optimizer.step(&mut params, &grads, mult)?;
                 }
                 grads.clear();
+                if self.badam.as_mut().is_some_and(|s| s.after_step()) {
+                    self.activate_badam_block();
+                }
                 learning_rate = Some(self.scheduler.lr());
                 self.scheduler.step();
                 self.state.global_step += 1;
@@ -595,9 +618,38 @@ impl<'a, S: Stage> Trainer<'a, S> {
     }
 
     /// Loads weights, trainer state, and (when present) optimizer, scheduler and RNG state.
+    /// Makes BAdam's active block the only trainable one, with a fresh optimizer over it.
+    fn activate_badam_block(&mut self) {
+        let Some(s) = &self.badam else { return };
+        self.model.set_trainable(|n| s.is_active(n));
+        let trainable: Vec<String> = self
+            .model
+            .trainable_parameters()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        self.optimizer = AdamW::new(self.cfg.adam, s.groups(&trainable, self.cfg.learning_rate));
+    }
+
     fn resume(&mut self, ckpt: &Path) -> Result<()> {
         let state = TrainerState::load(ckpt)?;
         self.io.load(self.model, ckpt)?;
+        if let Some(b) = &self.cfg.badam {
+            // the block that was active after the checkpoint's last step
+            let names: Vec<String> = self
+                .model
+                .named_parameters()
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect();
+            self.badam = Some(BlockSchedule::at_step(
+                &names,
+                b,
+                self.cfg.seed,
+                state.global_step,
+            )?);
+            self.activate_badam_block();
+        }
         load_training_state(
             ckpt,
             &mut self.optimizer,

@@ -1,10 +1,14 @@
-//! GaLore (`use_galore`) against LLaMA-Factory 0.9.5 + galore-torch 1.0 on the CPU (fixtures
-//! `galore_llama`, `galore_layerwise_llama` from `make_train.py`; notes in
-//! `tests/fixtures/hf/train/MEMORY_EFFICIENT.md`): full fine-tuning of the tiny llama, rank 8,
-//! projections refreshed every 5 steps over 20 steps, logged losses within 1e-3 relative (and
-//! learning rates, epochs, train_loss).
+//! The memory-efficient full fine-tuning modes against LLaMA-Factory 0.9.5 on the CPU (fixtures
+//! from `make_train.py`; notes in `tests/fixtures/hf/train/MEMORY_EFFICIENT.md`), full
+//! fine-tuning of the tiny llama over 20 steps, logged losses within 1e-3 relative (and learning
+//! rates, epochs, train_loss):
 //!
-//! The SVD's singular vectors have no canonical sign, and LAPACK's choice meets the carried-over
+//! - GaLore (`use_galore`, galore-torch 1.0; `galore_llama`, `galore_layerwise_llama`): rank 8,
+//!   projections refreshed every 5 steps;
+//! - BAdam layer mode (`use_badam`, badam 1.4; `badam_llama`): one block per decoder layer,
+//!   switched every 4 steps.
+//!
+//! GaLore: the SVD's singular vectors have no canonical sign, and LAPACK's choice meets the carried-over
 //! moments at every refresh, so the reference's trajectory depends on it. The fixture records
 //! the sign LAPACK gave each kept vector at each refresh; these tests replay them through
 //! `LMF_GALORE_SVD_SIGNS`. Without the replay, lmf's own convention (largest entry positive)
@@ -177,5 +181,105 @@ fn galore_refusals() {
         assert!(!res.status.success(), "{extra:?} trained");
         assert!(err.contains(msg), "{extra:?}: {err}");
         assert!(!out.join("trainer_log.jsonl").exists());
+    }
+}
+
+#[test]
+fn badam_layer_matches_llamafactory() {
+    let case = "badam_llama";
+    let out = out_dir(case);
+    train(case, &out, None, &[]);
+    check_logs(case, &out);
+    check_results(case, &out);
+    check_files(case, &out);
+    // embeddings, final norm and head never train; the saved model keeps them as they were
+    let ours = lmf_models::Weights::from_files(&[out.join("model.safetensors")]).unwrap();
+    let orig =
+        lmf_models::Weights::from_files(&[fixture_dir().join("models/llama/model.safetensors")])
+            .unwrap();
+    let get = |w: &lmf_models::Weights, n: &str| {
+        w.get(n, lmf_runtime::DType::F32, lmf_runtime::Device::Cpu)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap()
+    };
+    for n in [
+        "model.embed_tokens.weight",
+        "model.norm.weight",
+        "lm_head.weight",
+    ] {
+        assert_eq!(get(&ours, n), get(&orig, n), "{n} changed");
+    }
+    assert_ne!(
+        get(&ours, "model.layers.0.mlp.up_proj.weight"),
+        get(&orig, "model.layers.0.mlp.up_proj.weight")
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// Resuming mid-block and right after a switch continues the same block schedule and
+/// optimizer state: the losses after the checkpoint equal the uninterrupted run's.
+#[test]
+fn badam_resumes_exactly() {
+    let case = "badam_llama";
+    let full = out_dir("badam-full");
+    let save = ["save_strategy=steps", "save_steps=5"];
+    train(case, &full, None, &save);
+    let history = |p: &Path| read_json(&p.join("trainer_state.json"))["log_history"].clone();
+    let loss_at = |h: &serde_json::Value, step: u64| {
+        h.as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["step"].as_u64() == Some(step) && l.get("loss").is_some())
+            .map(|l| l["loss"].as_f64().unwrap())
+            .unwrap()
+    };
+    // checkpoint-5: inside layers.1's block (steps 4-7); checkpoint-15: right at a switch
+    for ckpt in [5, 15] {
+        let resumed = out_dir(&format!("badam-resumed-{ckpt}"));
+        let resume = format!(
+            "resume_from_checkpoint={}",
+            full.join(format!("checkpoint-{ckpt}")).display()
+        );
+        train(case, &resumed, None, &[save[0], save[1], &resume]);
+        let (a, b) = (history(&full), history(&resumed));
+        for step in ckpt + 1..=20 {
+            assert_eq!(
+                loss_at(&a, step),
+                loss_at(&b, step),
+                "from {ckpt}: step {step}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&resumed);
+    }
+    let _ = std::fs::remove_dir_all(&full);
+}
+
+#[test]
+fn badam_refusals() {
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["badam_switch_mode=fixed"],
+            "`badam_switch_mode: fixed` needs `badam_start_block`",
+        ),
+        (
+            &["badam_start_block=7"],
+            "`badam_start_block` 7 is past the last of 2 blocks",
+        ),
+        (&["badam_mode=ratio"], "badam_mode"),
+    ];
+    for (extra, msg) in cases {
+        let out = out_dir("badam-bad");
+        let res = Command::new(env!("CARGO_BIN_EXE_lmf"))
+            .current_dir(fixture_dir())
+            .arg("train")
+            .arg("cases/badam_llama/badam_llama.yaml")
+            .arg(format!("output_dir={}", out.display()))
+            .args(extra)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&res.stderr);
+        assert!(!res.status.success(), "{extra:?} trained");
+        assert!(err.contains(msg), "{extra:?}: {err}");
     }
 }
