@@ -5,6 +5,9 @@
 //!
 //! - GaLore (`use_galore`, galore-torch 1.0; `galore_llama`, `galore_layerwise_llama`): rank 8,
 //!   projections refreshed every 5 steps;
+//! - APOLLO (`use_apollo`, apollo-torch 1.0.3; `apollo_llama`: random projections drawn from
+//!   lmf's bit-exact copy of torch's generator, channel scaling; `apollo_svd_tensor_llama`:
+//!   the SVD projector, rank 1, tensor scaling);
 //! - BAdam layer mode (`use_badam`, badam 1.4; `badam_llama`): one block per decoder layer,
 //!   switched every 4 steps.
 //!
@@ -27,18 +30,21 @@ fn out_dir(tag: &str) -> PathBuf {
     out
 }
 
-/// The fixture's recorded SVD signs as the replay file `LMF_GALORE_SVD_SIGNS` reads.
+/// The fixture's recorded SVD signs as the replay file `LMF_GALORE_SVD_SIGNS` reads (empty
+/// for APOLLO's random projections).
 fn sign_file(case: &str, tag: &str) -> PathBuf {
     let capture = read_json(&case_dir(case).join("capture.json"));
     let mut entries = vec![];
     for step in capture["optimizer"]["steps"].as_array().unwrap() {
         for r in step["refresh"].as_array().into_iter().flatten() {
+            if r.get("signs").is_none() {
+                continue;
+            }
             entries.push(serde_json::json!({
                 "param": r["param"], "opt_step": r["opt_step"], "signs": r["signs"],
             }));
         }
     }
-    assert!(!entries.is_empty(), "{case}: no refreshes recorded");
     let path = std::env::temp_dir().join(format!(
         "lmf-galore-signs-{}-{tag}.json",
         std::process::id()
@@ -118,22 +124,15 @@ fn galore_without_sign_replay_stays_close() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
-/// A checkpoint keeps GaLore's projections and low-rank moments: resuming at step 10 ends
-/// where the uninterrupted run ends.
-#[test]
-fn galore_resumes_exactly() {
-    let case = "galore_llama";
-    let signs = sign_file(case, "resume");
-    let full = out_dir("full");
-    let save = ["save_strategy=steps", "save_steps=10"];
+/// Trains `case` with a checkpoint every `every` steps, resumes from each of `ckpts`, and
+/// checks that every later loss equals the uninterrupted run's.
+fn resumes_exactly(case: &str, every: u64, ckpts: &[u64]) {
+    let signs = sign_file(case, &format!("resume-{case}"));
+    let full = out_dir(&format!("{case}-full"));
+    let steps = format!("save_steps={every}");
+    let save = ["save_strategy=steps", steps.as_str()];
     train(case, &full, Some(&signs), &save);
-    let ckpt = full.join("checkpoint-10");
-    assert!(ckpt.join("optimizer.safetensors").is_file());
-    let resumed = out_dir("resumed");
-    let resume = format!("resume_from_checkpoint={}", ckpt.display());
-    train(case, &resumed, Some(&signs), &[save[0], save[1], &resume]);
-    let last = |p: &Path| read_json(&p.join("trainer_state.json"))["log_history"].clone();
-    let (a, b) = (last(&full), last(&resumed));
+    let history = |p: &Path| read_json(&p.join("trainer_state.json"))["log_history"].clone();
     let loss_at = |h: &serde_json::Value, step: u64| {
         h.as_array()
             .unwrap()
@@ -142,21 +141,57 @@ fn galore_resumes_exactly() {
             .map(|l| l["loss"].as_f64().unwrap())
             .unwrap()
     };
-    for step in [11, 15, 20] {
-        assert_eq!(loss_at(&a, step), loss_at(&b, step), "step {step}");
+    for &ckpt in ckpts {
+        let dir = full.join(format!("checkpoint-{ckpt}"));
+        assert!(
+            dir.join("optimizer.safetensors").is_file(),
+            "{case}: {ckpt}"
+        );
+        let resumed = out_dir(&format!("{case}-resumed-{ckpt}"));
+        let resume = format!("resume_from_checkpoint={}", dir.display());
+        train(case, &resumed, Some(&signs), &[save[0], save[1], &resume]);
+        let (a, b) = (history(&full), history(&resumed));
+        for step in ckpt + 1..=20 {
+            assert_eq!(
+                loss_at(&a, step),
+                loss_at(&b, step),
+                "{case} from {ckpt}: step {step}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&resumed);
     }
     let _ = std::fs::remove_dir_all(&full);
-    let _ = std::fs::remove_dir_all(&resumed);
     let _ = std::fs::remove_file(&signs);
+}
+
+/// A checkpoint keeps GaLore's projections and low-rank moments.
+#[test]
+fn galore_resumes_exactly() {
+    resumes_exactly("galore_llama", 10, &[10]);
+}
+
+/// ... and APOLLO's projection seeds and limiter norms (checkpoint-8: between refreshes).
+#[test]
+fn apollo_resumes_exactly() {
+    resumes_exactly("apollo_llama", 8, &[8]);
 }
 
 /// LLaMA-Factory's refusals, before any training.
 #[test]
 fn galore_refusals() {
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 4] = [
         (
             &["optim=adamw_torch_fused"],
             "Unknown optim: adamw_torch_fused",
+        ),
+        (
+            &[
+                "use_galore=false",
+                "use_apollo=true",
+                "apollo_layerwise=true",
+                "gradient_accumulation_steps=2",
+            ],
+            "Per-layer APOLLO does not support gradient accumulation.",
         ),
         (
             &["galore_layerwise=true", "gradient_accumulation_steps=2"],
@@ -217,42 +252,11 @@ fn badam_layer_matches_llamafactory() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
-/// Resuming mid-block and right after a switch continues the same block schedule and
-/// optimizer state: the losses after the checkpoint equal the uninterrupted run's.
+/// BAdam: resuming inside layers.1's block (step 5) and right at a switch (step 15)
+/// continues the same block schedule and optimizer state.
 #[test]
 fn badam_resumes_exactly() {
-    let case = "badam_llama";
-    let full = out_dir("badam-full");
-    let save = ["save_strategy=steps", "save_steps=5"];
-    train(case, &full, None, &save);
-    let history = |p: &Path| read_json(&p.join("trainer_state.json"))["log_history"].clone();
-    let loss_at = |h: &serde_json::Value, step: u64| {
-        h.as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["step"].as_u64() == Some(step) && l.get("loss").is_some())
-            .map(|l| l["loss"].as_f64().unwrap())
-            .unwrap()
-    };
-    // checkpoint-5: inside layers.1's block (steps 4-7); checkpoint-15: right at a switch
-    for ckpt in [5, 15] {
-        let resumed = out_dir(&format!("badam-resumed-{ckpt}"));
-        let resume = format!(
-            "resume_from_checkpoint={}",
-            full.join(format!("checkpoint-{ckpt}")).display()
-        );
-        train(case, &resumed, None, &[save[0], save[1], &resume]);
-        let (a, b) = (history(&full), history(&resumed));
-        for step in ckpt + 1..=20 {
-            assert_eq!(
-                loss_at(&a, step),
-                loss_at(&b, step),
-                "from {ckpt}: step {step}"
-            );
-        }
-        let _ = std::fs::remove_dir_all(&resumed);
-    }
-    let _ = std::fs::remove_dir_all(&full);
+    resumes_exactly("badam_llama", 5, &[5, 15]);
 }
 
 #[test]
@@ -282,4 +286,49 @@ fn badam_refusals() {
         assert!(!res.status.success(), "{extra:?} trained");
         assert!(err.contains(msg), "{extra:?}: {err}");
     }
+}
+
+/// APOLLO's random projections: lmf's emulation of torch's CPU `randn` and apollo-torch's
+/// `next_seed` gives every matrix APOLLO drew in the reference run, bit for bit.
+#[test]
+fn apollo_random_projections_are_torchs() {
+    use lmf_trainers::optim::torch_randn::{next_seed, randn};
+    let dir = case_dir("apollo_llama");
+    let capture = read_json(&dir.join("capture.json"));
+    let bytes = std::fs::read(dir.join("projections.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut checked = 0;
+    for step in capture["optimizer"]["steps"].as_array().unwrap() {
+        for r in step["refresh"].as_array().into_iter().flatten() {
+            let seed = r["seed"].as_u64().unwrap();
+            assert_eq!(next_seed(seed), r["next_seed"].as_u64().unwrap());
+            let key = format!("{}@{}", r["param"].as_str().unwrap(), r["opt_step"]);
+            let t = st.tensor(&key).unwrap();
+            let shape = t.shape();
+            let rank = shape[0].min(shape[1]);
+            let ours: Vec<u32> = randn(shape[0] * shape[1], seed)
+                .iter()
+                .map(|v| (v / (rank as f32).sqrt()).to_bits())
+                .collect();
+            let theirs: Vec<u32> = t
+                .data()
+                .chunks_exact(4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            assert_eq!(ours, theirs, "{key}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 56);
+}
+
+#[test]
+fn apollo_random_channel_matches_llamafactory() {
+    check("apollo_llama");
+}
+
+/// SVD projector (GaLore's, signs replayed), rank 1, one scale for the whole tensor.
+#[test]
+fn apollo_svd_tensor_matches_llamafactory() {
+    check("apollo_svd_tensor_llama");
 }

@@ -271,25 +271,25 @@ lf_args! {
         galore_layerwise: bool = false => Implemented,
         // --- ApolloArguments ---
         /// APOLLO optimiser.
-        use_apollo: bool = false => NotImplemented,
+        use_apollo: bool = false => Implemented,
         /// APOLLO target modules, comma-separated.
-        apollo_target: Vec<String> = all() => NotImplemented,
+        apollo_target: Vec<String> = all() => Implemented,
         /// APOLLO rank.
-        apollo_rank: i64 = 16 => NotImplemented,
+        apollo_rank: i64 = 16 => Implemented,
         /// APOLLO projection update interval.
-        apollo_update_interval: i64 = 200 => NotImplemented,
+        apollo_update_interval: i64 = 200 => Implemented,
         /// APOLLO scale.
-        apollo_scale: f64 = 32.0 => NotImplemented,
+        apollo_scale: f64 = 32.0 => Implemented,
         /// APOLLO projection algorithm.
-        apollo_proj: ApolloProj = ApolloProj::Random => NotImplemented,
+        apollo_proj: ApolloProj = ApolloProj::Random => Implemented,
         /// APOLLO projection type.
-        apollo_proj_type: ApolloProjType = ApolloProjType::Std => NotImplemented,
+        apollo_proj_type: ApolloProjType = ApolloProjType::Std => Implemented,
         /// APOLLO scaling granularity.
-        apollo_scale_type: ApolloScaleType = ApolloScaleType::Channel => NotImplemented,
+        apollo_scale_type: ApolloScaleType = ApolloScaleType::Channel => Implemented,
         /// Layer-wise APOLLO updates.
-        apollo_layerwise: bool = false => NotImplemented,
+        apollo_layerwise: bool = false => Implemented,
         /// APOLLO norm-growth limiter before scaling.
-        apollo_scale_front: bool = false => NotImplemented,
+        apollo_scale_front: bool = false => Implemented,
         // --- BAdamArgument ---
         /// BAdam optimiser.
         use_badam: bool = false => Implemented,

@@ -13,8 +13,10 @@ use lmf_kernels::cpu::adamw::{adamw_step, AdamWParams};
 use serde::{Deserialize, Serialize};
 
 use super::galore::{
-    hf_adamw_apply, hf_adamw_direction, hf_step_size, GaloreSettings, Projection, Side,
+    apollo_direction, hf_adamw_apply, hf_adamw_direction, hf_step_size, GaloreSettings, Projection,
+    Side,
 };
+use super::torch_randn::next_seed;
 use crate::{Error, Result};
 
 /// File name of the moment tensors inside a checkpoint.
@@ -136,6 +138,10 @@ struct ParamState {
     master: Option<Vec<f32>>,
     /// GaLore's projection (the moments are then in its low-rank shape).
     proj: Option<Projection>,
+    /// APOLLO: the seed of the next random projection.
+    seed: u64,
+    /// APOLLO: the norm-growth limiter's last scaled-gradient norm.
+    scaled_grad: Option<f32>,
 }
 
 /// The JSON half of a saved optimizer.
@@ -147,6 +153,9 @@ struct SavedMeta {
     /// GaLore projections: parameter → (side, m, n, r).
     #[serde(default)]
     projections: BTreeMap<String, (Side, usize, usize, usize)>,
+    /// APOLLO: parameter → (next seed, limiter norm).
+    #[serde(default)]
+    apollo: BTreeMap<String, (u64, Option<f32>)>,
 }
 
 /// AdamW over named parameter groups.
@@ -256,6 +265,8 @@ impl AdamW {
                     v: vec![0.0; n],
                     master: None,
                     proj: None,
+                    seed: 0,
+                    scaled_grad: None,
                 });
                 if st.m.len() != n {
                     return Err(Error::Msg(format!(
@@ -296,8 +307,12 @@ impl AdamW {
         let mut tensors: BTreeMap<String, (Vec<usize>, Vec<u8>)> = BTreeMap::new();
         let mut steps = BTreeMap::new();
         let mut projections = BTreeMap::new();
+        let mut apollo = BTreeMap::new();
         for (name, st) in &self.state {
             steps.insert(name.clone(), st.step);
+            if st.seed != 0 || st.scaled_grad.is_some() {
+                apollo.insert(name.clone(), (st.seed, st.scaled_grad));
+            }
             if let Some(p) = &st.proj {
                 projections.insert(name.clone(), (p.side, p.m, p.n, p.r));
                 for (key, mat) in [("galore_left", &p.left), ("galore_right", &p.right)] {
@@ -329,6 +344,7 @@ impl AdamW {
             groups: self.groups.clone(),
             steps,
             projections,
+            apollo,
         };
         let text = serde_json::to_string_pretty(&meta)
             .map_err(|e| Error::Msg(format!("optimizer state: {e}")))?;
@@ -389,6 +405,7 @@ impl AdamW {
                 }),
                 None => None,
             };
+            let (seed, scaled_grad) = meta.apollo.get(&name).copied().unwrap_or((0, None));
             state.insert(
                 name,
                 ParamState {
@@ -397,6 +414,8 @@ impl AdamW {
                     v,
                     master,
                     proj,
+                    seed,
+                    scaled_grad,
                 },
             );
         }
@@ -433,15 +452,21 @@ fn hf_legacy_step(
         Some(g) => {
             let (m, n) = (var.shape()[0], var.shape()[1]);
             if st.proj.is_none() || st.step.is_multiple_of(g.update_interval.max(1)) {
-                let signs = g.signs.get(&(name.to_string(), st.step + 1));
-                st.proj = Some(Projection::fit(
-                    grad,
-                    m,
-                    n,
-                    g.rank,
-                    g.proj_type.side(m, n),
-                    signs.map(Vec::as_slice),
-                )?);
+                let side = g.proj_type.side(m, n);
+                st.proj = Some(match g.apollo {
+                    Some(a) if a.random => {
+                        if st.proj.is_none() && st.seed == 0 {
+                            st.seed = g.seeds.get(name).copied().unwrap_or(1);
+                        }
+                        let p = Projection::random(m, n, g.rank, side, st.seed)?;
+                        st.seed = next_seed(st.seed);
+                        p
+                    }
+                    _ => {
+                        let signs = g.signs.get(&(name.to_string(), st.step + 1));
+                        Projection::fit(grad, m, n, g.rank, side, signs.map(Vec::as_slice))?
+                    }
+                });
             }
             low = st
                 .proj
@@ -466,7 +491,20 @@ fn hf_legacy_step(
         hyper.eps,
     );
     let dir = match (target, &st.proj) {
-        (Some(g), Some(p)) => p.project_back(&dir, g.scale),
+        (Some(g), Some(p)) => match g.apollo {
+            Some(a) => apollo_direction(
+                grad,
+                p.m,
+                p.n,
+                r_grad,
+                &dir,
+                p.low_shape(),
+                a.channel,
+                g.scale,
+                &mut st.scaled_grad,
+            )?,
+            None => p.project_back(&dir, g.scale),
+        },
         _ => dir,
     };
     let step_size = hf_step_size(lr, hyper.beta1, hyper.beta2, st.step);

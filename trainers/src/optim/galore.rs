@@ -84,6 +84,23 @@ pub struct GaloreSettings {
     pub targets: BTreeSet<String>,
     /// Replayed singular-vector signs by (parameter, step count after the refresh).
     pub signs: HashMap<(String, u64), Vec<f32>>,
+    /// APOLLO instead of GaLore's update (see [`ApolloSettings`]).
+    pub apollo: Option<ApolloSettings>,
+    /// APOLLO's first projection seed of each target: its 1-based position among all the
+    /// optimizer's parameters (apollo-torch numbers them in group order).
+    pub seeds: HashMap<String, u64>,
+}
+
+/// APOLLO (Zhu et al. 2024, "APOLLO: SGD-like Memory, AdamW-level Performance"), as
+/// `apollo_torch.APOLLOAdamW`: the low-rank Adam state of GaLore only sets a scale; the update
+/// is the full gradient times `‖N‖ / ‖R‖` per row or column (`channel`, on the side the
+/// projection keeps whole) or per tensor, through the norm-growth limiter, times `√scale`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ApolloSettings {
+    /// `apollo_proj: random` (`P = randn(seed) / √r`, torch's generator) or `svd` (GaLore's).
+    pub random: bool,
+    /// `apollo_scale_type: channel` (else `tensor`).
+    pub channel: bool,
 }
 
 impl GaloreSettings {
@@ -185,6 +202,39 @@ impl Projection {
         })
     }
 
+    /// APOLLO's random projection on `side`: `torch.randn(shape, seed) / √rank` in f32.
+    pub fn random(m: usize, n: usize, rank: usize, side: Side, seed: u64) -> Result<Projection> {
+        let div = (rank as f64).sqrt() as f32;
+        let draw = |len: usize| -> Result<Vec<f32>> {
+            if len < 16 {
+                return Err(Error::Msg(format!(
+                    "APOLLO: a {len}-value projection is below the 16 values lmf draws as torch does"
+                )));
+            }
+            Ok(super::torch_randn::randn(len, seed)
+                .into_iter()
+                .map(|v| v / div)
+                .collect())
+        };
+        let (left, right) = match side {
+            Side::Right => (vec![], draw(rank * n)?),
+            Side::Left => (draw(m * rank)?, vec![]),
+            Side::Full => {
+                return Err(Error::Msg(
+                    "APOLLO: full rank projection is not implemented yet".into(),
+                ))
+            }
+        };
+        Ok(Projection {
+            side,
+            m,
+            n,
+            r: rank,
+            left,
+            right,
+        })
+    }
+
     /// Shape of the projected gradient.
     pub fn low_shape(&self) -> (usize, usize) {
         match self.side {
@@ -277,6 +327,73 @@ pub fn hf_adamw_apply(p: &mut [f32], dir: &[f32], step_size: f64, lr: f64, wd: f
             *p += k * *p;
         }
     }
+}
+
+/// The L2 norm of `x` (f64 sum, then f32).
+fn norm(x: impl Iterator<Item = f32>) -> f32 {
+    x.map(|v| v as f64 * v as f64).sum::<f64>().sqrt() as f32
+}
+
+/// APOLLO's update direction from the full gradient `g: [m, n]`, the projected gradient `r`
+/// and the low-rank Adam direction `dir` (both `low: (rows, cols)`): `g` scaled by
+/// `‖dir‖ / (‖r‖ + 1e-8)` per row (`m ≥ n`) or column (`m < n`) or per tensor, then the
+/// norm-growth limiter against `prev` (the last scaled norm, updated), times `√scale`.
+#[allow(clippy::too_many_arguments)]
+pub fn apollo_direction(
+    g: &[f32],
+    m: usize,
+    n: usize,
+    r: &[f32],
+    dir: &[f32],
+    low: (usize, usize),
+    channel: bool,
+    scale: f32,
+    prev: &mut Option<f32>,
+) -> Result<Vec<f32>> {
+    let (lr_, lc) = low;
+    let mut s = g.to_vec();
+    if !channel {
+        let f = norm(dir.iter().copied()) / (norm(r.iter().copied()) + 1e-8);
+        s.iter_mut().for_each(|v| *v *= f);
+    } else if m >= n {
+        // norms along dim 1 of the [m, r] projection: one factor per row of g
+        if lr_ != m {
+            return Err(Error::Msg(format!(
+                "APOLLO channel scaling: a [{m}, {n}] weight needs its projection on the right                  (the `std` side); apollo-torch fails here with a size mismatch"
+            )));
+        }
+        for i in 0..m {
+            let row = |x: &[f32]| norm(x[i * lc..(i + 1) * lc].iter().copied());
+            let f = row(dir) / (row(r) + 1e-8);
+            s[i * n..(i + 1) * n].iter_mut().for_each(|v| *v *= f);
+        }
+    } else {
+        // norms along dim 0 of the [r, n] projection: one factor per column of g
+        if lc != n {
+            return Err(Error::Msg(format!(
+                "APOLLO channel scaling: a [{m}, {n}] weight needs its projection on the left                  (the `std` side); apollo-torch fails here with a size mismatch"
+            )));
+        }
+        for j in 0..n {
+            let col = |x: &[f32]| norm((0..lr_).map(|k| x[k * n + j]));
+            let f = col(dir) / (col(r) + 1e-8);
+            for i in 0..m {
+                s[i * n + j] *= f;
+            }
+        }
+    }
+    let sn = norm(s.iter().copied());
+    match prev {
+        Some(p) => {
+            let c = (sn / (*p + 1e-8)).max(1.01) / 1.01;
+            s.iter_mut().for_each(|v| *v /= c);
+            *prev = Some(sn / c);
+        }
+        None => *prev = Some(sn),
+    }
+    let k = (scale as f64).sqrt() as f32;
+    s.iter_mut().for_each(|v| *v *= k);
+    Ok(s)
 }
 
 /// `lr · √(1 − β₂ᵗ) / (1 − β₁ᵗ)` (Python floats).

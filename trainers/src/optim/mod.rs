@@ -5,6 +5,7 @@ pub mod badam;
 pub mod clip;
 pub mod galore;
 pub mod scheduler;
+pub mod torch_randn;
 
 pub use adamw::{default_groups, loraplus_groups, AdamHyper, AdamW, ParamGroup};
 pub use clip::{clip_grad_norm, grad_norm};

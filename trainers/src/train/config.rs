@@ -8,13 +8,13 @@ use std::path::PathBuf;
 use serde_json::{Map, Value};
 
 use crate::args::finetuning::BadamSwitchMode;
-use crate::args::finetuning::GaloreProjType;
+use crate::args::finetuning::{ApolloProj, ApolloProjType, ApolloScaleType, GaloreProjType};
 use crate::args::finetuning::{FinetuningArguments, Stage};
 use crate::args::model::ModelArguments;
 use crate::args::training::OptimizerNames;
 use crate::args::training::{IntervalStrategy, SaveStrategy, TrainingArguments};
 use crate::optim::badam::{BadamConfig, SwitchMode};
-use crate::optim::galore::ProjType;
+use crate::optim::galore::{ApolloSettings, ProjType};
 use crate::optim::AdamHyper;
 use crate::{Error, Result};
 
@@ -250,23 +250,26 @@ impl TrainConfig {
     }
 }
 
-/// LLaMA-Factory's GaLore arguments, checked as `_create_galore_optimizer` checks them.
+/// LLaMA-Factory's GaLore or APOLLO arguments (APOLLO is GaLore's optimizer with another
+/// update rule), checked as `_create_galore_optimizer` / `_create_apollo_optimizer` check them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GaloreConfig {
-    /// `galore_target`: module names (`all`: every decoder linear); a linear is a target when
-    /// its full name contains one of them.
+    /// `galore_target` / `apollo_target`: module names (`all`: every decoder linear); a
+    /// linear is a target when its full name contains one of them.
     pub target: Vec<String>,
-    /// `galore_rank`.
+    /// `*_rank`.
     pub rank: usize,
-    /// `galore_update_interval`.
+    /// `*_update_interval`.
     pub update_interval: u64,
-    /// `galore_scale`.
+    /// `*_scale`.
     pub scale: f64,
-    /// `galore_proj_type`.
+    /// `*_proj_type`.
     pub proj_type: ProjType,
-    /// `galore_layerwise`: each parameter steps on its own gradient at the base learning rate
+    /// `*_layerwise`: each parameter steps on its own gradient at the base learning rate
     /// (what LF 0.9.5 with transformers 5 runs: no clipping, no schedule).
     pub layerwise: bool,
+    /// APOLLO's projector and scaling (`use_apollo`); `None` for GaLore.
+    pub apollo: Option<ApolloSettings>,
 }
 
 impl GaloreConfig {
@@ -274,41 +277,74 @@ impl GaloreConfig {
         training: &TrainingArguments,
         finetuning: &FinetuningArguments,
     ) -> Result<Option<GaloreConfig>> {
-        if !finetuning.use_galore {
+        let f = finetuning;
+        let (name, cfg) = if f.use_galore {
+            (
+                "GaLore",
+                GaloreConfig {
+                    target: f.galore_target.clone(),
+                    rank: f.galore_rank.max(0) as usize,
+                    update_interval: f.galore_update_interval.max(0) as u64,
+                    scale: f.galore_scale,
+                    proj_type: match f.galore_proj_type {
+                        GaloreProjType::Std => ProjType::Std,
+                        GaloreProjType::ReverseStd => ProjType::ReverseStd,
+                        GaloreProjType::Right => ProjType::Right,
+                        GaloreProjType::Left => ProjType::Left,
+                        GaloreProjType::Full => ProjType::Full,
+                    },
+                    layerwise: f.galore_layerwise,
+                    apollo: None,
+                },
+            )
+        } else if f.use_apollo {
+            if f.apollo_scale_front {
+                eprintln!(
+                    "note: `apollo_scale_front` has no effect, as in LLaMA-Factory 0.9.5 \
+                     (apollo-torch reads it from its constructor, LF sets it in the group)"
+                );
+            }
+            (
+                "APOLLO",
+                GaloreConfig {
+                    target: f.apollo_target.clone(),
+                    rank: f.apollo_rank.max(0) as usize,
+                    update_interval: f.apollo_update_interval.max(0) as u64,
+                    scale: f.apollo_scale,
+                    proj_type: match f.apollo_proj_type {
+                        ApolloProjType::Std => ProjType::Std,
+                        ApolloProjType::Right => ProjType::Right,
+                        ApolloProjType::Left => ProjType::Left,
+                    },
+                    layerwise: f.apollo_layerwise,
+                    apollo: Some(ApolloSettings {
+                        random: f.apollo_proj == ApolloProj::Random,
+                        channel: f.apollo_scale_type == ApolloScaleType::Channel,
+                    }),
+                },
+            )
+        } else {
             return Ok(None);
-        }
+        };
         if training.optim != OptimizerNames::AdamwTorch {
             return Err(Error::Msg(format!(
-                "Unknown optim: {}. (GaLore in lmf runs with `optim: adamw_torch`, as \
-                 LLaMA-Factory's GaLoreAdamW; its 8-bit and Adafactor variants are not supported)",
+                "Unknown optim: {}. ({name} in lmf runs with `optim: adamw_torch`, as \
+                 LLaMA-Factory's {name} AdamW; other optimizers are not supported)",
                 training.optim.as_str()
             )));
         }
-        if finetuning.galore_layerwise && training.gradient_accumulation_steps != 1 {
-            return Err(Error::Msg(
-                "Per-layer GaLore does not support gradient accumulation.".into(),
-            ));
-        }
-        if finetuning.galore_rank < 1 || finetuning.galore_update_interval < 1 {
+        if cfg.layerwise && training.gradient_accumulation_steps != 1 {
             return Err(Error::Msg(format!(
-                "`galore_rank` ({}) and `galore_update_interval` ({}) must be at least 1",
-                finetuning.galore_rank, finetuning.galore_update_interval
+                "Per-layer {name} does not support gradient accumulation."
             )));
         }
-        Ok(Some(GaloreConfig {
-            target: finetuning.galore_target.clone(),
-            rank: finetuning.galore_rank as usize,
-            update_interval: finetuning.galore_update_interval as u64,
-            scale: finetuning.galore_scale,
-            proj_type: match finetuning.galore_proj_type {
-                GaloreProjType::Std => ProjType::Std,
-                GaloreProjType::ReverseStd => ProjType::ReverseStd,
-                GaloreProjType::Right => ProjType::Right,
-                GaloreProjType::Left => ProjType::Left,
-                GaloreProjType::Full => ProjType::Full,
-            },
-            layerwise: finetuning.galore_layerwise,
-        }))
+        if cfg.rank < 1 || cfg.update_interval < 1 {
+            return Err(Error::Msg(format!(
+                "{name}: the rank ({}) and the update interval ({}) must be at least 1",
+                cfg.rank, cfg.update_interval
+            )));
+        }
+        Ok(Some(cfg))
     }
 }
 

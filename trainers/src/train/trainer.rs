@@ -186,7 +186,7 @@ impl<'a, S: Stage> Trainer<'a, S> {
         let optimizer = match &cfg.galore {
             None => AdamW::new(cfg.adam, groups),
             Some(g) => {
-                let mut settings = galore_settings(model, &trainable, g);
+                let mut settings = galore_settings(model, &trainable, g, &groups);
                 settings.load_sign_hook()?;
                 AdamW::new(cfg.adam, groups).with_galore(settings)
             }
@@ -714,8 +714,21 @@ fn galore_targets(model: &CausalLM, trainable: &[String], g: &GaloreConfig) -> V
         .collect()
 }
 
-/// The optimizer's GaLore settings for `cfg.galore`.
-fn galore_settings(model: &CausalLM, trainable: &[String], g: &GaloreConfig) -> GaloreSettings {
+/// The optimizer's GaLore / APOLLO settings for `cfg.galore`, over `groups` (APOLLO numbers
+/// the parameters of all groups from 1 for its seeds; layer-wise, each parameter is alone in
+/// its optimizer: seed 1).
+fn galore_settings(
+    model: &CausalLM,
+    trainable: &[String],
+    g: &GaloreConfig,
+    groups: &[crate::optim::ParamGroup],
+) -> GaloreSettings {
+    let seeds = groups
+        .iter()
+        .flat_map(|gr| gr.params.iter())
+        .enumerate()
+        .map(|(i, n)| (n.clone(), if g.layerwise { 1 } else { i as u64 + 1 }))
+        .collect();
     GaloreSettings {
         rank: g.rank,
         update_interval: g.update_interval,
@@ -723,6 +736,8 @@ fn galore_settings(model: &CausalLM, trainable: &[String], g: &GaloreConfig) -> 
         proj_type: g.proj_type,
         targets: galore_targets(model, trainable, g).into_iter().collect(),
         signs: HashMap::new(),
+        apollo: g.apollo,
+        seeds,
     }
 }
 
