@@ -19,7 +19,9 @@ struct Cli {
 /// The subcommands, named as `llamafactory-cli` names them.
 #[derive(Subcommand)]
 enum Command {
-    /// Train a model from a LLaMA-Factory YAML file (`lmf train config.yaml key=value ...`).
+    /// Train a model from a LLaMA-Factory YAML file (`lmf train config.yaml key=value ...`;
+    /// `lmf train -h` lists every argument).
+    #[command(disable_help_flag = true)]
     Train {
         /// YAML/JSON config file followed by `key=value` overrides (or `--key value` flags).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -110,6 +112,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Init(a) => init::run(&a),
         Command::Train { args } => {
+            if matches!(args.first().map(String::as_str), Some("-h" | "--help")) {
+                print!(
+                    "usage: lmf train CONFIG.yaml [key=value ...] [--key value ...]\n\n\
+                     Every LLaMA-Factory training argument, by group: flag, type, default, what \
+                     lmf does with it, help.\n{}",
+                    lmf_trainers::args::spec::help_text(&lmf_trainers::args::train::train_fields())
+                );
+                return Ok(());
+            }
             lmf_trainers::train::run(&args)?;
             Ok(())
         }

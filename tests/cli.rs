@@ -169,3 +169,42 @@ fn new_user_mistakes_get_messages_that_say_what_to_do() {
     assert!(!err.contains("use_cpu"), "{err}");
     assert!(err.contains("no-such-model"), "{err}");
 }
+
+/// `lmf train -h` lists every LLaMA-Factory training argument (the five groups of
+/// `llamafactory-cli train -h`), each with its type, default, help and what lmf does with it.
+#[test]
+fn train_help_lists_every_argument_and_its_status() {
+    for flag in ["-h", "--help"] {
+        let out = lmf(&["train", flag]);
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        let fields = lmf_trainers::args::train::train_fields();
+        for f in &fields {
+            assert!(
+                text.contains(&format!("  --{} {} (default: ", f.name, f.kind)),
+                "{}",
+                f.name
+            );
+        }
+        let listed = text
+            .lines()
+            .filter(|l| l.starts_with("  --") && !l.starts_with("  --no_"))
+            .count();
+        assert_eq!(listed, fields.len());
+        for group in [
+            "ModelArguments:",
+            "DataArguments:",
+            "TrainingArguments:",
+            "FinetuningArguments:",
+            "GeneratingArguments:",
+        ] {
+            assert!(text.contains(group), "{group}");
+        }
+        assert!(
+            text.contains("  --use_galore bool (default: false) [lmf: yes]"),
+            "{text}"
+        );
+        assert!(text.contains("  --pure_bf16 bool (default: false) [lmf: not implemented yet"));
+        assert!(text.contains("  --learning_rate float (default: 0.00005) [lmf: yes]\n      Peak learning rate."));
+    }
+}

@@ -34,6 +34,42 @@ pub struct FieldSpec {
     pub status: Status,
     /// Whether HfArgumentParser also offers `--no_<name>` (booleans that default to true).
     pub no_flag: bool,
+    /// The argument group (`ModelArguments`, ...).
+    pub group: &'static str,
+    /// One-line help (the field's doc comment).
+    pub help: String,
+}
+
+/// `lmf train -h`: every field of `fields` by group, as `llamafactory-cli train -h` lists them
+/// (flag, type, default, help), with what lmf does with it.
+pub fn help_text(fields: &[FieldSpec]) -> String {
+    let mut out = String::new();
+    let mut group = "";
+    for f in fields {
+        if f.group != group {
+            group = f.group;
+            out.push_str(&format!("\n{group}:\n"));
+        }
+        let status = match f.status {
+            Status::Implemented => "lmf: yes".to_string(),
+            Status::NotImplemented => "lmf: not implemented yet (only the default)".to_string(),
+            Status::Ignored(why) => format!("lmf: accepted, no effect ({why})"),
+            Status::Derived => "lmf: set by LLaMA-Factory itself".to_string(),
+        };
+        out.push_str(&format!(
+            "  --{} {} (default: {}) [{status}]\n",
+            f.name,
+            f.kind,
+            to_json_text(&f.default)
+        ));
+        if !f.help.is_empty() {
+            out.push_str(&format!("      {}\n", f.help));
+        }
+        if f.no_flag {
+            out.push_str(&format!("  --no_{}\n", f.name));
+        }
+    }
+    out
 }
 
 /// Reads typed fields out of [`RawArgs`], checking each field's [`Status`] and collecting notes.
@@ -168,6 +204,8 @@ macro_rules! lf_args {
                             default: serde_json::to_value(&default).unwrap_or(serde_json::Value::Null),
                             status: $status,
                             no_flag: <$ty as ArgValue>::negated(&default).is_some(),
+                            group: stringify!($name),
+                            help: [$($doc),*].iter().map(|d: &&str| d.trim()).collect::<Vec<_>>().join(" "),
                         }
                     },
                 )+]
