@@ -123,3 +123,12 @@ fn llama_pro_freeze_matches_llamafactory() {
 fn llama_pro_lora_matches_llamafactory() {
     check_case("llama_pro/llama_pro_lora");
 }
+
+/// `label_smoothing_factor`: transformers' `LabelSmoother` on each micro-batch (its mean over
+/// the micro-batch's label tokens, summed over accumulation steps as transformers 5 does:
+/// the logged loss is about twice the per-token loss with 2 accumulation steps), eval loss
+/// smoothed too.
+#[test]
+fn label_smoothing_matches_llamafactory() {
+    check_case("label_smoothing_llama");
+}

@@ -75,7 +75,7 @@ fn matches_the_hf_trainer_step_by_step() {
     )
     .unwrap();
     let (train, eval) = (rows(10), rows(5));
-    let before = evaluate(&model, &eval, 2, "eval").unwrap();
+    let before = evaluate(&model, &eval, 2, "eval", 0.0).unwrap();
     let v = |m: &[(String, lmf_trainers::template::pyjson::PyJson)]| match &m[0].1 {
         lmf_trainers::template::pyjson::PyJson::Float(f) => *f,
         _ => panic!(),
@@ -129,7 +129,7 @@ fn matches_the_hf_trainer_step_by_step() {
             "step {step} epoch {h}"
         );
     }
-    let after = evaluate(&model, &eval, 2, "eval").unwrap();
+    let after = evaluate(&model, &eval, 2, "eval", 0.0).unwrap();
     assert!(close(
         v(&after),
         fx["eval_loss_after"].as_f64().unwrap(),

@@ -244,7 +244,7 @@ lf_args! {
         /// Gradient clipping norm.
         max_grad_norm: f64 = 1.0 => Implemented,
         /// Label smoothing.
-        label_smoothing_factor: f64 = 0.0 => NotImplemented,
+        label_smoothing_factor: f64 = 0.0 => Implemented,
         /// bf16 mixed precision.
         bf16: bool = false => Ignored("on the CPU lmf trains in fp32 with fp32 optimizer state"),
         /// fp16 mixed precision.

@@ -89,6 +89,8 @@ pub struct TrainConfig {
     pub loraplus: Option<(f64, f64)>,
     /// GaLore (`use_galore`).
     pub galore: Option<GaloreConfig>,
+    /// `label_smoothing_factor` (pt / sft).
+    pub label_smoothing: f64,
     /// BAdam, layer mode (`use_badam`).
     pub badam: Option<BadamConfig>,
     /// Draw `training_loss.png` and friends.
@@ -139,6 +141,7 @@ impl TrainConfig {
             gradient_checkpointing: false,
             loraplus: None,
             galore: None,
+            label_smoothing: 0.0,
             badam: None,
             plot_loss: false,
             stage_pt: false,
@@ -231,6 +234,7 @@ impl TrainConfig {
                 .loraplus_lr_ratio
                 .map(|r| (r, finetuning.loraplus_lr_embedding)),
             galore: GaloreConfig::from_args(training, finetuning)?,
+            label_smoothing: training.label_smoothing_factor,
             badam: badam_config(finetuning)?,
             plot_loss: finetuning.plot_loss,
             stage_pt: finetuning.stage == Stage::Pt,

@@ -71,7 +71,10 @@ pub fn run_workflow(
     do_eval: bool,
 ) -> Result<WorkflowOutcome> {
     let keys = plot_keys(&["loss"], &dataset.eval, &["loss"]);
-    run_stage_workflow(LmStage, model, cfg, io, dataset, do_train, do_eval, &keys)
+    let stage = LmStage {
+        label_smoothing: cfg.label_smoothing,
+    };
+    run_stage_workflow(stage, model, cfg, io, dataset, do_train, do_eval, &keys)
 }
 
 /// The curves LF's workflows plot: `train` keys of the training logs, then for each eval set

@@ -73,7 +73,13 @@ pub trait Stage {
 /// `pt` and `sft`: the causal-LM loss (HF `ForCausalLMLoss`) through the fused linear
 /// cross-entropy, so `[tokens, vocab]` logits never exist.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct LmStage;
+pub struct LmStage {
+    /// `label_smoothing_factor`: HF's `LabelSmoother` (`(1−ε)·nll + ε·mean_v(−log p_v)`)
+    /// instead of the model's own loss. It averages over each micro-batch's label tokens and
+    /// transformers 5 does not divide it by the accumulation steps (the model takes loss
+    /// kwargs), so accumulated micro-batches add up, in the gradient and in the logged loss.
+    pub label_smoothing: f64,
+}
 
 /// The fused lm-head options of `model` (its final-logit softcap).
 pub(crate) fn ce_options(model: &CausalLM) -> CeOptions {
@@ -101,12 +107,23 @@ impl Stage for LmStage {
         let n = batch.labels.len();
         let labels = Tensor::from_vec(batch.labels.clone(), &[n], model.device)?;
         let hidden = model.forward_hidden(&batch.seq, None)?;
+        let (options, reduction) = if self.label_smoothing > 0.0 {
+            (
+                CeOptions {
+                    label_smoothing: self.label_smoothing,
+                    ..ce_options(model)
+                },
+                CeReduction::Mean,
+            )
+        } else {
+            (ce_options(model), CeReduction::Divide(num_items.max(1.0)))
+        };
         let loss = linear_cross_entropy(
             &hidden,
             model.head_weight(),
             &labels,
-            &ce_options(model),
-            CeReduction::Divide(num_items.max(1.0)),
+            &options,
+            reduction,
         )?;
         Ok(MicroLoss {
             loss,
@@ -122,17 +139,23 @@ impl Stage for LmStage {
         batch_size: usize,
         prefix: &str,
     ) -> Result<Vec<(String, PyJson)>> {
-        super::trainer::evaluate(model, rows, batch_size, prefix)
+        super::trainer::evaluate(model, rows, batch_size, prefix, self.label_smoothing)
     }
 }
 
-/// The mean causal-LM loss of each batch of `rows` (what HF's `evaluation_loop` averages),
+/// The mean causal-LM loss of each batch of `rows` (what HF's `evaluation_loop` averages;
+/// label-smoothed with `label_smoothing` > 0),
 /// `NaN` for a batch without label tokens.
 pub(crate) fn lm_batch_losses(
     model: &CausalLM,
     rows: &[Example],
     batch_size: usize,
+    label_smoothing: f64,
 ) -> Result<Vec<(f32, usize)>> {
+    let options = CeOptions {
+        label_smoothing,
+        ..ce_options(model)
+    };
     let bs = batch_size.max(1);
     let mut losses: Vec<(f32, usize)> = Vec::new();
     no_grad(|| -> Result<()> {
@@ -149,7 +172,7 @@ pub(crate) fn lm_batch_losses(
                     &hidden,
                     model.head_weight(),
                     &labels,
-                    &ce_options(model),
+                    &options,
                     CeReduction::Mean,
                 )?
                 .tensor()

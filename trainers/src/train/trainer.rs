@@ -123,7 +123,16 @@ impl<'a> Trainer<'a, LmStage> {
         train: &'a [Example],
         eval: &'a [(String, Vec<Example>)],
     ) -> Result<Trainer<'a, LmStage>> {
-        Trainer::with_stage(LmStage, model, cfg, io, train, eval)
+        Trainer::with_stage(
+            LmStage {
+                label_smoothing: cfg.label_smoothing,
+            },
+            model,
+            cfg,
+            io,
+            train,
+            eval,
+        )
     }
 }
 
@@ -888,10 +897,11 @@ pub fn evaluate(
     rows: &[Example],
     batch_size: usize,
     prefix: &str,
+    label_smoothing: f64,
 ) -> Result<Vec<(String, PyJson)>> {
     let start = Instant::now();
     let bs = batch_size.max(1);
-    let losses: Vec<(f64, usize)> = lm_batch_losses(model, rows, bs)?
+    let losses: Vec<(f64, usize)> = lm_batch_losses(model, rows, bs, label_smoothing)?
         .into_iter()
         .map(|(l, k)| (l as f64, k))
         .collect();
