@@ -205,6 +205,8 @@ fn train_help_lists_every_argument_and_its_status() {
             "{text}"
         );
         assert!(text.contains("  --pure_bf16 bool (default: false) [lmf: not implemented yet"));
-        assert!(text.contains("  --learning_rate float (default: 0.00005) [lmf: yes]\n      Peak learning rate."));
+        assert!(text.contains(
+            "  --learning_rate float (default: 0.00005) [lmf: yes]\n      Peak learning rate."
+        ));
     }
 }

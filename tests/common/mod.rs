@@ -72,6 +72,11 @@ pub fn run_lmf_in_fixture_env(what: &str, args: &[String], envs: &[(&str, &Path)
 /// Runs `lmf train <case dir>/<case>.yaml output_dir=<tmp>` from the fixture folder; returns
 /// lmf's output folder (`tag` keeps the folders of different test crates apart).
 pub fn run_lmf_train(tag: &str, case: &str) -> PathBuf {
+    run_lmf_train_with(tag, case, &[])
+}
+
+/// [`run_lmf_train`] with extra `key=value` overrides.
+pub fn run_lmf_train_with(tag: &str, case: &str, extra: &[&str]) -> PathBuf {
     let out = std::env::temp_dir().join(format!(
         "lmf-{tag}-{}-{}",
         std::process::id(),
@@ -88,7 +93,10 @@ pub fn run_lmf_train(tag: &str, case: &str) -> PathBuf {
                 case.rsplit('/').next().unwrap_or(case)
             ),
             format!("output_dir={}", out.display()),
-        ],
+        ]
+        .into_iter()
+        .chain(extra.iter().map(|s| s.to_string()))
+        .collect::<Vec<_>>(),
     );
     out
 }

@@ -7,6 +7,7 @@
 pub mod kv_cache;
 pub mod layer;
 pub mod linear;
+pub mod neftune;
 
 pub use kv_cache::KvCache;
 pub use layer::{Attention, DecoderLayer, Mlp};
@@ -341,7 +342,7 @@ impl CausalLM {
     pub fn embed(&self, batch: &SeqBatch) -> Result<Var> {
         let ids: Vec<i64> = batch.ids.iter().map(|&i| i as i64).collect();
         let ids = Tensor::from_vec(ids, &[batch.num_tokens()], self.device)?;
-        let h = embedding(&self.embed_tokens, &ids)?;
+        let h = neftune::add_noise(embedding(&self.embed_tokens, &ids)?)?;
         match self.config.embed_scale {
             // HF multiplies by sqrt(hidden) rounded to the compute dtype.
             Some(s) => Ok(h.scale(s as f32 as f64)?),

@@ -272,7 +272,7 @@ lf_args! {
         /// Keep the KV cache during training.
         use_cache: bool = false => NotImplemented,
         /// NEFTune embedding noise.
-        neftune_noise_alpha: Option<f64> = None => NotImplemented,
+        neftune_noise_alpha: Option<f64> = None => Implemented,
         /// Empty the accelerator cache every this many steps.
         torch_empty_cache_steps: Option<i64> = None => NotImplemented,
         /// Halve the batch size on out-of-memory.

@@ -91,6 +91,8 @@ pub struct TrainConfig {
     pub galore: Option<GaloreConfig>,
     /// `label_smoothing_factor` (pt / sft).
     pub label_smoothing: f64,
+    /// `neftune_noise_alpha` (pt / sft).
+    pub neftune_noise_alpha: Option<f64>,
     /// BAdam, layer mode (`use_badam`).
     pub badam: Option<BadamConfig>,
     /// Draw `training_loss.png` and friends.
@@ -142,6 +144,7 @@ impl TrainConfig {
             loraplus: None,
             galore: None,
             label_smoothing: 0.0,
+            neftune_noise_alpha: None,
             badam: None,
             plot_loss: false,
             stage_pt: false,
@@ -235,6 +238,7 @@ impl TrainConfig {
                 .map(|r| (r, finetuning.loraplus_lr_embedding)),
             galore: GaloreConfig::from_args(training, finetuning)?,
             label_smoothing: training.label_smoothing_factor,
+            neftune_noise_alpha: training.neftune_noise_alpha,
             badam: badam_config(finetuning)?,
             plot_loss: finetuning.plot_loss,
             stage_pt: finetuning.stage == Stage::Pt,

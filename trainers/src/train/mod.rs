@@ -71,9 +71,7 @@ pub fn run_workflow(
     do_eval: bool,
 ) -> Result<WorkflowOutcome> {
     let keys = plot_keys(&["loss"], &dataset.eval, &["loss"]);
-    let stage = LmStage {
-        label_smoothing: cfg.label_smoothing,
-    };
+    let stage = LmStage::for_config(cfg);
     run_stage_workflow(stage, model, cfg, io, dataset, do_train, do_eval, &keys)
 }
 

@@ -48,6 +48,12 @@ pub trait Stage {
         first_row: usize,
     ) -> Result<MicroLoss>;
 
+    /// The length the reference's collator pads the micro-batch `rows` to (NEFTune's noise
+    /// scale), or `None` when lmf does not apply NEFTune in this stage.
+    fn padded_len(&self, _rows: &[&Self::Row]) -> Option<usize> {
+        None
+    }
+
     /// Whether dropout (adapter dropout, the value head's) is on in training forwards; the
     /// DPO-family trainers switch every dropout off (TRL's `disable_dropout_in_model`).
     fn dropout(&self) -> bool {
@@ -79,6 +85,9 @@ pub struct LmStage {
     /// transformers 5 does not divide it by the accumulation steps (the model takes loss
     /// kwargs), so accumulated micro-batches add up, in the gradient and in the logged loss.
     pub label_smoothing: f64,
+    /// What LF's collator pads a batch's length to a multiple of: 8 for sft training
+    /// (`pad_to_multiple_of=8`), 1 for pt.
+    pub pad_to_multiple_of: usize,
 }
 
 /// The fused lm-head options of `model` (its final-logit softcap).
@@ -89,11 +98,26 @@ pub(crate) fn ce_options(model: &CausalLM) -> CeOptions {
     }
 }
 
+impl LmStage {
+    /// The pt / sft stage of a run (`pad_to_multiple_of` 8 for sft, as LF's collator).
+    pub fn for_config(cfg: &super::config::TrainConfig) -> LmStage {
+        LmStage {
+            label_smoothing: cfg.label_smoothing,
+            pad_to_multiple_of: if cfg.stage_pt { 1 } else { 8 },
+        }
+    }
+}
+
 impl Stage for LmStage {
     type Row = Example;
 
     fn count_items(&self, rows: &[&Example]) -> usize {
         count_items(rows)
+    }
+
+    fn padded_len(&self, rows: &[&Example]) -> Option<usize> {
+        let longest = rows.iter().map(|r| r.input_ids.len()).max().unwrap_or(0);
+        Some(longest.next_multiple_of(self.pad_to_multiple_of.max(1)))
     }
 
     fn micro_loss(
@@ -118,13 +142,8 @@ impl Stage for LmStage {
         } else {
             (ce_options(model), CeReduction::Divide(num_items.max(1.0)))
         };
-        let loss = linear_cross_entropy(
-            &hidden,
-            model.head_weight(),
-            &labels,
-            &options,
-            reduction,
-        )?;
+        let loss =
+            linear_cross_entropy(&hidden, model.head_weight(), &labels, &options, reduction)?;
         Ok(MicroLoss {
             loss,
             tokens: batch.num_tokens(),

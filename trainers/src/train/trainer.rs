@@ -15,6 +15,7 @@ use std::time::Instant;
 use lmf_autograd::rng::{manual_seed, rng_state, set_rng_state, RngState};
 use lmf_autograd::{Grads, Var};
 use lmf_models::adapter::set_training;
+use lmf_models::model::neftune::with_neftune;
 use lmf_models::CausalLM;
 
 use crate::args::training::{IntervalStrategy, SaveStrategy};
@@ -123,16 +124,7 @@ impl<'a> Trainer<'a, LmStage> {
         train: &'a [Example],
         eval: &'a [(String, Vec<Example>)],
     ) -> Result<Trainer<'a, LmStage>> {
-        Trainer::with_stage(
-            LmStage {
-                label_smoothing: cfg.label_smoothing,
-            },
-            model,
-            cfg,
-            io,
-            train,
-            eval,
-        )
+        Trainer::with_stage(LmStage::for_config(cfg), model, cfg, io, train, eval)
     }
 }
 
@@ -147,6 +139,11 @@ impl<'a, S: Stage> Trainer<'a, S> {
         train: &'a [S::Row],
         eval: &'a [(String, Vec<S::Row>)],
     ) -> Result<Trainer<'a, S>> {
+        if cfg.neftune_noise_alpha.is_some() && stage.padded_len(&[]).is_none() {
+            return Err(Error::Msg(
+                "`neftune_noise_alpha`: lmf applies NEFTune in the pt and sft stages only".into(),
+            ));
+        }
         let (_, _, max_steps, epochs) = training_steps(cfg, train.len());
         let badam = match &cfg.badam {
             Some(b) => {
@@ -522,8 +519,14 @@ impl<'a, S: Stage> Trainer<'a, S> {
         // Adapter dropout is on only for this forward and its backward (HF `model.train()`);
         // the backward's recomputed layers replay the same masks.
         set_training(stage.dropout());
+        let neftune = self.cfg.neftune_noise_alpha;
         let step = (|| -> Result<(f64, usize, Grads, Metrics)> {
-            let micro = stage.micro_loss(model, rows, num_items, 0)?;
+            let micro = match (neftune, stage.padded_len(rows)) {
+                (Some(alpha), Some(len)) => {
+                    with_neftune(alpha, len, || stage.micro_loss(model, rows, num_items, 0))?
+                }
+                _ => stage.micro_loss(model, rows, num_items, 0)?,
+            };
             let value = micro.loss.tensor().to_scalar::<f64>()?;
             if !value.is_finite() {
                 return Ok((value, micro.tokens, Grads::new(), micro.metrics));
