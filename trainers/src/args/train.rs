@@ -97,9 +97,7 @@ impl TrainArgs {
         }
         if matches!(
             training.lr_scheduler_type,
-            SchedulerType::ReduceLrOnPlateau
-                | SchedulerType::CosineWarmupWithMinLr
-                | SchedulerType::Greedy
+            SchedulerType::ReduceLrOnPlateau | SchedulerType::Greedy
         ) {
             return Err(invalid(format!(
                 "`lr_scheduler_type: {}` is not implemented yet",

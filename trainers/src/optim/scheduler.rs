@@ -55,11 +55,14 @@ pub enum SchedulerType {
     CosineWithMinLr,
     /// Warmup, stable plateau, then decay to `min_lr_ratio`.
     WarmupStableDecay,
+    /// `cosine_with_min_lr` with its own warmup (optionally from `warmup_lr_rate`) and the
+    /// cosine one step ahead.
+    CosineWarmupWithMinLr,
 }
 
 impl SchedulerType {
     /// The names `parse` accepts, in declaration order.
-    pub const NAMES: [&'static str; 9] = [
+    pub const NAMES: [&'static str; 10] = [
         "linear",
         "cosine",
         "cosine_with_restarts",
@@ -69,10 +72,11 @@ impl SchedulerType {
         "inverse_sqrt",
         "cosine_with_min_lr",
         "warmup_stable_decay",
+        "cosine_warmup_with_min_lr",
     ];
 
     /// Every type, in the order of [`Self::NAMES`].
-    pub const ALL: [SchedulerType; 9] = [
+    pub const ALL: [SchedulerType; 10] = [
         SchedulerType::Linear,
         SchedulerType::Cosine,
         SchedulerType::CosineWithRestarts,
@@ -82,6 +86,7 @@ impl SchedulerType {
         SchedulerType::InverseSqrt,
         SchedulerType::CosineWithMinLr,
         SchedulerType::WarmupStableDecay,
+        SchedulerType::CosineWarmupWithMinLr,
     ];
 
     /// Parses an HF name (`cosine_with_min_lr`, ...); unknown names list the valid ones.
@@ -109,6 +114,9 @@ impl SchedulerType {
             SchedulerType::Constant | SchedulerType::ConstantWithWarmup => &[],
             SchedulerType::InverseSqrt => &["timescale"],
             SchedulerType::CosineWithMinLr => &["num_cycles", "min_lr", "min_lr_rate"],
+            SchedulerType::CosineWarmupWithMinLr => {
+                &["num_cycles", "min_lr", "min_lr_rate", "warmup_lr_rate"]
+            }
             SchedulerType::WarmupStableDecay => &[
                 "num_stable_steps",
                 "num_decay_steps",
@@ -193,6 +201,11 @@ enum Shape {
     CosineWithMinLr {
         num_cycles: f64,
         min_lr_rate: f64,
+    },
+    CosineWarmupWithMinLr {
+        num_cycles: f64,
+        min_lr_rate: f64,
+        warmup_lr_rate: Option<f64>,
     },
     Wsd {
         num_stable_steps: i64,
@@ -337,25 +350,34 @@ impl Scheduler {
                 }
                 Shape::InverseSqrt { timescale }
             }
-            SchedulerType::CosineWithMinLr => {
+            SchedulerType::CosineWithMinLr | SchedulerType::CosineWarmupWithMinLr => {
+                let name = ty.name();
                 let num_cycles = kw.f64("num_cycles")?.unwrap_or(0.5);
                 let min_lr_rate = match (kw.f64("min_lr")?, kw.f64("min_lr_rate")?) {
                     (Some(_), Some(_)) => {
-                        return Err(SchedulerError::BadKwarg(
-                            "cosine_with_min_lr: set only one of `min_lr` and `min_lr_rate`".into(),
-                        ))
+                        return Err(SchedulerError::BadKwarg(format!(
+                            "{name}: set only one of `min_lr` and `min_lr_rate`"
+                        )))
                     }
                     (Some(min_lr), None) => min_lr / base_lr,
                     (None, Some(rate)) => rate,
                     (None, None) => {
-                        return Err(SchedulerError::BadKwarg(
-                            "cosine_with_min_lr needs `min_lr` or `min_lr_rate`".into(),
-                        ))
+                        return Err(SchedulerError::BadKwarg(format!(
+                            "{name} needs `min_lr` or `min_lr_rate`"
+                        )))
                     }
                 };
-                Shape::CosineWithMinLr {
-                    num_cycles,
-                    min_lr_rate,
+                if ty == SchedulerType::CosineWithMinLr {
+                    Shape::CosineWithMinLr {
+                        num_cycles,
+                        min_lr_rate,
+                    }
+                } else {
+                    Shape::CosineWarmupWithMinLr {
+                        num_cycles,
+                        min_lr_rate,
+                        warmup_lr_rate: kw.f64("warmup_lr_rate")?,
+                    }
                 }
             }
             SchedulerType::WarmupStableDecay => {
@@ -433,6 +455,23 @@ impl Scheduler {
         match self.shape {
             Shape::Constant => 1.0,
             Shape::Wsd { .. } => self.wsd(step),
+            Shape::CosineWarmupWithMinLr {
+                num_cycles,
+                min_lr_rate,
+                warmup_lr_rate,
+            } => {
+                // transformers' `_get_cosine_with_min_lr_schedule_with_warmup_lr_rate_lambda`
+                let (s, w, t) = (step as f64, w as f64, t as f64);
+                if s < w {
+                    return match warmup_lr_rate {
+                        None => (s + 1.0) / w.max(1.0),
+                        Some(r) => r + (1.0 - r) * s / (w - 1.0).max(1.0),
+                    };
+                }
+                let progress = (s - w + 1.0) / (t - w).max(1.0);
+                let factor = cosine_wave(num_cycles, progress);
+                (0.0f64).max(factor * (1.0 - min_lr_rate) + min_lr_rate)
+            }
             _ if step < w => warmup_ramp(step, w),
             Shape::ConstantWithWarmup => 1.0,
             Shape::Linear => {
