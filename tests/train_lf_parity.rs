@@ -161,3 +161,51 @@ fn neftune_noise_is_only_in_training_forwards() {
     assert!(r > 1e-5 && r < 0.05, "step-1 loss LF {lf} lmf {us} ({r})");
     let _ = std::fs::remove_dir_all(&ours);
 }
+
+/// `lr_scheduler_type: reduce_lr_on_plateau` (torch's `ReduceLROnPlateau` stepped with
+/// `eval_loss` after each evaluation: two halvings in this run, every logged lr checked) and
+/// the best-metric bookkeeping it turns on (`metric_for_best_model` defaults to `loss`):
+/// `best_metric`, `best_global_step` and the best checkpoint in `trainer_state.json`.
+#[test]
+fn reduce_lr_on_plateau_matches_llamafactory() {
+    let case = "plateau_llama";
+    let ours = run_case(case);
+    check_logs(case, &ours);
+    check_results(case, &ours);
+    let lf = common::read_json(&case_dir(case).join("trainer_state.json"));
+    let us = common::read_json(&ours.join("trainer_state.json"));
+    assert_eq!(lf["best_global_step"], us["best_global_step"]);
+    let (a, b) = (
+        lf["best_metric"].as_f64().unwrap(),
+        us["best_metric"].as_f64().unwrap(),
+    );
+    assert!(common::rel(a, b) < 1e-4, "best_metric LF {a} lmf {b}");
+    let best = us["best_model_checkpoint"].as_str().unwrap();
+    assert!(best.ends_with("checkpoint-20"), "{best}");
+    // a resume from checkpoint-10 keeps the plateau state: the same lrs and losses after it
+    let resumed = common::run_lmf_train_with(
+        "lfparity-plateau-resume",
+        case,
+        &[&format!(
+            "resume_from_checkpoint={}",
+            ours.join("checkpoint-10").display()
+        )],
+    );
+    let lines = |p: &std::path::Path| -> Vec<(u64, f64, f64)> {
+        common::read_jsonl(&p.join("trainer_log.jsonl"))
+            .iter()
+            .filter(|l| l.get("loss").is_some())
+            .map(|l| {
+                (
+                    l["current_steps"].as_u64().unwrap(),
+                    l["loss"].as_f64().unwrap(),
+                    l["lr"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let full: Vec<_> = lines(&ours).into_iter().filter(|l| l.0 > 10).collect();
+    assert_eq!(full, lines(&resumed));
+    let _ = std::fs::remove_dir_all(&ours);
+    let _ = std::fs::remove_dir_all(&resumed);
+}

@@ -95,18 +95,20 @@ impl TrainArgs {
                 training.optim.as_str()
             )));
         }
-        if matches!(
-            training.lr_scheduler_type,
-            SchedulerType::ReduceLrOnPlateau | SchedulerType::Greedy
-        ) {
+        if matches!(training.lr_scheduler_type, SchedulerType::Greedy) {
             return Err(invalid(format!(
                 "`lr_scheduler_type: {}` is not implemented yet",
                 training.lr_scheduler_type.as_str()
             )));
         }
         if training.save_strategy == SaveStrategy::Best {
+            return Err(invalid("`save_strategy: best` is not implemented yet"));
+        }
+        if training.lr_scheduler_type == SchedulerType::ReduceLrOnPlateau
+            && training.eval_strategy == IntervalStrategy::No
+        {
             return Err(invalid(
-                "`save_strategy: best` needs `metric_for_best_model`, which is not implemented yet",
+                "lr_scheduler_type reduce_lr_on_plateau requires an eval strategy",
             ));
         }
 

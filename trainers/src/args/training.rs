@@ -358,9 +358,9 @@ lf_args! {
         /// Load the best checkpoint at the end.
         load_best_model_at_end: bool = false => NotImplemented,
         /// Metric that picks the best checkpoint.
-        metric_for_best_model: Option<String> = None => NotImplemented,
+        metric_for_best_model: Option<String> = None => Implemented,
         /// Whether a larger metric is better.
-        greater_is_better: Option<bool> = None => NotImplemented,
+        greater_is_better: Option<bool> = None => Implemented,
         /// Do not skip seen batches when resuming.
         ignore_data_skip: bool = false => Implemented,
         /// Restore callback states when resuming.

@@ -4,6 +4,7 @@ pub mod adamw;
 pub mod badam;
 pub mod clip;
 pub mod galore;
+pub mod plateau;
 pub mod scheduler;
 pub mod torch_randn;
 

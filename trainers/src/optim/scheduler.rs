@@ -5,6 +5,7 @@
 //! optimizer step, so resuming only needs the step count (`last_epoch`). The arithmetic below
 //! follows transformers' operation order in f64 so values agree to the last bit or two.
 
+use super::plateau::Plateau;
 use serde_json::{Map, Value};
 use std::f64::consts::PI;
 use std::fmt;
@@ -58,11 +59,13 @@ pub enum SchedulerType {
     /// `cosine_with_min_lr` with its own warmup (optionally from `warmup_lr_rate`) and the
     /// cosine one step ahead.
     CosineWarmupWithMinLr,
+    /// torch's `ReduceLROnPlateau`, stepped with an evaluation metric ([`super::plateau`]).
+    ReduceLrOnPlateau,
 }
 
 impl SchedulerType {
     /// The names `parse` accepts, in declaration order.
-    pub const NAMES: [&'static str; 10] = [
+    pub const NAMES: [&'static str; 11] = [
         "linear",
         "cosine",
         "cosine_with_restarts",
@@ -73,10 +76,11 @@ impl SchedulerType {
         "cosine_with_min_lr",
         "warmup_stable_decay",
         "cosine_warmup_with_min_lr",
+        "reduce_lr_on_plateau",
     ];
 
     /// Every type, in the order of [`Self::NAMES`].
-    pub const ALL: [SchedulerType; 10] = [
+    pub const ALL: [SchedulerType; 11] = [
         SchedulerType::Linear,
         SchedulerType::Cosine,
         SchedulerType::CosineWithRestarts,
@@ -87,6 +91,7 @@ impl SchedulerType {
         SchedulerType::CosineWithMinLr,
         SchedulerType::WarmupStableDecay,
         SchedulerType::CosineWarmupWithMinLr,
+        SchedulerType::ReduceLrOnPlateau,
     ];
 
     /// Parses an HF name (`cosine_with_min_lr`, ...); unknown names list the valid ones.
@@ -117,6 +122,8 @@ impl SchedulerType {
             SchedulerType::CosineWarmupWithMinLr => {
                 &["num_cycles", "min_lr", "min_lr_rate", "warmup_lr_rate"]
             }
+            // checked by `Plateau::new`
+            SchedulerType::ReduceLrOnPlateau => &[],
             SchedulerType::WarmupStableDecay => &[
                 "num_stable_steps",
                 "num_decay_steps",
@@ -207,6 +214,7 @@ enum Shape {
         min_lr_rate: f64,
         warmup_lr_rate: Option<f64>,
     },
+    Plateau(Plateau),
     Wsd {
         num_stable_steps: i64,
         num_decay_steps: i64,
@@ -308,8 +316,19 @@ impl Scheduler {
         num_training_steps: u64,
         kwargs: &Map<String, Value>,
     ) -> Result<Self, SchedulerError> {
+        if ty == SchedulerType::ReduceLrOnPlateau {
+            return Ok(Scheduler {
+                ty,
+                shape: Shape::Plateau(Plateau::new(base_lr, kwargs)?),
+                base_lr,
+                num_warmup_steps,
+                num_training_steps,
+                last_epoch: 0,
+            });
+        }
         let kw = Kwargs::new(ty, kwargs)?;
         let shape = match ty {
+            SchedulerType::ReduceLrOnPlateau => unreachable!("handled above"),
             SchedulerType::Linear => Shape::Linear,
             SchedulerType::Cosine => Shape::Cosine {
                 num_cycles: kw.f64("num_cycles")?.unwrap_or(0.5),
@@ -426,6 +445,22 @@ impl Scheduler {
         )
     }
 
+    /// `reduce_lr_on_plateau`'s detector, when this is that schedule.
+    pub fn plateau(&self) -> Option<&Plateau> {
+        match &self.shape {
+            Shape::Plateau(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// [`Scheduler::plateau`], mutable (stepped after evaluations).
+    pub fn plateau_mut(&mut self) -> Option<&mut Plateau> {
+        match &mut self.shape {
+            Shape::Plateau(p) => Some(p),
+            _ => None,
+        }
+    }
+
     /// The schedule type.
     pub fn ty(&self) -> SchedulerType {
         self.ty
@@ -454,6 +489,7 @@ impl Scheduler {
             || (step as i64 - w as i64) as f64 / (t as i64 - w as i64).max(1) as f64;
         match self.shape {
             Shape::Constant => 1.0,
+            Shape::Plateau(ref p) => p.lr / self.base_lr,
             Shape::Wsd { .. } => self.wsd(step),
             Shape::CosineWarmupWithMinLr {
                 num_cycles,

@@ -93,6 +93,10 @@ pub struct TrainConfig {
     pub label_smoothing: f64,
     /// `neftune_noise_alpha` (pt / sft).
     pub neftune_noise_alpha: Option<f64>,
+    /// `metric_for_best_model` as transformers resolves it (`loss` for `reduce_lr_on_plateau`).
+    pub metric_for_best_model: Option<String>,
+    /// `greater_is_better` as transformers resolves it (false for a metric ending in `loss`).
+    pub greater_is_better: bool,
     /// BAdam, layer mode (`use_badam`).
     pub badam: Option<BadamConfig>,
     /// Draw `training_loss.png` and friends.
@@ -145,6 +149,8 @@ impl TrainConfig {
             galore: None,
             label_smoothing: 0.0,
             neftune_noise_alpha: None,
+            metric_for_best_model: None,
+            greater_is_better: false,
             badam: None,
             plot_loss: false,
             stage_pt: false,
@@ -239,6 +245,10 @@ impl TrainConfig {
             galore: GaloreConfig::from_args(training, finetuning)?,
             label_smoothing: training.label_smoothing_factor,
             neftune_noise_alpha: training.neftune_noise_alpha,
+            metric_for_best_model: metric_for_best_model(training),
+            greater_is_better: training.greater_is_better.unwrap_or_else(|| {
+                !metric_for_best_model(training).is_some_and(|m| m.ends_with("loss"))
+            }),
             badam: badam_config(finetuning)?,
             plot_loss: finetuning.plot_loss,
             stage_pt: finetuning.stage == Stage::Pt,
@@ -381,4 +391,12 @@ fn badam_config(finetuning: &FinetuningArguments) -> Result<Option<BadamConfig>>
         // an explicit null: LF's (and BlockOptimizer's) default
         switch_interval: finetuning.badam_switch_interval.unwrap_or(50),
     }))
+}
+
+/// transformers' `metric_for_best_model` default: `loss` with `reduce_lr_on_plateau`.
+fn metric_for_best_model(training: &TrainingArguments) -> Option<String> {
+    training.metric_for_best_model.clone().or_else(|| {
+        (training.lr_scheduler_type == crate::args::training::SchedulerType::ReduceLrOnPlateau)
+            .then(|| "loss".to_string())
+    })
 }

@@ -577,12 +577,64 @@ impl<'a, S: Stage> Trainer<'a, S> {
         }
         control.should_log = false;
         if control.should_evaluate {
-            self.evaluate_and_log()?;
+            let metrics = self.evaluate_and_log()?;
+            self.after_evaluate(&metrics)?;
             control.should_evaluate = false;
         }
         if control.should_save {
             self.save_checkpoint()?;
             control.should_save = false;
+        }
+        Ok(())
+    }
+
+    /// HF's `_evaluate` tail and `_determine_best_metric`: steps `reduce_lr_on_plateau` with
+    /// the `metric_for_best_model` value, then records a new best metric (and its step, when
+    /// checkpoints are saved by steps or epochs).
+    fn after_evaluate(&mut self, metrics: &[(String, PyJson)]) -> Result<()> {
+        let Some(name) = &self.cfg.metric_for_best_model else {
+            return Ok(());
+        };
+        let key = if name.starts_with("eval_") {
+            name.clone()
+        } else {
+            format!("eval_{name}")
+        };
+        let value = metrics
+            .iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, v)| match v {
+                PyJson::Float(f) => Some(*f),
+                PyJson::Int(i) => Some(*i as f64),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                let names: Vec<&str> = metrics.iter().map(|(k, _)| k.as_str()).collect();
+                Error::Msg(format!(
+                    "The `metric_for_best_model` training argument is set to '{key}', which is \
+                     not found in the evaluation metrics. The available evaluation metrics are: \
+                     {names:?}. Consider changing the `metric_for_best_model` via the \
+                     TrainingArguments."
+                ))
+            })?;
+        if let Some(p) = self.scheduler.plateau_mut() {
+            p.step(value);
+        }
+        let greater = self.cfg.greater_is_better;
+        let best = self.state.best_metric.unwrap_or(if greater {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        });
+        self.state.best_metric = Some(best);
+        if (greater && value > best) || (!greater && value < best) {
+            self.state.best_metric = Some(value);
+            if matches!(
+                self.cfg.save_strategy,
+                SaveStrategy::Steps | SaveStrategy::Epoch | SaveStrategy::Best
+            ) {
+                self.state.best_global_step = Some(self.state.global_step);
+            }
         }
         Ok(())
     }
@@ -618,6 +670,13 @@ impl<'a, S: Stage> Trainer<'a, S> {
         let fin = out.join(format!("{CHECKPOINT_PREFIX}-{}", self.state.global_step));
         let tmp = temp_dir_for(&fin)?;
         self.io.save(self.model, &tmp)?;
+        // HF `_save_checkpoint`: the best step's checkpoint folder, once it exists
+        if let Some(best) = self.state.best_global_step {
+            let dir = out.join(format!("{CHECKPOINT_PREFIX}-{best}"));
+            if best == self.state.global_step || dir.is_dir() {
+                self.state.best_model_checkpoint = Some(dir.display().to_string());
+            }
+        }
         if !self.cfg.save_only_model {
             save_training_state(&tmp, &self.optimizer, &self.scheduler)?;
         }
@@ -829,15 +888,28 @@ pub(crate) fn save_training_state(
     scheduler: &Scheduler,
 ) -> Result<()> {
     optimizer.save(dir)?;
-    write_json(
-        &dir.join(SCHEDULER_NAME),
-        &dict(vec![(
-            "last_epoch",
-            PyJson::Int(scheduler.last_epoch() as i128),
-        )]),
-        2,
-        true,
-    )?;
+    let mut sched = vec![("last_epoch", PyJson::Int(scheduler.last_epoch() as i128))];
+    if let Some((lr, best, bad, cooldown, epoch)) = scheduler.plateau().map(|p| p.state()) {
+        // torch's ReduceLROnPlateau state (`best` null while still ±inf)
+        sched.push((
+            "plateau",
+            dict(vec![
+                ("lr", PyJson::Float(lr)),
+                (
+                    "best",
+                    if best.is_finite() {
+                        PyJson::Float(best)
+                    } else {
+                        PyJson::Null
+                    },
+                ),
+                ("num_bad_epochs", PyJson::Int(bad as i128)),
+                ("cooldown_counter", PyJson::Int(cooldown as i128)),
+                ("last_epoch", PyJson::Int(epoch as i128)),
+            ]),
+        ));
+    }
+    write_json(&dir.join(SCHEDULER_NAME), &dict(sched), 2, true)?;
     let rng = rng_state();
     write_json(
         &dir.join(RNG_STATE_NAME),
@@ -863,7 +935,8 @@ pub(crate) fn load_training_state(
     }
     let sched = ckpt.join(SCHEDULER_NAME);
     if sched.is_file() {
-        match read_json(&sched)?.get("last_epoch") {
+        let j = read_json(&sched)?;
+        match j.get("last_epoch") {
             Some(PyJson::Int(i)) if *i >= 0 => scheduler.set_last_epoch(*i as u64),
             _ => {
                 return Err(Error::Msg(format!(
@@ -871,6 +944,23 @@ pub(crate) fn load_training_state(
                     sched.display()
                 )))
             }
+        }
+        if let (Some(p), Some(saved)) = (scheduler.plateau_mut(), j.get("plateau")) {
+            let num = |k: &str| match saved.get(k) {
+                Some(PyJson::Float(f)) => Some(*f),
+                Some(PyJson::Int(i)) => Some(*i as f64),
+                _ => None,
+            };
+            let missing = || Error::Msg(format!("{}: bad `plateau` state", sched.display()));
+            let mut state = p.state();
+            state.0 = num("lr").ok_or_else(missing)?;
+            if let Some(b) = num("best") {
+                state.1 = b;
+            }
+            state.2 = num("num_bad_epochs").ok_or_else(missing)? as u64;
+            state.3 = num("cooldown_counter").ok_or_else(missing)? as u64;
+            state.4 = num("last_epoch").ok_or_else(missing)? as u64;
+            p.set_state(state);
         }
     } else {
         scheduler.set_last_epoch(global_step);
