@@ -209,3 +209,89 @@ fn reduce_lr_on_plateau_matches_llamafactory() {
     let _ = std::fs::remove_dir_all(&ours);
     let _ = std::fs::remove_dir_all(&resumed);
 }
+
+/// The checkpoint folders LF left in `output_dir` (from `output_files.json`), and lmf's.
+fn checkpoint_dirs(case: &str, ours: &std::path::Path) -> (Vec<String>, Vec<String>) {
+    let mut lf: Vec<String> = common::read_json(&case_dir(case).join("output_files.json"))
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| {
+            v.as_str()
+                .unwrap()
+                .split_once('/')
+                .map(|(d, _)| d.to_string())
+        })
+        .collect();
+    lf.dedup();
+    lf.sort();
+    let mut us: Vec<String> = std::fs::read_dir(ours)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("checkpoint-"))
+        .collect();
+    us.sort();
+    (lf, us)
+}
+
+/// `load_best_model_at_end` (checkpoints and evaluations every 4 steps, `save_total_limit: 1`)
+/// and `save_strategy: best` (a checkpoint at each new best `eval_loss`): the same logs, best
+/// metric, best step and best checkpoint as LF, and the same checkpoint folders left behind.
+#[test]
+fn best_checkpoint_strategies_match_llamafactory() {
+    for case in ["load_best_llama", "save_best_llama"] {
+        let ours = run_case(case);
+        check_logs(case, &ours);
+        check_results(case, &ours);
+        let lf = common::read_json(&case_dir(case).join("trainer_state.json"));
+        let us = common::read_json(&ours.join("trainer_state.json"));
+        assert_eq!(lf["best_global_step"], us["best_global_step"], "{case}");
+        let (a, b) = (
+            lf["best_metric"].as_f64().unwrap(),
+            us["best_metric"].as_f64().unwrap(),
+        );
+        assert!(
+            common::rel(a, b) < 1e-4,
+            "{case}: best_metric LF {a} lmf {b}"
+        );
+        let name = |v: &serde_json::Value| {
+            v["best_model_checkpoint"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(name(&lf), name(&us), "{case}");
+        let (lf_dirs, our_dirs) = checkpoint_dirs(case, &ours);
+        assert_eq!(lf_dirs, our_dirs, "{case}");
+        let _ = std::fs::remove_dir_all(&ours);
+    }
+}
+
+/// `load_best_model_at_end` when the best is not the last checkpoint (`greater_is_better`
+/// turned around on `eval_loss`, so the first evaluation wins): the saved model is that
+/// checkpoint's, and rotation keeps it beside the most recent one.
+#[test]
+fn load_best_model_at_end_restores_the_best_checkpoint() {
+    let ours = common::run_lmf_train_with(
+        "lfparity-loadbest",
+        "load_best_llama",
+        &["greater_is_better=true", "save_total_limit=2"],
+    );
+    let state = common::read_json(&ours.join("trainer_state.json"));
+    assert_eq!(state["best_global_step"].as_u64(), Some(4));
+    let (_, dirs) = checkpoint_dirs("load_best_llama", &ours);
+    assert_eq!(dirs, ["checkpoint-20", "checkpoint-4"]);
+    let read = |p: std::path::PathBuf| std::fs::read(p).unwrap();
+    assert_eq!(
+        read(ours.join("adapter_model.safetensors")),
+        read(ours.join("checkpoint-4/adapter_model.safetensors"))
+    );
+    assert_ne!(
+        read(ours.join("adapter_model.safetensors")),
+        read(ours.join("checkpoint-20/adapter_model.safetensors"))
+    );
+    let _ = std::fs::remove_dir_all(&ours);
+}

@@ -573,11 +573,11 @@ fn training_arguments_defaults_read_and_non_defaults_are_refused() {
     assert!(err.to_string().contains("cosine_with_restarts"), "{err}");
     // A valid value lmf cannot honour yet.
     let mut map = Map::new();
-    map.insert("load_best_model_at_end".into(), Value::from(true));
+    map.insert("torch_compile".into(), Value::from(true));
     let raw = raw_from_map(&map);
     let err = TrainingArguments::from_resolver(&mut Resolver::new(&raw)).unwrap_err();
     assert!(
-        matches!(err, ArgsError::NotImplemented { ref key, .. } if key == "load_best_model_at_end"),
+        matches!(err, ArgsError::NotImplemented { ref key, .. } if key == "torch_compile"),
         "{err}"
     );
 }

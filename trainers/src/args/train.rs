@@ -101,8 +101,39 @@ impl TrainArgs {
                 training.lr_scheduler_type.as_str()
             )));
         }
-        if training.save_strategy == SaveStrategy::Best {
-            return Err(invalid("`save_strategy: best` is not implemented yet"));
+        if training.save_strategy == SaveStrategy::Best
+            && training.metric_for_best_model.is_none()
+            && !training.load_best_model_at_end
+        {
+            return Err(invalid(
+                "`args.metric_for_best_model` must be provided when using 'best' save_strategy or \
+                 if `args.load_best_model_at_end` is set to `True`.",
+            ));
+        }
+        if training.load_best_model_at_end && training.save_strategy != SaveStrategy::Best {
+            let (eval, save) = (
+                training.eval_strategy.as_str(),
+                training.save_strategy.as_str(),
+            );
+            if eval != save {
+                return Err(invalid(format!(
+                    "--load_best_model_at_end requires the save and eval strategy to match, \
+                     except when --save_strategy=\"best\", but found\n- Evaluation strategy: \
+                     {eval}\n- Save strategy: {save}"
+                )));
+            }
+            let eval_steps = training.eval_steps.unwrap_or(training.logging_steps);
+            if eval == "steps"
+                && eval_steps >= 1.0
+                && training.save_steps >= 1.0
+                && !(training.save_steps as u64).is_multiple_of((eval_steps as u64).max(1))
+            {
+                return Err(invalid(format!(
+                    "--load_best_model_at_end requires the saving steps to be a multiple of the \
+                     evaluation steps, but found {}, which is not a multiple of {}.",
+                    training.save_steps, eval_steps
+                )));
+            }
         }
         if training.lr_scheduler_type == SchedulerType::ReduceLrOnPlateau
             && training.eval_strategy == IntervalStrategy::No

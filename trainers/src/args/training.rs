@@ -356,7 +356,7 @@ lf_args! {
         /// Hub revision to push to.
         hub_revision: Option<String> = None => NotImplemented,
         /// Load the best checkpoint at the end.
-        load_best_model_at_end: bool = false => NotImplemented,
+        load_best_model_at_end: bool = false => Implemented,
         /// Metric that picks the best checkpoint.
         metric_for_best_model: Option<String> = None => Implemented,
         /// Whether a larger metric is better.

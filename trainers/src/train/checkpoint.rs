@@ -57,7 +57,7 @@ pub fn get_last_checkpoint(dir: &Path) -> Result<Option<PathBuf>> {
 
 /// HF `rotate_checkpoints`: deletes the oldest checkpoints beyond `limit`, always keeping the
 /// most recent (ordered by step, HF's fallback when mtimes are too close to tell apart).
-pub fn rotate_checkpoints(dir: &Path, limit: Option<i64>) -> Result<()> {
+pub fn rotate_checkpoints(dir: &Path, limit: Option<i64>, best: Option<&Path>) -> Result<()> {
     let Some(limit) = limit.filter(|&l| l > 0) else {
         return Ok(());
     };
@@ -66,10 +66,32 @@ pub fn rotate_checkpoints(dir: &Path, limit: Option<i64>) -> Result<()> {
     if ckpts.len() <= keep {
         return Ok(());
     }
-    for (_, p) in &ckpts[..ckpts.len() - keep] {
-        remove_dir_safely(p)?;
+    // transformers: the most recent and the best checkpoint are never deleted
+    let is_best = |p: &Path| best.is_some_and(|b| same_dir(b, p));
+    let protected = 1 + ckpts[..ckpts.len() - 1]
+        .iter()
+        .filter(|(_, p)| is_best(p))
+        .count();
+    let keep = keep.max(protected);
+    let mut remaining = ckpts.len();
+    for (_, p) in &ckpts[..ckpts.len() - 1] {
+        if remaining <= keep {
+            break;
+        }
+        if !is_best(p) {
+            remove_dir_safely(p)?;
+            remaining -= 1;
+        }
     }
     Ok(())
+}
+
+/// Whether two paths name the same folder (as `os.path.samefile`, falling back to the names).
+pub fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
 }
 
 /// LLaMA-Factory `get_train_args`' resume rule: with `do_train`, no explicit checkpoint, an
@@ -133,7 +155,7 @@ mod tests {
         );
         assert_eq!(auto_resume(&d, None, true, true).unwrap(), None);
         assert!(auto_resume(&d, Some(&d.join("checkpoint-12")), true, false).is_err());
-        rotate_checkpoints(&d, Some(2)).unwrap();
+        rotate_checkpoints(&d, Some(2), None).unwrap();
         let left: Vec<u64> = list_checkpoints(&d)
             .unwrap()
             .into_iter()

@@ -97,6 +97,8 @@ pub struct TrainConfig {
     pub metric_for_best_model: Option<String>,
     /// `greater_is_better` as transformers resolves it (false for a metric ending in `loss`).
     pub greater_is_better: bool,
+    /// `load_best_model_at_end`: the best checkpoint's weights after training.
+    pub load_best_model_at_end: bool,
     /// BAdam, layer mode (`use_badam`).
     pub badam: Option<BadamConfig>,
     /// Draw `training_loss.png` and friends.
@@ -151,6 +153,7 @@ impl TrainConfig {
             neftune_noise_alpha: None,
             metric_for_best_model: None,
             greater_is_better: false,
+            load_best_model_at_end: false,
             badam: None,
             plot_loss: false,
             stage_pt: false,
@@ -249,6 +252,7 @@ impl TrainConfig {
             greater_is_better: training.greater_is_better.unwrap_or_else(|| {
                 !metric_for_best_model(training).is_some_and(|m| m.ends_with("loss"))
             }),
+            load_best_model_at_end: training.load_best_model_at_end,
             badam: badam_config(finetuning)?,
             plot_loss: finetuning.plot_loss,
             stage_pt: finetuning.stage == Stage::Pt,
@@ -393,10 +397,13 @@ fn badam_config(finetuning: &FinetuningArguments) -> Result<Option<BadamConfig>>
     }))
 }
 
-/// transformers' `metric_for_best_model` default: `loss` with `reduce_lr_on_plateau`.
+/// transformers' `metric_for_best_model` default: `loss` with `load_best_model_at_end` or
+/// `reduce_lr_on_plateau`.
 fn metric_for_best_model(training: &TrainingArguments) -> Option<String> {
     training.metric_for_best_model.clone().or_else(|| {
-        (training.lr_scheduler_type == crate::args::training::SchedulerType::ReduceLrOnPlateau)
+        (training.load_best_model_at_end
+            || training.lr_scheduler_type
+                == crate::args::training::SchedulerType::ReduceLrOnPlateau)
             .then(|| "loss".to_string())
     })
 }

@@ -494,6 +494,24 @@ impl<'a, S: Stage> Trainer<'a, S> {
             ("train_loss".into(), PyJson::Float(train_loss)),
         ];
         self.log(metrics.clone())?;
+        if cfg.load_best_model_at_end {
+            if let Some(best) = self.state.best_model_checkpoint.clone() {
+                self.log.info(&format!(
+                    "Loading best model from {best} (score: {}).",
+                    self.state.best_metric.unwrap_or(f64::NAN)
+                ))?;
+                self.io.load(self.model, Path::new(&best))?;
+                if cfg.save_total_limit == Some(1) {
+                    // transformers deletes every other checkpoint then
+                    for (_, p) in crate::train::checkpoint::list_checkpoints(&cfg.output_dir)? {
+                        if !crate::train::checkpoint::same_dir(&p, Path::new(&best)) {
+                            std::fs::remove_dir_all(&p)
+                                .map_err(|e| Error::Msg(format!("{}: {e}", p.display())))?;
+                        }
+                    }
+                }
+            }
+        }
         self.log.end_train();
         let mut metrics = metrics;
         metrics.push(("epoch".into(), PyJson::Float(self.state.epoch)));
@@ -578,7 +596,10 @@ impl<'a, S: Stage> Trainer<'a, S> {
         control.should_log = false;
         if control.should_evaluate {
             let metrics = self.evaluate_and_log()?;
-            self.after_evaluate(&metrics)?;
+            let new_best = self.after_evaluate(&metrics)?;
+            if self.cfg.save_strategy == SaveStrategy::Best {
+                control.should_save = new_best;
+            }
             control.should_evaluate = false;
         }
         if control.should_save {
@@ -591,9 +612,9 @@ impl<'a, S: Stage> Trainer<'a, S> {
     /// HF's `_evaluate` tail and `_determine_best_metric`: steps `reduce_lr_on_plateau` with
     /// the `metric_for_best_model` value, then records a new best metric (and its step, when
     /// checkpoints are saved by steps or epochs).
-    fn after_evaluate(&mut self, metrics: &[(String, PyJson)]) -> Result<()> {
+    fn after_evaluate(&mut self, metrics: &[(String, PyJson)]) -> Result<bool> {
         let Some(name) = &self.cfg.metric_for_best_model else {
-            return Ok(());
+            return Ok(false);
         };
         let key = if name.starts_with("eval_") {
             name.clone()
@@ -635,8 +656,9 @@ impl<'a, S: Stage> Trainer<'a, S> {
             ) {
                 self.state.best_global_step = Some(self.state.global_step);
             }
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Evaluates every eval set and logs each set's metrics (HF `evaluate`); returns them merged.
@@ -684,7 +706,8 @@ impl<'a, S: Stage> Trainer<'a, S> {
         commit_dir(&tmp, &fin)?;
         self.log
             .info(&format!("Saving model checkpoint to {}", fin.display()))?;
-        rotate_checkpoints(out, self.cfg.save_total_limit)?;
+        let best = self.state.best_model_checkpoint.clone().map(PathBuf::from);
+        rotate_checkpoints(out, self.cfg.save_total_limit, best.as_deref())?;
         Ok(fin)
     }
 

@@ -312,7 +312,7 @@ pub fn run_ppo(
             state.save(&tmp)?;
             commit_dir(&tmp, &fin)?;
             log.info(&format!("Saving model checkpoint to {}", fin.display()))?;
-            rotate_checkpoints(out_dir, cfg.save_total_limit)?;
+            rotate_checkpoints(out_dir, cfg.save_total_limit, None)?;
         }
         if stopping {
             interrupted = true;
