@@ -203,20 +203,25 @@ fn galore_refusals() {
         ),
     ];
     for (extra, msg) in cases {
-        let out = out_dir("bad");
-        let res = Command::new(env!("CARGO_BIN_EXE_lmf"))
-            .current_dir(fixture_dir())
-            .arg("train")
-            .arg("cases/galore_llama/galore_llama.yaml")
-            .arg(format!("output_dir={}", out.display()))
-            .args(extra)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&res.stderr);
-        assert!(!res.status.success(), "{extra:?} trained");
-        assert!(err.contains(msg), "{extra:?}: {err}");
-        assert!(!out.join("trainer_log.jsonl").exists());
+        assert_refused("galore_llama", extra, msg);
     }
+}
+
+/// `lmf train` on `case` with `extra` fails before training, saying `msg`.
+fn assert_refused(case: &str, extra: &[&str], msg: &str) {
+    let out = out_dir(&format!("{case}-bad"));
+    let res = Command::new(env!("CARGO_BIN_EXE_lmf"))
+        .current_dir(fixture_dir())
+        .arg("train")
+        .arg(format!("cases/{case}/{case}.yaml"))
+        .arg(format!("output_dir={}", out.display()))
+        .args(extra)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(!res.status.success(), "{extra:?} trained");
+    assert!(err.contains(msg), "{extra:?}: {err}");
+    assert!(!out.join("trainer_log.jsonl").exists());
 }
 
 #[test]
@@ -273,18 +278,7 @@ fn badam_refusals() {
         (&["badam_mode=ratio"], "badam_mode"),
     ];
     for (extra, msg) in cases {
-        let out = out_dir("badam-bad");
-        let res = Command::new(env!("CARGO_BIN_EXE_lmf"))
-            .current_dir(fixture_dir())
-            .arg("train")
-            .arg("cases/badam_llama/badam_llama.yaml")
-            .arg(format!("output_dir={}", out.display()))
-            .args(extra)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&res.stderr);
-        assert!(!res.status.success(), "{extra:?} trained");
-        assert!(err.contains(msg), "{extra:?}: {err}");
+        assert_refused("badam_llama", extra, msg);
     }
 }
 
