@@ -21,7 +21,7 @@ use lmf_models::{CausalLM, Tokenizer};
 use serde_json::{json, Value};
 
 use crate::args::model::ModelArguments as ModelArgs;
-use crate::data::load::{read_csv, read_json, read_parquet, read_text};
+use crate::data::load::{file_type, read_rows};
 use crate::data::numpy_rng::LegacyRng;
 use crate::train::export::{save_entries, tensor_bytes, Entry};
 use crate::{Error, Result};
@@ -68,11 +68,8 @@ fn calibration_texts(path: &str) -> Result<Vec<String>> {
              csv, parquet and txt files with a `text` column; hub datasets are not fetched)"
         )));
     }
-    let rows = match file.extension().and_then(|e| e.to_str()) {
-        Some("json") | Some("jsonl") => read_json(file)?,
-        Some("csv") => read_csv(file)?,
-        Some("parquet") => read_parquet(file)?,
-        Some("txt") => read_text(file)?,
+    let rows = match file_type(file) {
+        Some(kind) if kind != "arrow" => read_rows(kind, file)?,
         _ => {
             return Err(Error::Msg(format!(
                 "export_quantization_dataset: `{path}`: unknown file type (json, jsonl, csv, \

@@ -21,7 +21,7 @@ pub use config::{matches_module, LoraConfig, LoraInit};
 pub use merge::pissa_to_lora;
 
 use crate::model::linear::dora_weight_norm;
-use crate::model::{CausalLM, Linear, Lora};
+use crate::model::{CausalLM, DecoderLayer, Linear, Lora};
 use crate::{Error, Result};
 use lmf_autograd::{DType, Device, Tensor, Var};
 
@@ -57,17 +57,26 @@ pub(crate) fn linears_mut(m: &mut CausalLM) -> Vec<(String, &mut Linear)> {
     let mut out = vec![];
     for l in &mut m.layers {
         let p = format!("model.layers.{}", l.index);
-        let a = &mut l.self_attn;
-        out.push((format!("{p}.self_attn.q_proj"), &mut a.q_proj));
-        out.push((format!("{p}.self_attn.k_proj"), &mut a.k_proj));
-        out.push((format!("{p}.self_attn.v_proj"), &mut a.v_proj));
-        out.push((format!("{p}.self_attn.o_proj"), &mut a.o_proj));
-        let f = &mut l.mlp;
-        out.push((format!("{p}.mlp.gate_proj"), &mut f.gate_proj));
-        out.push((format!("{p}.mlp.up_proj"), &mut f.up_proj));
-        out.push((format!("{p}.mlp.down_proj"), &mut f.down_proj));
+        for (path, lin) in layer_linears_mut(l) {
+            out.push((format!("{p}.{path}"), lin));
+        }
     }
     out
+}
+
+/// The seven linears of one decoder layer in module order, by their path inside the layer
+/// (`self_attn.q_proj`, ..., `mlp.down_proj`).
+pub(crate) fn layer_linears_mut(l: &mut DecoderLayer) -> [(&'static str, &mut Linear); 7] {
+    let (a, f) = (&mut l.self_attn, &mut l.mlp);
+    [
+        ("self_attn.q_proj", &mut a.q_proj),
+        ("self_attn.k_proj", &mut a.k_proj),
+        ("self_attn.v_proj", &mut a.v_proj),
+        ("self_attn.o_proj", &mut a.o_proj),
+        ("mlp.gate_proj", &mut f.gate_proj),
+        ("mlp.up_proj", &mut f.up_proj),
+        ("mlp.down_proj", &mut f.down_proj),
+    ]
 }
 
 /// The targeted linears, or an error naming the targets and the leaf names on offer.

@@ -24,6 +24,7 @@ use lmf_autograd::grad_mode::no_grad;
 use lmf_autograd::{Device, Tensor, Var};
 use lmf_kernels::cpu::quant::group::{GroupQuant, WeightRound};
 
+use crate::adapter::layer_linears_mut;
 use crate::model::{DecoderLayer, Linear};
 use crate::{CausalLM, Error, Result, SeqBatch};
 pub use solver::{gptq_quantize, GptqLinear, GptqParams, Hessian};
@@ -38,16 +39,11 @@ pub const LINEAR_GROUPS: [&[&str]; 4] = [
 
 /// Linear `name` (`self_attn.q_proj`, `mlp.down_proj`, ...) of a decoder layer.
 fn linear_mut<'a>(layer: &'a mut DecoderLayer, name: &str) -> &'a mut Linear {
-    match name {
-        "self_attn.q_proj" => &mut layer.self_attn.q_proj,
-        "self_attn.k_proj" => &mut layer.self_attn.k_proj,
-        "self_attn.v_proj" => &mut layer.self_attn.v_proj,
-        "self_attn.o_proj" => &mut layer.self_attn.o_proj,
-        "mlp.gate_proj" => &mut layer.mlp.gate_proj,
-        "mlp.up_proj" => &mut layer.mlp.up_proj,
-        "mlp.down_proj" => &mut layer.mlp.down_proj,
-        other => unreachable!("no linear {other}"),
-    }
+    layer_linears_mut(layer)
+        .into_iter()
+        .find(|(path, _)| *path == name)
+        .map(|(_, lin)| lin)
+        .unwrap_or_else(|| unreachable!("no linear {name}"))
 }
 
 /// The weight the exported checkpoint computes for `g`: f16 scales, each weight rounded to

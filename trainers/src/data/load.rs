@@ -57,7 +57,7 @@ impl LoadedDataset {
 }
 
 /// File types HF's builders read, by extension (LF's `FILEEXT2TYPE`, without arrow).
-fn file_type(path: &Path) -> Option<&'static str> {
+pub fn file_type(path: &Path) -> Option<&'static str> {
     match path.extension().and_then(|e| e.to_str()) {
         Some("json") | Some("jsonl") => Some("json"),
         Some("csv") => Some("csv"),
@@ -138,12 +138,7 @@ pub fn load_dataset(
         rows: Vec::new(),
     };
     for (fi, file) in files.iter().enumerate() {
-        let rows = match kind {
-            "json" => read_json(file)?,
-            "csv" => read_csv(file)?,
-            "parquet" => read_parquet(file)?,
-            _ => read_text(file)?,
-        };
+        let rows = read_rows(kind, file)?;
         ds.rows.extend(
             rows.into_iter()
                 .enumerate()
@@ -174,6 +169,16 @@ fn sample<T: Clone>(rows: Vec<T>, target: usize, rng: &mut LegacyRng) -> Option<
         order.extend(rng.choice(rows.len(), target - order.len()));
     }
     Some(order.into_iter().map(|i| rows[i].clone()).collect())
+}
+
+/// The rows of `file`, read as `kind` (a [`file_type`] other than arrow).
+pub fn read_rows(kind: &str, file: &Path) -> Result<Vec<PyJson>> {
+    match kind {
+        "json" => read_json(file),
+        "csv" => read_csv(file),
+        "parquet" => read_parquet(file),
+        _ => read_text(file),
+    }
 }
 
 fn read(file: &Path) -> Result<String> {

@@ -176,9 +176,7 @@ impl Bits for LegacyRng {
         self.next_u32()
     }
     fn next64(&mut self) -> u64 {
-        // numpy: `(uint64)next32 << 32 | next32`
-        let hi = self.next_u32() as u64;
-        (hi << 32) | self.next_u32() as u64
+        self.next_u64()
     }
 }
 
@@ -245,6 +243,13 @@ impl LegacyRng {
             self.mt[i] = v;
         }
         self.index = 0;
+    }
+
+    /// Two 32-bit draws, the first as the high half (numpy's `(uint64)next32 << 32 | next32`,
+    /// torch's `random64`).
+    pub fn next_u64(&mut self) -> u64 {
+        let hi = self.next_u32() as u64;
+        (hi << 32) | self.next_u32() as u64
     }
 
     /// `genrand_int32`.

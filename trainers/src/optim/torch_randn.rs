@@ -124,9 +124,7 @@ pub fn next_seed(seed: u64) -> u64 {
     let mut g = LegacyRng::new(seed);
     let mut v = 0;
     for _ in 0..15 {
-        let hi = g.next_u32() as u64;
-        let r = (hi << 32) | g.next_u32() as u64;
-        v = r % ((1u64 << 63) - 1);
+        v = g.next_u64() % ((1u64 << 63) - 1);
     }
     v
 }
