@@ -204,4 +204,12 @@ pub fn check_results(case: &str, ours: &Path) {
     if let Some(e) = lf.get("epoch").and_then(Value::as_f64) {
         assert!((e - us["epoch"].as_f64().unwrap()).abs() < 1e-9, "{case}");
     }
+    // predict_with_generate: LF's ComputeSimilarity scores (percentages).
+    for k in ["bleu-4", "rouge-1", "rouge-2", "rouge-l"] {
+        let key = format!("predict_{k}");
+        if let Some(x) = lf.get(&key).and_then(Value::as_f64) {
+            let y = us[&key].as_f64().unwrap_or_else(|| panic!("{case}: {key}"));
+            assert!((x - y).abs() <= 1e-4, "{case}: {key} LF {x} lmf {y}");
+        }
+    }
 }

@@ -296,9 +296,9 @@ lf_args! {
         /// Hide progress bars.
         disable_tqdm: Option<bool> = None => Implemented,
         /// Experiment trackers to report to.
-        report_to: Option<Union2<String, List<String>>> = Some(Union2::A("none".into())) => NotImplemented,
+        report_to: Option<Union2<String, List<String>>> = Some(Union2::A("none".into())) => Implemented,
         /// Run name for the trackers.
-        run_name: Option<String> = None => NotImplemented,
+        run_name: Option<String> = None => Implemented,
         /// Project name for the trackers.
         project: String = "huggingface".into() => NotImplemented,
         /// Trackio Space id.
@@ -429,7 +429,7 @@ lf_args! {
         /// Deprecated warmup ratio (use `warmup_steps` below 1).
         warmup_ratio: Option<f64> = None => Implemented,
         /// Deprecated logging folder.
-        logging_dir: Option<String> = None => NotImplemented,
+        logging_dir: Option<String> = None => Implemented,
         /// Local rank of the process (set by launchers).
         local_rank: i64 = -1 => NotImplemented,
         /// Sort-ish sampler by length.

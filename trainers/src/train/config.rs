@@ -11,11 +11,13 @@ use crate::args::finetuning::BadamSwitchMode;
 use crate::args::finetuning::{ApolloProj, ApolloProjType, ApolloScaleType, GaloreProjType};
 use crate::args::finetuning::{FinetuningArguments, Stage};
 use crate::args::model::ModelArguments;
+use crate::args::multi::Union2;
 use crate::args::training::OptimizerNames;
 use crate::args::training::{IntervalStrategy, SaveStrategy, TrainingArguments};
 use crate::optim::badam::{BadamConfig, SwitchMode};
 use crate::optim::galore::{ApolloSettings, ProjType};
 use crate::optim::AdamHyper;
+use crate::train::monitor::{self, RunInfo};
 use crate::{Error, Result};
 
 /// The loop's settings.
@@ -109,6 +111,58 @@ pub struct TrainConfig {
     pub progress_bar: bool,
     /// Start afresh in a used `output_dir` (LF then deletes the old `trainer_log.jsonl`).
     pub overwrite_output_dir: bool,
+    /// `report_to`: the monitors (resolved names) and what they are told about the run.
+    pub report: ReportConfig,
+}
+
+/// The run's `report_to` monitors.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReportConfig {
+    /// The monitors, by `report_to` name (none: nothing is reported).
+    pub monitors: Vec<&'static str>,
+    /// The training arguments (`args.to_dict()`), `run_name`, the logging folder, the model's
+    /// `config.json`.
+    pub run: RunInfo,
+}
+
+impl ReportConfig {
+    /// `report_to` and friends out of the arguments: the TensorBoard folder is
+    /// `TENSORBOARD_LOGGING_DIR`, else `logging_dir` (deprecated in transformers 5, which
+    /// ignores it; lmf honours it), else transformers' default `output_dir/runs/{%b%d_%H-%M-%S}_{host}`.
+    pub fn from_args(
+        training: &TrainingArguments,
+        model: &ModelArguments,
+        output_dir: &std::path::Path,
+    ) -> Result<ReportConfig> {
+        let names: Vec<String> = match &training.report_to {
+            None => vec![],
+            Some(Union2::A(s)) => vec![s.clone()],
+            Some(Union2::B(list)) => list.0.clone(),
+        };
+        let monitors = monitor::resolve_report_to(&names)?;
+        if monitors.is_empty() {
+            return Ok(ReportConfig::default());
+        }
+        let logging_dir = std::env::var("TENSORBOARD_LOGGING_DIR")
+            .ok()
+            .filter(|d| !d.is_empty())
+            .or_else(|| training.logging_dir.clone())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| output_dir.join(monitor::default_logdir()));
+        let model_config_json = model.model_name_or_path.as_ref().and_then(|m| {
+            std::fs::read_to_string(std::path::Path::new(m).join("config.json")).ok()
+        });
+        Ok(ReportConfig {
+            monitors,
+            run: RunInfo {
+                output_dir: output_dir.to_path_buf(),
+                logging_dir,
+                run_name: training.run_name.clone().unwrap_or_default(),
+                args: serde_json::to_value(training).unwrap_or_default(),
+                model_config_json,
+            },
+        })
+    }
 }
 
 impl TrainConfig {
@@ -159,6 +213,7 @@ impl TrainConfig {
             stage_pt: false,
             progress_bar: true,
             overwrite_output_dir: false,
+            report: ReportConfig::default(),
         }
     }
 
@@ -196,6 +251,7 @@ impl TrainConfig {
             }
         };
         let seed = training.seed.max(0) as u64;
+        let report = ReportConfig::from_args(training, model, std::path::Path::new(&output_dir))?;
         Ok(TrainConfig {
             output_dir: PathBuf::from(output_dir),
             train_batch_size: pos(
@@ -258,6 +314,7 @@ impl TrainConfig {
             stage_pt: finetuning.stage == Stage::Pt,
             progress_bar: training.disable_tqdm != Some(true),
             overwrite_output_dir: training.overwrite_output_dir,
+            report,
         })
     }
 

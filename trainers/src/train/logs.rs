@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::template::pyjson::PyJson;
+use crate::train::config::ReportConfig;
 use crate::train::io::{append_line, now_utc, py_round, timedelta_str};
+use crate::train::monitor::{Monitors, RunEnd};
 use crate::Result;
 
 /// LF `TRAINER_LOG`.
@@ -20,6 +22,7 @@ pub struct RunLog {
     dir: PathBuf,
     start: Option<Instant>,
     max_steps: u64,
+    monitors: Monitors,
 }
 
 impl RunLog {
@@ -29,13 +32,28 @@ impl RunLog {
             dir: dir.to_path_buf(),
             start: None,
             max_steps: 0,
+            monitors: Monitors::none(),
         }
+    }
+
+    /// Also reports to the `report_to` monitors of `report`.
+    pub fn with_report(mut self, report: &ReportConfig) -> RunLog {
+        self.monitors = Monitors::new(&report.monitors, report.run.clone());
+        self
+    }
+
+    /// The run is over: `files` (the loss plots, the trainer log) go to the monitors that keep
+    /// artifacts, then the monitors close (a `RunLog` dropped without this reports a failure).
+    pub fn finish(&mut self, end: RunEnd, files: &[PathBuf]) {
+        self.monitors.artifacts(files);
+        self.monitors.end(end);
     }
 
     /// LF `on_train_begin`: starts the clock; records go to `trainer_log.jsonl` from now on.
     pub fn begin_train(&mut self, max_steps: u64) {
         self.start = Some(Instant::now());
         self.max_steps = max_steps;
+        self.monitors.train_begin();
     }
 
     /// LF `on_train_end`: later records (evaluation after training) are not written.
@@ -50,8 +68,12 @@ impl RunLog {
         append_line(&self.dir.join(RUNNING_LOG), &line)
     }
 
-    /// LF `LogCallback.on_log` for the record just appended to the log history.
+    /// LF `LogCallback.on_log` for the record just appended to the log history (and the
+    /// monitors' `on_log`, during and after training).
     pub fn on_log(&mut self, rec: &PyJson, cur_steps: u64, max_steps: u64) -> Result<()> {
+        if let PyJson::Dict(items) = rec {
+            self.monitors.log(cur_steps, items);
+        }
         let Some(start) = self.start else {
             return Ok(());
         };

@@ -19,6 +19,7 @@ pub mod freeze;
 pub mod hooks;
 pub mod io;
 pub mod logs;
+pub mod monitor;
 pub mod plot;
 pub mod ppo;
 pub mod predict;
@@ -27,6 +28,7 @@ pub mod pref_loss;
 pub mod progress;
 pub mod results;
 pub mod run;
+pub mod similarity;
 pub mod stage;
 pub mod state;
 pub mod trainer;
@@ -162,5 +164,29 @@ pub fn run_stage_workflow<S: Stage>(
         results::save_metrics(&cfg.output_dir, "eval", &metrics)?;
         out.eval = Some(metrics);
     }
+    let end = if interrupted {
+        monitor::RunEnd::Stopped
+    } else {
+        monitor::RunEnd::Finished
+    };
+    trainer.finish_report(end, &report_files(&cfg.output_dir));
     Ok(out)
+}
+
+/// What the monitors keep of a run: the loss plots (`training_*.png`) and `trainer_log.jsonl`.
+pub fn report_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("training_") && n.ends_with(".png"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files.push(dir.join(logs::TRAINER_LOG));
+    files
 }

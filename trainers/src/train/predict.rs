@@ -4,7 +4,10 @@
 //! workflow sets it), and `generated_predictions.jsonl` gets one
 //! `{"prompt", "predict", "label"}` line per row exactly as LF's `save_predictions` decodes
 //! them (prompt with special tokens; prediction and label per `skip_special_tokens`; `-100`
-//! labels as the pad token). `predict_results.json` holds the speed metrics.
+//! labels as the pad token). `predict_results.json` holds LF's `ComputeSimilarity` scores of
+//! the predictions against the labels (both decoded without special tokens:
+//! `predict_rouge-1/2/l`, `predict_bleu-4`, [`crate::train::similarity`]) and the speed
+//! metrics.
 
 use std::path::Path;
 use std::time::Instant;
@@ -16,6 +19,7 @@ use crate::data::{Example, IGNORE_INDEX};
 use crate::template::pyjson::PyJson;
 use crate::train::io::{py_round, write_atomic};
 use crate::train::results::save_metrics;
+use crate::train::similarity::similarity_metrics;
 use crate::{Error, Result};
 
 /// LF `save_predictions`' file.
@@ -75,6 +79,7 @@ pub fn predict(
     let start = Instant::now();
     let pad = tok.pad_token_id().or(tok.eos_token_id()).unwrap_or(0);
     let mut lines = String::new();
+    let (mut preds, mut refs) = (vec![], vec![]);
     let bs = batch_size.max(1);
     for (b, chunk) in rows.chunks(bs).enumerate() {
         let prompts: Vec<Vec<u32>> = chunk.iter().map(|r| r.input_ids.clone()).collect();
@@ -98,12 +103,20 @@ pub fn predict(
             ]);
             lines.push_str(&line.dumps());
             lines.push('\n');
+            // ComputeSimilarity decodes with skip_special_tokens=True whatever the generating
+            // arguments say.
+            preds.push(tok.decode(&new, true)?);
+            refs.push(tok.decode(&labels, true)?);
         }
     }
     std::fs::create_dir_all(out).map_err(|e| Error::Msg(format!("{}: {e}", out.display())))?;
     write_atomic(&out.join(PREDICTIONS_FILE), lines.as_bytes())?;
+    let mut metrics: Vec<(String, PyJson)> = similarity_metrics(&preds, &refs)
+        .into_iter()
+        .map(|(k, v)| (format!("predict_{k}"), PyJson::Float(v)))
+        .collect();
     let runtime = start.elapsed().as_secs_f64().max(1e-9);
-    let metrics = vec![
+    metrics.extend([
         (
             "predict_runtime".to_string(),
             PyJson::Float(py_round(runtime, 4)),
@@ -116,7 +129,7 @@ pub fn predict(
             "predict_steps_per_second".to_string(),
             PyJson::Float(py_round(rows.len().div_ceil(bs) as f64 / runtime, 3)),
         ),
-    ];
+    ]);
     save_metrics(out, "predict", &metrics)?;
     Ok(metrics)
 }

@@ -210,7 +210,7 @@ impl<'a, S: Stage> Trainer<'a, S> {
             optimizer,
             badam,
             scheduler,
-            log: RunLog::new(&cfg.output_dir),
+            log: RunLog::new(&cfg.output_dir).with_report(&cfg.report),
             stop: Arc::new(AtomicBool::new(false)),
             non_embedding_params,
             losses: vec![],
@@ -228,6 +228,16 @@ impl<'a, S: Stage> Trainer<'a, S> {
     /// Replaces the stop flag (to share one process-wide Ctrl-C flag).
     pub fn set_stop_flag(&mut self, flag: Arc<AtomicBool>) {
         self.stop = flag;
+    }
+
+    /// The run is over: hands `files` to the `report_to` monitors that keep artifacts and
+    /// closes them.
+    pub fn finish_report(
+        &mut self,
+        end: crate::train::monitor::RunEnd,
+        files: &[std::path::PathBuf],
+    ) {
+        self.log.finish(end, files);
     }
 
     /// Appends `logs` (+ `epoch`, + `step`) to the log history and to `trainer_log.jsonl`.

@@ -144,7 +144,7 @@ pub fn run_ppo(
     let out_dir = &cfg.output_dir;
     std::fs::create_dir_all(out_dir)
         .map_err(|e| Error::Msg(format!("{}: {e}", out_dir.display())))?;
-    let mut log = RunLog::new(out_dir);
+    let mut log = RunLog::new(out_dir).with_report(&cfg.report);
     let logging_steps = TrainConfig::abs_steps(cfg.logging_steps, max_steps).max(1);
     let save_steps = TrainConfig::abs_steps(cfg.save_steps, max_steps);
     let mut state = TrainerState {
@@ -332,6 +332,12 @@ pub fn run_ppo(
             &["loss".into(), "reward".into()],
         )?;
     }
+    let end = if interrupted {
+        crate::train::monitor::RunEnd::Stopped
+    } else {
+        crate::train::monitor::RunEnd::Finished
+    };
+    log.finish(end, &crate::train::report_files(out_dir));
     let runtime = start.elapsed().as_secs_f64();
     Ok(WorkflowOutcome {
         train: Some(TrainOutcome {
