@@ -620,6 +620,7 @@ fn peft_reloads_our_adapter() {
         lora_alpha: 8.0,
         lora_dropout: 0.05,
         target_modules: ALL.iter().map(|s| s.to_string()).collect(),
+        target_regex: None,
         use_rslora: true,
         use_dora: true,
         init: LoraInit::Default,

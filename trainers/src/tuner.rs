@@ -81,8 +81,32 @@ pub fn new_lora_config(model: &CausalLM, f: &FinetuningArguments) -> Result<Lora
     } else {
         f.lora_target.clone()
     };
+    // One entry that is not a module name (`.*\.(q_proj|v_proj)`): PEFT's regex form, full-
+    // matched against module names. LLaMA-Factory always hands PEFT a list, so there such an
+    // entry matches nothing ("Target modules {...} not found in the base model"); lmf passes
+    // it on as the regex it is (and writes it so in adapter_config.json).
+    let target_regex = match target_modules.as_slice() {
+        [one]
+            if one
+                .chars()
+                .any(|c| !(c.is_ascii_alphanumeric() || "._-".contains(c))) =>
+        {
+            lmf_models::adapter::full_match_regex(one)
+                .map_err(|e| Error::Msg(format!("lora_target: {e}")))?;
+            if f.use_llama_pro {
+                return Err(Error::Msg(
+                    "lora_target: a regular expression cannot be combined with `use_llama_pro`"
+                        .into(),
+                ));
+            }
+            Some(one.clone())
+        }
+        _ => None,
+    };
     let target_modules = if f.use_llama_pro {
         expanded_modules(model, &target_modules, f.freeze_trainable_layers)?
+    } else if target_regex.is_some() {
+        vec![]
     } else {
         target_modules
     };
@@ -95,6 +119,7 @@ pub fn new_lora_config(model: &CausalLM, f: &FinetuningArguments) -> Result<Lora
         lora_alpha: f.lora_alpha.unwrap_or(2 * f.lora_rank) as f64,
         lora_dropout: f.lora_dropout,
         target_modules,
+        target_regex,
         use_rslora: f.use_rslora,
         use_dora: f.use_dora,
         init: if f.pissa_init {

@@ -40,6 +40,10 @@ pub struct LoraConfig {
     pub lora_dropout: f64,
     /// Leaf module names (`q_proj`, ...), or full module names; PEFT's suffix match.
     pub target_modules: Vec<String>,
+    /// PEFT's string form of `target_modules`: one Python regex, full-matched against each
+    /// module name (`model.layers.0.self_attn.q_proj`); when set it decides instead of
+    /// `target_modules`, and `adapter_config.json` stores it as the string.
+    pub target_regex: Option<String>,
     /// rsLoRA scaling.
     pub use_rslora: bool,
     /// DoRA (weight-decomposed LoRA).
@@ -57,6 +61,7 @@ impl Default for LoraConfig {
             lora_alpha: 16.0,
             lora_dropout: 0.0,
             target_modules: vec![],
+            target_regex: None,
             use_rslora: false,
             use_dora: false,
             init: LoraInit::Default,
@@ -106,10 +111,33 @@ impl LoraConfig {
         if !self.lora_alpha.is_finite() {
             return Err(Error::msg("lora: lora_alpha must be finite"));
         }
-        if self.target_modules.is_empty() {
-            return Err(Error::msg("lora: target_modules is empty"));
+        match &self.target_regex {
+            Some(re) => {
+                full_match_regex(re).map_err(Error::msg)?;
+            }
+            None if self.target_modules.is_empty() => {
+                return Err(Error::msg("lora: target_modules is empty"));
+            }
+            None => {}
         }
         Ok(())
+    }
+
+    /// Whether the module `name` gets an adapter: PEFT's `check_target_module_exists`
+    /// (a regex: `re.fullmatch`; a list: an equal name or a `.`-suffix).
+    pub fn targets(&self, name: &str) -> bool {
+        match &self.target_regex {
+            Some(re) => full_match_regex(re).is_ok_and(|r| r.is_match(name)),
+            None => matches_module(name, &self.target_modules),
+        }
+    }
+
+    /// `target_modules` as the user sees it (the regex, or the list).
+    pub fn target_description(&self) -> String {
+        match &self.target_regex {
+            Some(re) => format!("`{re}` (a regex)"),
+            None => format!("{:?}", self.target_modules),
+        }
     }
 
     /// The `adapter_config.json` object PEFT writes for this config.
@@ -162,7 +190,10 @@ impl LoraConfig {
             "r": self.r,
             "rank_pattern": {},
             "revision": null,
-            "target_modules": self.target_modules,
+            "target_modules": match &self.target_regex {
+                Some(re) => json!(re),
+                None => json!(self.target_modules),
+            },
             "target_parameters": null,
             "task_type": "CAUSAL_LM",
             "trainable_token_indices": null,
@@ -224,17 +255,14 @@ impl LoraConfig {
                 Some(_) => Err(format!("key `{k}` must be a list of strings")),
             }
         };
-        let target_modules = strings("target_modules")?;
-        if let Some(Value::String(s)) = get("target_modules") {
-            // PEFT treats a string as a regex over full module names.
-            if s.chars()
-                .any(|c| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
-            {
-                return Err(format!(
-                    "target_modules `{s}` is a regular expression, which is not supported (use a list of module names)"
-                ));
+        // PEFT treats a string as a regex over full module names.
+        let (target_modules, target_regex) = match get("target_modules") {
+            Some(Value::String(re)) => {
+                full_match_regex(re).map_err(|e| format!("key `target_modules`: {e}"))?;
+                (vec![], Some(re.clone()))
             }
-        }
+            _ => (strings("target_modules")?, None),
+        };
         let init = match get("init_lora_weights") {
             None | Some(Value::Bool(true)) => LoraInit::Default,
             Some(Value::Bool(false)) => LoraInit::NoInit,
@@ -284,6 +312,7 @@ impl LoraConfig {
             lora_alpha,
             lora_dropout,
             target_modules,
+            target_regex,
             use_rslora: flag("use_rslora")?,
             use_dora: flag("use_dora")?,
             init,
@@ -295,6 +324,13 @@ impl LoraConfig {
 }
 
 /// PEFT's target match: the module is named `t` or ends with `.t`.
+/// A Python `re.fullmatch` pattern as a Rust regex (the syntax both share: classes,
+/// alternation, repetition, groups; lookaround and backreferences are refused).
+pub fn full_match_regex(pattern: &str) -> std::result::Result<regex::Regex, String> {
+    regex::Regex::new(&format!("^(?:{pattern})$"))
+        .map_err(|e| format!("`{pattern}` is not a regular expression lmf can use: {e}"))
+}
+
 pub fn matches_module(module: &str, targets: &[String]) -> bool {
     targets
         .iter()
@@ -306,12 +342,49 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_string_target_is_a_full_match_regex_as_in_peft() {
+        let mut o = Map::new();
+        o.insert("r".into(), json!(4));
+        o.insert(
+            "target_modules".into(),
+            json!(r".*\.layers\.1\..*(q_proj|v_proj)"),
+        );
+        let cfg = LoraConfig::from_peft_map(&o).unwrap();
+        assert!(cfg.targets("model.layers.1.self_attn.q_proj"));
+        assert!(cfg.targets("model.layers.1.self_attn.v_proj"));
+        assert!(!cfg.targets("model.layers.0.self_attn.q_proj"));
+        assert!(!cfg.targets("model.layers.1.self_attn.k_proj"));
+        // PEFT: a plain string is a regex too, so `q_proj` alone matches no full name.
+        o.insert("target_modules".into(), json!("q_proj"));
+        let plain = LoraConfig::from_peft_map(&o).unwrap();
+        assert!(!plain.targets("model.layers.0.self_attn.q_proj"));
+        // Written back as the string.
+        let back = cfg.to_peft_json("m");
+        assert_eq!(
+            back["target_modules"],
+            json!(r".*\.layers\.1\..*(q_proj|v_proj)")
+        );
+        o.insert("target_modules".into(), json!("(?<=x)q"));
+        assert!(LoraConfig::from_peft_map(&o).is_err());
+        // A list: equal names or `.`-suffixes.
+        o.insert(
+            "target_modules".into(),
+            json!(["layers.0.self_attn.q_proj", "v_proj"]),
+        );
+        let list = LoraConfig::from_peft_map(&o).unwrap();
+        assert!(list.targets("model.layers.0.self_attn.q_proj"));
+        assert!(!list.targets("model.layers.1.self_attn.q_proj"));
+        assert!(list.targets("model.layers.1.self_attn.v_proj"));
+    }
+
+    #[test]
     fn json_round_trip_keeps_every_field() {
         let cfg = LoraConfig {
             r: 4,
             lora_alpha: 6.5,
             lora_dropout: 0.1,
             target_modules: vec!["q_proj".into(), "v_proj".into()],
+            target_regex: None,
             use_rslora: true,
             use_dora: true,
             init: LoraInit::Pissa { niter: 4 },

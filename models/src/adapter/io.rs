@@ -182,7 +182,7 @@ impl CausalLM {
         // as it was (apart from untying a tied lm_head listed in modules_to_save).
         let (r, scale) = (cfg.r, cfg.scale());
         let mut plan: Vec<(Option<Var>, Lora)> = vec![];
-        for (name, lin) in targets_mut(self, &cfg.target_modules)? {
+        for (name, lin) in targets_mut(self, &cfg)? {
             let (out_f, in_f) = lin.dims();
             let a = take(&format!("{name}.lora_A.weight"), &[r, in_f])?;
             let b = take(&format!("{name}.lora_B.weight"), &[out_f, r])?;
@@ -236,10 +236,7 @@ impl CausalLM {
                 "tensor `{key}` names no layer adapted by adapter_config.json in this model"
             )));
         }
-        for ((_, lin), (residual, lora)) in targets_mut(self, &cfg.target_modules)?
-            .into_iter()
-            .zip(plan)
-        {
+        for ((_, lin), (residual, lora)) in targets_mut(self, &cfg)?.into_iter().zip(plan) {
             if let Some(wres) = residual {
                 lin.weight = wres;
             }

@@ -17,7 +17,7 @@ pub mod merge;
 pub mod svd;
 
 pub use crate::model::linear::{adapters_disabled, is_training, set_training, without_adapters};
-pub use config::{matches_module, LoraConfig, LoraInit};
+pub use config::{full_match_regex, matches_module, LoraConfig, LoraInit};
 pub use merge::pissa_to_lora;
 
 use crate::model::linear::dora_weight_norm;
@@ -82,7 +82,7 @@ pub(crate) fn layer_linears_mut(l: &mut DecoderLayer) -> [(&'static str, &mut Li
 /// The targeted linears, or an error naming the targets and the leaf names on offer.
 pub(crate) fn targets_mut<'a>(
     m: &'a mut CausalLM,
-    targets: &[String],
+    cfg: &LoraConfig,
 ) -> Result<Vec<(String, &'a mut Linear)>> {
     let all = linears_mut(m);
     let leaves: Vec<String> = {
@@ -94,13 +94,11 @@ pub(crate) fn targets_mut<'a>(
         v.dedup();
         v
     };
-    let hit: Vec<_> = all
-        .into_iter()
-        .filter(|(n, _)| matches_module(n, targets))
-        .collect();
+    let hit: Vec<_> = all.into_iter().filter(|(n, _)| cfg.targets(n)).collect();
     if hit.is_empty() {
         return Err(Error::msg(format!(
-            "lora: target_modules {targets:?} match no linear layer of this model (its linears: {})",
+            "lora: target_modules {} match no linear layer of this model (its linears: {})",
+            cfg.target_description(),
             leaves.join(", ")
         )));
     }
@@ -234,7 +232,7 @@ impl CausalLM {
         cfg.validate()?;
         self.prepare_modules_to_save(&cfg.modules_to_save)?;
         {
-            let targets = targets_mut(self, &cfg.target_modules)?;
+            let targets = targets_mut(self, cfg)?;
             if let Some((n, _)) = targets.iter().find(|(_, l)| l.lora.is_some()) {
                 return Err(Error::msg(format!(
                     "lora: `{n}` already has an adapter (merge it first)"

@@ -327,8 +327,10 @@ lf_args! {
         /// SwanLab Lark secret.
         swanlab_lark_secret: Option<String> = None => NotImplemented,
         // --- FinetuningArguments' own ---
-        /// Train purely in bf16 (no fp32 master weights).
-        pure_bf16: bool = false => NotImplemented,
+        /// Train purely in bf16 (no fp32 master weights). LLaMA-Factory refuses it on a CPU
+        /// (`This device does not support `pure_bf16`.`); lmf too, and on its GPU path it is
+        /// not built yet.
+        pure_bf16: bool = false => Implemented,
         /// Training stage (chat needs `sft`: a generating model).
         stage: Stage = Stage::Sft => Implemented,
         /// Fine-tuning method (adapters need `lora`).

@@ -6,6 +6,7 @@ pub mod clip;
 pub mod galore;
 pub mod plateau;
 pub mod scheduler;
+pub mod torch_init;
 pub mod torch_randn;
 
 pub use adamw::{default_groups, loraplus_groups, AdamHyper, AdamW, ParamGroup};

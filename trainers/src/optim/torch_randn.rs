@@ -103,17 +103,29 @@ pub fn randn(n: usize, seed: u64) -> Vec<f32> {
         n >= 16,
         "torch_randn::randn: {n} < 16 values take torch's scalar path"
     );
-    let mut g = LegacyRng::new(seed);
-    let mut d: Vec<f32> = (0..n).map(|_| uniform(&mut g)).collect();
+    normal_fill(&mut LegacyRng::new(seed), n, 0.0, 1.0)
+}
+
+/// torch's `normal_fill_AVX2(self, mean, std, generator)` for `n ≥ 16` f32 values: `n` uniforms
+/// from `g`, each block of 16 turned into standard normals `z`, stored as `fma(z, std, mean)`
+/// (`_mm256_fmadd_ps`; with mean 0 it only turns a `-0.0` into `+0.0`); a tail that is not a
+/// multiple of 16 is redone from 16 fresh uniforms over the last 16 slots. Draws `n` 32-bit
+/// values, plus 16 when `n % 16 != 0`.
+pub(crate) fn normal_fill(g: &mut LegacyRng, n: usize, mean: f32, std: f32) -> Vec<f32> {
+    debug_assert!(n >= 16);
+    let mut d: Vec<f32> = (0..n).map(|_| uniform(g)).collect();
     let mut i = 0;
     while i + 16 <= n {
         fill16(&mut d[i..i + 16]);
         i += 16;
     }
     if !n.is_multiple_of(16) {
-        let mut tail: Vec<f32> = (0..16).map(|_| uniform(&mut g)).collect();
+        let mut tail: Vec<f32> = (0..16).map(|_| uniform(g)).collect();
         fill16(&mut tail);
         d[n - 16..].copy_from_slice(&tail);
+    }
+    for v in &mut d {
+        *v = fma(*v, std, mean);
     }
     d
 }

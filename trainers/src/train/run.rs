@@ -200,6 +200,16 @@ pub fn run(argv: &[String]) -> Result<WorkflowOutcome> {
     }
     // Before any loading, so a bad LMF_DEVICE fails at once.
     let device = super::device::train_device(args.training.use_cpu)?;
+    if args.finetuning.pure_bf16 {
+        // LF's check is `is_torch_bf16_gpu_available()`: a CPU never qualifies.
+        return Err(Error::Msg(if device.is_cpu() {
+            "This device does not support `pure_bf16`.".into()
+        } else {
+            "`pure_bf16` (bf16 weights and optimizer state) is not implemented yet on the GPU; \
+             `bf16: true` trains in bf16 with fp32 master weights"
+                .into()
+        }));
+    }
     let m = &args.model;
     let name = m
         .model_name_or_path

@@ -1,0 +1,120 @@
+//! Training arguments where lmf follows LLaMA-Factory by refusing or by going past it:
+//! - `lora_target` with one regular expression: LLaMA-Factory always hands PEFT a list, where
+//!   such an entry matches nothing; lmf passes it as PEFT's regex form (full match on module
+//!   names) and writes it so in `adapter_config.json`. A regex naming the same modules as a
+//!   list trains exactly the same adapter.
+//! - `pure_bf16` on a CPU: LLaMA-Factory's own refusal.
+//! - `lora_bias`: not an argument of LLaMA-Factory 0.9.5 (its parser refuses unknown keys).
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TRAIN_FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf/train");
+const CASE: &str = "cases/lora_llama/lora_llama.yaml";
+
+fn out_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("lmf-train-args-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn lmf_train(out: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_lmf"))
+        .current_dir(TRAIN_FIX)
+        .arg("train")
+        .arg(CASE)
+        .arg(format!("output_dir={}", out.display()))
+        .args(["max_steps=4", "do_eval=false", "eval_strategy=no"])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn adapter(out: &Path) -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(out.join("adapter_model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut v: Vec<(String, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, t)| (n, t.data().to_vec()))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_regex_lora_target_trains_what_the_same_list_trains() {
+    let (a, b) = (out_dir("list"), out_dir("regex"));
+    // A fresh adapter (no adapter_name_or_path): both runs draw the same initial A/B.
+    for (out, target) in [
+        (&a, "q_proj,v_proj"),
+        (&b, r".*\.layers\.\d+\.self_attn\.(q_proj|v_proj)"),
+    ] {
+        let res = lmf_train(
+            out,
+            &[
+                "adapter_name_or_path=null",
+                &format!("lora_target={target}"),
+            ],
+        );
+        assert!(
+            res.status.success(),
+            "{target}: {}",
+            String::from_utf8_lossy(&res.stderr)
+        );
+    }
+    let (ta, tb) = (adapter(&a), adapter(&b));
+    let names: Vec<&str> = tb.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names.len(), 8, "{names:?}");
+    assert!(
+        names
+            .iter()
+            .all(|n| n.contains("q_proj") || n.contains("v_proj")),
+        "{names:?}"
+    );
+    assert!(
+        ta == tb,
+        "the regex run trained other weights than the list run"
+    );
+    let cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(b.join("adapter_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        cfg["target_modules"],
+        r".*\.layers\.\d+\.self_attn\.(q_proj|v_proj)"
+    );
+    // A regex that matches nothing fails naming it.
+    let c = out_dir("nomatch");
+    let res = lmf_train(
+        &c,
+        &[
+            "adapter_name_or_path=null",
+            r"lora_target=.*\.nothing_(a|b)",
+        ],
+    );
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(!res.status.success());
+    assert!(err.contains(r"`.*\.nothing_(a|b)` (a regex)"), "{err}");
+    for d in [a, b, c] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+#[test]
+fn pure_bf16_and_lora_bias_are_refused_as_llamafactory_refuses_them() {
+    for (extra, msg) in [
+        (
+            "pure_bf16=true",
+            "This device does not support `pure_bf16`.",
+        ),
+        ("lora_bias=true", "lora_bias"),
+    ] {
+        let out = out_dir("refused");
+        let res = lmf_train(&out, &["use_cpu=true", extra]);
+        let err = String::from_utf8_lossy(&res.stderr);
+        assert!(!res.status.success(), "{extra} trained");
+        assert!(err.contains(msg), "{extra}: {err}");
+        assert!(!out.exists(), "{extra}: wrote {}", out.display());
+    }
+}
