@@ -227,7 +227,7 @@ lf_args! {
         /// Compute the lm_head output in fp32.
         upcast_lmhead_output: bool = false => NotImplemented,
         /// Random initial weights instead of the checkpoint's.
-        train_from_scratch: bool = false => NotImplemented,
+        train_from_scratch: bool = false => Implemented,
         /// Inference engine; lmf is the engine and takes only `huggingface`.
         infer_backend: EngineName = EngineName::Huggingface => Implemented,
         /// Folder for offloaded weights.

@@ -28,6 +28,7 @@ pub mod pref_loss;
 pub mod progress;
 pub mod results;
 pub mod run;
+pub mod scratch;
 pub mod similarity;
 pub mod stage;
 pub mod state;

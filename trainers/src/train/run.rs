@@ -230,7 +230,18 @@ pub fn run(argv: &[String]) -> Result<WorkflowOutcome> {
     if let Some(q) = &quant {
         eprintln!("Quantizing model to {} bit with bitsandbytes.", q.bits());
     }
-    let mut model = CausalLM::load_quantized(&dir, dtype, device, quant.as_ref())?;
+    let mut model = if m.train_from_scratch {
+        if quant.is_some() {
+            return Err(Error::Msg(
+                "`train_from_scratch` with `quantization_bit` is not supported: a random model \
+                 has nothing to quantize"
+                    .into(),
+            ));
+        }
+        super::scratch::from_scratch(&dir, args.training.seed.max(0) as u64, dtype, device)?
+    } else {
+        CausalLM::load_quantized(&dir, dtype, device, quant.as_ref())?
+    };
     if model.is_quantized()
         && args.finetuning.finetuning_type != crate::args::finetuning::FinetuningType::Lora
     {
