@@ -257,6 +257,56 @@ fn badam_layer_matches_llamafactory() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
+/// BAdam ratio mode (`badam_ratio_llama`): a fixed 30 % slice (the first entries, row-major)
+/// of every weight but the embeddings and the head, sparse Adam without decay.
+#[test]
+fn badam_ratio_matches_llamafactory() {
+    let case = "badam_ratio_llama";
+    let out = out_dir(case);
+    train(case, &out, None, &[]);
+    check_logs(case, &out);
+    check_results(case, &out);
+    check_files(case, &out);
+    let ours = lmf_models::Weights::from_files(&[out.join("model.safetensors")]).unwrap();
+    let orig =
+        lmf_models::Weights::from_files(&[fixture_dir().join("models/llama/model.safetensors")])
+            .unwrap();
+    let get = |w: &lmf_models::Weights, n: &str| {
+        w.get(n, lmf_runtime::DType::F32, lmf_runtime::Device::Cpu)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap()
+    };
+    for n in ["model.embed_tokens.weight", "lm_head.weight"] {
+        assert_eq!(get(&ours, n), get(&orig, n), "{n} changed");
+    }
+    for n in [
+        "model.layers.0.self_attn.q_proj.weight",
+        "model.layers.1.mlp.down_proj.weight",
+        "model.norm.weight",
+    ] {
+        let (a, b) = (get(&ours, n), get(&orig, n));
+        let k = (a.len() as f64 * 0.3) as usize;
+        let changed: Vec<usize> = (0..a.len()).filter(|&i| a[i] != b[i]).collect();
+        assert!(
+            changed.len() > k / 2,
+            "{n}: {} of {k} changed",
+            changed.len()
+        );
+        assert!(
+            changed.iter().all(|&i| i < k),
+            "{n}: an entry past {k} changed"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// BAdam ratio: its masks, step counts and sparse moments come back from a checkpoint.
+#[test]
+fn badam_ratio_resumes_exactly() {
+    resumes_exactly("badam_ratio_llama", 5, &[5, 15]);
+}
+
 /// BAdam: resuming inside layers.1's block (step 5) and right at a switch (step 15)
 /// continues the same block schedule and optimizer state.
 #[test]
@@ -275,7 +325,10 @@ fn badam_refusals() {
             &["badam_start_block=7"],
             "`badam_start_block` 7 is past the last of 2 blocks",
         ),
-        (&["badam_mode=ratio"], "badam_mode"),
+        (
+            &["badam_mode=ratio"],
+            "BAdam's ratio mode needs `optim: adamw_torch`",
+        ),
     ];
     for (extra, msg) in cases {
         assert_refused("badam_llama", extra, msg);

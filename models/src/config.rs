@@ -223,10 +223,14 @@ impl ModelConfig {
                 format!("num_key_value_heads {num_kv_heads} must divide num_attention_heads {num_heads}"),
             ));
         }
-        let head_dim = match k.usize_opt("head_dim")? {
-            Some(d) => d,
-            None if hidden_size % num_heads == 0 => hidden_size / num_heads,
-            None => {
+        // transformers' config classes: Qwen3 and Gemma 1/2 declare a default head_dim; the
+        // others derive it from the hidden size.
+        let head_dim = match (k.usize_opt("head_dim")?, arch) {
+            (Some(d), _) => d,
+            (None, Arch::Qwen3) => 128,
+            (None, Arch::Gemma | Arch::Gemma2) => 256,
+            (None, _) if hidden_size % num_heads == 0 => hidden_size / num_heads,
+            (None, _) => {
                 return Err(Error::file(
                     path,
                     "no `head_dim` and hidden_size is not a multiple of num_attention_heads",
@@ -282,9 +286,15 @@ impl ModelConfig {
             norm_offset: if gemma { 1.0 } else { 0.0 },
             rope: rope_config(&k, head_dim)?,
             act,
-            qkv_bias: attn_bias || arch == Arch::Qwen2,
-            o_bias: attn_bias,
-            mlp_bias: k.bool_or("mlp_bias", false)?,
+            // The biases each modeling file builds: Qwen2 always on q/k/v and never on o_proj,
+            // Mistral never, the others per `attention_bias`; MLP biases only in Llama.
+            qkv_bias: match arch {
+                Arch::Qwen2 => true,
+                Arch::Mistral => false,
+                _ => attn_bias,
+            },
+            o_bias: !matches!(arch, Arch::Qwen2 | Arch::Mistral) && attn_bias,
+            mlp_bias: arch == Arch::Llama && k.bool_or("mlp_bias", false)?,
             qk_norm: arch == Arch::Qwen3,
             sandwich_norms: arch == Arch::Gemma2,
             embed_scale: gemma.then(|| (hidden_size as f64).sqrt()),
@@ -425,4 +435,49 @@ fn rope_config(k: &Keys, head_dim: usize) -> Result<RopeConfig> {
         max_position_embeddings: max_pos,
         scaling,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(model_type: &str, extra: &str) -> ModelConfig {
+        let text = format!(
+            r#"{{"model_type": "{model_type}", "vocab_size": 10, "hidden_size": 8,
+                "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2
+                {extra}}}"#
+        );
+        ModelConfig::from_json_str(&text, Path::new("config.json")).unwrap()
+    }
+
+    /// transformers 5.6's modeling files: which linears have biases, and the config classes'
+    /// `head_dim` defaults.
+    #[test]
+    fn biases_and_head_dim_follow_each_modeling_file() {
+        let on = r#", "attention_bias": true, "mlp_bias": true"#;
+        let cases = [
+            // model_type: (qkv, o, mlp) with attention_bias and mlp_bias set
+            ("llama", (true, true, true)),
+            ("mistral", (false, false, false)),
+            ("qwen2", (true, false, false)),
+            ("qwen3", (true, true, false)),
+            ("gemma", (true, true, false)),
+            ("gemma2", (true, true, false)),
+        ];
+        for (mt, want) in cases {
+            let c = parse(mt, on);
+            assert_eq!((c.qkv_bias, c.o_bias, c.mlp_bias), want, "{mt}");
+        }
+        assert!(
+            parse("qwen2", "").qkv_bias,
+            "qwen2's q/k/v always have a bias"
+        );
+        assert_eq!(parse("llama", "").head_dim, 4);
+        assert_eq!(parse("mistral", "").head_dim, 4);
+        assert_eq!(parse("qwen2", "").head_dim, 4);
+        assert_eq!(parse("qwen3", "").head_dim, 128);
+        assert_eq!(parse("gemma", "").head_dim, 256);
+        assert_eq!(parse("gemma2", "").head_dim, 256);
+        assert_eq!(parse("qwen3", r#", "head_dim": 6"#).head_dim, 6);
+    }
 }

@@ -294,7 +294,7 @@ lf_args! {
         /// BAdam optimiser.
         use_badam: bool = false => Implemented,
         /// BAdam mode.
-        badam_mode: BadamMode = BadamMode::Layer => NotImplemented,
+        badam_mode: BadamMode = BadamMode::Layer => Implemented,
         /// First block of layer-wise BAdam.
         badam_start_block: Option<i64> = None => Implemented,
         /// Block switching order of layer-wise BAdam.
@@ -302,9 +302,9 @@ lf_args! {
         /// Steps between block switches (-1 = never).
         badam_switch_interval: Option<i64> = Some(50) => Implemented,
         /// Update ratio of ratio-wise BAdam.
-        badam_update_ratio: f64 = 0.05 => NotImplemented,
+        badam_update_ratio: f64 = 0.05 => Implemented,
         /// BAdam mask layout.
-        badam_mask_mode: BadamMaskMode = BadamMaskMode::Adjacent => NotImplemented,
+        badam_mask_mode: BadamMaskMode = BadamMaskMode::Adjacent => Implemented,
         /// BAdam verbosity.
         badam_verbose: i64 = 0 => Implemented,
         // --- SwanLabArguments ---

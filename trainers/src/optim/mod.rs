@@ -2,6 +2,7 @@
 
 pub mod adamw;
 pub mod badam;
+pub mod badam_ratio;
 pub mod clip;
 pub mod galore;
 pub mod plateau;

@@ -7,14 +7,15 @@ use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 
-use crate::args::finetuning::BadamSwitchMode;
 use crate::args::finetuning::{ApolloProj, ApolloProjType, ApolloScaleType, GaloreProjType};
+use crate::args::finetuning::{BadamMaskMode, BadamMode, BadamSwitchMode};
 use crate::args::finetuning::{FinetuningArguments, Stage};
 use crate::args::model::ModelArguments;
 use crate::args::multi::Union2;
 use crate::args::training::OptimizerNames;
 use crate::args::training::{IntervalStrategy, SaveStrategy, TrainingArguments};
 use crate::optim::badam::{BadamConfig, SwitchMode};
+use crate::optim::badam_ratio::{MaskMode, RatioConfig};
 use crate::optim::galore::{ApolloSettings, ProjType};
 use crate::optim::AdamHyper;
 use crate::train::monitor::{self, RunInfo};
@@ -103,6 +104,8 @@ pub struct TrainConfig {
     pub load_best_model_at_end: bool,
     /// BAdam, layer mode (`use_badam`).
     pub badam: Option<BadamConfig>,
+    /// BAdam, ratio mode (`use_badam`, `badam_mode: ratio`).
+    pub badam_ratio: Option<RatioConfig>,
     /// Draw `training_loss.png` and friends.
     pub plot_loss: bool,
     /// Pre-training (adds `eval_perplexity`).
@@ -209,6 +212,7 @@ impl TrainConfig {
             greater_is_better: false,
             load_best_model_at_end: false,
             badam: None,
+            badam_ratio: None,
             plot_loss: false,
             stage_pt: false,
             progress_bar: true,
@@ -310,6 +314,7 @@ impl TrainConfig {
             }),
             load_best_model_at_end: training.load_best_model_at_end,
             badam: badam_config(finetuning)?,
+            badam_ratio: badam_ratio_config(training, finetuning)?,
             plot_loss: finetuning.plot_loss,
             stage_pt: finetuning.stage == Stage::Pt,
             progress_bar: training.disable_tqdm != Some(true),
@@ -428,8 +433,40 @@ impl GaloreConfig {
 }
 
 /// LF's BAdam arguments (layer mode; `badam_mode: ratio` is refused by the argument table).
+/// BAdam's ratio mode (`BlockOptimizerRatio`): LF passes the optimizer's Adam settings, so
+/// with transformers' default `adamw_torch_fused` it fails on the `fused` keyword.
+fn badam_ratio_config(
+    training: &TrainingArguments,
+    finetuning: &FinetuningArguments,
+) -> Result<Option<RatioConfig>> {
+    if !finetuning.use_badam || finetuning.badam_mode != BadamMode::Ratio {
+        return Ok(None);
+    }
+    if training.optim != OptimizerNames::AdamwTorch {
+        return Err(Error::Msg(format!(
+            "BAdam's ratio mode needs `optim: adamw_torch` (with `{}` LLaMA-Factory fails: \
+             `BlockOptimizerRatio.__init__() got an unexpected keyword argument 'fused'`)",
+            training.optim.as_str()
+        )));
+    }
+    let mask_mode = match finetuning.badam_mask_mode {
+        BadamMaskMode::Adjacent => MaskMode::Adjacent,
+        BadamMaskMode::Scatter => MaskMode::Scatter,
+    };
+    let hyper = AdamHyper {
+        beta1: training.adam_beta1,
+        beta2: training.adam_beta2,
+        eps: training.adam_epsilon,
+    };
+    Ok(Some(RatioConfig::lf(
+        finetuning.badam_update_ratio,
+        mask_mode,
+        hyper,
+    )))
+}
+
 fn badam_config(finetuning: &FinetuningArguments) -> Result<Option<BadamConfig>> {
-    if !finetuning.use_badam {
+    if !finetuning.use_badam || finetuning.badam_mode != BadamMode::Layer {
         return Ok(None);
     }
     let start_block = match finetuning.badam_start_block {

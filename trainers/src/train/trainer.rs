@@ -21,6 +21,7 @@ use lmf_models::CausalLM;
 use crate::args::training::{IntervalStrategy, SaveStrategy};
 use crate::data::Example;
 use crate::optim::badam::BlockSchedule;
+use crate::optim::badam_ratio::BadamRatio;
 use crate::optim::galore::GaloreSettings;
 use crate::optim::{clip_grad_norm, default_groups, loraplus_groups, AdamW, Scheduler};
 use crate::template::pyjson::PyJson;
@@ -82,6 +83,8 @@ pub struct Trainer<'a, S: Stage = LmStage> {
     optimizer: AdamW,
     /// BAdam's block schedule, when `use_badam`.
     badam: Option<BlockSchedule>,
+    /// BAdam's ratio mode: gradient masks and the sparse Adam that replaces `optimizer`.
+    badam_ratio: Option<BadamRatio>,
     scheduler: Scheduler,
     log: RunLog,
     stop: Arc<AtomicBool>,
@@ -158,6 +161,30 @@ impl<'a, S: Stage> Trainer<'a, S> {
             }
             None => None,
         };
+        let badam_ratio = match &cfg.badam_ratio {
+            Some(rc) => {
+                if model.dtype != lmf_autograd::DType::F32 {
+                    return Err(Error::Msg(
+                        "BAdam's ratio mode trains float32 weights only (use_cpu, or no bf16/fp16)"
+                            .into(),
+                    ));
+                }
+                let all: Vec<(String, Vec<usize>)> = model
+                    .named_parameters()
+                    .into_iter()
+                    .map(|(n, v)| (n, v.tensor().shape().to_vec()))
+                    .collect();
+                let was: std::collections::HashSet<String> = model
+                    .trainable_parameters()
+                    .into_iter()
+                    .map(|(n, _)| n)
+                    .collect();
+                let r = BadamRatio::new(&all, |n| was.contains(n), rc.clone(), cfg.seed)?;
+                model.set_trainable(|n| r.is_trainable(n));
+                Some(r)
+            }
+            None => None,
+        };
         let trainable: Vec<String> = model
             .trainable_parameters()
             .into_iter()
@@ -209,6 +236,7 @@ impl<'a, S: Stage> Trainer<'a, S> {
             state,
             optimizer,
             badam,
+            badam_ratio,
             scheduler,
             log: RunLog::new(&cfg.output_dir).with_report(&cfg.report),
             stop: Arc::new(AtomicBool::new(false)),
@@ -360,6 +388,11 @@ impl<'a, S: Stage> Trainer<'a, S> {
                 for rows in &micro {
                     step += 1;
                     let (loss, tokens) = self.micro_step(rows, num_items as f64, &mut grads)?;
+                    // BAdam ratio: each parameter's accumulated gradient masked after every
+                    // micro-batch (its post-accumulate-grad hook).
+                    if let Some(r) = self.badam_ratio.as_mut() {
+                        r.after_micro_batch(&mut grads)?;
+                    }
                     tokens_session += tokens;
                     self.state.total_flos += 6.0 * tokens as f64 * self.non_embedding_params;
                     tr_loss += loss as f32;
@@ -388,7 +421,10 @@ impl<'a, S: Stage> Trainer<'a, S> {
                         .into_iter()
                         .filter(|(n, _)| grads.contains_key(n))
                         .collect();
-                    self.optimizer.step(&mut params, &grads, mult)?;
+                    match self.badam_ratio.as_mut() {
+                        Some(r) => r.step(&mut params, &grads, cfg.learning_rate * mult)?,
+                        None => self.optimizer.step(&mut params, &grads, mult)?,
+                    }
                 }
                 grads.clear();
                 if self.badam.as_mut().is_some_and(|s| s.after_step()) {
@@ -711,6 +747,10 @@ impl<'a, S: Stage> Trainer<'a, S> {
         }
         if !self.cfg.save_only_model {
             save_training_state(&tmp, &self.optimizer, &self.scheduler)?;
+            if let Some(r) = &self.badam_ratio {
+                // its own optimizer files, in place of the unused AdamW's
+                r.save(&tmp)?;
+            }
         }
         self.state.save(&tmp)?;
         commit_dir(&tmp, &fin)?;
@@ -754,12 +794,16 @@ impl<'a, S: Stage> Trainer<'a, S> {
             )?);
             self.activate_badam_block();
         }
-        load_training_state(
-            ckpt,
-            &mut self.optimizer,
-            &mut self.scheduler,
-            state.global_step,
-        )?;
+        let optimizer = match self.badam_ratio.as_mut() {
+            Some(r) => {
+                if ckpt.join(crate::optim::adamw::OPTIMIZER_JSON).is_file() {
+                    r.load(ckpt)?;
+                }
+                None
+            }
+            None => Some(&mut self.optimizer),
+        };
+        load_training_state(ckpt, optimizer, &mut self.scheduler, state.global_step)?;
         self.log.info(&format!(
             "Resuming training from checkpoint {} at global step {}",
             ckpt.display(),
@@ -959,12 +1003,14 @@ pub(crate) fn save_training_state(
 /// with `save_only_model` has none: the scheduler then resumes at `global_step`).
 pub(crate) fn load_training_state(
     ckpt: &Path,
-    optimizer: &mut AdamW,
+    optimizer: Option<&mut AdamW>,
     scheduler: &mut Scheduler,
     global_step: u64,
 ) -> Result<()> {
-    if ckpt.join(crate::optim::adamw::OPTIMIZER_JSON).is_file() {
-        optimizer.load(ckpt)?;
+    if let Some(optimizer) = optimizer {
+        if ckpt.join(crate::optim::adamw::OPTIMIZER_JSON).is_file() {
+            optimizer.load(ckpt)?;
+        }
     }
     let sched = ckpt.join(SCHEDULER_NAME);
     if sched.is_file() {

@@ -172,7 +172,12 @@ pub fn run_ppo(
     if let Some(ckpt) = &cfg.resume_from_checkpoint {
         let saved = TrainerState::load(ckpt)?;
         io.load(model, ckpt)?;
-        load_training_state(ckpt, &mut ppo.optimizer, &mut scheduler, saved.global_step)?;
+        load_training_state(
+            ckpt,
+            Some(&mut ppo.optimizer),
+            &mut scheduler,
+            saved.global_step,
+        )?;
         let path = ckpt.join(PPO_STATE_NAME);
         if path.is_file() {
             let j = read_json(&path)?;
