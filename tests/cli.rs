@@ -204,7 +204,7 @@ fn train_help_lists_every_argument_and_its_status() {
             text.contains("  --use_galore bool (default: false) [lmf: yes]"),
             "{text}"
         );
-        assert!(text.contains("  --pure_bf16 bool (default: false) [lmf: not implemented yet"));
+        assert!(text.contains("  --use_adam_mini bool (default: false) [lmf: not implemented yet"));
         assert!(text.contains(
             "  --learning_rate float (default: 0.00005) [lmf: yes]\n      Peak learning rate."
         ));
