@@ -118,27 +118,23 @@ fn numbers_by_key(history: &[Value]) -> BTreeMap<String, Vec<(u64, f64)>> {
     out
 }
 
+/// A run with `report_to: tensorboard` into `<scratch>/tb`, and what TensorBoard's reader finds
+/// there: (scratch, output_dir, logging_dir, reader JSON).
+fn train_with_tensorboard(py: &str, tag: &str) -> (PathBuf, PathBuf, PathBuf, Value) {
+    let dir = scratch(tag);
+    let out = dir.join("out");
+    let logdir = dir.join("tb");
+    let log_arg = format!("logging_dir={}", logdir.display());
+    train(&out, &["report_to=tensorboard".into(), log_arg], &[]);
+    let reader = format!("{SCRIPTS}/read_tensorboard.py");
+    let tb = run_py(py, &[&reader, logdir.to_str().unwrap()]);
+    (dir, out, logdir, tb)
+}
+
 #[test]
 fn tensorboard_reads_every_logged_number_at_its_step() {
     let Some(py) = python() else { return };
-    let dir = scratch("tb");
-    let out = dir.join("out");
-    let logdir = dir.join("tb");
-    train(
-        &out,
-        &[
-            "report_to=tensorboard".into(),
-            format!("logging_dir={}", logdir.display()),
-        ],
-        &[],
-    );
-    let tb = run_py(
-        &py,
-        &[
-            &format!("{SCRIPTS}/read_tensorboard.py"),
-            logdir.to_str().unwrap(),
-        ],
-    );
+    let (dir, out, _logdir, tb) = train_with_tensorboard(&py, "tb");
     let files = tb["files"].as_array().unwrap();
     assert_eq!(files.len(), 1, "one event file: {files:?}");
     let history = log_history(&out);
@@ -201,24 +197,7 @@ fn tensorboard_reads_every_logged_number_at_its_step() {
 #[test]
 fn wandb_and_swanlab_ingest_lmf_event_files_through_their_tensorboard_routes() {
     let Some(py) = python() else { return };
-    let dir = scratch("route");
-    let out = dir.join("out");
-    let logdir = dir.join("tb");
-    train(
-        &out,
-        &[
-            "report_to=tensorboard".into(),
-            format!("logging_dir={}", logdir.display()),
-        ],
-        &[],
-    );
-    let tb = run_py(
-        &py,
-        &[
-            &format!("{SCRIPTS}/read_tensorboard.py"),
-            logdir.to_str().unwrap(),
-        ],
-    );
+    let (dir, _out, logdir, tb) = train_with_tensorboard(&py, "route");
     let work = dir.join("route");
     std::fs::create_dir_all(&work).unwrap();
     let routes = run_py(

@@ -233,28 +233,35 @@ fn badam_layer_matches_llamafactory() {
     check_results(case, &out);
     check_files(case, &out);
     // embeddings, final norm and head never train; the saved model keeps them as they were
-    let ours = lmf_models::Weights::from_files(&[out.join("model.safetensors")]).unwrap();
-    let orig =
-        lmf_models::Weights::from_files(&[fixture_dir().join("models/llama/model.safetensors")])
-            .unwrap();
-    let get = |w: &lmf_models::Weights, n: &str| {
-        w.get(n, lmf_runtime::DType::F32, lmf_runtime::Device::Cpu)
-            .unwrap()
-            .to_vec::<f32>()
-            .unwrap()
-    };
+    let (ours, orig) = trained_and_original(&out);
     for n in [
         "model.embed_tokens.weight",
         "model.norm.weight",
         "lm_head.weight",
     ] {
-        assert_eq!(get(&ours, n), get(&orig, n), "{n} changed");
+        assert_eq!(tensor(&ours, n), tensor(&orig, n), "{n} changed");
     }
     assert_ne!(
-        get(&ours, "model.layers.0.mlp.up_proj.weight"),
-        get(&orig, "model.layers.0.mlp.up_proj.weight")
+        tensor(&ours, "model.layers.0.mlp.up_proj.weight"),
+        tensor(&orig, "model.layers.0.mlp.up_proj.weight")
     );
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// The weights `out` saved and the fixture model's.
+fn trained_and_original(out: &Path) -> (lmf_models::Weights, lmf_models::Weights) {
+    let w = |p: PathBuf| lmf_models::Weights::from_files(&[p]).unwrap();
+    (
+        w(out.join("model.safetensors")),
+        w(fixture_dir().join("models/llama/model.safetensors")),
+    )
+}
+
+fn tensor(w: &lmf_models::Weights, n: &str) -> Vec<f32> {
+    w.get(n, lmf_runtime::DType::F32, lmf_runtime::Device::Cpu)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap()
 }
 
 /// BAdam ratio mode (`badam_ratio_llama`): a fixed 30 % slice (the first entries, row-major)
@@ -267,25 +274,16 @@ fn badam_ratio_matches_llamafactory() {
     check_logs(case, &out);
     check_results(case, &out);
     check_files(case, &out);
-    let ours = lmf_models::Weights::from_files(&[out.join("model.safetensors")]).unwrap();
-    let orig =
-        lmf_models::Weights::from_files(&[fixture_dir().join("models/llama/model.safetensors")])
-            .unwrap();
-    let get = |w: &lmf_models::Weights, n: &str| {
-        w.get(n, lmf_runtime::DType::F32, lmf_runtime::Device::Cpu)
-            .unwrap()
-            .to_vec::<f32>()
-            .unwrap()
-    };
+    let (ours, orig) = trained_and_original(&out);
     for n in ["model.embed_tokens.weight", "lm_head.weight"] {
-        assert_eq!(get(&ours, n), get(&orig, n), "{n} changed");
+        assert_eq!(tensor(&ours, n), tensor(&orig, n), "{n} changed");
     }
     for n in [
         "model.layers.0.self_attn.q_proj.weight",
         "model.layers.1.mlp.down_proj.weight",
         "model.norm.weight",
     ] {
-        let (a, b) = (get(&ours, n), get(&orig, n));
+        let (a, b) = (tensor(&ours, n), tensor(&orig, n));
         let k = (a.len() as f64 * 0.3) as usize;
         let changed: Vec<usize> = (0..a.len()).filter(|&i| a[i] != b[i]).collect();
         assert!(

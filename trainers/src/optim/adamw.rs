@@ -16,6 +16,7 @@ use super::galore::{
     apollo_direction, hf_adamw_apply, hf_adamw_direction, hf_step_size, GaloreSettings, Projection,
     Side,
 };
+use super::state_file::{read_meta, write_state, StateTensors};
 use super::torch_randn::next_seed;
 use crate::{Error, Result};
 
@@ -304,7 +305,7 @@ impl AdamW {
 
     /// Writes `optimizer.safetensors` (moments and masters) and `optimizer.json` into `dir`.
     pub fn save(&self, dir: &Path) -> Result<()> {
-        let mut tensors: BTreeMap<String, (Vec<usize>, Vec<u8>)> = BTreeMap::new();
+        let mut tensors: BTreeMap<String, &[f32]> = BTreeMap::new();
         let mut steps = BTreeMap::new();
         let mut projections = BTreeMap::new();
         let mut apollo = BTreeMap::new();
@@ -317,28 +318,16 @@ impl AdamW {
                 projections.insert(name.clone(), (p.side, p.m, p.n, p.r));
                 for (key, mat) in [("galore_left", &p.left), ("galore_right", &p.right)] {
                     if !mat.is_empty() {
-                        tensors.insert(format!("{name}.{key}"), (vec![mat.len()], f32_bytes(mat)));
+                        tensors.insert(format!("{name}.{key}"), mat);
                     }
                 }
             }
-            let n = st.m.len();
-            tensors.insert(format!("{name}.exp_avg"), (vec![n], f32_bytes(&st.m)));
-            tensors.insert(format!("{name}.exp_avg_sq"), (vec![n], f32_bytes(&st.v)));
+            tensors.insert(format!("{name}.exp_avg"), &st.m);
+            tensors.insert(format!("{name}.exp_avg_sq"), &st.v);
             if let Some(master) = &st.master {
-                tensors.insert(format!("{name}.master"), (vec![n], f32_bytes(master)));
+                tensors.insert(format!("{name}.master"), master);
             }
         }
-        let views = tensors
-            .iter()
-            .map(|(k, (shape, bytes))| {
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
-                    .map(|v| (k.clone(), v))
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| Error::Msg(format!("optimizer state: {e}")))?;
-        let path = dir.join(OPTIMIZER_TENSORS);
-        safetensors::tensor::serialize_to_file(views, None, &path)
-            .map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?;
         let meta = SavedMeta {
             hyper: self.hyper,
             groups: self.groups.clone(),
@@ -346,53 +335,27 @@ impl AdamW {
             projections,
             apollo,
         };
-        let text = serde_json::to_string_pretty(&meta)
-            .map_err(|e| Error::Msg(format!("optimizer state: {e}")))?;
-        let path = dir.join(OPTIMIZER_JSON);
-        std::fs::write(&path, text).map_err(|e| Error::Msg(format!("{}: {e}", path.display())))
+        write_state(dir, &tensors, &meta)
     }
 
     /// Restores the state saved by [`AdamW::save`] from `dir`. The groups must name the same
     /// parameters as this optimizer's (a checkpoint of another run is refused).
     pub fn load(&mut self, dir: &Path) -> Result<()> {
-        let path = dir.join(OPTIMIZER_JSON);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?;
-        let meta: SavedMeta = serde_json::from_str(&text)
-            .map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?;
+        let meta: SavedMeta = read_meta(dir, "an AdamW optimizer state")?;
         let names =
             |g: &[ParamGroup]| -> Vec<Vec<String>> { g.iter().map(|g| g.params.clone()).collect() };
         if names(&meta.groups) != names(&self.groups) {
             return Err(Error::Msg(format!(
                 "{}: the checkpoint's optimizer groups do not match the trainable parameters of this run",
-                path.display()
+                dir.join(OPTIMIZER_JSON).display()
             )));
         }
-        let path = dir.join(OPTIMIZER_TENSORS);
-        let bytes =
-            std::fs::read(&path).map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?;
-        let st = safetensors::SafeTensors::deserialize(&bytes)
-            .map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?;
-        let get = |key: &str| -> Result<Option<Vec<f32>>> {
-            match st.tensor(key) {
-                Ok(t) if t.dtype() == safetensors::Dtype::F32 => Ok(Some(
-                    t.data()
-                        .chunks_exact(4)
-                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect(),
-                )),
-                Ok(_) => Err(Error::Msg(format!(
-                    "{}: `{key}` is not F32",
-                    path.display()
-                ))),
-                Err(_) => Ok(None),
-            }
-        };
+        let st = StateTensors::read(dir)?;
+        let get = |key: &str| st.get(key);
         let mut state = HashMap::new();
         for (name, step) in meta.steps {
-            let missing = || Error::Msg(format!("{}: no state for `{name}`", path.display()));
-            let m = get(&format!("{name}.exp_avg"))?.ok_or_else(missing)?;
-            let v = get(&format!("{name}.exp_avg_sq"))?.ok_or_else(missing)?;
+            let m = st.need(&format!("{name}.exp_avg"))?;
+            let v = st.need(&format!("{name}.exp_avg_sq"))?;
             let master = get(&format!("{name}.master"))?;
             let proj = match meta.projections.get(&name) {
                 Some(&(side, pm, pn, r)) => Some(Projection {
@@ -514,10 +477,6 @@ fn hf_legacy_step(
 }
 
 /// Little-endian bytes of an f32 slice (safetensors layout).
-fn f32_bytes(x: &[f32]) -> Vec<u8> {
-    x.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

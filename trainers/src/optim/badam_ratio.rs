@@ -60,7 +60,8 @@ use std::sync::Arc;
 use lmf_autograd::{DType, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
-use super::adamw::{AdamHyper, OPTIMIZER_JSON, OPTIMIZER_TENSORS};
+use super::adamw::{AdamHyper, OPTIMIZER_JSON};
+use super::state_file::{read_meta, write_state, StateTensors};
 use crate::data::numpy_rng::LegacyRng;
 use crate::{Error, Result};
 
@@ -533,26 +534,11 @@ impl BadamRatio {
     /// `optimizer.json` (settings, global step, offsets, step counts) into `dir`. Masks are
     /// not saved: they follow from the offsets.
     pub fn save(&self, dir: &Path) -> Result<()> {
-        let mut tensors: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let mut tensors: BTreeMap<String, &[f32]> = BTreeMap::new();
         for (name, st) in &self.state {
-            tensors.insert(format!("{name}.exp_avg"), f32_bytes(&st.m));
-            tensors.insert(format!("{name}.exp_avg_sq"), f32_bytes(&st.v));
+            tensors.insert(format!("{name}.exp_avg"), &st.m);
+            tensors.insert(format!("{name}.exp_avg_sq"), &st.v);
         }
-        let views = tensors
-            .iter()
-            .map(|(k, bytes)| {
-                safetensors::tensor::TensorView::new(
-                    safetensors::Dtype::F32,
-                    vec![bytes.len() / 4],
-                    bytes,
-                )
-                .map(|v| (k.clone(), v))
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| Error::Msg(format!("optimizer state: {e}")))?;
-        let path = dir.join(OPTIMIZER_TENSORS);
-        safetensors::tensor::serialize_to_file(views, None, &path)
-            .map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?;
         let meta = SavedRatio {
             badam_ratio: self.cfg.clone(),
             params: self.trainable_names(),
@@ -568,25 +554,15 @@ impl BadamRatio {
                 .map(|(n, s)| (n.clone(), s.step))
                 .collect(),
         };
-        let text = serde_json::to_string_pretty(&meta)
-            .map_err(|e| Error::Msg(format!("optimizer state: {e}")))?;
-        let path = dir.join(OPTIMIZER_JSON);
-        std::fs::write(&path, text).map_err(|e| Error::Msg(format!("{}: {e}", path.display())))
+        write_state(dir, &tensors, &meta)
     }
 
     /// Restores what [`BadamRatio::save`] wrote. The checkpoint must be ratio mode over the
     /// same trained parameters with the same ratio, mask mode and switch interval; β and eps
     /// come from the checkpoint (as torch's `load_state_dict` restores the groups).
     pub fn load(&mut self, dir: &Path) -> Result<()> {
+        let meta: SavedRatio = read_meta(dir, "a BAdam ratio-mode optimizer state")?;
         let path = dir.join(OPTIMIZER_JSON);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?;
-        let meta: SavedRatio = serde_json::from_str(&text).map_err(|e| {
-            Error::Msg(format!(
-                "{}: not a BAdam ratio-mode optimizer state ({e})",
-                path.display()
-            ))
-        })?;
         let (a, b) = (&meta.badam_ratio, &self.cfg);
         if meta.params != self.trainable_names()
             || a.update_ratio != b.update_ratio
@@ -600,30 +576,11 @@ impl BadamRatio {
                 path.display()
             )));
         }
-        let tpath = dir.join(OPTIMIZER_TENSORS);
-        let bytes =
-            std::fs::read(&tpath).map_err(|e| Error::Msg(format!("{}: {e}", tpath.display())))?;
-        let st = safetensors::SafeTensors::deserialize(&bytes)
-            .map_err(|e| Error::Msg(format!("{}: {e}", tpath.display())))?;
-        let get = |key: &str| -> Result<Vec<f32>> {
-            let t = st
-                .tensor(key)
-                .map_err(|_| Error::Msg(format!("{}: no `{key}`", tpath.display())))?;
-            if t.dtype() != safetensors::Dtype::F32 {
-                return Err(Error::Msg(format!(
-                    "{}: `{key}` is not F32",
-                    tpath.display()
-                )));
-            }
-            Ok(t.data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect())
-        };
+        let st = StateTensors::read(dir)?;
         let mut state = HashMap::new();
         for (name, step) in &meta.steps {
-            let m = get(&format!("{name}.exp_avg"))?;
-            let v = get(&format!("{name}.exp_avg_sq"))?;
+            let m = st.need(&format!("{name}.exp_avg"))?;
+            let v = st.need(&format!("{name}.exp_avg_sq"))?;
             state.insert(name.clone(), SparseState { step: *step, m, v });
         }
         for p in &mut self.params {
@@ -727,10 +684,6 @@ fn apply(var: &mut Var, name: &str, mask: &Mask, scale: f32, dir: &[f32]) -> Res
 }
 
 /// Little-endian bytes of an f32 slice (safetensors layout).
-fn f32_bytes(x: &[f32]) -> Vec<u8> {
-    x.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

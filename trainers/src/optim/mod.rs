@@ -7,6 +7,7 @@ pub mod clip;
 pub mod galore;
 pub mod plateau;
 pub mod scheduler;
+pub mod state_file;
 pub mod torch_init;
 pub mod torch_randn;
 

@@ -126,9 +126,14 @@ pub fn record_metrics(logs: &[(String, PyJson)]) -> Vec<(String, f64)> {
         .collect()
 }
 
+/// How long one request to the tracking server may take: a server that does not answer costs
+/// training at most this once (the monitor is then switched off).
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The MLflow monitor.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MlFlow {
+    agent: ureq::Agent,
     uri: Option<String>,
     experiment_name: Option<String>,
     reattach_run: Option<String>,
@@ -140,7 +145,11 @@ impl MlFlow {
     /// Reads transformers' environment variables.
     pub fn from_env() -> MlFlow {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let config = ureq::Agent::config_builder()
+            .timeout_global(Some(REQUEST_TIMEOUT))
+            .build();
         MlFlow {
+            agent: ureq::Agent::new_with_config(config),
             uri: var("MLFLOW_TRACKING_URI").map(|u| u.trim_end_matches('/').to_string()),
             experiment_name: var("MLFLOW_EXPERIMENT_NAME"),
             reattach_run: var("MLFLOW_RUN_ID"),
@@ -171,7 +180,7 @@ impl MlFlow {
         let url = format!("{}/api/2.0/mlflow/{path}", self.base()?);
         let mut resp = match method {
             "GET" => {
-                let mut req = ureq::get(&url);
+                let mut req = self.agent.get(&url);
                 if let Some(obj) = body.as_object() {
                     for (k, v) in obj {
                         req = req.query(k, v.as_str().unwrap_or_default());
@@ -179,7 +188,7 @@ impl MlFlow {
                 }
                 req.call()
             }
-            _ => ureq::post(&url).send_json(body),
+            _ => self.agent.post(&url).send_json(body),
         }
         .map_err(|e| format!("{url}: {e}"))?;
         resp.body_mut()
@@ -285,7 +294,8 @@ impl MlFlow {
                 "{}/api/2.0/mlflow-artifacts/artifacts/{path}/{name}",
                 self.base()?
             );
-            ureq::put(&url)
+            self.agent
+                .put(&url)
                 .send(&bytes[..])
                 .map_err(|e| format!("{url}: {e}"))?;
             return Ok(());
