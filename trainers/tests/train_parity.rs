@@ -185,7 +185,17 @@ fn predictions_match_llamafactory_save_predictions() {
     };
     let out = std::env::temp_dir().join(format!("lmf-predict-{}", std::process::id()));
     let metrics = predict(&model, &tok, &rows, &gen, 2, 42, &out).unwrap();
-    assert_eq!(metrics[0].0, "predict_runtime");
+    let keys: Vec<&str> = metrics.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys[..5],
+        [
+            "predict_rouge-1",
+            "predict_rouge-2",
+            "predict_rouge-l",
+            "predict_bleu-4",
+            "predict_runtime"
+        ]
+    );
     let text = std::fs::read_to_string(out.join(PREDICTIONS_FILE)).unwrap();
     let want: Vec<String> = fx["predictions"]
         .as_array()
