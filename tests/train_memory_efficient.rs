@@ -227,11 +227,7 @@ fn assert_refused(case: &str, extra: &[&str], msg: &str) {
 #[test]
 fn badam_layer_matches_llamafactory() {
     let case = "badam_llama";
-    let out = out_dir(case);
-    train(case, &out, None, &[]);
-    check_logs(case, &out);
-    check_results(case, &out);
-    check_files(case, &out);
+    let out = train_and_check(case);
     // embeddings, final norm and head never train; the saved model keeps them as they were
     let (ours, orig) = trained_and_original(&out);
     for n in [
@@ -246,6 +242,16 @@ fn badam_layer_matches_llamafactory() {
         tensor(&orig, "model.layers.0.mlp.up_proj.weight")
     );
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// Trains `case` as its YAML says and checks logs, results and file names against LF's.
+fn train_and_check(case: &str) -> PathBuf {
+    let out = out_dir(case);
+    train(case, &out, None, &[]);
+    check_logs(case, &out);
+    check_results(case, &out);
+    check_files(case, &out);
+    out
 }
 
 /// The weights `out` saved and the fixture model's.
@@ -269,11 +275,7 @@ fn tensor(w: &lmf_models::Weights, n: &str) -> Vec<f32> {
 #[test]
 fn badam_ratio_matches_llamafactory() {
     let case = "badam_ratio_llama";
-    let out = out_dir(case);
-    train(case, &out, None, &[]);
-    check_logs(case, &out);
-    check_results(case, &out);
-    check_files(case, &out);
+    let out = train_and_check(case);
     let (ours, orig) = trained_and_original(&out);
     for n in ["model.embed_tokens.weight", "lm_head.weight"] {
         assert_eq!(tensor(&ours, n), tensor(&orig, n), "{n} changed");

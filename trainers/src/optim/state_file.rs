@@ -10,7 +10,8 @@ use serde::{de::DeserializeOwned, Serialize};
 use super::adamw::{OPTIMIZER_JSON, OPTIMIZER_TENSORS};
 use crate::{Error, Result};
 
-fn f32_bytes(x: &[f32]) -> Vec<u8> {
+/// `x` as little-endian bytes (a safetensors F32 payload).
+pub fn f32_bytes(x: &[f32]) -> Vec<u8> {
     x.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 

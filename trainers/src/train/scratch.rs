@@ -11,6 +11,7 @@ use lmf_models::{CausalLM, ModelConfig, Weights};
 use lmf_runtime::{DType, Device};
 use serde_json::Value;
 
+use crate::optim::state_file::f32_bytes;
 use crate::optim::torch_init::{hf_init_weights, HfInitConfig};
 use crate::{Error, Result};
 
@@ -105,7 +106,7 @@ pub fn from_scratch(dir: &Path, seed: u64, dtype: DType, device: Device) -> Resu
                     .collect(),
                 None => values,
             };
-            (name, shape, bytemuck_f32(&values))
+            (name, shape, f32_bytes(&values))
         })
         .collect();
     let views = data
@@ -130,8 +131,4 @@ fn scratch_file(seed: u64) -> PathBuf {
         "lmf-scratch-init-{}-{seed}.safetensors",
         std::process::id()
     ))
-}
-
-fn bytemuck_f32(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
