@@ -34,7 +34,8 @@ fn lmf(args: &[&str], stdin: Option<&str>) -> std::process::Output {
     child.wait_with_output().unwrap()
 }
 
-/// The fixture's token sequences and PEFT's merged-model logits for `case`.
+/// The fixture's token sequences and PEFT's merged-model logits for `case` (for a tied model
+/// with embedding adapters, the adapter model's logits: see below).
 fn expected(case: &str) -> (Vec<Vec<u32>>, Vec<f32>) {
     let dir = root().join("tests/fixtures/hf/adapter");
     let cases: serde_json::Value =
@@ -52,8 +53,15 @@ fn expected(case: &str) -> (Vec<Vec<u32>>, Vec<f32>) {
         seqs.push(ids[at..at + n].iter().map(|&i| i as u32).collect());
         at += n;
     }
+    // PEFT merges a tied model's embedding and head adapters into the one shared tensor,
+    // which changes the model; lmf unties the head and keeps the adapter model's logits.
+    let key = if case == "qwen3_lora_embed" {
+        "peft_logits"
+    } else {
+        "merged_logits"
+    };
     let merged = w
-        .get("merged_logits", DType::F32, Device::Cpu)
+        .get(key, DType::F32, Device::Cpu)
         .unwrap()
         .to_vec::<f32>()
         .unwrap();
@@ -71,7 +79,12 @@ fn logits(dir: &Path, seqs: &[Vec<u32>]) -> Vec<f32> {
 
 #[test]
 fn exported_merge_gives_peft_merged_logits_and_chat_agrees() {
-    for (case, base) in [("llama_lora", "llama"), ("llama_dora", "llama")] {
+    for (case, base) in [
+        ("llama_lora", "llama"),
+        ("llama_dora", "llama"),
+        ("llama_lora_embed", "llama"),
+        ("qwen3_lora_embed", "qwen3"),
+    ] {
         let out = std::env::temp_dir().join(format!("lmf-export-{}-{case}", std::process::id()));
         let _ = std::fs::remove_dir_all(&out);
         let base_dir = format!("tests/fixtures/hf/models/{base}");
@@ -95,6 +108,15 @@ fn exported_merge_gives_peft_merged_logits_and_chat_agrees() {
         );
         for f in ["model.safetensors", "config.json", "tokenizer.json"] {
             assert!(out.join(f).is_file(), "{case}: {f} not exported");
+        }
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap())
+                .unwrap();
+        if case == "qwen3_lora_embed" {
+            assert_eq!(
+                config["tie_word_embeddings"], false,
+                "{case}: head left tied"
+            );
         }
         let (seqs, merged) = expected(case);
         let ours = logits(&out, &seqs);

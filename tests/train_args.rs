@@ -5,7 +5,8 @@
 //!   list trains exactly the same adapter.
 //! - `pure_bf16` on a CPU: LLaMA-Factory's own refusal.
 //! - `lora_bias`: not an argument of LLaMA-Factory 0.9.5 (its parser refuses unknown keys).
-//! - LoRA on `embed_tokens` / `lm_head` (PEFT wraps them): refused, not silently skipped.
+//! - DoRA or PiSSA with LoRA on `embed_tokens` / `lm_head`: refused (PEFT has them; lmf builds
+//!   plain LoRA and rsLoRA there), not silently trained without.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -105,14 +106,14 @@ fn a_regex_lora_target_trains_what_the_same_list_trains() {
 #[test]
 fn refused_arguments_fail_before_anything_is_written() {
     for (extra, msg) in [
-        // PEFT would wrap these; lmf's adapters do not yet, and says so
+        // PEFT's DoRA / PiSSA variants of the embedding adapters are not built
         (
-            "lora_target=q_proj,embed_tokens",
-            "LoRA on `model.embed_tokens` is not implemented yet",
+            "lora_target=q_proj,embed_tokens use_dora=true",
+            "DoRA on `embed_tokens` is not implemented",
         ),
         (
-            "lora_target=.*lm_head",
-            "LoRA on `lm_head` is not implemented yet",
+            "lora_target=.*lm_head pissa_init=true",
+            "PiSSA on `lm_head` is not implemented",
         ),
         (
             "pure_bf16=true",
@@ -122,7 +123,9 @@ fn refused_arguments_fail_before_anything_is_written() {
     ] {
         let out = out_dir("refused");
         // a new adapter (the case's YAML resumes one, whose targets are fixed)
-        let res = lmf_train(&out, &["use_cpu=true", "adapter_name_or_path=null", extra]);
+        let mut args = vec!["use_cpu=true", "adapter_name_or_path=null"];
+        args.extend(extra.split(' '));
+        let res = lmf_train(&out, &args);
         let err = String::from_utf8_lossy(&res.stderr);
         assert!(!res.status.success(), "{extra} trained");
         assert!(err.contains(msg), "{extra}: {err}");

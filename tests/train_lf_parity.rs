@@ -1,7 +1,7 @@
 //! `lmf train` against LLaMA-Factory 0.9.5 itself: the sft / pt / eval / predict cases of
 //! `tests/fixtures/hf/train/cases/` (written by `make_train.py` from real LF runs: LoRA resumed
 //! from a non-zero PEFT adapter on Llama and Qwen2 with packing, full, freeze, pt, eval-only,
-//! predict, QLoRA 4-bit and 8-bit) are run through the `lmf` binary on the same YAML, and the outputs are compared:
+//! predict, QLoRA 4-bit and 8-bit, LoRA on the embeddings and the head) are run through the `lmf` binary on the same YAML, and the outputs are compared:
 //! every logged loss (≤ 1e-3 relative), learning rate and epoch, `eval_loss` (≤ 1e-4
 //! relative), `train_loss`, greedy `generated_predictions.jsonl` (identical), the output file
 //! names and the adapter config's keys. The rm / dpo / kto cases are `train_pref_parity.rs`.
@@ -45,6 +45,41 @@ fn lora_llama_matches_llamafactory() {
 #[test]
 fn lora_qwen_packed_matches_llamafactory() {
     check_case("lora_qwen");
+}
+
+/// LoRA on `embed_tokens` and `lm_head` (PEFT's lora.Embedding / lora.Linear) resumed from a
+/// non-zero adapter: sft on the untied llama with evaluation.
+#[test]
+fn lora_embed_llama_matches_llamafactory() {
+    check_case("lora_embed_llama");
+}
+
+/// The same on the tied qwen2 (both adapters on the one shared weight), pt with the pad token
+/// among the inputs (no gradient to its column of lora_embedding_A) and LoRA+ (lora_embedding_B
+/// at `loraplus_lr_embedding`).
+#[test]
+fn lora_embed_qwen_pt_matches_llamafactory() {
+    check_case("lora_embed_qwen_pt");
+}
+
+/// `streaming: true`: the training stream shuffled through a buffer and drawn anew each epoch
+/// (HF datasets' order), batches of 3 with 3 accumulation steps, so each epoch ends with one
+/// batch whose gradient goes into the next epoch's first step (its logged loss is two steps'
+/// worth, as in LF); the eval set is a shuffled stream too, in full batches: with a short last
+/// batch LF weighed it once by its rows (pt case below, what lmf does) and once like a full
+/// batch (a 20-row sft set in batches of 3), which lmf does not reproduce.
+#[test]
+fn streaming_sft_matches_llamafactory() {
+    check_case("stream_llama");
+}
+
+/// `streaming: true` with pt packing cut from the shuffled stream and `val_size: 4` (the first
+/// four rows of epoch 0's order evaluate, the rest of each epoch's order trains). Its eval loss
+/// also checks transformers 5.6's eval divisor: the summed token losses over the labels counted
+/// before the shift (all 64 of a pt block, not the 63 that carry a loss).
+#[test]
+fn streaming_pt_with_val_size_matches_llamafactory() {
+    check_case("stream_pt_val_qwen");
 }
 
 #[test]

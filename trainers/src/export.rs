@@ -113,6 +113,7 @@ pub fn export_model(args: &InferArgs) -> Result<PathBuf> {
         }
         return finish_export(args, &config, &src, out);
     }
+    let was_tied = model.lm_head.is_none();
     setup_lora(&mut model, m, &args.finetuning, false, 0)?;
     let dtype = match m.infer_dtype {
         InferDtype::Auto => config_dtype(&config),
@@ -129,6 +130,11 @@ pub fn export_model(args: &InferArgs) -> Result<PathBuf> {
     save_weights(&model, &out, m.export_size as usize * 1_000_000_000)?;
     if let Some(obj) = config.as_object_mut() {
         set_config_dtype(obj, dtype);
+        // an adapter on a tied embedding / head (or a saved copy of the head) leaves two
+        // different matrices: the exported model keeps both
+        if was_tied && model.lm_head.is_some() {
+            obj.insert("tie_word_embeddings".into(), Value::Bool(false));
+        }
     }
     finish_export(args, &config, &src, out)
 }

@@ -110,22 +110,6 @@ pub fn new_lora_config(model: &CausalLM, f: &FinetuningArguments) -> Result<Lora
     } else {
         target_modules
     };
-    // PEFT also wraps the embeddings (an `Embedding` LoRA) and `lm_head` (a `Linear` LoRA) when
-    // targeted; lmf's adapters sit on the decoder linears only, so say so rather than train
-    // without them.
-    for module in ["model.embed_tokens", "lm_head"] {
-        let hit = match &target_regex {
-            Some(re) => lmf_models::adapter::full_match_regex(re).is_ok_and(|r| r.is_match(module)),
-            None => lmf_models::adapter::matches_module(module, &target_modules),
-        };
-        if hit {
-            return Err(Error::Msg(format!(
-                "lora_target: LoRA on `{module}` is not implemented yet; train it in full with \
-                 `additional_target: {}`",
-                module.rsplit('.').next().unwrap_or(module)
-            )));
-        }
-    }
     let r = usize::try_from(f.lora_rank)
         .ok()
         .filter(|r| *r > 0)

@@ -71,6 +71,7 @@ fn resume_from_checkpoint_matches_an_uninterrupted_run() {
     let data = DatasetModule {
         train: rows(10),
         eval: vec![],
+        stream: None,
     };
     // Uninterrupted: 6 steps.
     let d1 = out_dir("full");
@@ -150,6 +151,7 @@ fn writes_the_llamafactory_output_files() {
     let data = DatasetModule {
         train: rows(8),
         eval: vec![(String::new(), rows(3))],
+        stream: None,
     };
     let mut m = model();
     let io = HfModelIo::new(Some(PathBuf::from(MODEL)));
@@ -250,6 +252,7 @@ fn several_eval_sets_log_eval_name_loss() {
     let data = DatasetModule {
         train: rows(4),
         eval: vec![("alpaca".into(), rows(2)), ("sharegpt".into(), rows(3))],
+        stream: None,
     };
     let mut m = model();
     let io = HfModelIo::new(None);

@@ -6,9 +6,10 @@
 
 use super::config::CONFIG_FILE;
 use super::{
-    init_linear, is_adapter_param, is_saved_module_param, targets_mut, LoraConfig, LoraInit,
+    embedding_targets, init_linear, is_adapter_param, is_saved_module_param, targets_mut,
+    LoraConfig, LoraInit, EMBED_MODULE, HEAD_MODULE,
 };
-use crate::model::{CausalLM, Lora};
+use crate::model::{CausalLM, EmbedLora, Lora};
 use crate::weights::Weights;
 use crate::{Error, Result};
 use half::{bf16, f16};
@@ -108,9 +109,27 @@ fn normalize_key(key: &str) -> String {
     let k = k
         .replace(".lora_A.default.", ".lora_A.")
         .replace(".lora_B.default.", ".lora_B.");
-    match k.strip_suffix(".lora_magnitude_vector.default.weight") {
-        Some(m) => format!("{m}.lora_magnitude_vector"),
-        None => k,
+    if let Some(m) = k.strip_suffix(".lora_magnitude_vector.default.weight") {
+        return format!("{m}.lora_magnitude_vector");
+    }
+    for p in [".lora_embedding_A", ".lora_embedding_B"] {
+        if let Some(m) = k.strip_suffix(&format!("{p}.default")) {
+            return format!("{m}{p}");
+        }
+    }
+    k
+}
+
+/// Whether PEFT's `save_pretrained` writes the embedding base weights beside the adapter
+/// (`save_embedding_layers="auto"`): when the target list names `embed_tokens` or `lm_head`
+/// as such, or the target regex matches a module whose name ends in one of them.
+fn saves_embedding_layers(cfg: &LoraConfig) -> bool {
+    match &cfg.target_regex {
+        Some(_) => cfg.targets(EMBED_MODULE) || cfg.targets(HEAD_MODULE),
+        None => cfg
+            .target_modules
+            .iter()
+            .any(|t| t == "embed_tokens" || t == "lm_head"),
     }
 }
 
@@ -118,12 +137,23 @@ impl CausalLM {
     /// Saves the adapter (every LoRA/DoRA parameter and the `cfg.modules_to_save` tensors)
     /// as a PEFT folder `dir`, with `base_model` as `base_model_name_or_path`.
     pub fn save_adapter(&self, dir: &Path, cfg: &LoraConfig, base_model: &str) -> Result<()> {
-        let tensors: Vec<(String, Tensor)> = self
+        let mut tensors: Vec<(String, Tensor)> = self
             .named_parameters()
             .into_iter()
             .filter(|(n, _)| is_adapter_param(n) || is_saved_module_param(n, &cfg.modules_to_save))
             .map(|(n, v)| (format!("{KEY_PREFIX}{n}"), v.tensor().clone()))
             .collect();
+        // PEFT also writes the base weight of each adapted embedding layer
+        if saves_embedding_layers(cfg) {
+            if self.embed_lora.is_some() {
+                let t = self.embed_tokens.tensor().clone();
+                tensors.push((format!("{KEY_PREFIX}{EMBED_MODULE}.base_layer.weight"), t));
+            }
+            if self.head_lora.is_some() {
+                let t = self.head_weight().tensor().clone();
+                tensors.push((format!("{KEY_PREFIX}{HEAD_MODULE}.base_layer.weight"), t));
+            }
+        }
         if !tensors.iter().any(|(n, _)| is_adapter_param(n)) {
             return Err(Error::msg("save_adapter: the model has no adapter"));
         }
@@ -161,6 +191,8 @@ impl CausalLM {
                 return Err(Error::file(&path, format!("tensor `{k}` appears twice")));
             }
         }
+        let has_embed_base = keys.contains_key(&format!("{EMBED_MODULE}.base_layer.weight"));
+        let has_head_base = keys.contains_key(&format!("{HEAD_MODULE}.base_layer.weight"));
         let bad = |msg: String| Error::file(&path, msg);
         let (dtype, device) = (self.dtype, self.device);
         let mut take = |name: &str, shape: &[usize]| -> Result<Tensor> {
@@ -208,6 +240,46 @@ impl CausalLM {
             };
             plan.push((residual, lora));
         }
+        let (embed, head) = embedding_targets(&cfg)?;
+        let (vocab, hidden) = (self.embed_tokens.shape()[0], self.embed_tokens.shape()[1]);
+        let head_lora = if head {
+            Some(Lora {
+                a: Var::leaf(take("lm_head.lora_A.weight", &[r, hidden])?, trainable),
+                b: Var::leaf(take("lm_head.lora_B.weight", &[vocab, r])?, trainable),
+                scale,
+                dropout: cfg.lora_dropout,
+                magnitude: None,
+            })
+        } else {
+            None
+        };
+        let embed_lora = if embed {
+            let a = take(&format!("{EMBED_MODULE}.lora_embedding_A"), &[r, vocab])?;
+            let b = take(&format!("{EMBED_MODULE}.lora_embedding_B"), &[hidden, r])?;
+            Some(EmbedLora {
+                a: Var::leaf(a, trainable),
+                b: Var::leaf(b, trainable),
+                scale,
+            })
+        } else {
+            None
+        };
+        // The base weights PEFT saves beside an embedding adapter: loaded over the model's, as
+        // PEFT does (they are the base model's own unless the vocabulary was resized).
+        let mut embed_base = None;
+        let mut head_base = None;
+        if embed && has_embed_base {
+            embed_base = Some(take(
+                &format!("{EMBED_MODULE}.base_layer.weight"),
+                &[vocab, hidden],
+            )?);
+        }
+        if head && has_head_base {
+            head_base = Some(take(
+                &format!("{HEAD_MODULE}.base_layer.weight"),
+                &[vocab, hidden],
+            )?);
+        }
         // What is left must be modules_to_save tensors of this model.
         self.prepare_modules_to_save(&cfg.modules_to_save)?;
         let mut left: Vec<(String, String)> = keys.into_iter().collect();
@@ -241,6 +313,21 @@ impl CausalLM {
                 lin.weight = wres;
             }
             lin.lora = Some(lora);
+        }
+        if let Some(t) = embed_base {
+            self.embed_tokens = Var::leaf(t, self.embed_tokens.requires_grad());
+        }
+        if let Some(t) = head_base {
+            // a tied model's head is its embedding: one weight, already loaded above
+            if let Some(h) = &mut self.lm_head {
+                *h = Var::leaf(t, h.requires_grad());
+            }
+        }
+        if embed {
+            self.embed_lora = embed_lora;
+        }
+        if head {
+            self.head_lora = head_lora;
         }
         for (name, v) in self.named_parameters_mut() {
             if let Some(i) = saves.iter().position(|(n, _)| *n == name) {

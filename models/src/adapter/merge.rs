@@ -53,10 +53,52 @@ impl CausalLM {
             lin.weight = Var::leaf(new.to_dtype(w.dtype())?, lin.weight.requires_grad());
             merged += 1;
         }
+        merged += self.merge_embedding_adapters()?;
         if merged == 0 {
             return Err(Error::msg("merge_adapter: the model has no adapter"));
         }
         Ok(())
+    }
+
+    /// Folds the embedding and head adapters in (`E += s·(B·A)ᵀ`, `W += s·B·A`) and returns
+    /// how many there were. On a tied model the two results differ, so the head becomes its
+    /// own weight and `config.tie_word_embeddings` false: the merged model computes what the
+    /// adapted one did. (PEFT adds both increments into the one shared tensor, which changes
+    /// the model's outputs.)
+    fn merge_embedding_adapters(&mut self) -> Result<usize> {
+        let (embed, head) = (self.embed_lora.take(), self.head_lora.take());
+        if embed.is_none() && head.is_none() {
+            return Ok(0);
+        }
+        let up = |t: &Tensor| t.to_dtype(DType::F32);
+        let base_head = self.head_weight().tensor().clone();
+        let dtype = base_head.dtype();
+        let new_head = match &head {
+            Some(l) => {
+                let (a, b) = (up(l.a.tensor())?, up(l.b.tensor())?);
+                Some(up(&base_head)?.add(&b.matmul(&a)?.scale(l.scale)?)?)
+            }
+            None => None,
+        };
+        let new_embed = match &embed {
+            Some(l) => Some(up(self.embed_tokens.tensor())?.add(&l.delta_weight()?)?),
+            None => None,
+        };
+        if self.lm_head.is_none() {
+            self.config.tie_word_embeddings = false;
+            let head = match &new_head {
+                Some(t) => t.to_dtype(dtype)?,
+                None => base_head.clone(),
+            };
+            self.lm_head = Some(Var::leaf(head, false));
+        } else if let (Some(t), Some(h)) = (&new_head, &mut self.lm_head) {
+            *h = Var::leaf(t.to_dtype(dtype)?, h.requires_grad());
+        }
+        if let Some(t) = new_embed {
+            let e = &mut self.embed_tokens;
+            *e = Var::leaf(t.to_dtype(e.dtype())?, e.requires_grad());
+        }
+        Ok(embed.is_some() as usize + head.is_some() as usize)
     }
 
     /// LLaMA-Factory's `pissa_convert`: writes the trained PiSSA adapter as a plain LoRA

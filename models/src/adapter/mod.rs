@@ -21,7 +21,7 @@ pub use config::{full_match_regex, matches_module, LoraConfig, LoraInit};
 pub use merge::pissa_to_lora;
 
 use crate::model::linear::dora_weight_norm;
-use crate::model::{CausalLM, DecoderLayer, Linear, Lora};
+use crate::model::{CausalLM, DecoderLayer, EmbedLora, Linear, Lora};
 use crate::{Error, Result};
 use lmf_autograd::{DType, Device, Tensor, Var};
 
@@ -30,6 +30,45 @@ pub fn is_adapter_param(name: &str) -> bool {
     name.ends_with(".lora_A.weight")
         || name.ends_with(".lora_B.weight")
         || name.ends_with(".lora_magnitude_vector")
+        || name.ends_with(".lora_embedding_A")
+        || name.ends_with(".lora_embedding_B")
+}
+
+/// HF module name of the token embedding.
+pub const EMBED_MODULE: &str = "model.embed_tokens";
+/// HF module name of the output head.
+pub const HEAD_MODULE: &str = "lm_head";
+
+/// Which of the embedding and the head `cfg` puts an adapter on, `(embed, head)`; an error
+/// for the variants lmf does not build there (DoRA, PiSSA).
+pub(crate) fn embedding_targets(cfg: &LoraConfig) -> Result<(bool, bool)> {
+    let (embed, head) = (cfg.targets(EMBED_MODULE), cfg.targets(HEAD_MODULE));
+    if embed || head {
+        let variant = if cfg.use_dora {
+            Some("DoRA")
+        } else if matches!(cfg.init, LoraInit::Pissa { .. }) {
+            Some("PiSSA")
+        } else {
+            None
+        };
+        if let Some(v) = variant {
+            return Err(Error::msg(format!(
+                "lora: {v} on `{}` is not implemented; keep the embeddings out of the targets or \
+                 drop {v}",
+                if embed { "embed_tokens" } else { "lm_head" }
+            )));
+        }
+        if let Some(t) = cfg.modules_to_save.iter().find(|t| {
+            (embed && matches_module(EMBED_MODULE, std::slice::from_ref(t)))
+                || (head && matches_module(HEAD_MODULE, std::slice::from_ref(t)))
+        }) {
+            return Err(Error::msg(format!(
+                "lora: `{t}` is both a LoRA target and a module to save (additional_target); \
+                 name it in one of them"
+            )));
+        }
+    }
+    Ok((embed, head))
 }
 
 /// Whether parameter `name` belongs to one of `modules_to_save` (PEFT's suffix match on the
@@ -95,7 +134,7 @@ pub(crate) fn targets_mut<'a>(
         v
     };
     let hit: Vec<_> = all.into_iter().filter(|(n, _)| cfg.targets(n)).collect();
-    if hit.is_empty() {
+    if hit.is_empty() && !cfg.targets(EMBED_MODULE) && !cfg.targets(HEAD_MODULE) {
         return Err(Error::msg(format!(
             "lora: target_modules {} match no linear layer of this model (its linears: {})",
             cfg.target_description(),
@@ -223,14 +262,41 @@ fn init_linear(lin: &mut Linear, cfg: &LoraConfig, seed: u64, k: u64) -> Result<
     })
 }
 
+/// PEFT's `lora.Embedding` init: A zeros `[r, vocab]`, B standard normal `[hidden, r]`
+/// (`"gaussian"` and `true` alike), so the adapter starts as a no-op; with `init_lora_weights:
+/// false` both stay standard normal. `k` numbers the adapter (its random stream position).
+fn init_embedding(m: &CausalLM, cfg: &LoraConfig, seed: u64, k: u64) -> Result<EmbedLora> {
+    let (v, h) = (m.embed_tokens.shape()[0], m.embed_tokens.shape()[1]);
+    let (r, dev, dtype) = (cfg.r, m.device, m.embed_tokens.dtype());
+    let offset = k << 40;
+    let a = match cfg.init {
+        LoraInit::NoInit => Tensor::randn(seed, offset + (1 << 39), &[r, v], DType::F32, dev)?,
+        _ => Tensor::zeros(&[r, v], DType::F32, dev)?,
+    };
+    let b = Tensor::randn(seed, offset, &[h, r], DType::F32, dev)?;
+    Ok(EmbedLora {
+        a: Var::param(a.to_dtype(dtype)?),
+        b: Var::param(b.to_dtype(dtype)?),
+        scale: cfg.scale(),
+    })
+}
+
 impl CausalLM {
-    /// Adds a new trainable adapter on the linears named by `cfg.target_modules`
-    /// (PEFT's suffix match; LLaMA-Factory's `all` must be expanded by the caller), with
+    /// Adds a new trainable adapter on the linears, the embedding and the head named by
+    /// `cfg.target_modules` (PEFT's suffix match; LLaMA-Factory's `all` must be expanded by the
+    /// caller), with
     /// A/B initialised per `cfg.init` from Philox stream `seed`, makes `modules_to_save`
     /// trainable full copies, and freezes everything else.
     pub fn add_lora(&mut self, cfg: &LoraConfig, seed: u64) -> Result<()> {
         cfg.validate()?;
+        let (embed, head) = embedding_targets(cfg)?;
+        if (embed && self.embed_lora.is_some()) || (head && self.head_lora.is_some()) {
+            return Err(Error::msg(
+                "lora: the embeddings already have an adapter (merge it first)",
+            ));
+        }
         self.prepare_modules_to_save(&cfg.modules_to_save)?;
+        let n_linears;
         {
             let targets = targets_mut(self, cfg)?;
             if let Some((n, _)) = targets.iter().find(|(_, l)| l.lora.is_some()) {
@@ -248,10 +314,19 @@ impl CausalLM {
                     Ok((scratch.weight, lora))
                 })
                 .collect::<Result<Vec<_>>>()?;
+            n_linears = plan.len() as u64;
             for ((_, lin), (weight, lora)) in targets.into_iter().zip(plan) {
                 lin.weight = weight;
                 lin.lora = Some(lora);
             }
+        }
+        if head {
+            // PEFT's lora.Linear init on the head: kaiming A, zero B
+            let mut scratch = Linear::new(self.head_weight().clone(), None);
+            self.head_lora = Some(init_linear(&mut scratch, cfg, seed, n_linears)?);
+        }
+        if embed {
+            self.embed_lora = Some(init_embedding(self, cfg, seed, n_linears + 1)?);
         }
         let saved = cfg.modules_to_save.clone();
         self.set_trainable(|n| is_adapter_param(n) || is_saved_module_param(n, &saved));
@@ -301,12 +376,14 @@ impl CausalLM {
         for (_, lin) in linears_mut(&mut m) {
             lin.lora = None;
         }
+        m.embed_lora = None;
+        m.head_lora = None;
         m.value_head = None;
         m.set_trainable(|_| false);
         m
     }
 
-    /// Whether any linear carries an adapter.
+    /// Whether any layer carries an adapter.
     pub fn has_adapter(&self) -> bool {
         self.named_parameters()
             .iter()

@@ -4,11 +4,13 @@
 //! embedding). Every forward works on packed sequences ([`SeqBatch`]); padded batches are
 //! unpadded first, so a padded row and the same row alone give the same logits.
 
+pub mod embed_lora;
 pub mod kv_cache;
 pub mod layer;
 pub mod linear;
 pub mod neftune;
 
+pub use embed_lora::EmbedLora;
 pub use kv_cache::KvCache;
 pub use layer::{Attention, DecoderLayer, Mlp};
 pub use linear::{batch_invariant, InputTap, Linear, Lora};
@@ -31,6 +33,10 @@ use std::path::Path;
 macro_rules! visit_params {
     ($m:expr, $out:ident, $push:ident, $($r:tt)+) => {{
         $out.push(("model.embed_tokens.weight".to_string(), $($r)+ $m.embed_tokens));
+        if let Some(l) = $($r)+ $m.embed_lora {
+            $out.push(("model.embed_tokens.lora_embedding_A".to_string(), $($r)+ l.a));
+            $out.push(("model.embed_tokens.lora_embedding_B".to_string(), $($r)+ l.b));
+        }
         for l in $($r)+ $m.layers {
             let p = format!("model.layers.{}", l.index);
             let a = $($r)+ l.self_attn;
@@ -60,6 +66,10 @@ macro_rules! visit_params {
         if let Some(h) = $($r)+ $m.lm_head {
             $out.push(("lm_head.weight".to_string(), h));
         }
+        if let Some(l) = $($r)+ $m.head_lora {
+            $out.push(("lm_head.lora_A.weight".to_string(), $($r)+ l.a));
+            $out.push(("lm_head.lora_B.weight".to_string(), $($r)+ l.b));
+        }
         if let Some(v) = $($r)+ $m.value_head {
             $out.push((crate::value_head::WEIGHT.to_string(), $($r)+ v.weight));
             $out.push((crate::value_head::BIAS.to_string(), $($r)+ v.bias));
@@ -80,6 +90,11 @@ pub struct CausalLM {
     pub norm: Var,
     /// `lm_head.weight: [vocab, hidden]`; `None` when tied to the embedding.
     pub lm_head: Option<Var>,
+    /// LoRA on the token embedding (`lora_target` naming `embed_tokens`).
+    pub embed_lora: Option<EmbedLora>,
+    /// LoRA on the output head (`lora_target` naming `lm_head`); its base is
+    /// [`CausalLM::head_weight`], also when that is the tied embedding.
+    pub head_lora: Option<Lora>,
     /// Compute dtype of the weights.
     pub dtype: DType,
     /// Device the weights live on.
@@ -235,6 +250,8 @@ impl CausalLM {
             norm: load("model.norm.weight", &[hd])?,
             layers,
             lm_head,
+            embed_lora: None,
+            head_lora: None,
             value_head: None,
             dtype,
             device,
@@ -291,6 +308,18 @@ impl CausalLM {
         self.lm_head.as_ref().unwrap_or(&self.embed_tokens)
     }
 
+    /// The operands `(h', W')` of the head product for hidden states `h: [rows, hidden]`,
+    /// `logits = h'·W'ᵀ` (before Gemma 2's soft-cap): `(h, head_weight)`, or with a head
+    /// adapter the widened pair of [`embed_lora::head_inputs`]. What losses that take the head
+    /// weight (the fused cross-entropy) must be given.
+    pub fn head_inputs(&self, hidden: &Var) -> Result<(Var, Var)> {
+        Ok(embed_lora::head_inputs(
+            hidden,
+            self.head_weight(),
+            self.head_lora.as_ref(),
+        )?)
+    }
+
     /// Final hidden states `[tokens, hidden]` (after `model.norm`). With a cache, the batch
     /// holds only the new tokens of each cached sequence (positions offset by the cache).
     pub fn forward_hidden(&self, batch: &SeqBatch, mut cache: Option<&mut KvCache>) -> Result<Var> {
@@ -342,7 +371,13 @@ impl CausalLM {
     pub fn embed(&self, batch: &SeqBatch) -> Result<Var> {
         let ids: Vec<i64> = batch.ids.iter().map(|&i| i as i64).collect();
         let ids = Tensor::from_vec(ids, &[batch.num_tokens()], self.device)?;
-        let h = neftune::add_noise(embedding(&self.embed_tokens, &ids)?)?;
+        let mut h = embedding(&self.embed_tokens, &ids)?;
+        if let Some(l) = &self.embed_lora {
+            if let Some(d) = l.delta(&ids, &batch.ids, self.config.pad_token_id)? {
+                h = h.add(&d)?;
+            }
+        }
+        let h = neftune::add_noise(h)?;
         match self.config.embed_scale {
             // HF multiplies by sqrt(hidden) rounded to the compute dtype.
             Some(s) => Ok(h.scale(s as f32 as f64)?),
@@ -373,7 +408,8 @@ impl CausalLM {
     /// Logits `[rows, vocab]` of hidden states `[rows, hidden]` (with Gemma 2's final
     /// soft-cap).
     pub fn logits(&self, hidden: &Var) -> Result<Var> {
-        let mut logits = linear::weight_product(hidden, self.head_weight())?;
+        let (h, w) = self.head_inputs(hidden)?;
+        let mut logits = linear::weight_product(&h, &w)?;
         if let Some(cap) = self.config.final_softcap {
             logits = logits.scale(1.0 / cap)?.tanh()?.scale(cap)?;
         }

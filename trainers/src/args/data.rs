@@ -40,9 +40,9 @@ lf_args! {
         /// Train on the last turn only.
         mask_history: bool = false => Implemented,
         /// Stream the datasets.
-        streaming: bool = false => NotImplemented,
+        streaming: bool = false => Implemented,
         /// Shuffle buffer size when streaming.
-        buffer_size: i64 = 16384 => NotImplemented,
+        buffer_size: i64 = 16384 => Implemented,
         /// How several datasets are mixed.
         mix_strategy: MixStrategy = MixStrategy::Concat => Implemented,
         /// Sampling probabilities of interleaved datasets, comma-separated.
@@ -135,10 +135,16 @@ impl DataArguments {
             }
         }
         if self.streaming && self.val_size > 1e-6 && self.val_size < 1.0 {
-            return Err(invalid("streaming mode needs an integer `val_size`"));
+            return Err(invalid("Streaming mode should have an integer val size."));
         }
         if self.streaming && self.max_samples.is_some() {
-            return Err(invalid("`max_samples` is incompatible with `streaming`"));
+            return Err(invalid("`max_samples` is incompatible with `streaming`."));
+        }
+        if self.streaming && self.buffer_size < 1 {
+            return Err(invalid(&format!(
+                "buffer_size must be at least 1 in streaming mode, got {}",
+                self.buffer_size
+            )));
         }
         if self.mask_history && self.train_on_prompt {
             return Err(invalid(

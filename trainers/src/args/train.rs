@@ -214,6 +214,13 @@ impl TrainArgs {
                 training.resume_from_checkpoint = Some(ckpt.display().to_string());
             }
         }
+        if data.streaming && training.dataloader_num_workers > 1 {
+            notes.push(format!(
+                "streaming: lmf reads each local dataset as one shard; LLaMA-Factory splits it \
+                 into dataloader_num_workers = {} shards and reads them in another order",
+                training.dataloader_num_workers
+            ));
+        }
         model.model_max_length = Some(data.cutoff_len);
         data.packing = Some(data.packing.unwrap_or(finetuning.stage == Stage::Pt));
         Ok(TrainArgs {

@@ -111,6 +111,7 @@ pub fn load<R: EncodedRow>(dir: &Path) -> Result<DatasetModule<R>> {
     let mut module = DatasetModule {
         train: read_rows(&dir.join(train_file))?,
         eval: Vec::new(),
+        stream: None,
     };
     for entry in manifest["eval"].as_array().ok_or_else(bad)? {
         let name = entry["name"].as_str().ok_or_else(bad)?;

@@ -5,6 +5,9 @@
 //! [`PairExample`] (rm, dpo: LF's pairwise processor) and [`KtoExample`] (kto: LF's feedback
 //! processor).
 
+use crate::Result;
+use std::sync::Arc;
+
 /// Label of a token that carries no loss (HF/LLaMA-Factory `IGNORE_INDEX`).
 pub const IGNORE_INDEX: i64 = -100;
 
@@ -131,12 +134,44 @@ pub struct DatasetModule<R = Example> {
     /// split), or one per `eval_dataset` name with `eval_on_each_dataset` (HF reports
     /// `eval_{name}_loss` then).
     pub eval: Vec<(String, Vec<R>)>,
+    /// With `streaming: true`, each epoch's training rows (`train` then holds epoch 0's).
+    pub stream: Option<EpochRows<R>>,
+}
+
+/// The training rows of each epoch of a streaming run, as a function of the epoch.
+pub struct EpochRows<R>(Arc<EpochFn<R>>);
+
+type EpochFn<R> = dyn Fn(u64) -> Result<Vec<R>> + Send + Sync;
+
+impl<R> EpochRows<R> {
+    /// Rows from `f(epoch)`.
+    pub fn new(f: impl Fn(u64) -> Result<Vec<R>> + Send + Sync + 'static) -> EpochRows<R> {
+        EpochRows(Arc::new(f))
+    }
+
+    /// The rows of `epoch`, in the order they are trained on.
+    pub fn rows(&self, epoch: u64) -> Result<Vec<R>> {
+        (self.0)(epoch)
+    }
+}
+
+impl<R> Clone for EpochRows<R> {
+    fn clone(&self) -> Self {
+        EpochRows(Arc::clone(&self.0))
+    }
+}
+
+impl<R> std::fmt::Debug for EpochRows<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EpochRows")
+    }
 }
 
 impl<R> Default for DatasetModule<R> {
     fn default() -> Self {
         DatasetModule {
             train: Vec::new(),
+            stream: None,
             eval: Vec::new(),
         }
     }

@@ -13,10 +13,12 @@ use super::cache;
 use super::convert::{convert_row, Converted};
 use super::dataset_info::get_dataset_list;
 use super::encoder::{Encoder, StageRows};
-use super::example::{DatasetModule, KtoExample, PairExample};
+use super::example::{DatasetModule, EpochRows, KtoExample, PairExample};
 use super::load::{load_dataset, RowOrigin};
 use super::mix::{merge, train_test_split};
 use super::numpy_rng::LegacyRng;
+use super::stream::{concat_order, TrainStream};
+use crate::args::data::MixStrategy;
 use crate::args::finetuning::Stage;
 use crate::args::DataArguments;
 use crate::template::Template;
@@ -54,7 +56,7 @@ pub(crate) struct Row {
 }
 
 /// The datasets read, for naming rows in errors.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Sources(Vec<(String, Vec<PathBuf>)>);
 
 impl Sources {
@@ -116,7 +118,7 @@ pub fn get_stage_dataset(
 }
 
 /// The whole path for rows of kind `R`.
-fn build<R: StageRows>(
+fn build<R: StageRows + Clone + Send + Sync + 'static>(
     template: &Template,
     tok: &Tokenizer,
     data_args: &DataArguments,
@@ -145,15 +147,26 @@ fn build<R: StageRows>(
             "Current template does not support `train_on_prompt`.".into(),
         ));
     }
-    if data_args.streaming {
-        return Err(Error::Msg("`streaming` is not implemented".into()));
-    }
     if let Some(path) = &data_args.tokenized_path {
         let dir = Path::new(path);
         if cache::has_tokenized_data(dir) {
             eprintln!("[WARNING] Loading dataset from disk will ignore other data arguments.");
-            return cache::load(dir);
+            let mut module: DatasetModule<R> = cache::load(dir)?;
+            if data_args.streaming {
+                // LF: `to_iterable_dataset()` without a shuffle, the saved order every epoch
+                let rows = module.train.clone();
+                module.stream = Some(EpochRows::new(move |_| Ok(rows.clone())));
+            }
+            return Ok(module);
         }
+        if data_args.streaming {
+            return Err(Error::Msg(
+                "Turn off `streaming` when saving dataset to disk.".into(),
+            ));
+        }
+    }
+    if data_args.streaming {
+        return build_streaming(template, tok, data_args, stage, opts);
     }
 
     let mut sources = Sources::default();
@@ -248,6 +261,25 @@ fn load_merged(
     sources: &mut Sources,
     legacy: &mut LegacyRng,
 ) -> Result<Vec<Row>> {
+    let parts = load_each(names, dataset_dir, data_args, stage, sources, legacy)?;
+    merge(
+        parts,
+        data_args.mix_strategy,
+        data_args.interleave_probs.as_deref(),
+        opts.seed,
+    )
+}
+
+/// Loads and converts the datasets called `names`, each on its own. In streaming mode LF
+/// ignores `num_samples`.
+fn load_each(
+    names: &[String],
+    dataset_dir: &Path,
+    data_args: &DataArguments,
+    stage: Stage,
+    sources: &mut Sources,
+    legacy: &mut LegacyRng,
+) -> Result<Vec<Vec<Row>>> {
     let attrs = get_dataset_list(names, dataset_dir)?;
     let max_samples = match data_args.max_samples {
         Some(n) if n < 0 => return Err(Error::Msg(format!("max_samples must be >= 0, got {n}"))),
@@ -271,11 +303,15 @@ fn load_merged(
                 }
             )));
         }
-        let ds = load_dataset(name, attr, dataset_dir, max_samples, legacy)?;
+        let mut attr = attr.clone();
+        if data_args.streaming {
+            attr.num_samples = None;
+        }
+        let ds = load_dataset(name, &attr, dataset_dir, max_samples, legacy)?;
         let source = sources.0.len();
         let mut rows = Vec::with_capacity(ds.rows.len());
         for (origin, raw) in &ds.rows {
-            let row = convert_row(attr, raw)
+            let row = convert_row(&attr, raw)
                 .map_err(|problem| Error::Msg(format!("{}: {problem}", ds.locate(origin))))?;
             rows.push(Row {
                 source,
@@ -286,10 +322,110 @@ fn load_merged(
         sources.0.push((ds.name, ds.files));
         all.push(rows);
     }
-    merge(
-        all,
-        data_args.mix_strategy,
-        data_args.interleave_probs.as_deref(),
-        opts.seed,
-    )
+    Ok(all)
+}
+
+/// `get_dataset` with `streaming: true`: each dataset becomes a one-shard `IterableDataset`
+/// (LF's `to_iterable_dataset(num_shards=dataloader_num_workers)`, which must be 1), several are
+/// concatenated, and the training stream is shuffled through a buffer of `buffer_size` with
+/// `seed`, anew each epoch (see [`super::stream`]); an integer `val_size` k takes the first k
+/// rows of epoch 0 as the validation set and trains on the rest of each epoch's order. A
+/// merged `eval_dataset` is shuffled the same way (at epoch 0, which every evaluation sees);
+/// with `eval_on_each_dataset` each set stays in file order, as in LF.
+fn build_streaming<R: StageRows + Clone + Send + Sync + 'static>(
+    template: &Template,
+    tok: &Tokenizer,
+    data_args: &DataArguments,
+    stage: Stage,
+    opts: &DataOptions,
+) -> Result<DatasetModule<R>> {
+    if stage == Stage::Ppo {
+        return Err(Error::Msg(
+            "`streaming` is not implemented for stage ppo in lmf".into(),
+        ));
+    }
+    let several = |names: &Option<Vec<String>>| names.as_ref().is_some_and(|n| n.len() > 1);
+    if data_args.mix_strategy != MixStrategy::Concat
+        && (several(&data_args.dataset)
+            || (several(&data_args.eval_dataset) && !data_args.eval_on_each_dataset))
+    {
+        return Err(Error::Msg(format!(
+            "mix_strategy `{}` with `streaming` is not implemented in lmf (HF interleaves \
+             iterable datasets by its own sampling); use `mix_strategy: concat`",
+            data_args.mix_strategy.as_str()
+        )));
+    }
+    let buffer = usize::try_from(data_args.buffer_size)
+        .ok()
+        .filter(|&b| b > 0)
+        .ok_or_else(|| Error::Msg("buffer_size must be at least 1".into()))?;
+    let seed = opts.seed;
+    let mut sources = Sources::default();
+    let mut legacy = LegacyRng::new(seed);
+    let dataset_dir = Path::new(&data_args.dataset_dir);
+    let mut load = |names: &[String], sources: &mut Sources| {
+        load_each(names, dataset_dir, data_args, stage, sources, &mut legacy)
+    };
+    let train_parts = match &data_args.dataset {
+        Some(names) => Some(load(names, &mut sources)?),
+        None => None,
+    };
+    let mut eval_sets: Vec<(String, Vec<Row>)> = Vec::new();
+    if let Some(names) = &data_args.eval_dataset {
+        if data_args.eval_on_each_dataset {
+            for name in names {
+                let mut parts = load(std::slice::from_ref(name), &mut sources)?;
+                eval_sets.push((name.clone(), parts.pop().unwrap_or_default()));
+            }
+        } else {
+            let parts = load(names, &mut sources)?;
+            let lengths: Vec<usize> = parts.iter().map(Vec::len).collect();
+            let rows: Vec<Row> = parts.into_iter().flatten().collect();
+            let order = concat_order(&lengths, buffer, seed, 0);
+            eval_sets.push((
+                String::new(),
+                order.iter().map(|&i| rows[i].clone()).collect(),
+            ));
+        }
+    }
+    let mut skip = 0;
+    let train = match train_parts {
+        Some(parts) => {
+            let lengths: Vec<usize> = parts.iter().map(Vec::len).collect();
+            let rows: Vec<Row> = parts.into_iter().flatten().collect();
+            if data_args.val_size > 1e-6 {
+                if !eval_sets.is_empty() {
+                    return Err(Error::Msg(
+                        "Cannot specify `val_size` if `eval_dataset` is not None.".into(),
+                    ));
+                }
+                // LF's take(int(val_size)) / skip(int(val_size)) of the shuffled stream
+                skip = data_args.val_size as usize;
+                let order = concat_order(&lengths, buffer, seed, 0);
+                let val = order.iter().take(skip).map(|&i| rows[i].clone()).collect();
+                eval_sets.push((String::new(), val));
+            }
+            Some((rows, lengths))
+        }
+        None => None,
+    };
+    let enc = Encoder {
+        template,
+        tok,
+        data_args,
+        stage,
+        sources: &sources,
+        add_bos_token: opts.add_bos_token,
+    };
+    let mut module = DatasetModule::<R>::default();
+    if let Some((rows, lengths)) = train.filter(|_| opts.do_train) {
+        let stream = TrainStream::new(rows, lengths, buffer, seed, skip, &enc);
+        module.train = stream.epoch(0)?;
+        module.stream = Some(EpochRows::new(move |e| stream.epoch(e)));
+    }
+    for (name, rows) in eval_sets {
+        let encoded = enc.encode_set(&rows, opts.predict_with_generate)?;
+        module.eval.push((name, encoded));
+    }
+    Ok(module)
 }

@@ -18,11 +18,14 @@ pub mod numpy_rng;
 pub mod pack;
 pub mod preference;
 pub mod pretrain;
+pub mod stream;
 
 pub use convert::{convert_row, Converted};
 pub use dataset_info::{get_dataset_list, DatasetAttr, Formatting, LoadFrom, DATA_CONFIG};
 pub use encode::{encode_supervised, encode_unsupervised, infer_seqlen, SupervisedOptions};
-pub use example::{DatasetModule, EncodedRow, Example, KtoExample, PairExample, IGNORE_INDEX};
+pub use example::{
+    DatasetModule, EncodedRow, EpochRows, Example, KtoExample, PairExample, IGNORE_INDEX,
+};
 pub use get::{get_dataset, get_stage_dataset, DataOptions, StageDataset};
 pub use load::{load_dataset, LoadedDataset, RowOrigin};
 pub use pack::{greedy_knapsack, pack_supervised};

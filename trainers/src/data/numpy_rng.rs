@@ -2,9 +2,11 @@
 //! `np.random.default_rng(seed)` (SeedSequence → PCG64) with `permutation(n)`
 //! (`train_test_split`) and `choice(k, p=...)` (`interleave_datasets` with probabilities), and
 //! the legacy global state that `transformers.set_seed` seeds (`np.random.seed`, MT19937) with
-//! `permutation(n)` and `choice(n, size)` (`num_samples`). Matching them makes lmf's validation
-//! split, weighted interleaving and sampling pick the same rows as LLaMA-Factory. Checked against
-//! numpy 2.4 by `tests/fixtures/hf/data/make_encoded.py` (`numpy` section, and the cases).
+//! `permutation(n)` and `choice(n, size)` (`num_samples`), and `integers` / `shuffle` for the
+//! streaming shuffle buffer ([`super::stream`]). Matching them makes lmf's validation split,
+//! weighted interleaving, sampling and streaming order pick the same rows as LLaMA-Factory.
+//! Checked against numpy 2.4 by `tests/fixtures/hf/data/make_encoded.py` (`numpy` section, and
+//! the cases) and `make_stream_order.py` (`numpy` section).
 
 const MULT_A: u32 = 0x931e_8875;
 const INIT_A: u32 = 0x43b0_d7e5;
@@ -131,6 +133,37 @@ impl NumpyRng {
         permutation(self, n)
     }
 
+    /// `Generator.integers(low, high, size)` (int64, `high` excluded): `size` uniform draws in
+    /// `low..high`, as [`NumpyRng::integers_closed`] over `low..=high - 1`. Panics unless
+    /// `low < high`.
+    pub fn integers(&mut self, low: i64, high: i64, size: usize) -> Vec<i64> {
+        assert!(low < high, "integers: low >= high");
+        self.integers_closed(low, high - 1, size)
+    }
+
+    /// `Generator.integers(low, high, size, endpoint=True)` (int64): `size` uniform draws in
+    /// `low..=high` by Lemire's bounded method (numpy's default `use_masked=False`): one 32-bit
+    /// draw per try while `high - low` fits in 32 bits (a single 32-bit draw, no rejection, when
+    /// it is exactly `u32::MAX`), one 64-bit draw per try otherwise; no draw at all when
+    /// `low == high`. `integers(0, 1 << 63)` is `integers_closed(0, i64::MAX, 1)`. Panics unless
+    /// `low <= high`.
+    pub fn integers_closed(&mut self, low: i64, high: i64, size: usize) -> Vec<i64> {
+        assert!(low <= high, "integers: low > high");
+        let range = high.wrapping_sub(low) as u64;
+        (0..size)
+            .map(|_| low.wrapping_add(bounded(self, range) as i64))
+            .collect()
+    }
+
+    /// `Generator.shuffle(list)`: Fisher–Yates from the end, `j = random_interval(i)` swapped
+    /// with `i` for `i = len-1 .. 1` (the same draws as [`NumpyRng::permutation`]).
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = interval(self, i as u64) as usize;
+            items.swap(i, j);
+        }
+    }
+
     /// One draw of `Generator.choice(len(p), p=p)`: the first index whose normalised cumulative
     /// probability exceeds a uniform double (`searchsorted(side="right")`).
     pub fn choice(&mut self, cdf: &[f64]) -> usize {
@@ -199,6 +232,39 @@ fn interval(rng: &mut impl Bits, max: u64) -> u64 {
         if v <= max {
             return v;
         }
+    }
+}
+
+/// numpy's `random_bounded_uint64_fill` for one value, without masking: uniform in `0..=range`
+/// by Lemire's multiply-and-reject (`buffered_bounded_lemire_uint32` while `range` fits in 32
+/// bits, `bounded_lemire_uint64` otherwise).
+fn bounded(rng: &mut impl Bits, range: u64) -> u64 {
+    if range == 0 {
+        0
+    } else if range == u32::MAX as u64 {
+        rng.next32() as u64
+    } else if range < u32::MAX as u64 {
+        let excl = range as u32 + 1;
+        let mut m = rng.next32() as u64 * excl as u64;
+        if (m as u32) < excl {
+            let threshold = (u32::MAX - range as u32) % excl;
+            while (m as u32) < threshold {
+                m = rng.next32() as u64 * excl as u64;
+            }
+        }
+        m >> 32
+    } else if range == u64::MAX {
+        rng.next64()
+    } else {
+        let excl = range + 1;
+        let mut m = rng.next64() as u128 * excl as u128;
+        if (m as u64) < excl {
+            let threshold = (u64::MAX - range) % excl;
+            while (m as u64) < threshold {
+                m = rng.next64() as u128 * excl as u128;
+            }
+        }
+        (m >> 64) as u64
     }
 }
 

@@ -112,6 +112,7 @@ pub fn run_stage_workflow<S: Stage>(
             .map_err(|e| crate::Error::Msg(format!("{}: {e}", old_log.display())))?;
     }
     let mut trainer = Trainer::with_stage(stage, model, cfg, io, &dataset.train, &dataset.eval)?;
+    trainer.set_stream(dataset.stream.as_ref());
     trainer.set_stop_flag(hooks::stop_flag());
     let mut out = WorkflowOutcome::default();
     if do_train {

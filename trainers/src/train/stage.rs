@@ -142,8 +142,8 @@ impl Stage for LmStage {
         } else {
             (ce_options(model), CeReduction::Divide(num_items.max(1.0)))
         };
-        let loss =
-            linear_cross_entropy(&hidden, model.head_weight(), &labels, &options, reduction)?;
+        let (hidden, head) = model.head_inputs(&hidden)?;
+        let loss = linear_cross_entropy(&hidden, &head, &labels, &options, reduction)?;
         Ok(MicroLoss {
             loss,
             tokens: batch.num_tokens(),
@@ -162,9 +162,9 @@ impl Stage for LmStage {
     }
 }
 
-/// The mean causal-LM loss of each batch of `rows` (what HF's `evaluation_loop` averages;
-/// label-smoothed with `label_smoothing` > 0),
-/// `NaN` for a batch without label tokens.
+/// The causal-LM loss of each batch of `rows` (what HF's `evaluation_loop` averages): the
+/// summed token losses over the batch's label count before the shift (transformers 5.6), or
+/// the label-smoothed mean with `label_smoothing` > 0; `NaN` for a batch without labels.
 pub(crate) fn lm_batch_losses(
     model: &CausalLM,
     rows: &[Example],
@@ -181,21 +181,26 @@ pub(crate) fn lm_batch_losses(
         for (i, chunk) in rows.chunks(bs).enumerate() {
             let refs: Vec<&Example> = chunk.iter().collect();
             let batch = make_batch(&refs, i * bs)?;
-            let hidden = model.forward_hidden(&batch.seq, None)?;
+            let (hidden, head) = model.head_inputs(&model.forward_hidden(&batch.seq, None)?)?;
             let labels =
                 Tensor::from_vec(batch.labels.clone(), &[batch.labels.len()], model.device)?;
-            let loss = if batch.num_label_tokens() == 0 {
-                f32::NAN
+            // transformers 5.6's `prediction_step` passes the batch's `num_items_in_batch`
+            // (labels counted before the shift) to the loss, which divides the summed token
+            // losses by it; label smoothing goes through the LabelSmoother's mean instead.
+            let items = count_items(&refs);
+            let reduction = if label_smoothing > 0.0 {
+                CeReduction::Mean
             } else {
-                linear_cross_entropy(
-                    &hidden,
-                    model.head_weight(),
-                    &labels,
-                    &options,
-                    CeReduction::Mean,
-                )?
-                .tensor()
-                .to_scalar::<f32>()?
+                CeReduction::Divide(items as f64)
+            };
+            let loss = if items == 0 {
+                f32::NAN
+            } else if batch.num_label_tokens() == 0 {
+                0.0
+            } else {
+                linear_cross_entropy(&hidden, &head, &labels, &options, reduction)?
+                    .tensor()
+                    .to_scalar::<f32>()?
             };
             losses.push((loss, chunk.len()));
         }

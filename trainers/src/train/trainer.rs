@@ -19,6 +19,7 @@ use lmf_models::model::neftune::with_neftune;
 use lmf_models::CausalLM;
 
 use crate::args::training::{IntervalStrategy, SaveStrategy};
+use crate::data::EpochRows;
 use crate::data::Example;
 use crate::optim::badam::BlockSchedule;
 use crate::optim::badam_ratio::BadamRatio;
@@ -78,6 +79,8 @@ pub struct Trainer<'a, S: Stage = LmStage> {
     io: &'a dyn ModelIo,
     train: &'a [S::Row],
     eval: &'a [(String, Vec<S::Row>)],
+    /// A streaming run's rows of each epoch (`train` is then epoch 0's).
+    stream: Option<&'a EpochRows<S::Row>>,
     /// HF trainer state (log history, counters).
     pub state: TrainerState,
     optimizer: AdamW,
@@ -93,6 +96,21 @@ pub struct Trainer<'a, S: Stage = LmStage> {
     progress: Progress,
     /// The stage's metrics of each micro-batch since the last log.
     stored: Vec<Vec<(String, f64)>>,
+}
+
+/// [`training_steps`] of a run whose training set has no length (`streaming`): HF's
+/// `max_steps` case without a dataloader length: `max_steps · gradient_accumulation_steps`
+/// micro-batches and `max_steps` optimizer steps per epoch, and `sys.maxsize` epochs (each
+/// epoch really ends when its stream runs out).
+pub fn streaming_steps(cfg: &TrainConfig) -> Result<(usize, usize, u64, u64)> {
+    if cfg.max_steps <= 0 {
+        return Err(Error::Msg(
+            "Please specify `max_steps` in streaming mode.".into(),
+        ));
+    }
+    let gas = cfg.gradient_accumulation_steps.max(1);
+    let m = cfg.max_steps as usize;
+    Ok((m * gas, m, m as u64, i64::MAX as u64))
 }
 
 /// Micro-batches per epoch, optimizer steps per epoch, total optimizer steps and the integer
@@ -233,6 +251,7 @@ impl<'a, S: Stage> Trainer<'a, S> {
             io,
             train,
             eval,
+            stream: None,
             state,
             optimizer,
             badam,
@@ -245,6 +264,11 @@ impl<'a, S: Stage> Trainer<'a, S> {
             progress: Progress::hidden(),
             stored: vec![],
         })
+    }
+
+    /// Makes this a streaming run: each epoch trains on `stream`'s rows of that epoch.
+    pub fn set_stream(&mut self, stream: Option<&'a EpochRows<S::Row>>) {
+        self.stream = stream;
     }
 
     /// The flag that stops training after the current optimizer step (and saves a checkpoint):
@@ -297,7 +321,10 @@ impl<'a, S: Stage> Trainer<'a, S> {
         }
         std::fs::create_dir_all(&cfg.output_dir)
             .map_err(|e| Error::Msg(format!("{}: {e}", cfg.output_dir.display())))?;
-        let (steps_in_epoch, nupe, max_steps, num_epochs) = training_steps(cfg, self.train.len());
+        let (steps_in_epoch, nupe, max_steps, num_epochs) = match self.stream {
+            Some(_) => streaming_steps(cfg)?,
+            None => training_steps(cfg, self.train.len()),
+        };
         if steps_in_epoch == 0 {
             return Err(Error::Msg(format!(
                 "{} training rows make no full batch of {} (dataloader_drop_last)",
@@ -330,7 +357,11 @@ impl<'a, S: Stage> Trainer<'a, S> {
             "***** Running training *****\n  Num examples = {}\n  Num Epochs = {num_epochs}\n  \
              Instantaneous batch size per device = {}\n  Gradient Accumulation steps = {gas}\n  \
              Total optimization steps = {max_steps}\n  Number of trainable parameters = {trainable_count}",
-            self.train.len(),
+            match self.stream {
+                // HF: `total_train_batch_size · max_steps` without a dataset length
+                Some(_) => max_steps as usize * cfg.train_batch_size * gas,
+                None => self.train.len(),
+            },
             cfg.train_batch_size
         ))?;
         self.log.begin_train(self.state.max_steps);
@@ -349,12 +380,22 @@ impl<'a, S: Stage> Trainer<'a, S> {
         }
         let mut control = Control::default();
         'epochs: for epoch in epochs_trained..num_epochs {
-            let order = epoch_order(
-                self.train.len(),
-                !cfg.disable_shuffling,
-                cfg.data_seed,
-                epoch,
-            );
+            // A stream comes in its own (shuffled) order, anew each epoch.
+            let streamed;
+            let train: &[S::Row] = match self.stream {
+                Some(s) => {
+                    streamed = s.rows(epoch)?;
+                    if streamed.is_empty() {
+                        return Err(Error::Msg(format!(
+                            "the training stream has no rows in epoch {epoch}"
+                        )));
+                    }
+                    &streamed
+                }
+                None => self.train,
+            };
+            let shuffle = !cfg.disable_shuffling && self.stream.is_none();
+            let order = epoch_order(train.len(), shuffle, cfg.data_seed, epoch);
             let batches = epoch_batches(&order, cfg.train_batch_size, cfg.dataloader_drop_last);
             let mut step: i64 = -1;
             let mut first_update = 0usize;
@@ -379,7 +420,6 @@ impl<'a, S: Stage> Trainer<'a, S> {
                 if lo >= hi {
                     break;
                 }
-                let train = self.train;
                 let micro: Vec<Vec<&S::Row>> = batches[lo..hi]
                     .iter()
                     .map(|b| b.iter().map(|&i| &train[i]).collect())
@@ -396,6 +436,12 @@ impl<'a, S: Stage> Trainer<'a, S> {
                     tokens_session += tokens;
                     self.state.total_flos += 6.0 * tokens as f64 * self.non_embedding_params;
                     tr_loss += loss as f32;
+                }
+                // HF's `do_sync_step`: a stream that ran out part-way through an accumulation
+                // step leaves its gradients for the next epoch's first step, unstepped.
+                let done = (step + 1) as usize;
+                if !done.is_multiple_of(gas) && done != steps_in_epoch {
+                    break;
                 }
                 // Optimizer step. Layer-wise GaLore (LF 0.9.5 under transformers 5) steps each
                 // parameter inside backward, on its unclipped gradient at the base learning
@@ -1059,8 +1105,9 @@ pub(crate) fn load_training_state(
     Ok(())
 }
 
-/// HF `evaluation_loop` loss: batches of `batch_size` rows in order, each batch's loss the
-/// mean over its (shifted) label tokens, repeated `batch_size` times, and accelerate's
+/// HF `evaluation_loop` loss: batches of `batch_size` rows in order, each batch's loss its
+/// summed token losses over its label count before the shift (see `lm_batch_losses`),
+/// repeated `batch_size` times, and accelerate's
 /// `gather_for_metrics` cutting the last batch's copies to the rows it really has; so
 /// `{prefix}_loss` is the mean of the batch losses weighted by their row counts. Plus the
 /// speed metrics.

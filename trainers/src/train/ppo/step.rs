@@ -553,7 +553,8 @@ fn response_forward(
     let device = model.device;
     let hidden = model.forward_hidden(&SeqBatch::from_seqs(&seqs), None)?;
     let labels = Tensor::from_vec(labels, &[total], device)?;
-    let token_logps = linear_logprobs(&hidden, model.head_weight(), &labels, &ce_options(model))?;
+    let (hidden, head) = model.head_inputs(&hidden)?;
+    let token_logps = linear_logprobs(&hidden, &head, &labels, &ce_options(model))?;
     let at: Vec<i64> = positions.iter().map(|&t| t as i64).collect();
     let at_t = Tensor::from_vec(at, &[positions.len()], device)?;
     let logps = token_logps.index_select(&at_t, 0)?.to_dtype(DType::F32)?;

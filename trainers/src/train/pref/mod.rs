@@ -79,8 +79,9 @@ pub fn seq_logps(
     let device = model.device;
     let labels = Tensor::from_vec(batch.labels.clone(), &[n], device)?;
     let hidden = model.forward_hidden(&batch.seq, None)?; // [n, hidden]
-    let token_logps = linear_logprobs(&hidden, model.head_weight(), &labels, &ce_options(model))?; // [n]
-                                                                                                   // [rows, n] 0/1 membership · [n, 1] → per-row sums [rows].
+    let (h, w) = model.head_inputs(&hidden)?; // [n, hidden (+ r)], [vocab, hidden (+ r)]
+    let token_logps = linear_logprobs(&h, &w, &labels, &ce_options(model))?; // [n]
+                                                                             // [rows, n] 0/1 membership · [n, 1] → per-row sums [rows].
     let r = rows.len();
     let mut member = vec![0f32; r * n];
     let mut lengths = vec![0f64; r];
@@ -116,8 +117,8 @@ pub fn seq_logps(
 
 /// Per row, the sum of all logits of its tokens: `Σ_t h_t · (Σ_v W_v)`.
 fn row_logit_sums(model: &CausalLM, hidden: &Var, tokens: &[usize]) -> Result<Vec<f64>> {
-    let w = model.head_weight(); // [vocab, hidden]
-    let wsum = w.to_dtype(DType::F32)?.sum(&[0], true)?.t()?; // [hidden, 1]
+    let (hidden, w) = model.head_inputs(hidden)?; // [n, hidden (+ r)], [vocab, hidden (+ r)]
+    let wsum = w.to_dtype(DType::F32)?.sum(&[0], true)?.t()?; // [hidden (+ r), 1]
     let per_token = hidden
         .to_dtype(DType::F32)?
         .matmul(&wsum)?
