@@ -65,9 +65,8 @@ fn lora_embed_qwen_pt_matches_llamafactory() {
 /// `streaming: true`: the training stream shuffled through a buffer and drawn anew each epoch
 /// (HF datasets' order), batches of 3 with 3 accumulation steps, so each epoch ends with one
 /// batch whose gradient goes into the next epoch's first step (its logged loss is two steps'
-/// worth, as in LF); the eval set is a shuffled stream too, in full batches: with a short last
-/// batch LF weighed it once by its rows (pt case below, what lmf does) and once like a full
-/// batch (a 20-row sft set in batches of 3), which lmf does not reproduce.
+/// worth, as in LF); the eval set is a shuffled stream too (20 rows in batches of 3: the short
+/// last batch weighs like a full one in LF's sft evaluation).
 #[test]
 fn streaming_sft_matches_llamafactory() {
     check_case("stream_llama");
@@ -100,6 +99,13 @@ fn pt_lora_llama_matches_llamafactory() {
 #[test]
 fn eval_only_matches_llamafactory() {
     check_case("eval_llama");
+}
+
+/// Evaluation in batches of 3 over 20 rows: LF's sft evaluation weighs the short last batch like
+/// a full one (its loss repeated `per_device_eval_batch_size` times, not cut to its 2 rows).
+#[test]
+fn eval_with_a_short_last_batch_matches_llamafactory() {
+    check_case("eval_partial_llama");
 }
 
 /// `train_from_scratch`: transformers' `from_config` weights after `set_seed(1234)`, replayed

@@ -88,6 +88,8 @@ pub struct LmStage {
     /// What LF's collator pads a batch's length to a multiple of: 8 for sft training
     /// (`pad_to_multiple_of=8`), 1 for pt.
     pub pad_to_multiple_of: usize,
+    /// Weigh a short last eval batch like a full one (sft; see `trainer::evaluate_lm`).
+    pub eval_full_last_batch: bool,
 }
 
 /// The fused lm-head options of `model` (its final-logit softcap).
@@ -104,6 +106,7 @@ impl LmStage {
         LmStage {
             label_smoothing: cfg.label_smoothing,
             pad_to_multiple_of: if cfg.stage_pt { 1 } else { 8 },
+            eval_full_last_batch: !cfg.stage_pt,
         }
     }
 }
@@ -158,7 +161,14 @@ impl Stage for LmStage {
         batch_size: usize,
         prefix: &str,
     ) -> Result<Vec<(String, PyJson)>> {
-        super::trainer::evaluate(model, rows, batch_size, prefix, self.label_smoothing)
+        super::trainer::evaluate_lm(
+            model,
+            rows,
+            batch_size,
+            prefix,
+            self.label_smoothing,
+            self.eval_full_last_batch,
+        )
     }
 }
 

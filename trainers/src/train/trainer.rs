@@ -1118,11 +1118,26 @@ pub fn evaluate(
     prefix: &str,
     label_smoothing: f64,
 ) -> Result<Vec<(String, PyJson)>> {
+    evaluate_lm(model, rows, batch_size, prefix, label_smoothing, false)
+}
+
+/// [`evaluate`], with `full_last_batch`: a short last batch weighs like a full one (its loss
+/// repeated `batch_size` times and kept whole). That is what LLaMA-Factory 0.9.5's sft
+/// evaluation reports (map-style and streaming eval sets alike, measured against its runs),
+/// while its pt evaluation cuts the copies to the rows, as plain HF does.
+pub fn evaluate_lm(
+    model: &CausalLM,
+    rows: &[Example],
+    batch_size: usize,
+    prefix: &str,
+    label_smoothing: f64,
+    full_last_batch: bool,
+) -> Result<Vec<(String, PyJson)>> {
     let start = Instant::now();
     let bs = batch_size.max(1);
     let losses: Vec<(f64, usize)> = lm_batch_losses(model, rows, bs, label_smoothing)?
         .into_iter()
-        .map(|(l, k)| (l as f64, k))
+        .map(|(l, k)| (l as f64, if full_last_batch { bs } else { k }))
         .collect();
     Ok(eval_metrics(prefix, &losses, rows.len(), bs, start, vec![]))
 }
