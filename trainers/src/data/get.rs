@@ -378,9 +378,7 @@ fn build_streaming<R: StageRows + Clone + Send + Sync + 'static>(
                 eval_sets.push((name.clone(), parts.pop().unwrap_or_default()));
             }
         } else {
-            let parts = load(names, &mut sources)?;
-            let lengths: Vec<usize> = parts.iter().map(Vec::len).collect();
-            let rows: Vec<Row> = parts.into_iter().flatten().collect();
+            let (rows, lengths) = concatenate(load(names, &mut sources)?);
             let order = concat_order(&lengths, buffer, seed, 0);
             eval_sets.push((
                 String::new(),
@@ -391,8 +389,7 @@ fn build_streaming<R: StageRows + Clone + Send + Sync + 'static>(
     let mut skip = 0;
     let train = match train_parts {
         Some(parts) => {
-            let lengths: Vec<usize> = parts.iter().map(Vec::len).collect();
-            let rows: Vec<Row> = parts.into_iter().flatten().collect();
+            let (rows, lengths) = concatenate(parts);
             if data_args.val_size > 1e-6 {
                 if !eval_sets.is_empty() {
                     return Err(Error::Msg(
@@ -428,4 +425,10 @@ fn build_streaming<R: StageRows + Clone + Send + Sync + 'static>(
         module.eval.push((name, encoded));
     }
     Ok(module)
+}
+
+/// The rows of `parts` one after another, with each part's length.
+fn concatenate(parts: Vec<Vec<Row>>) -> (Vec<Row>, Vec<usize>) {
+    let lengths = parts.iter().map(Vec::len).collect();
+    (parts.into_iter().flatten().collect(), lengths)
 }
