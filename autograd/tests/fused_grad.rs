@@ -433,3 +433,39 @@ fn linear_logprobs_frozen_weight_gives_the_same_dx() {
         }
     }
 }
+
+#[test]
+fn grouped_matmul_grad_with_an_empty_expert() {
+    use lmf_autograd::ops::fused::grouped_matmul;
+    // 4 experts over 9 routed rows; expert 2 gets none
+    let offsets = [0usize, 2, 6, 6, 9];
+    let inputs = [rnd(&[9, 5], 1, 1.0), rnd(&[4, 3, 5], 2, 1.0)];
+    check_grads("grouped_matmul", &inputs, |v| {
+        grouped_matmul(&v[0], &v[1], &offsets)
+    })
+    .unwrap();
+    // each group's rows equal the dense product with that expert's weight
+    let (x, w) = (
+        Var::constant(inputs[0].clone()),
+        Var::constant(inputs[1].clone()),
+    );
+    let y = grouped_matmul(&x, &w, &offsets).unwrap();
+    for g in 0..4 {
+        let rows = offsets[g + 1] - offsets[g];
+        if rows == 0 {
+            continue;
+        }
+        let xg = x.narrow(0, offsets[g], rows).unwrap();
+        let wg = w.narrow(0, g, 1).unwrap().reshape(&[3, 5]).unwrap();
+        let want = xg.matmul(&wg.t().unwrap()).unwrap();
+        let got = y.narrow(0, offsets[g], rows).unwrap();
+        let (a, b) = (
+            got.tensor().to_vec::<f64>().unwrap(),
+            want.tensor().to_vec::<f64>().unwrap(),
+        );
+        assert!(a.iter().zip(&b).all(|(p, q)| (p - q).abs() < 1e-12));
+    }
+    // bad offsets are a shape error, not a panic
+    assert!(grouped_matmul(&x, &w, &[0, 2, 6, 9]).is_err());
+    assert!(grouped_matmul(&x, &w, &[0, 6, 2, 6, 9]).is_err());
+}

@@ -24,11 +24,26 @@ pub enum Arch {
     Gemma,
     /// Gemma 2 (Gemma 1 + soft-capping, alternating sliding window, post-norms).
     Gemma2,
+    /// Gemma 3 text (Gemma 2 + q/k norms, a second RoPE base for the sliding layers).
+    Gemma3,
+    /// Qwen3-MoE (Qwen3 attention, top-k routed experts).
+    Qwen3Moe,
+    /// Mixtral (Mistral attention, top-k routed experts).
+    Mixtral,
 }
 
 /// The `model_type` strings we accept.
-pub const SUPPORTED_MODEL_TYPES: &[&str] =
-    &["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2"];
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &[
+    "llama",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "gemma",
+    "gemma2",
+    "gemma3_text",
+    "qwen3_moe",
+    "mixtral",
+];
 
 impl Arch {
     /// Parses `config.model_type`.
@@ -40,13 +55,16 @@ impl Arch {
             "qwen3" => Arch::Qwen3,
             "gemma" => Arch::Gemma,
             "gemma2" => Arch::Gemma2,
+            "gemma3_text" => Arch::Gemma3,
+            "qwen3_moe" => Arch::Qwen3Moe,
+            "mixtral" => Arch::Mixtral,
             _ => return None,
         })
     }
 
     /// Gemma's RMSNorm multiplies by `(1 + w)`.
     pub fn is_gemma(self) -> bool {
-        matches!(self, Arch::Gemma | Arch::Gemma2)
+        matches!(self, Arch::Gemma | Arch::Gemma2 | Arch::Gemma3)
     }
 }
 
@@ -75,8 +93,11 @@ pub struct ModelConfig {
     pub rms_norm_eps: f64,
     /// RMSNorm offset: 1 for Gemma (`x̂ · (1 + w)`), else 0.
     pub norm_offset: f64,
-    /// Rotary embedding parameters.
+    /// Rotary embedding parameters (of the full-attention layers when
+    /// [`ModelConfig::rope_local`] is set).
     pub rope: RopeConfig,
+    /// Gemma 3: the RoPE of the sliding-window layers (its own base, no scaling).
+    pub rope_local: Option<RopeConfig>,
     /// GLU activation of the MLP.
     pub act: GluActivation,
     /// Bias on q/k/v projections.
@@ -107,6 +128,25 @@ pub struct ModelConfig {
     pub eos_token_ids: Vec<u32>,
     /// `pad_token_id`.
     pub pad_token_id: Option<u32>,
+    /// The routed experts of a mixture-of-experts model.
+    pub moe: Option<MoeConfig>,
+}
+
+/// How a mixture-of-experts layer routes and what it computes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MoeConfig {
+    /// Experts per MoE layer.
+    pub num_experts: usize,
+    /// Experts each token is sent to.
+    pub top_k: usize,
+    /// Width of one expert's MLP.
+    pub intermediate_size: usize,
+    /// Renormalise the top-k routing probabilities to sum to 1 (Mixtral always does).
+    pub norm_topk_prob: bool,
+    /// Weight of the load-balancing loss added in training (`router_aux_loss_coef`).
+    pub router_aux_loss_coef: f64,
+    /// Whether layer `i` is a MoE layer (else a dense MLP of `intermediate_size`).
+    pub sparse_layers: Vec<bool>,
 }
 
 /// Typed access to the JSON object with errors naming the file and key.
@@ -228,7 +268,7 @@ impl ModelConfig {
         let head_dim = match (k.usize_opt("head_dim")?, arch) {
             (Some(d), _) => d,
             (None, Arch::Qwen3) => 128,
-            (None, Arch::Gemma | Arch::Gemma2) => 256,
+            (None, Arch::Gemma | Arch::Gemma2 | Arch::Gemma3) => 256,
             (None, _) if hidden_size % num_heads == 0 => hidden_size / num_heads,
             (None, _) => {
                 return Err(Error::file(
@@ -263,15 +303,24 @@ impl ModelConfig {
         let attn_bias = k.bool_or("attention_bias", false)?;
         let query_pre_attn_scalar = match arch {
             Arch::Gemma2 => k.f64_opt("query_pre_attn_scalar")?,
+            // Gemma3TextConfig's default
+            Arch::Gemma3 => Some(k.f64_opt("query_pre_attn_scalar")?.unwrap_or(256.0)),
             _ => None,
         };
         let attn_scale = 1.0 / query_pre_attn_scalar.unwrap_or(head_dim as f64).sqrt();
         let (attn_softcap, final_softcap) = match arch {
+            // transformers 5.6's Gemma3Attention reads `attn_logit_softcapping` but never passes
+            // it to the attention: only the final cap applies.
+            Arch::Gemma3 => (None, k.f64_opt("final_logit_softcapping")?),
             Arch::Gemma2 => (
                 k.f64_opt("attn_logit_softcapping")?,
                 k.f64_opt("final_logit_softcapping")?,
             ),
             _ => (None, None),
+        };
+        let (rope, rope_local) = match arch {
+            Arch::Gemma3 => gemma3_ropes(&k, head_dim)?,
+            _ => (rope_config(&k, head_dim)?, None),
         };
         Ok(ModelConfig {
             arch,
@@ -284,7 +333,8 @@ impl ModelConfig {
             head_dim,
             rms_norm_eps: k.f64_opt("rms_norm_eps")?.unwrap_or(1e-6),
             norm_offset: if gemma { 1.0 } else { 0.0 },
-            rope: rope_config(&k, head_dim)?,
+            rope,
+            rope_local,
             act,
             // The biases each modeling file builds: Qwen2 always on q/k/v and never on o_proj,
             // Mistral never, the others per `attention_bias`; MLP biases only in Llama.
@@ -295,8 +345,8 @@ impl ModelConfig {
             },
             o_bias: !matches!(arch, Arch::Qwen2 | Arch::Mistral) && attn_bias,
             mlp_bias: arch == Arch::Llama && k.bool_or("mlp_bias", false)?,
-            qk_norm: arch == Arch::Qwen3,
-            sandwich_norms: arch == Arch::Gemma2,
+            qk_norm: matches!(arch, Arch::Qwen3 | Arch::Qwen3Moe | Arch::Gemma3),
+            sandwich_norms: matches!(arch, Arch::Gemma2 | Arch::Gemma3),
             embed_scale: gemma.then(|| (hidden_size as f64).sqrt()),
             tie_word_embeddings: k.bool_or("tie_word_embeddings", gemma)?,
             attn_scale,
@@ -306,6 +356,7 @@ impl ModelConfig {
             bos_token_id: k.ids("bos_token_id")?.first().copied(),
             eos_token_ids: k.ids("eos_token_id")?,
             pad_token_id: k.ids("pad_token_id")?.first().copied(),
+            moe: moe_config(&k, arch, num_layers)?,
             model_type,
         })
     }
@@ -339,32 +390,151 @@ fn layer_windows(
             .collect();
     }
     let use_sliding = k.bool_or("use_sliding_window", false)?;
+    let pattern = k.usize_opt("sliding_window_pattern")?.unwrap_or(6).max(1);
     let max_window_layers = k.usize_opt("max_window_layers")?.unwrap_or(num_layers);
     Ok((0..num_layers)
         .map(|i| match arch {
-            Arch::Mistral => window,
+            Arch::Mistral | Arch::Mixtral => window,
+            // Qwen3MoeConfig drops the window unless `use_sliding_window`, then all layers
+            Arch::Qwen3Moe => window.filter(|_| use_sliding),
             Arch::Gemma2 => window.filter(|_| i % 2 == 0),
+            // Gemma3TextConfig: every `sliding_window_pattern`-th layer (default 6) is global.
+            Arch::Gemma3 => window.filter(|_| (i + 1) % pattern != 0),
             Arch::Qwen2 | Arch::Qwen3 => window.filter(|_| use_sliding && i >= max_window_layers),
             Arch::Llama | Arch::Gemma => None,
         })
         .collect())
 }
 
+/// The routed experts of Qwen3-MoE (`num_experts`, `moe_intermediate_size`,
+/// `decoder_sparse_step`, `mlp_only_layers`) and Mixtral (`num_local_experts`, every layer),
+/// with their config classes' defaults.
+fn moe_config(k: &Keys, arch: Arch, num_layers: usize) -> Result<Option<MoeConfig>> {
+    let positive = |key: &str, v: usize| -> Result<usize> {
+        if v == 0 {
+            return Err(k.bad(key, "a positive integer"));
+        }
+        Ok(v)
+    };
+    let top_k = |default: usize| -> Result<usize> {
+        let v = k.usize_opt("num_experts_per_tok")?.unwrap_or(default);
+        positive("num_experts_per_tok", v)
+    };
+    let cfg = match arch {
+        Arch::Qwen3Moe => {
+            // transformers 5 writes `num_local_experts` (its attribute map), Hub configs
+            // `num_experts`
+            let e = match k.usize_opt("num_experts")? {
+                Some(e) => positive("num_experts", e)?,
+                None => positive(
+                    "num_local_experts",
+                    k.usize_opt("num_local_experts")?.unwrap_or(128),
+                )?,
+            };
+            let step = positive(
+                "decoder_sparse_step",
+                k.usize_opt("decoder_sparse_step")?.unwrap_or(1),
+            )?;
+            let dense: Vec<usize> = match k.get("mlp_only_layers") {
+                None => vec![],
+                Some(v) => v
+                    .as_array()
+                    .and_then(|a| a.iter().map(|x| x.as_u64().map(|x| x as usize)).collect())
+                    .ok_or_else(|| k.bad("mlp_only_layers", "a list of layer indices"))?,
+            };
+            MoeConfig {
+                num_experts: e,
+                top_k: top_k(8)?,
+                intermediate_size: k.usize_opt("moe_intermediate_size")?.unwrap_or(768),
+                norm_topk_prob: k.bool_or("norm_topk_prob", false)?,
+                router_aux_loss_coef: k.f64_opt("router_aux_loss_coef")?.unwrap_or(0.001),
+                sparse_layers: (0..num_layers)
+                    .map(|i| !dense.contains(&i) && (i + 1) % step == 0)
+                    .collect(),
+            }
+        }
+        Arch::Mixtral => MoeConfig {
+            num_experts: positive(
+                "num_local_experts",
+                k.usize_opt("num_local_experts")?.unwrap_or(8),
+            )?,
+            top_k: top_k(2)?,
+            intermediate_size: k.usize("intermediate_size")?,
+            norm_topk_prob: true,
+            router_aux_loss_coef: k.f64_opt("router_aux_loss_coef")?.unwrap_or(0.001),
+            sparse_layers: vec![true; num_layers],
+        },
+        _ => return Ok(None),
+    };
+    if cfg.top_k > cfg.num_experts {
+        return Err(Error::file(
+            k.path,
+            format!(
+                "num_experts_per_tok {} exceeds the {} experts",
+                cfg.top_k, cfg.num_experts
+            ),
+        ));
+    }
+    Ok(Some(cfg))
+}
+
+/// The object under `key`, if present.
+fn object<'a>(k: &Keys<'a>, key: &str) -> Result<Option<&'a Map<String, Value>>> {
+    match k.map.get(key).filter(|v| !v.is_null()) {
+        None => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m)),
+        Some(_) => Err(k.bad(key, "an object")),
+    }
+}
+
 /// RoPE from `rope_parameters` (transformers 5) or `rope_theta` + `rope_scaling` (4.x).
 fn rope_config(k: &Keys, head_dim: usize) -> Result<RopeConfig> {
-    let params = k.get("rope_parameters").or_else(|| k.get("rope_scaling"));
-    let params = match params {
-        None => None,
-        Some(Value::Object(m)) => Some(m),
-        Some(_) => {
-            let key = if k.get("rope_parameters").is_some() {
-                "rope_parameters"
-            } else {
-                "rope_scaling"
-            };
-            return Err(k.bad(key, "an object"));
-        }
+    let params = match object(k, "rope_parameters")? {
+        Some(m) => Some(m),
+        None => object(k, "rope_scaling")?,
     };
+    rope_from(k, params, None, head_dim)
+}
+
+/// Gemma 3's two RoPEs `(full, sliding)`: transformers 5 nests them under
+/// `rope_parameters.{full_attention, sliding_attention}`; 4.x configs give `rope_theta`
+/// (+ `rope_scaling`) for the full layers and `rope_local_base_freq` for the sliding ones.
+/// Defaults (Gemma3TextConfig): θ 1e6 global, 1e4 local.
+fn gemma3_ropes(k: &Keys, head_dim: usize) -> Result<(RopeConfig, Option<RopeConfig>)> {
+    let nested = object(k, "rope_parameters")?
+        .filter(|m| m.contains_key("full_attention") || m.contains_key("sliding_attention"));
+    let (full, local) = match nested {
+        Some(m) => {
+            let sub = Keys {
+                map: m,
+                path: k.path,
+            };
+            (
+                object(&sub, "full_attention")?,
+                object(&sub, "sliding_attention")?,
+            )
+        }
+        None => (
+            object(k, "rope_parameters")?.or(object(k, "rope_scaling")?),
+            None,
+        ),
+    };
+    let global_theta = k.f64_opt("rope_theta")?.unwrap_or(1_000_000.0);
+    let local_theta = k.f64_opt("rope_local_base_freq")?.unwrap_or(10_000.0);
+    Ok((
+        rope_from(k, full, Some(global_theta), head_dim)?,
+        Some(rope_from(k, local, Some(local_theta), head_dim)?),
+    ))
+}
+
+/// One RoPE from its parameter object `params` (theta, scaling), falling back to the
+/// top-level `rope_theta` (or `default_theta`).
+fn rope_from(
+    k: &Keys,
+    params: Option<&Map<String, Value>>,
+    default_theta: Option<f64>,
+    head_dim: usize,
+) -> Result<RopeConfig> {
     let sub = params.map(|m| Keys {
         map: m,
         path: k.path,
@@ -376,7 +546,10 @@ fn rope_config(k: &Keys, head_dim: usize) -> Result<RopeConfig> {
         .flatten()
     {
         Some(t) => t,
-        None => k.f64_opt("rope_theta")?.unwrap_or(10000.0),
+        None => match default_theta {
+            Some(t) => t,
+            None => k.f64_opt("rope_theta")?.unwrap_or(10000.0),
+        },
     };
     let max_pos = k.usize_opt("max_position_embeddings")?.unwrap_or(2048);
     let partial = k.f64_opt("partial_rotary_factor")?.unwrap_or(1.0);

@@ -79,7 +79,7 @@ fn saved_bnb_weights_dequantize_to_bitsandbytes_weights() {
         for l in &m.layers {
             let p = format!("model.layers.{}", l.index);
             let a = &l.self_attn;
-            let m_ = &l.mlp;
+            let m_ = l.mlp.as_ref().unwrap();
             for (name, lin) in [
                 ("self_attn.q_proj", &a.q_proj),
                 ("self_attn.k_proj", &a.k_proj),
@@ -178,14 +178,15 @@ fn dora_on_a_quantized_base_equals_dora_on_its_dequantized_weights() {
     let mut quant = load(&source_model("llama"), Some(&spec));
     let mut dense = load(&source_model("llama"), None);
     for (lq, ld) in quant.layers.iter().zip(dense.layers.iter_mut()) {
+        let (qm, dm) = (lq.mlp.as_ref().unwrap(), ld.mlp.as_mut().unwrap());
         let pairs = [
             (&lq.self_attn.q_proj, &mut ld.self_attn.q_proj),
             (&lq.self_attn.k_proj, &mut ld.self_attn.k_proj),
             (&lq.self_attn.v_proj, &mut ld.self_attn.v_proj),
             (&lq.self_attn.o_proj, &mut ld.self_attn.o_proj),
-            (&lq.mlp.gate_proj, &mut ld.mlp.gate_proj),
-            (&lq.mlp.up_proj, &mut ld.mlp.up_proj),
-            (&lq.mlp.down_proj, &mut ld.mlp.down_proj),
+            (&qm.gate_proj, &mut dm.gate_proj),
+            (&qm.up_proj, &mut dm.up_proj),
+            (&qm.down_proj, &mut dm.down_proj),
         ];
         for (q, d) in pairs {
             let (o, i) = q.dims();

@@ -53,7 +53,7 @@ fn gptq_and_awq_weights_dequantize_to_gptqmodels() {
         let mut checked = 0;
         for l in &m.layers {
             let p = format!("model.layers.{}", l.index);
-            let (a, f) = (&l.self_attn, &l.mlp);
+            let (a, f) = (&l.self_attn, l.mlp.as_ref().unwrap());
             for (name, lin) in [
                 ("self_attn.q_proj", &a.q_proj),
                 ("self_attn.k_proj", &a.k_proj),

@@ -9,8 +9,20 @@ use std::path::{Path, PathBuf};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/hf");
 const MODELS: &[&str] = &[
-    "llama", "llama3", "mistral", "qwen2", "qwen3", "gemma", "gemma2",
+    "llama",
+    "llama3",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "gemma",
+    "gemma2",
+    "gemma3",
+    "qwen3_moe",
+    "mixtral",
 ];
+/// Fixtures made for architectures lmf does not load yet (issue 17: Phi-3, GPT-OSS); each
+/// moves to `MODELS` when its architecture lands.
+const PENDING: &[&str] = &["gpt_oss", "gpt_oss_mxfp4", "phi3"];
 const TOL: f32 = 1e-4;
 
 fn fixtures() -> PathBuf {
@@ -146,11 +158,51 @@ fn check_greedy(name: &str, model: &CausalLM, json: &Value) {
     }
 }
 
+/// Decoding the fixture's three sequences token by token through the KV cache (prefill all
+/// but the last 4 tokens) gives the logits of the full packed forward.
+fn check_cached_decode(name: &str, model: &CausalLM, w: &Weights) {
+    let ids = ids_u32(&get(w, "packed.input_ids"));
+    let pos = get(w, "packed.position_ids").to_vec::<i64>().unwrap();
+    let full = SeqBatch::from_position_ids(&ids, &pos).unwrap();
+    let full_logits = model
+        .forward(&full)
+        .unwrap()
+        .tensor()
+        .to_vec::<f32>()
+        .unwrap();
+    let cu = full.cu_seqlens.clone();
+    let seqs: Vec<Vec<u32>> = cu.windows(2).map(|r| ids[r[0]..r[1]].to_vec()).collect();
+    let v = model.config.vocab_size;
+    const STEPS: usize = 4;
+    let mut cache = model.new_cache(seqs.len());
+    let prefix: Vec<Vec<u32>> = seqs.iter().map(|s| s[..s.len() - STEPS].to_vec()).collect();
+    model
+        .forward_last(&SeqBatch::from_seqs(&prefix), &mut cache)
+        .unwrap();
+    let mut err = 0f32;
+    for step in (1..=STEPS).rev() {
+        let feed: Vec<Vec<u32>> = seqs.iter().map(|s| vec![s[s.len() - step]]).collect();
+        let b = SeqBatch::with_offsets(&feed, cache.lens());
+        let got = model.forward_last(&b, &mut cache).unwrap();
+        let got = got.tensor().to_vec::<f32>().unwrap();
+        for (i, s) in seqs.iter().enumerate() {
+            let row = cu[i] + s.len() - step;
+            let want = &full_logits[row * v..(row + 1) * v];
+            for (a, b) in got[i * v..(i + 1) * v].iter().zip(want) {
+                err = err.max((a - b).abs());
+            }
+        }
+    }
+    eprintln!("{name}: cached decode vs full forward max abs err {err:.2e}");
+    assert!(err <= 2e-5, "{name}: cached decode differs by {err}");
+}
+
 fn check_model(name: &str) {
     let model = load(name);
     let (w, json) = expected(name);
     check_padded(name, &model, &w);
     check_packed(name, &model, &w);
+    check_cached_decode(name, &model, &w);
     check_greedy(name, &model, &json);
 }
 
@@ -193,6 +245,21 @@ fn gemma2_softcap_and_alternating_window() {
 }
 
 #[test]
+fn gemma3_two_rope_bases_q_k_norms() {
+    check_model("gemma3");
+}
+
+#[test]
+fn qwen3_moe_top3_of_8_with_a_dense_layer() {
+    check_model("qwen3_moe");
+}
+
+#[test]
+fn mixtral_top2_sliding_window() {
+    check_model("mixtral");
+}
+
+#[test]
 fn every_fixture_model_is_tested() {
     let dir = fixtures().join("models");
     let mut found: Vec<String> = std::fs::read_dir(&dir)
@@ -206,9 +273,26 @@ fn every_fixture_model_is_tested() {
         })
         .collect();
     found.sort();
-    let mut want: Vec<String> = MODELS.iter().map(|s| s.to_string()).collect();
+    let mut want: Vec<String> = MODELS
+        .iter()
+        .chain(PENDING)
+        .map(|s| s.to_string())
+        .collect();
     want.sort();
     assert_eq!(found, want);
+    for name in PENDING {
+        let err = CausalLM::load(
+            &fixtures().join("models").join(name),
+            DType::F32,
+            Device::Cpu,
+        )
+        .err()
+        .unwrap_or_else(|| panic!("{name} loads now: move it from PENDING to MODELS"));
+        assert!(
+            err.to_string().contains("unsupported model_type"),
+            "{name}: {err}"
+        );
+    }
 }
 
 #[test]

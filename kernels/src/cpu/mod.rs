@@ -7,6 +7,7 @@ pub mod attention;
 pub mod embedding;
 pub mod gemm;
 mod gemm_skinny;
+pub mod grouped_gemm;
 pub mod linear_ce;
 pub mod linear_logp;
 pub mod lora;

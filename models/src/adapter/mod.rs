@@ -103,19 +103,24 @@ pub(crate) fn linears_mut(m: &mut CausalLM) -> Vec<(String, &mut Linear)> {
     out
 }
 
-/// The seven linears of one decoder layer in module order, by their path inside the layer
-/// (`self_attn.q_proj`, ..., `mlp.down_proj`).
-pub(crate) fn layer_linears_mut(l: &mut DecoderLayer) -> [(&'static str, &mut Linear); 7] {
-    let (a, f) = (&mut l.self_attn, &mut l.mlp);
-    [
+/// The linears of one decoder layer in module order, by their path inside the layer
+/// (`self_attn.q_proj`, ..., `mlp.down_proj`): seven in a dense layer; in a
+/// mixture-of-experts layer the attention's four (the router and the stacked experts are not
+/// `nn.Linear` modules, so PEFT never targets them).
+pub(crate) fn layer_linears_mut(l: &mut DecoderLayer) -> Vec<(&'static str, &mut Linear)> {
+    let a = &mut l.self_attn;
+    let mut out = vec![
         ("self_attn.q_proj", &mut a.q_proj),
         ("self_attn.k_proj", &mut a.k_proj),
         ("self_attn.v_proj", &mut a.v_proj),
         ("self_attn.o_proj", &mut a.o_proj),
-        ("mlp.gate_proj", &mut f.gate_proj),
-        ("mlp.up_proj", &mut f.up_proj),
-        ("mlp.down_proj", &mut f.down_proj),
-    ]
+    ];
+    if let Some(f) = &mut l.mlp {
+        out.push(("mlp.gate_proj", &mut f.gate_proj));
+        out.push(("mlp.up_proj", &mut f.up_proj));
+        out.push(("mlp.down_proj", &mut f.down_proj));
+    }
+    out
 }
 
 /// The targeted linears, or an error naming the targets and the leaf names on offer.

@@ -100,6 +100,12 @@ pub fn quantize_model(
     if model.is_quantized() {
         return Err(Error::msg("GPTQ needs an unquantized model"));
     }
+    if model.config.moe.is_some() {
+        return Err(Error::msg(format!(
+            "GPTQ export of mixture-of-experts models (`{}`) is not supported yet",
+            model.config.model_type
+        )));
+    }
     if seqs.is_empty() || seqs.iter().any(|s| s.is_empty()) {
         return Err(Error::msg(
             "GPTQ needs at least one non-empty calibration sequence",

@@ -5,10 +5,11 @@
 
 use super::kv_cache::KvCache;
 use super::linear::Linear;
+use super::moe::MoeBlock;
 use crate::config::ModelConfig;
 use lmf_autograd::grad_mode::is_grad_enabled;
-use lmf_autograd::ops::fused::{attention, glu, rmsnorm, rope, AttnParams};
-use lmf_autograd::{Result, Tensor, Var};
+use lmf_autograd::ops::fused::{attention, glu, rmsnorm, rope, rope_cos_sin, AttnParams};
+use lmf_autograd::{DType, Device, Result, Tensor, Var};
 
 /// `self_attn.*` of one layer.
 #[derive(Clone)]
@@ -54,17 +55,45 @@ pub struct DecoderLayer {
     pub pre_feedforward_layernorm: Option<Var>,
     /// Gemma 2 `post_feedforward_layernorm.weight`.
     pub post_feedforward_layernorm: Option<Var>,
-    /// MLP block.
-    pub mlp: Mlp,
+    /// Dense MLP block (`None` in a mixture-of-experts layer).
+    pub mlp: Option<Mlp>,
+    /// Mixture-of-experts block, in place of the dense MLP.
+    pub moe: Option<MoeBlock>,
+}
+
+/// The RoPE tables of one batch: `cos`/`sin` `[tokens, rotary_dim / 2]`, and Gemma 3's
+/// second pair for the sliding-window layers.
+#[derive(Clone)]
+pub(crate) struct RopeTables {
+    pub cos: Tensor,
+    pub sin: Tensor,
+    pub local: Option<(Tensor, Tensor)>,
+}
+
+impl RopeTables {
+    pub fn new(cfg: &ModelConfig, positions: &[i64], dtype: DType, device: Device) -> Result<Self> {
+        let (cos, sin) = rope_cos_sin(&cfg.rope, positions, dtype, device)?;
+        let local = match &cfg.rope_local {
+            Some(r) => Some(rope_cos_sin(r, positions, dtype, device)?),
+            None => None,
+        };
+        Ok(RopeTables { cos, sin, local })
+    }
+
+    /// The pair layer `index` rotates with.
+    fn for_layer(&self, cfg: &ModelConfig, index: usize) -> (&Tensor, &Tensor) {
+        match (&self.local, cfg.layer_windows[index]) {
+            (Some((c, s)), Some(_)) => (c, s),
+            _ => (&self.cos, &self.sin),
+        }
+    }
 }
 
 /// Per-forward inputs shared by all layers.
 pub(crate) struct LayerCtx<'a> {
     pub cfg: &'a ModelConfig,
     pub cu_seqlens: &'a [usize],
-    /// RoPE tables `[tokens, rotary_dim / 2]`.
-    pub cos: &'a Tensor,
-    pub sin: &'a Tensor,
+    pub rope: &'a RopeTables,
 }
 
 impl DecoderLayer {
@@ -116,8 +145,9 @@ impl DecoderLayer {
             k = rmsnorm(&k, kn, cfg.rms_norm_eps, cfg.norm_offset)?;
         }
         let r = cfg.rope.rotary_dim;
-        let q = rope(&q, ctx.cos, ctx.sin, r)?;
-        let k = rope(&k, ctx.cos, ctx.sin, r)?;
+        let (cos, sin) = ctx.rope.for_layer(cfg, self.index);
+        let q = rope(&q, cos, sin, r)?;
+        let k = rope(&k, cos, sin, r)?;
         let params = AttnParams {
             num_heads: h,
             num_kv_heads: kvh,
@@ -149,10 +179,19 @@ impl DecoderLayer {
         at.o_proj.forward(&o.reshape(&[n, h * d])?)
     }
 
-    /// Gated MLP on normed `x: [tokens, hidden]`.
+    /// Gated MLP (dense or mixture of experts) on normed `x: [tokens, hidden]`.
     fn mlp(&self, x: &Var, cfg: &ModelConfig) -> Result<Var> {
-        let g = self.mlp.gate_proj.forward(x)?;
-        let u = self.mlp.up_proj.forward(x)?;
-        self.mlp.down_proj.forward(&glu(&g, &u, cfg.act)?)
+        match (&self.mlp, &self.moe, &cfg.moe) {
+            (Some(mlp), _, _) => {
+                let g = mlp.gate_proj.forward(x)?;
+                let u = mlp.up_proj.forward(x)?;
+                mlp.down_proj.forward(&glu(&g, &u, cfg.act)?)
+            }
+            (None, Some(moe), Some(mc)) => Ok(moe.forward(x, cfg, mc)?.0),
+            _ => Err(lmf_autograd::Error::invalid(
+                "decoder",
+                "a layer needs a dense MLP or experts",
+            )),
+        }
     }
 }

@@ -8,12 +8,14 @@ pub mod embed_lora;
 pub mod kv_cache;
 pub mod layer;
 pub mod linear;
+pub mod moe;
 pub mod neftune;
 
 pub use embed_lora::EmbedLora;
 pub use kv_cache::KvCache;
 pub use layer::{Attention, DecoderLayer, Mlp};
 pub use linear::{batch_invariant, InputTap, Linear, Lora};
+pub use moe::MoeBlock;
 
 use crate::batch::SeqBatch;
 use crate::config::ModelConfig;
@@ -21,10 +23,10 @@ use crate::quantize::{LoadQuant, QuantSpec};
 use crate::value_head::ValueHead;
 use crate::weights::Weights;
 use crate::{Error, Result};
-use layer::LayerCtx;
+use layer::{LayerCtx, RopeTables};
 use lmf_autograd::checkpoint::checkpoint;
 use lmf_autograd::grad_mode::is_grad_enabled;
-use lmf_autograd::ops::fused::{embedding, rmsnorm, rope_cos_sin};
+use lmf_autograd::ops::fused::{embedding, rmsnorm};
 use lmf_autograd::{DType, Device, Tensor, Var};
 use std::path::Path;
 
@@ -50,9 +52,16 @@ macro_rules! visit_params {
             if let Some(v) = $($r)+ a.k_norm {
                 $out.push((format!("{p}.self_attn.k_norm.weight"), v));
             }
-            l.mlp.gate_proj.$push(&format!("{p}.mlp.gate_proj"), &mut $out);
-            l.mlp.up_proj.$push(&format!("{p}.mlp.up_proj"), &mut $out);
-            l.mlp.down_proj.$push(&format!("{p}.mlp.down_proj"), &mut $out);
+            if let Some(mlp) = $($r)+ l.mlp {
+                mlp.gate_proj.$push(&format!("{p}.mlp.gate_proj"), &mut $out);
+                mlp.up_proj.$push(&format!("{p}.mlp.up_proj"), &mut $out);
+                mlp.down_proj.$push(&format!("{p}.mlp.down_proj"), &mut $out);
+            }
+            if let Some(moe) = $($r)+ l.moe {
+                moe.router.$push(&format!("{p}.mlp.gate"), &mut $out);
+                $out.push((format!("{p}.mlp.experts.gate_up_proj"), $($r)+ moe.gate_up));
+                $out.push((format!("{p}.mlp.experts.down_proj"), $($r)+ moe.down));
+            }
             $out.push((format!("{p}.input_layernorm.weight"), $($r)+ l.input_layernorm));
             $out.push((format!("{p}.post_attention_layernorm.weight"), $($r)+ l.post_attention_layernorm));
             if let Some(v) = $($r)+ l.pre_feedforward_layernorm {
@@ -185,6 +194,7 @@ impl CausalLM {
                 let a = format!("{p}.self_attn");
                 let m = format!("{p}.mlp");
                 let norm = |n: &str, d: usize| load(&format!("{n}.weight"), &[d]);
+                let sparse = c.moe.as_ref().is_some_and(|m| m.sparse_layers[i]);
                 Ok(DecoderLayer {
                     index: i,
                     input_layernorm: norm(&format!("{p}.input_layernorm"), hd)?,
@@ -211,25 +221,33 @@ impl CausalLM {
                         .sandwich_norms
                         .then(|| norm(&format!("{p}.post_feedforward_layernorm"), hd))
                         .transpose()?,
-                    mlp: Mlp {
-                        gate_proj: linear(
-                            &format!("{m}.gate_proj"),
-                            c.intermediate_size,
-                            hd,
-                            c.mlp_bias,
-                        )?,
-                        up_proj: linear(
-                            &format!("{m}.up_proj"),
-                            c.intermediate_size,
-                            hd,
-                            c.mlp_bias,
-                        )?,
-                        down_proj: linear(
-                            &format!("{m}.down_proj"),
-                            hd,
-                            c.intermediate_size,
-                            c.mlp_bias,
-                        )?,
+                    mlp: if sparse {
+                        None
+                    } else {
+                        Some(Mlp {
+                            gate_proj: linear(
+                                &format!("{m}.gate_proj"),
+                                c.intermediate_size,
+                                hd,
+                                c.mlp_bias,
+                            )?,
+                            up_proj: linear(
+                                &format!("{m}.up_proj"),
+                                c.intermediate_size,
+                                hd,
+                                c.mlp_bias,
+                            )?,
+                            down_proj: linear(
+                                &format!("{m}.down_proj"),
+                                hd,
+                                c.intermediate_size,
+                                c.mlp_bias,
+                            )?,
+                        })
+                    },
+                    moe: match (&c.moe, sparse) {
+                        (Some(mc), true) => Some(moe::load(w, &p, c, mc, dtype, device)?),
+                        _ => None,
                     },
                 })
             })
@@ -345,17 +363,16 @@ impl CausalLM {
             }
         }
         let mut h = self.embed(batch)?;
-        let (cos, sin) = rope_cos_sin(&c.rope, &batch.positions, self.dtype, self.device)?;
+        let rope = RopeTables::new(c, &batch.positions, self.dtype, self.device)?;
         let ctx = LayerCtx {
             cfg: c,
             cu_seqlens: &batch.cu_seqlens,
-            cos: &cos,
-            sin: &sin,
+            rope: &rope,
         };
         let checkpointing = self.gradient_checkpointing && cache.is_none() && is_grad_enabled();
         for layer in &self.layers {
             h = if checkpointing {
-                checkpoint_layer(layer, &h, c, &batch.cu_seqlens, &cos, &sin)?
+                checkpoint_layer(layer, &h, c, &batch.cu_seqlens, &rope)?
             } else {
                 layer.forward(&h, &ctx, cache.as_deref_mut())?
             };
@@ -394,13 +411,11 @@ impl CausalLM {
                 self.layers.len()
             ))
         })?;
-        let (cos, sin) =
-            rope_cos_sin(&self.config.rope, &batch.positions, self.dtype, self.device)?;
+        let rope = RopeTables::new(&self.config, &batch.positions, self.dtype, self.device)?;
         let ctx = LayerCtx {
             cfg: &self.config,
             cu_seqlens: &batch.cu_seqlens,
-            cos: &cos,
-            sin: &sin,
+            rope: &rope,
         };
         Ok(layer.forward(h, &ctx, None)?)
     }
@@ -452,18 +467,16 @@ fn checkpoint_layer(
     h: &Var,
     cfg: &ModelConfig,
     cu_seqlens: &[usize],
-    cos: &Tensor,
-    sin: &Tensor,
+    rope: &RopeTables,
 ) -> Result<Var> {
     let (layer, cfg, cu) = (layer.clone(), cfg.clone(), cu_seqlens.to_vec());
-    let (cos, sin) = (cos.clone(), sin.clone());
+    let rope = rope.clone();
     let mut out = checkpoint(
         move |xs: &[Var]| {
             let ctx = LayerCtx {
                 cfg: &cfg,
                 cu_seqlens: &cu,
-                cos: &cos,
-                sin: &sin,
+                rope: &rope,
             };
             Ok(vec![layer.forward(&xs[0], &ctx, None)?])
         },

@@ -5,6 +5,7 @@
 pub mod attention;
 mod cuda;
 pub mod embedding;
+pub mod grouped_matmul;
 pub mod linear_ce;
 pub mod linear_logp;
 pub mod lora;
@@ -15,6 +16,7 @@ pub mod swiglu;
 
 pub use attention::{attention, AttnParams};
 pub use embedding::embedding;
+pub use grouped_matmul::grouped_matmul;
 pub use linear_ce::{linear_cross_entropy, CeOptions, CeReduction};
 pub use linear_logp::linear_logprobs;
 pub use lora::{lora_linear, LoraDropout};

@@ -1,0 +1,223 @@
+//! The sparse mixture-of-experts block of Qwen3-MoE and Mixtral: a linear router picks
+//! `top_k` experts per token, the tokens are grouped by expert, each expert's gated MLP runs
+//! as one grouped GEMM per projection over the whole layer, and each token sums its experts'
+//! outputs weighted by the routing probabilities.
+//!
+//! Shapes: `N` tokens, hidden `H`, `E` experts of width `I`, `k` = top_k, `R = N·k` routed
+//! rows.
+//!
+//! ```text
+//! logits = x · Wrᵀ                       [N, E]
+//! p      = softmax(logits)               [N, E]
+//! (idx, w) = top-k of p per token        [N, k]   (w renormalised when configured)
+//! xs     = x[token of each routed row]   [R, H]   rows sorted by expert
+//! gu     = xs · W_gate_up[e]ᵀ            [R, 2I]  grouped GEMM
+//! a      = act(gu[:, :I]) ⊙ gu[:, I:]    [R, I]
+//! ys     = a · W_down[e]ᵀ                [R, H]   grouped GEMM
+//! y[t]   = Σ_slots w[t, s] · ys[row(t, s)]        [N, H]
+//! ```
+//!
+//! The selection is not differentiated (as in torch's `topk`); the weights `w` are, so the
+//! router learns through them (and through the load-balancing loss).
+
+use super::linear::Linear;
+use crate::config::{ModelConfig, MoeConfig};
+use crate::weights::Weights;
+use lmf_autograd::ops::fused::{glu, grouped_matmul};
+use lmf_autograd::{DType, Device, Error, Result, Tensor, Var};
+
+/// `mlp.*` of a MoE layer.
+#[derive(Clone)]
+pub struct MoeBlock {
+    /// `mlp.gate`: the router, `[E, H]`.
+    pub router: Linear,
+    /// The experts' gate and up projections stacked, `[E, 2I, H]` (gate rows first).
+    pub gate_up: Var,
+    /// The experts' down projections, `[E, H, I]`.
+    pub down: Var,
+}
+
+/// The routing of one batch: which rows go to which expert, in grouped order.
+pub struct Routing {
+    /// `[N, E]` router logits (what the load-balancing loss reads).
+    pub logits: Var,
+    /// The chosen expert of each (token, slot), `[N·k]`, token-major.
+    pub experts: Vec<usize>,
+}
+
+/// Indices of the `k` largest values of `row`, largest first; ties go to the lower index
+/// (torch's CPU `topk` on distinct values; exact ties are measure-zero for float logits).
+pub fn top_k(row: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..row.len()).collect();
+    idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+    idx.truncate(k);
+    idx
+}
+
+/// The grouped order of routed rows: `order[j]` is the (token·k + slot) index of the j-th
+/// row when rows are sorted by expert (stable, so tokens stay in order within an expert),
+/// and `offsets[e]..offsets[e + 1]` are expert `e`'s rows.
+pub fn group_by_expert(experts: &[usize], num_experts: usize) -> (Vec<usize>, Vec<usize>) {
+    let mut counts = vec![0usize; num_experts + 1];
+    for &e in experts {
+        counts[e + 1] += 1;
+    }
+    for e in 0..num_experts {
+        counts[e + 1] += counts[e];
+    }
+    let offsets = counts.clone();
+    let mut next = counts;
+    let mut order = vec![0usize; experts.len()];
+    for (r, &e) in experts.iter().enumerate() {
+        order[next[e]] = r;
+        next[e] += 1;
+    }
+    (order, offsets)
+}
+
+/// Loads layer `layer`'s (`model.layers.{i}`) experts and router from any of the layouts
+/// checkpoints use: transformers 5's stacked `mlp.experts.gate_up_proj` `[E, 2I, H]` /
+/// `down_proj` `[E, H, I]`, the Hub's per-expert `mlp.experts.{e}.{gate,up,down}_proj`
+/// (Qwen-MoE), or Mixtral's `block_sparse_moe.experts.{e}.{w1,w3,w2}` (gate, up, down).
+pub(crate) fn load(
+    w: &Weights,
+    layer: &str,
+    cfg: &ModelConfig,
+    moe: &MoeConfig,
+    dtype: DType,
+    device: Device,
+) -> crate::Result<MoeBlock> {
+    let (e, h, i) = (moe.num_experts, cfg.hidden_size, moe.intermediate_size);
+    let block = if w.contains(&format!("{layer}.block_sparse_moe.gate.weight")) {
+        format!("{layer}.block_sparse_moe")
+    } else {
+        format!("{layer}.mlp")
+    };
+    let router = Var::param(w.load(&format!("{block}.gate.weight"), &[e, h], dtype, device)?);
+    let stacked = format!("{block}.experts.gate_up_proj");
+    let (gate_up, down) = if w.contains(&stacked) {
+        (
+            w.load(&stacked, &[e, 2 * i, h], dtype, device)?,
+            w.load(
+                &format!("{block}.experts.down_proj"),
+                &[e, h, i],
+                dtype,
+                device,
+            )?,
+        )
+    } else {
+        let mixtral = w.contains(&format!("{block}.experts.0.w1.weight"));
+        let [g, u, d] = if mixtral {
+            ["w1", "w3", "w2"]
+        } else {
+            ["gate_proj", "up_proj", "down_proj"]
+        };
+        let one = |ex: usize, name: &str, shape: &[usize]| -> crate::Result<Var> {
+            let t = w.load(
+                &format!("{block}.experts.{ex}.{name}.weight"),
+                shape,
+                dtype,
+                device,
+            )?;
+            Ok(Var::constant(t.reshape(&[1, shape[0], shape[1]])?))
+        };
+        let mut gu = Vec::with_capacity(e);
+        let mut dn = Vec::with_capacity(e);
+        for ex in 0..e {
+            // one expert's [2I, H]: gate rows, then up rows
+            let pair = Var::cat(&[&one(ex, g, &[i, h])?, &one(ex, u, &[i, h])?], 1)?;
+            gu.push(pair);
+            dn.push(one(ex, d, &[h, i])?);
+        }
+        let cat = |v: &[Var]| -> crate::Result<Tensor> {
+            let refs: Vec<&Var> = v.iter().collect();
+            Ok(Var::cat(&refs, 0)?.into_tensor())
+        };
+        (cat(&gu)?, cat(&dn)?)
+    };
+    Ok(MoeBlock {
+        router: Linear::new(router, None),
+        gate_up: Var::param(gate_up),
+        down: Var::param(down),
+    })
+}
+
+fn ids(v: impl IntoIterator<Item = usize>, device: Device) -> Result<Tensor> {
+    let v: Vec<i64> = v.into_iter().map(|x| x as i64).collect();
+    let n = v.len();
+    Tensor::from_vec(v, &[n], device)
+}
+
+impl MoeBlock {
+    /// `x: [N, H]` (normed) → `([N, H], routing)`.
+    pub fn forward(&self, x: &Var, cfg: &ModelConfig, moe: &MoeConfig) -> Result<(Var, Routing)> {
+        let (n, h) = (x.shape()[0], x.shape()[1]);
+        let (e, k, i) = (moe.num_experts, moe.top_k, moe.intermediate_size);
+        let dev = x.device();
+        let logits = self.router.forward(x)?;
+        if logits.shape() != [n, e] {
+            return Err(Error::invalid(
+                "moe",
+                format!("router gives {:?}, expected [{n}, {e}]", logits.shape()),
+            ));
+        }
+        let probs = logits.softmax(1)?;
+        // selection on the values (no gradient), in f32 as torch's float softmax
+        let pv = probs.tensor().to_dtype(DType::F32)?.to_vec::<f32>()?;
+        let experts: Vec<usize> = (0..n)
+            .flat_map(|t| top_k(&pv[t * e..(t + 1) * e], k))
+            .collect();
+        // w: [N, k] routing weights, differentiable through the softmax
+        let flat = ids((0..n * k).map(|r| (r / k) * e + experts[r]), dev)?;
+        let mut w = probs
+            .reshape(&[n * e])?
+            .index_select(&flat, 0)?
+            .reshape(&[n, k])?;
+        if moe.norm_topk_prob {
+            w = w.div(&w.sum(&[1], true)?)?;
+        }
+        let routing = Routing { logits, experts };
+        if n == 0 {
+            return Ok((x.scale(0.0)?, routing));
+        }
+        let (order, offsets) = group_by_expert(&routing.experts, e);
+        // xs: [R, H], the token of each routed row in grouped order
+        let xs = x.index_select(&ids(order.iter().map(|&r| r / k), dev)?, 0)?;
+        let gu = grouped_matmul(&xs, &self.gate_up, &offsets)?;
+        let a = glu(
+            &gu.narrow(1, 0, i)?.contiguous()?,
+            &gu.narrow(1, i, i)?.contiguous()?,
+            cfg.act,
+        )?;
+        let ys = grouped_matmul(&a, &self.down, &offsets)?;
+        // back to (token, slot) order, weighted, summed over the slots
+        let mut inverse = vec![0usize; order.len()];
+        for (j, &r) in order.iter().enumerate() {
+            inverse[r] = j;
+        }
+        let y = ys.index_select(&ids(inverse, dev)?, 0)?;
+        let w = w.reshape(&[n * k, 1])?;
+        let y = y.mul(&w)?.reshape(&[n, k, h])?.sum(&[1], false)?;
+        Ok((y, routing))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_picks_largest_first_and_lower_index_on_ties() {
+        assert_eq!(top_k(&[0.1, 0.5, 0.2, 0.5], 3), vec![1, 3, 2]);
+        assert_eq!(top_k(&[3.0, 1.0], 1), vec![0]);
+    }
+
+    #[test]
+    fn grouping_is_stable_by_expert() {
+        // tokens × 2 slots: experts per routed row
+        let experts = [2, 0, 1, 2, 0, 1];
+        let (order, offsets) = group_by_expert(&experts, 4);
+        assert_eq!(offsets, vec![0, 2, 4, 6, 6]);
+        assert_eq!(order, vec![1, 4, 2, 5, 0, 3]);
+    }
+}
