@@ -19,6 +19,10 @@ pub fn report() -> String {
         ),
         ("CPU features", cpu_features()),
         (
+            "Architectures (model_type)",
+            lmf_models::config::SUPPORTED_MODEL_TYPES.join(", "),
+        ),
+        (
             "Chat templates",
             format!(
                 "{} (`lmf templates` lists them)",

@@ -73,8 +73,12 @@ enum Command {
     },
     /// Create a tiny random Llama model folder (offline quickstart; not in LLaMA-Factory).
     Init(init::InitArgs),
-    /// List the chat template names that `template:` takes (LLaMA-Factory's registry).
-    Templates,
+    /// List the chat template names that `template:` takes (LLaMA-Factory's registry); with
+    /// names, print those templates as a template file (`template_file`) to start one from.
+    Templates {
+        /// Templates to print as a YAML template file (none: list every name).
+        names: Vec<String>,
+    },
     /// Print the environment: lmf version, platform, CPU features, devices.
     Env,
     /// Print the version.
@@ -96,10 +100,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     // A bad LMF_NOW fails every command up front instead of quietly using the system clock.
     lmf_trainers::clock::check_env().map_err(anyhow::Error::msg)?;
     match cli.command {
-        Command::Templates => {
+        Command::Templates { names } if names.is_empty() => {
             for name in lmf_trainers::template::template_names() {
                 println!("{name}");
             }
+            Ok(())
+        }
+        Command::Templates { names } => {
+            let templates = names
+                .iter()
+                .map(|n| lmf_trainers::template::get_template(n))
+                .collect::<Result<Vec<_>, _>>()?;
+            print!("{}", lmf_trainers::template::template_file_yaml(&templates));
             Ok(())
         }
         Command::Env => {

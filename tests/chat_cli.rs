@@ -148,3 +148,48 @@ fn missing_tokenizer_is_one_line_error() {
         "{err}"
     );
 }
+
+/// `template_file` (an lmf key): the `llama3` template as `lmf templates llama3` prints it,
+/// renamed `my_llama3` and given as a template file, chats exactly as `template: llama3` does
+/// (LLaMA-Factory's output); a template file that cannot be read is a one-line error naming it.
+#[test]
+fn template_file_template_chats_like_the_builtin() {
+    let out = Command::new(env!("CARGO_BIN_EXE_lmf"))
+        .args(["templates", "llama3"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("  - name: \"llama3\"\n"), "{text}");
+    let dir = std::env::temp_dir().join(format!("lmf-chat-template-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("my_templates.yaml");
+    std::fs::write(
+        &file,
+        text.replace("name: \"llama3\"", "name: \"my_llama3\""),
+    )
+    .unwrap();
+
+    let path = file.to_str().unwrap();
+    let extra = ["--template", "my_llama3", "--template_file", path];
+    let (stdout, stderr, ok) = chat("What is 2 plus 2?\n", &extra);
+    assert!(ok, "{stderr}");
+    let lf = std::fs::read(format!("{FIXTURES}/expected/chat_llama3.cli_stdout.txt")).unwrap();
+    let lf: String = String::from_utf8(lf)
+        .unwrap()
+        .split_inclusive('\n')
+        .filter(|l| !l.starts_with("[INFO|") && !l.starts_with("[WARNING|"))
+        .collect();
+    assert_eq!(stdout, lf);
+
+    let missing = dir.join("missing.yaml");
+    let missing = missing.to_str().unwrap();
+    let (_, stderr, ok) = chat("", &["--template", "my_llama3", "--template_file", missing]);
+    assert!(!ok);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("template_file `{missing}`: cannot read it")),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

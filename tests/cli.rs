@@ -12,6 +12,11 @@ fn lmf(args: &[&str]) -> std::process::Output {
 #[test]
 fn env_reports_version_platform_and_cuda_state() {
     let out = lmf(&["env"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("- Architectures (model_type): llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, qwen3_moe, mixtral\n"),
+        "lmf env lists the supported architectures"
+    );
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -240,4 +245,61 @@ fn readme_lists_every_refused_training_argument() {
         missing.is_empty() && stale.is_empty(),
         "README misses {missing:?}, lists implemented {stale:?}"
     );
+}
+
+/// README's "Arguments lmf adds" lists exactly the arguments that are lmf's own (not
+/// LLaMA-Factory's), and `lmf train -h` marks them.
+#[test]
+fn readme_lists_every_lmf_only_argument() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("## Arguments lmf adds")
+        .expect("README section");
+    let section = &readme[start..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+    let mut listed = std::collections::BTreeSet::new();
+    for line in section.lines().filter(|l| l.starts_with("- **")) {
+        let (_, keys) = line.split_once("): ").expect("bullet with a reason");
+        for k in keys.split('`').skip(1).step_by(2) {
+            assert!(listed.insert(k.to_string()), "{k} listed twice");
+        }
+    }
+    let ours: std::collections::BTreeSet<String> = lmf_trainers::args::train::train_fields()
+        .into_iter()
+        .filter(|f| f.status == lmf_trainers::args::spec::Status::LmfOnly)
+        .map(|f| f.name.to_string())
+        .collect();
+    assert!(ours.contains("template_file"));
+    assert_eq!(listed, ours);
+    let help = String::from_utf8(lmf(&["train", "-h"]).stdout).unwrap();
+    for key in &ours {
+        assert!(
+            help.contains(&format!("  --{key} ")) && help.contains("[lmf only: "),
+            "{key}"
+        );
+    }
+}
+
+/// `lmf templates NAME...` prints those templates as a template file that reads back as them;
+/// an unknown name is a one-line error.
+#[test]
+fn templates_prints_named_templates_as_a_template_file() {
+    let out = lmf(&["templates", "llama4", "qwen3", "phi4_mini"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let path = std::env::temp_dir().join(format!("lmf-templates-{}.yaml", std::process::id()));
+    std::fs::write(&path, &text).unwrap();
+    let back = lmf_trainers::template::load_template_file(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    let want: Vec<_> = ["llama4", "qwen3", "phi4_mini"]
+        .iter()
+        .map(|n| lmf_trainers::template::get_template(n).unwrap())
+        .collect();
+    assert_eq!(back, want);
+    let out = lmf(&["templates", "llama9"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("unknown template `llama9`"), "{err}");
 }

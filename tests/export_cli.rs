@@ -219,3 +219,60 @@ fn export_refuses_to_merge_into_a_quantized_model() {
         );
     }
 }
+
+/// `template_file` (an lmf key) is taken by `lmf export` too: its templates are checked, and
+/// `template` must name one of them or a built-in one (LLaMA-Factory's export fails on an
+/// unknown template too), before anything is written.
+#[test]
+fn export_checks_template_and_template_file() {
+    let dir = std::env::temp_dir().join(format!("lmf-export-template-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("templates.yaml");
+    let text = std::fs::read_to_string(root().join("examples/templates/llama4.yaml")).unwrap();
+    std::fs::write(&file, text).unwrap();
+    let out = dir.join("out");
+    let export = |template: &str, file: &Path| {
+        lmf(
+            &[
+                "export",
+                "--model_name_or_path",
+                "tests/fixtures/hf/models/llama",
+                "--template",
+                template,
+                "--template_file",
+                file.to_str().unwrap(),
+                "--export_dir",
+                out.to_str().unwrap(),
+            ],
+            None,
+        )
+    };
+    for (template, file, want) in [
+        (
+            "my_llama",
+            file.clone(),
+            "unknown template `my_llama` (neither built in nor in template_file",
+        ),
+        (
+            "my_llama4",
+            dir.join("missing.yaml"),
+            "missing.yaml`: cannot read it",
+        ),
+    ] {
+        let res = export(template, &file);
+        assert!(!res.status.success(), "{template}");
+        let err = String::from_utf8_lossy(&res.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(want), "{err}");
+        assert!(!out.exists(), "{template}: nothing written");
+    }
+    let res = export("my_llama4", &file);
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert!(out.join("config.json").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -7,6 +7,8 @@
 //! - `lora_bias`: not an argument of LLaMA-Factory 0.9.5 (its parser refuses unknown keys).
 //! - DoRA or PiSSA with LoRA on `embed_tokens` / `lm_head`: refused (PEFT has them; lmf builds
 //!   plain LoRA and rsLoRA there), not silently trained without.
+//! - `template_file` (lmf's own key): a template read from a file trains what the built-in
+//!   template it copies trains.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -130,5 +132,58 @@ fn refused_arguments_fail_before_anything_is_written() {
         assert!(!res.status.success(), "{extra} trained");
         assert!(err.contains(msg), "{extra}: {err}");
         assert!(!out.exists(), "{extra}: wrote {}", out.display());
+    }
+}
+
+#[test]
+fn a_template_from_template_file_trains_what_the_builtin_trains() {
+    let (a, b, files) = (out_dir("builtin"), out_dir("file"), out_dir("templates"));
+    std::fs::create_dir_all(&files).unwrap();
+    // The case's `llama3` template as a template file, under another name.
+    let llama3 = lmf_trainers::template::get_template("llama3").unwrap();
+    let text = lmf_trainers::template::template_file_yaml(&[llama3])
+        .replace("name: \"llama3\"", "name: \"my_llama3\"");
+    let file = files.join("templates.yaml");
+    std::fs::write(&file, text).unwrap();
+    let res = lmf_train(&a, &[]);
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let res = lmf_train(
+        &b,
+        &[
+            &format!("template_file={}", file.display()),
+            "template=my_llama3",
+        ],
+    );
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert!(
+        adapter(&a) == adapter(&b),
+        "the template file trained another adapter"
+    );
+    // A template the file does not define (nor lmf) fails naming the file.
+    let c = out_dir("file-unknown");
+    let res = lmf_train(
+        &c,
+        &[
+            &format!("template_file={}", file.display()),
+            "template=my_llama",
+        ],
+    );
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(!res.status.success());
+    assert!(
+        err.contains("unknown template `my_llama` (neither built in nor in template_file")
+            && err.contains("my_llama3"),
+        "{err}"
+    );
+    for d in [a, b, c, files] {
+        let _ = std::fs::remove_dir_all(d);
     }
 }

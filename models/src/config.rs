@@ -143,8 +143,11 @@ pub struct MoeConfig {
     pub intermediate_size: usize,
     /// Renormalise the top-k routing probabilities to sum to 1 (Mixtral always does).
     pub norm_topk_prob: bool,
-    /// Weight of the load-balancing loss added in training (`router_aux_loss_coef`).
+    /// Weight of the load-balancing loss (`router_aux_loss_coef`).
     pub router_aux_loss_coef: f64,
+    /// `output_router_logits` of config.json: transformers then adds the load-balancing loss
+    /// to the loss of every forward given labels.
+    pub output_router_logits: bool,
     /// Whether layer `i` is a MoE layer (else a dense MLP of `intermediate_size`).
     pub sparse_layers: Vec<bool>,
 }
@@ -448,6 +451,7 @@ fn moe_config(k: &Keys, arch: Arch, num_layers: usize) -> Result<Option<MoeConfi
                 intermediate_size: k.usize_opt("moe_intermediate_size")?.unwrap_or(768),
                 norm_topk_prob: k.bool_or("norm_topk_prob", false)?,
                 router_aux_loss_coef: k.f64_opt("router_aux_loss_coef")?.unwrap_or(0.001),
+                output_router_logits: k.bool_or("output_router_logits", false)?,
                 sparse_layers: (0..num_layers)
                     .map(|i| !dense.contains(&i) && (i + 1) % step == 0)
                     .collect(),
@@ -462,6 +466,7 @@ fn moe_config(k: &Keys, arch: Arch, num_layers: usize) -> Result<Option<MoeConfi
             intermediate_size: k.usize("intermediate_size")?,
             norm_topk_prob: true,
             router_aux_loss_coef: k.f64_opt("router_aux_loss_coef")?.unwrap_or(0.001),
+            output_router_logits: k.bool_or("output_router_logits", false)?,
             sparse_layers: vec![true; num_layers],
         },
         _ => return Ok(None),

@@ -197,6 +197,39 @@ fn check_cached_decode(name: &str, model: &CausalLM, w: &Weights) {
     assert!(err <= 2e-5, "{name}: cached decode differs by {err}");
 }
 
+/// transformers' `aux_loss` (`load_balancing_loss_func` with the attention mask) of the
+/// padded and the packed batch.
+fn check_aux_loss(name: &str, model: &CausalLM, w: &Weights) {
+    let mut model = model.clone();
+    model.moe_aux_loss_coef = Some(1.0);
+    let ids = get(w, "padded.input_ids");
+    let cols = ids.shape()[1];
+    let mask: Vec<u8> = get(w, "padded.attention_mask")
+        .to_vec::<i64>()
+        .unwrap()
+        .iter()
+        .map(|&m| m as u8)
+        .collect();
+    let (padded, _) = SeqBatch::from_padded(&ids_u32(&ids), &mask, cols).unwrap();
+    let packed = SeqBatch::from_position_ids(
+        &ids_u32(&get(w, "packed.input_ids")),
+        &get(w, "packed.position_ids").to_vec::<i64>().unwrap(),
+    )
+    .unwrap();
+    for (key, batch) in [("padded", padded), ("packed", packed)] {
+        let (_, aux) = model.forward_hidden_aux(&batch).unwrap();
+        // the loss is only added on request (LF's `moe_aux_loss_coef`)
+        assert!(load(name).forward_hidden_aux(&batch).unwrap().1.is_none());
+        let ours = aux.unwrap().tensor().to_vec::<f32>().unwrap()[0];
+        let want = get(w, &format!("{key}.aux_loss")).to_vec::<f32>().unwrap()[0];
+        eprintln!("{name}: {key} aux loss {ours} vs {want}");
+        assert!(
+            (ours - want).abs() <= 1e-5 * want.abs().max(1.0),
+            "{name}: {key} aux loss"
+        );
+    }
+}
+
 fn check_model(name: &str) {
     let model = load(name);
     let (w, json) = expected(name);
@@ -204,6 +237,9 @@ fn check_model(name: &str) {
     check_packed(name, &model, &w);
     check_cached_decode(name, &model, &w);
     check_greedy(name, &model, &json);
+    if model.config.moe.is_some() {
+        check_aux_loss(name, &model, &w);
+    }
 }
 
 #[test]

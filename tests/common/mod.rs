@@ -103,8 +103,16 @@ pub fn run_lmf_train_with(tag: &str, case: &str, extra: &[&str]) -> PathBuf {
 
 /// Every file LF wrote into `output_dir` (`output_files.json`) is in lmf's output folder too.
 pub fn check_files(case: &str, ours: &Path) {
+    check_files_except(case, ours, &[]);
+}
+
+/// [`check_files`], not asking for the files in `also_skip`.
+pub fn check_files_except(case: &str, ours: &Path, also_skip: &[&str]) {
     // README.md (model card) and training_args.bin (a pickle) are LF/HF-only by design.
-    let skip = ["README.md", "training_args.bin"];
+    let skip: Vec<&str> = ["README.md", "training_args.bin"]
+        .into_iter()
+        .chain(also_skip.iter().copied())
+        .collect();
     let lf: BTreeSet<String> = read_json(&case_dir(case).join("output_files.json"))
         .as_array()
         .unwrap()

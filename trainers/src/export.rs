@@ -71,6 +71,9 @@ pub fn export_model(args: &InferArgs) -> Result<PathBuf> {
         .model_name_or_path
         .as_deref()
         .ok_or_else(|| Error::Msg("`model_name_or_path` is required".into()))?;
+    // LF's `export_model` gets the template (`get_template_and_fix_tokenizer`) and fails on an
+    // unknown one; lmf checks the name, and a `template_file`, before anything loads.
+    crate::template::select_template(args.data.template.as_deref(), &args.data.template_options())?;
     let src = m.resolve_dir(name)?;
     let config_path = src.join("config.json");
     let mut config: Value = serde_json::from_str(

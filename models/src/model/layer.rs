@@ -104,13 +104,23 @@ impl DecoderLayer {
         ctx: &LayerCtx,
         cache: Option<&mut KvCache>,
     ) -> Result<Var> {
+        Ok(self.forward_routed(h, ctx, cache)?.0)
+    }
+
+    /// [`DecoderLayer::forward`], also giving a MoE layer's router logits `[tokens, E]`.
+    pub(crate) fn forward_routed(
+        &self,
+        h: &Var,
+        ctx: &LayerCtx,
+        cache: Option<&mut KvCache>,
+    ) -> Result<(Var, Option<Var>)> {
         let cfg = ctx.cfg;
         let norm = |x: &Var, w: &Var| rmsnorm(x, w, cfg.rms_norm_eps, cfg.norm_offset);
         let a = self.attention(&norm(h, &self.input_layernorm)?, ctx, cache)?;
         if !cfg.sandwich_norms {
             let h = h.add(&a)?;
-            let m = self.mlp(&norm(&h, &self.post_attention_layernorm)?, cfg)?;
-            return h.add(&m);
+            let (m, router) = self.mlp(&norm(&h, &self.post_attention_layernorm)?, cfg)?;
+            return Ok((h.add(&m)?, router));
         }
         // Gemma 2: each branch output is normed before it joins the residual.
         let h = h.add(&norm(&a, &self.post_attention_layernorm)?)?;
@@ -126,8 +136,8 @@ impl DecoderLayer {
                 ))
             }
         };
-        let m = self.mlp(&norm(&h, pre)?, cfg)?;
-        h.add(&norm(&m, post)?)
+        let (m, router) = self.mlp(&norm(&h, pre)?, cfg)?;
+        Ok((h.add(&norm(&m, post)?)?, router))
     }
 
     /// Attention block on normed `x: [tokens, hidden]`.
@@ -179,15 +189,19 @@ impl DecoderLayer {
         at.o_proj.forward(&o.reshape(&[n, h * d])?)
     }
 
-    /// Gated MLP (dense or mixture of experts) on normed `x: [tokens, hidden]`.
-    fn mlp(&self, x: &Var, cfg: &ModelConfig) -> Result<Var> {
+    /// Gated MLP (dense or mixture of experts) on normed `x: [tokens, hidden]`, with the
+    /// router logits of a MoE layer.
+    fn mlp(&self, x: &Var, cfg: &ModelConfig) -> Result<(Var, Option<Var>)> {
         match (&self.mlp, &self.moe, &cfg.moe) {
             (Some(mlp), _, _) => {
                 let g = mlp.gate_proj.forward(x)?;
                 let u = mlp.up_proj.forward(x)?;
-                mlp.down_proj.forward(&glu(&g, &u, cfg.act)?)
+                Ok((mlp.down_proj.forward(&glu(&g, &u, cfg.act)?)?, None))
             }
-            (None, Some(moe), Some(mc)) => Ok(moe.forward(x, cfg, mc)?.0),
+            (None, Some(moe), Some(mc)) => {
+                let (y, routing) = moe.forward(x, cfg, mc)?;
+                Ok((y, Some(routing.logits)))
+            }
             _ => Err(lmf_autograd::Error::invalid(
                 "decoder",
                 "a layer needs a dense MLP or experts",

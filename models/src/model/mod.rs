@@ -114,6 +114,9 @@ pub struct CausalLM {
     /// Recompute each decoder layer in backward instead of keeping its activations
     /// (HF `gradient_checkpointing_enable`); only affects forwards that record a tape.
     pub gradient_checkpointing: bool,
+    /// LLaMA-Factory's `moe_aux_loss_coef` of a training run: the MoE load-balancing loss
+    /// joins the loss with this weight (see [`CausalLM::aux_loss_weight`]).
+    pub moe_aux_loss_coef: Option<f64>,
 }
 
 impl CausalLM {
@@ -275,6 +278,7 @@ impl CausalLM {
             device,
             config,
             gradient_checkpointing: false,
+            moe_aux_loss_coef: None,
         })
     }
 
@@ -314,6 +318,77 @@ impl CausalLM {
             .collect()
     }
 
+    /// Every parameter under the name a Hugging Face checkpoint stores it by (value head
+    /// and adapters included, as [`CausalLM::named_parameters`]): the same list, except that
+    /// each MoE layer's stacked experts are split into the Hub's per-expert tensors, as
+    /// transformers 5.6's `save_pretrained` writes them.
+    pub fn hub_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = vec![];
+        for (name, v) in self.named_parameters() {
+            let Some(layer) = name.strip_suffix(".mlp.experts.gate_up_proj") else {
+                if name.ends_with(".mlp.experts.down_proj") || self.moe_router(&name).is_some() {
+                    continue; // written with the gate_up stack
+                }
+                out.push((name, v.tensor().clone()));
+                continue;
+            };
+            let block = self
+                .layers
+                .iter()
+                .find(|l| format!("model.layers.{}", l.index) == layer)
+                .and_then(|l| l.moe.as_ref())
+                .ok_or_else(|| Error::msg(format!("{name}: no such MoE layer")))?;
+            out.extend(moe::hub_tensors(block, layer, &self.config)?);
+        }
+        Ok(out)
+    }
+
+    /// The MoE layer whose router parameter is `name` (`model.layers.{i}.mlp.gate.weight`).
+    fn moe_router(&self, name: &str) -> Option<&MoeBlock> {
+        let layer = name.strip_suffix(".mlp.gate.weight")?;
+        self.layers
+            .iter()
+            .find(|l| format!("model.layers.{}", l.index) == layer)?
+            .moe
+            .as_ref()
+    }
+
+    /// Replaces every parameter (except the value head, which `keep` may skip) with the
+    /// tensor of checkpoint `w`, reading MoE experts in any layout [`CausalLM::load`] reads
+    /// (the inverse of [`CausalLM::hub_tensors`]). `keep(name)` true leaves a parameter as is.
+    pub fn load_hub_tensors(&mut self, w: &Weights, keep: impl Fn(&str) -> bool) -> Result<()> {
+        let cfg = self.config.clone();
+        let mut experts = std::collections::HashMap::new();
+        if let Some(mc) = &cfg.moe {
+            for l in self.layers.iter().filter(|l| l.moe.is_some()) {
+                let layer = format!("model.layers.{}", l.index);
+                let v = &l.self_attn.o_proj.weight;
+                let t = moe::load_tensors(w, &layer, &cfg, mc, v.dtype(), v.device())?;
+                experts.insert(layer, t);
+            }
+        }
+        for (name, var) in self.named_parameters_mut() {
+            if keep(&name) {
+                continue;
+            }
+            let stacked = |suffix: &str| {
+                name.strip_suffix(suffix)
+                    .and_then(|layer| experts.get(layer))
+            };
+            let t = if let Some((router, _, _)) = stacked(".mlp.gate.weight") {
+                router.clone()
+            } else if let Some((_, gu, _)) = stacked(".mlp.experts.gate_up_proj") {
+                gu.clone()
+            } else if let Some((_, _, dn)) = stacked(".mlp.experts.down_proj") {
+                dn.clone()
+            } else {
+                w.load(&name, var.shape(), var.dtype(), var.device())?
+            };
+            *var.tensor_mut() = t;
+        }
+        Ok(())
+    }
+
     /// Whether the decoder linears are quantized (QLoRA): their base cannot be merged into.
     pub fn is_quantized(&self) -> bool {
         self.layers
@@ -340,7 +415,42 @@ impl CausalLM {
 
     /// Final hidden states `[tokens, hidden]` (after `model.norm`). With a cache, the batch
     /// holds only the new tokens of each cached sequence (positions offset by the cache).
-    pub fn forward_hidden(&self, batch: &SeqBatch, mut cache: Option<&mut KvCache>) -> Result<Var> {
+    pub fn forward_hidden(&self, batch: &SeqBatch, cache: Option<&mut KvCache>) -> Result<Var> {
+        Ok(self.run_layers(batch, cache, false)?.0)
+    }
+
+    /// The weight of the MoE load-balancing loss in a loss given labels, or `None` when
+    /// transformers would not add it: `moe_aux_loss_coef` (which LLaMA-Factory turns into
+    /// `output_router_logits` + `router_aux_loss_coef`), else config.json's own
+    /// `router_aux_loss_coef` when it sets `output_router_logits`.
+    pub fn aux_loss_weight(&self) -> Option<f64> {
+        let mc = self.config.moe.as_ref()?;
+        self.moe_aux_loss_coef
+            .or(mc.output_router_logits.then_some(mc.router_aux_loss_coef))
+    }
+
+    /// [`CausalLM::forward_hidden`] of a forward with labels, with the weighted MoE
+    /// load-balancing loss ([`moe::load_balancing_loss`] × [`CausalLM::aux_loss_weight`])
+    /// the loss must add, if any.
+    pub fn forward_hidden_aux(&self, batch: &SeqBatch) -> Result<(Var, Option<Var>)> {
+        let Some((mc, weight)) = self.config.moe.as_ref().zip(self.aux_loss_weight()) else {
+            return Ok((self.forward_hidden(batch, None)?, None));
+        };
+        let (h, routers) = self.run_layers(batch, None, true)?;
+        let aux = match moe::load_balancing_loss(&routers, mc)? {
+            Some(a) => Some(a.scale(weight)?),
+            None => None,
+        };
+        Ok((h, aux))
+    }
+
+    /// The decoder stack; with `routers`, also each MoE layer's router logits.
+    fn run_layers(
+        &self,
+        batch: &SeqBatch,
+        mut cache: Option<&mut KvCache>,
+        routers: bool,
+    ) -> Result<(Var, Vec<Var>)> {
         let c = &self.config;
         if let Some((i, &id)) = batch
             .ids
@@ -370,17 +480,23 @@ impl CausalLM {
             rope: &rope,
         };
         let checkpointing = self.gradient_checkpointing && cache.is_none() && is_grad_enabled();
+        let mut logits = vec![];
         for layer in &self.layers {
-            h = if checkpointing {
+            let router;
+            (h, router) = if checkpointing {
                 checkpoint_layer(layer, &h, c, &batch.cu_seqlens, &rope)?
             } else {
-                layer.forward(&h, &ctx, cache.as_deref_mut())?
+                layer.forward_routed(&h, &ctx, cache.as_deref_mut())?
             };
+            if let (true, Some(r)) = (routers, router) {
+                logits.push(r);
+            }
         }
         if let Some(cache) = cache {
             cache.advance(&batch.cu_seqlens);
         }
-        Ok(rmsnorm(&h, &self.norm, c.rms_norm_eps, c.norm_offset)?)
+        let h = rmsnorm(&h, &self.norm, c.rms_norm_eps, c.norm_offset)?;
+        Ok((h, logits))
     }
 
     /// The input of the first decoder layer, `[tokens, hidden]`: the token embeddings (scaled
@@ -462,13 +578,14 @@ impl CausalLM {
 
 /// One decoder layer as a gradient-checkpoint node: only its input `h` is kept; the layer
 /// (a cheap clone of its parameter handles) and the per-batch tables move into the closure.
+/// A MoE layer's router logits are a second output.
 fn checkpoint_layer(
     layer: &DecoderLayer,
     h: &Var,
     cfg: &ModelConfig,
     cu_seqlens: &[usize],
     rope: &RopeTables,
-) -> Result<Var> {
+) -> Result<(Var, Option<Var>)> {
     let (layer, cfg, cu) = (layer.clone(), cfg.clone(), cu_seqlens.to_vec());
     let rope = rope.clone();
     let mut out = checkpoint(
@@ -478,9 +595,11 @@ fn checkpoint_layer(
                 cu_seqlens: &cu,
                 rope: &rope,
             };
-            Ok(vec![layer.forward(&xs[0], &ctx, None)?])
+            let (h, router) = layer.forward_routed(&xs[0], &ctx, None)?;
+            Ok(std::iter::once(h).chain(router).collect())
         },
         std::slice::from_ref(h),
     )?;
-    Ok(out.remove(0))
+    let h = out.remove(0);
+    Ok((h, out.pop()))
 }

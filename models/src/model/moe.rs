@@ -21,7 +21,7 @@
 //! router learns through them (and through the load-balancing loss).
 
 use super::linear::Linear;
-use crate::config::{ModelConfig, MoeConfig};
+use crate::config::{Arch, ModelConfig, MoeConfig};
 use crate::weights::Weights;
 use lmf_autograd::ops::fused::{glu, grouped_matmul};
 use lmf_autograd::{DType, Device, Error, Result, Tensor, Var};
@@ -75,6 +75,48 @@ pub fn group_by_expert(experts: &[usize], num_experts: usize) -> (Vec<usize>, Ve
     (order, offsets)
 }
 
+/// Where a layer's experts live in a checkpoint, and under which leaf names.
+struct Layout {
+    /// `model.layers.{i}.mlp` or Mixtral's `model.layers.{i}.block_sparse_moe`.
+    block: String,
+    /// Leaf names of one expert's gate, up and down projections.
+    leaves: [&'static str; 3],
+}
+
+impl Layout {
+    /// The Hub layout of `cfg`'s family for layer prefix `layer` (`model.layers.{i}`):
+    /// what transformers 5.6's `save_pretrained` writes.
+    fn hub(cfg: &ModelConfig, layer: &str) -> Layout {
+        match cfg.arch {
+            Arch::Mixtral => Layout {
+                block: format!("{layer}.block_sparse_moe"),
+                leaves: ["w1", "w3", "w2"],
+            },
+            _ => Layout {
+                block: format!("{layer}.mlp"),
+                leaves: ["gate_proj", "up_proj", "down_proj"],
+            },
+        }
+    }
+
+    /// The layout a checkpoint uses for layer `layer`: Mixtral's Hub names when its router
+    /// is there, else `mlp.*`.
+    fn found(w: &Weights, layer: &str) -> Layout {
+        let mixtral = format!("{layer}.block_sparse_moe");
+        if w.contains(&format!("{mixtral}.gate.weight")) {
+            Layout {
+                block: mixtral,
+                leaves: ["w1", "w3", "w2"],
+            }
+        } else {
+            Layout {
+                block: format!("{layer}.mlp"),
+                leaves: ["gate_proj", "up_proj", "down_proj"],
+            }
+        }
+    }
+}
+
 /// Loads layer `layer`'s (`model.layers.{i}`) experts and router from any of the layouts
 /// checkpoints use: transformers 5's stacked `mlp.experts.gate_up_proj` `[E, 2I, H]` /
 /// `down_proj` `[E, H, I]`, the Hub's per-expert `mlp.experts.{e}.{gate,up,down}_proj`
@@ -87,16 +129,30 @@ pub(crate) fn load(
     dtype: DType,
     device: Device,
 ) -> crate::Result<MoeBlock> {
+    let (router, gate_up, down) = load_tensors(w, layer, cfg, moe, dtype, device)?;
+    Ok(MoeBlock {
+        router: Linear::new(Var::param(router), None),
+        gate_up: Var::param(gate_up),
+        down: Var::param(down),
+    })
+}
+
+/// `(router [E, H], gate_up [E, 2I, H], down [E, H, I])` of layer `layer` (see [`load`]).
+pub(crate) fn load_tensors(
+    w: &Weights,
+    layer: &str,
+    cfg: &ModelConfig,
+    moe: &MoeConfig,
+    dtype: DType,
+    device: Device,
+) -> crate::Result<(Tensor, Tensor, Tensor)> {
     let (e, h, i) = (moe.num_experts, cfg.hidden_size, moe.intermediate_size);
-    let block = if w.contains(&format!("{layer}.block_sparse_moe.gate.weight")) {
-        format!("{layer}.block_sparse_moe")
-    } else {
-        format!("{layer}.mlp")
-    };
-    let router = Var::param(w.load(&format!("{block}.gate.weight"), &[e, h], dtype, device)?);
+    let Layout { block, leaves } = Layout::found(w, layer);
+    let router = w.load(&format!("{block}.gate.weight"), &[e, h], dtype, device)?;
     let stacked = format!("{block}.experts.gate_up_proj");
-    let (gate_up, down) = if w.contains(&stacked) {
-        (
+    if w.contains(&stacked) {
+        return Ok((
+            router,
             w.load(&stacked, &[e, 2 * i, h], dtype, device)?,
             w.load(
                 &format!("{block}.experts.down_proj"),
@@ -104,42 +160,113 @@ pub(crate) fn load(
                 dtype,
                 device,
             )?,
-        )
-    } else {
-        let mixtral = w.contains(&format!("{block}.experts.0.w1.weight"));
-        let [g, u, d] = if mixtral {
-            ["w1", "w3", "w2"]
-        } else {
-            ["gate_proj", "up_proj", "down_proj"]
-        };
-        let one = |ex: usize, name: &str, shape: &[usize]| -> crate::Result<Var> {
-            let t = w.load(
-                &format!("{block}.experts.{ex}.{name}.weight"),
-                shape,
-                dtype,
-                device,
-            )?;
-            Ok(Var::constant(t.reshape(&[1, shape[0], shape[1]])?))
-        };
-        let mut gu = Vec::with_capacity(e);
-        let mut dn = Vec::with_capacity(e);
-        for ex in 0..e {
-            // one expert's [2I, H]: gate rows, then up rows
-            let pair = Var::cat(&[&one(ex, g, &[i, h])?, &one(ex, u, &[i, h])?], 1)?;
-            gu.push(pair);
-            dn.push(one(ex, d, &[h, i])?);
-        }
-        let cat = |v: &[Var]| -> crate::Result<Tensor> {
-            let refs: Vec<&Var> = v.iter().collect();
-            Ok(Var::cat(&refs, 0)?.into_tensor())
-        };
-        (cat(&gu)?, cat(&dn)?)
+        ));
+    }
+    let [g, u, d] = leaves;
+    let one = |ex: usize, name: &str, shape: &[usize]| -> crate::Result<Var> {
+        let t = w.load(
+            &format!("{block}.experts.{ex}.{name}.weight"),
+            shape,
+            dtype,
+            device,
+        )?;
+        Ok(Var::constant(t.reshape(&[1, shape[0], shape[1]])?))
     };
-    Ok(MoeBlock {
-        router: Linear::new(router, None),
-        gate_up: Var::param(gate_up),
-        down: Var::param(down),
-    })
+    let mut gu = Vec::with_capacity(e);
+    let mut dn = Vec::with_capacity(e);
+    for ex in 0..e {
+        // one expert's [2I, H]: gate rows, then up rows
+        gu.push(Var::cat(
+            &[&one(ex, g, &[i, h])?, &one(ex, u, &[i, h])?],
+            1,
+        )?);
+        dn.push(one(ex, d, &[h, i])?);
+    }
+    let cat = |v: &[Var]| -> crate::Result<Tensor> {
+        let refs: Vec<&Var> = v.iter().collect();
+        Ok(Var::cat(&refs, 0)?.into_tensor())
+    };
+    Ok((router, cat(&gu)?, cat(&dn)?))
+}
+
+/// The checkpoint tensors of one MoE layer under the Hub's names (what transformers 5.6's
+/// `save_pretrained` writes): the router, then each expert's gate, up and down weights.
+pub(crate) fn hub_tensors(
+    block: &MoeBlock,
+    layer: &str,
+    cfg: &ModelConfig,
+) -> crate::Result<Vec<(String, Tensor)>> {
+    let Layout {
+        block: prefix,
+        leaves,
+    } = Layout::hub(cfg, layer);
+    let gu = block.gate_up.tensor();
+    let dn = block.down.tensor();
+    let (e, i2) = (gu.shape()[0], gu.shape()[1]);
+    let i = i2 / 2;
+    let mut out = vec![(
+        format!("{prefix}.gate.weight"),
+        block.router.weight.tensor().clone(),
+    )];
+    for ex in 0..e {
+        let g = gu.narrow(0, ex, 1)?.squeeze(0)?;
+        let d = dn.narrow(0, ex, 1)?.squeeze(0)?.contiguous()?;
+        let x = format!("{prefix}.experts.{ex}");
+        out.push((
+            format!("{x}.{}.weight", leaves[0]),
+            g.narrow(0, 0, i)?.contiguous()?,
+        ));
+        out.push((
+            format!("{x}.{}.weight", leaves[1]),
+            g.narrow(0, i, i)?.contiguous()?,
+        ));
+        out.push((format!("{x}.{}.weight", leaves[2]), d));
+    }
+    Ok(out)
+}
+
+/// The load-balancing loss of transformers' `load_balancing_loss_func` (Switch
+/// Transformer), over the router logits of every MoE layer (`[tokens, E]` each, real tokens
+/// only, so HF's attention-mask weighting is the plain mean here):
+///
+/// ```text
+/// p = softmax(logits)                          [L·N, E]
+/// f_e = #(token, slot) routed to e / (L·N)     (top-k of p, not differentiated)
+/// P_e = mean over rows of p[:, e]
+/// aux = E · Σ_e f_e · P_e
+/// ```
+///
+/// `None` when there are no MoE layers or no tokens.
+pub fn load_balancing_loss(logits: &[Var], moe: &MoeConfig) -> Result<Option<Var>> {
+    let refs: Vec<&Var> = logits.iter().filter(|l| l.shape()[0] > 0).collect();
+    if refs.is_empty() {
+        return Ok(None);
+    }
+    let all = if refs.len() == 1 {
+        refs[0].clone()
+    } else {
+        Var::cat(&refs, 0)?
+    };
+    let (rows, e) = (all.shape()[0], moe.num_experts);
+    let p = all.softmax(1)?;
+    let pv = p.tensor().to_dtype(DType::F32)?.to_vec::<f32>()?;
+    let mut share = vec![0f32; e];
+    for r in 0..rows {
+        for x in top_k(&pv[r * e..(r + 1) * e], moe.top_k) {
+            share[x] += 1.0;
+        }
+    }
+    for s in &mut share {
+        *s /= rows as f32;
+    }
+    let share = Tensor::from_vec(share, &[e], all.device())?.to_dtype(all.dtype())?;
+    let mean_p = p.mean(&[0], false)?;
+    Ok(Some(
+        mean_p
+            .mul(&Var::constant(share))?
+            .sum_all()?
+            .scale(e as f64)?,
+    ))
 }
 
 fn ids(v: impl IntoIterator<Item = usize>, device: Device) -> Result<Tensor> {

@@ -23,8 +23,12 @@ lf_choice! {
 lf_args! {
     /// What data and which chat template to use (LLaMA-Factory `DataArguments`).
     pub struct DataArguments {
-        /// Chat template name; none = the tokenizer's own chat template.
+        /// Chat template name (built in, or from `template_file`); none = the tokenizer's own
+        /// chat template.
         template: Option<String> = None => Implemented,
+        /// A YAML/JSON file of chat templates written with register_template's fields;
+        /// `template` may name them, and they replace built-in templates of the same name.
+        template_file: Option<String> = None => LmfOnly,
         /// Training datasets, comma-separated names from dataset_info.json.
         dataset: Option<Vec<String>> = None => Implemented,
         /// Evaluation datasets, comma-separated.
@@ -84,13 +88,14 @@ lf_args! {
 
 impl DataArguments {
     /// The chat-template options these arguments set (`tool_format`, `default_system`,
-    /// `enable_thinking`, `preserve_thinking`).
+    /// `enable_thinking`, `preserve_thinking`, `template_file`).
     pub fn template_options(&self) -> crate::template::TemplateOptions {
         crate::template::TemplateOptions {
             tool_format: self.tool_format.clone(),
             default_system: self.default_system.clone(),
             enable_thinking: self.enable_thinking,
             preserve_thinking: self.preserve_thinking,
+            template_file: self.template_file.as_ref().map(std::path::PathBuf::from),
         }
     }
 

@@ -217,7 +217,7 @@ lf_args! {
         /// Liger kernels.
         enable_liger_kernel: bool = false => NotImplemented,
         /// Coefficient of the MoE router auxiliary loss.
-        moe_aux_loss_coef: Option<f64> = None => NotImplemented,
+        moe_aux_loss_coef: Option<f64> = None => Implemented,
         /// Turn gradient checkpointing off.
         disable_gradient_checkpointing: bool = false => Implemented,
         /// Reentrant gradient checkpointing.

@@ -19,6 +19,9 @@ pub enum Status {
     Ignored(&'static str),
     /// Derived by LLaMA-Factory itself (`init=False`): the user may not set it.
     Derived,
+    /// Not a LLaMA-Factory argument: an lmf extension, honoured (LLaMA-Factory would refuse the
+    /// key).
+    LmfOnly,
 }
 
 /// One row of a group's field table.
@@ -55,6 +58,7 @@ pub fn help_text(fields: &[FieldSpec]) -> String {
             Status::NotImplemented => "lmf: not implemented yet (only the default)".to_string(),
             Status::Ignored(why) => format!("lmf: accepted, no effect ({why})"),
             Status::Derived => "lmf: set by LLaMA-Factory itself".to_string(),
+            Status::LmfOnly => "lmf only: not a LLaMA-Factory argument".to_string(),
         };
         out.push_str(&format!(
             "  --{} {} (default: {}) [{status}]\n",
@@ -134,7 +138,7 @@ impl<'a> Resolver<'a> {
             (entry, value)
         };
         match status {
-            Status::Implemented => Ok(value),
+            Status::Implemented | Status::LmfOnly => Ok(value),
             Status::NotImplemented if value == default => Ok(value),
             Status::NotImplemented => Err(ArgsError::NotImplemented {
                 key: name.to_string(),

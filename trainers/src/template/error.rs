@@ -7,12 +7,22 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// `template: <name>` names no registered template.
-    #[error("unknown template `{name}`{}", suggest(close))]
+    #[error("unknown template `{name}`{}{}", in_file(file), suggest(close))]
     UnknownTemplate {
         /// The name asked for.
         name: String,
         /// Registered names close to it.
         close: Vec<String>,
+        /// The template file that was searched too (`template_file`).
+        file: Option<String>,
+    },
+    /// A template file (`template_file`) that cannot be read or holds a mistake.
+    #[error("template_file `{}`: {msg}", path.display())]
+    TemplateFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong, naming the template and the field.
+        msg: String,
     },
     /// `tool_format: <name>` names no tool format.
     #[error("unknown tool format `{0}` (known: default, gemma4, glm4, glm4_moe, lfm2, ling, llama3, minimax1, minimax2, mistral, qwen, qwen3_5, seed_oss)")]
@@ -37,6 +47,13 @@ pub enum Error {
     /// An error of the tokenizer.
     #[error(transparent)]
     Tokenizer(#[from] lmf_models::Error),
+}
+
+fn in_file(file: &Option<String>) -> String {
+    match file {
+        Some(f) => format!(" (neither built in nor in template_file `{f}`)"),
+        None => String::new(),
+    }
 }
 
 fn suggest(close: &[String]) -> String {

@@ -3,6 +3,8 @@
 //! `(prompt ids, response ids)` pairs exactly as LLaMA-Factory does, fixes the tokenizer's eos /
 //! pad / stop tokens, and gives the stop ids for generation. With no template name, the
 //! tokenizer's own Jinja chat template is parsed into one ([`Template::for_tokenizer`]).
+//! Templates can also be read from a template file (`template_file`, see [`load_template_file`]),
+//! written with `register_template`'s fields.
 //!
 //! ```no_run
 //! # use lmf_trainers::template::{Template, TemplateOptions, Message, Role};
@@ -16,6 +18,7 @@
 //! ```
 
 mod error;
+mod file;
 mod formatter;
 mod jinja;
 mod message;
@@ -29,11 +32,12 @@ mod tool_extract;
 mod tools;
 
 pub use error::{Error, Result};
+pub use file::{load_template_file, parse_template_file, template_file_yaml, TEMPLATE_FIELDS};
 pub use formatter::{FormatArgs, Formatter, Slot};
 pub use jinja::{message_value, render_chat_template};
 pub use message::{Message, Role};
-pub use parse::TemplateOptions;
-pub use registry::{get_template, template_names};
+pub use parse::{select_template, TemplateOptions};
+pub use registry::{find_template, get_template, template_names};
 pub use template::{Pair, Template, TemplateKind};
 pub use tool_extract::{Extracted, NoResult};
 pub use tools::{parse_function_calls, FunctionCall, ToolFormat};

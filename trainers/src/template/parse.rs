@@ -2,8 +2,11 @@
 //! `parse_template`, used when no `template` is given): the template is rendered over
 //! placeholder conversations and the user / assistant / system slots are cut out of the text.
 
+use std::path::PathBuf;
+
 use lmf_models::tokenizer::{ChatTemplates, Tokenizer};
 
+use super::file::load_template_file;
 use super::formatter::{Formatter, Slot};
 use super::jinja::{message_value, render_chat_template};
 use super::pyjson::PyJson;
@@ -22,6 +25,9 @@ pub struct TemplateOptions {
     pub enable_thinking: Option<bool>,
     /// `preserve_thinking` (reasoning templates), default `false`.
     pub preserve_thinking: bool,
+    /// `template_file` (an lmf extension): a template file whose templates `template` may name
+    /// (they replace built-in templates of the same name).
+    pub template_file: Option<PathBuf>,
 }
 
 impl Default for TemplateOptions {
@@ -31,21 +37,47 @@ impl Default for TemplateOptions {
             default_system: None,
             enable_thinking: Some(true),
             preserve_thinking: false,
+            template_file: None,
+        }
+    }
+}
+
+/// The template `name` names, `template_file`'s templates first (see [`TemplateOptions`]), or
+/// `None` when there is no name (the tokenizer's own template is used then). A template file
+/// without a `template` name is an error: its templates would go unused.
+pub fn select_template(name: Option<&str>, options: &TemplateOptions) -> Result<Option<Template>> {
+    let Some(path) = &options.template_file else {
+        return name.map(registry::get_template).transpose();
+    };
+    let custom = load_template_file(path)?;
+    match name {
+        Some(name) => registry::find_template(name, &custom, Some(path)).map(Some),
+        None => {
+            let names: Vec<&str> = custom.iter().map(|t| t.name()).collect();
+            Err(Error::TemplateFile {
+                path: path.clone(),
+                msg: format!(
+                    "`template` is not set, so none of its templates ({}) is used; set \
+                     `template` to one of them",
+                    names.join(", ")
+                ),
+            })
         }
     }
 }
 
 impl Template {
-    /// LLaMA-Factory's `get_template_and_fix_tokenizer`: the template called `name` — or, with
-    /// no name, the tokenizer's own Jinja template when it has a single one, else `empty` —
-    /// with `options` applied, and the tokenizer fixed for it.
+    /// LLaMA-Factory's `get_template_and_fix_tokenizer`: the template called `name` (among the
+    /// templates of `options.template_file` first, then the built-in ones) — or, with no name,
+    /// the tokenizer's own Jinja template when it has a single one, else `empty` — with
+    /// `options` applied, and the tokenizer fixed for it.
     pub fn for_tokenizer(
         name: Option<&str>,
         tok: &mut Tokenizer,
         options: &TemplateOptions,
     ) -> Result<Template> {
-        let mut template = match name {
-            Some(name) => registry::get_template(name)?,
+        let mut template = match select_template(name, options)? {
+            Some(template) => template,
             None => match tok.chat_templates() {
                 ChatTemplates::Single(_) => Template::from_tokenizer_chat_template(tok)?,
                 _ => registry::get_template("empty")?,

@@ -12,6 +12,7 @@ use super::template::{Template, TemplateKind};
 use super::tools::ToolFormat;
 use super::{Error, Result};
 use crate::args::closest::edit_distance;
+use std::path::Path;
 
 /// The names of all registered templates, sorted.
 const NAMES: [&str; 121] = [
@@ -146,23 +147,39 @@ pub fn template_names() -> &'static [&'static str] {
 /// A fresh copy of the registered template `name`; an unknown name is an error listing the
 /// registered names closest to it.
 pub fn get_template(name: &str) -> Result<Template> {
+    find_template(name, &[], None)
+}
+
+/// The template `name`: one of `custom` (templates read from a template file; they replace a
+/// built-in template of the same name), else the built-in one. An unknown name is an error
+/// listing the names closest to it, those of `custom` included; `file` (where `custom` came
+/// from) is named in it.
+pub fn find_template(name: &str, custom: &[Template], file: Option<&Path>) -> Result<Template> {
+    if let Some(template) = custom.iter().find(|t| t.name == name) {
+        return Ok(template.clone());
+    }
     define(name)
         .map(|def| def.build(name))
         .ok_or_else(|| Error::UnknownTemplate {
             name: name.to_string(),
-            close: close_names(name),
+            close: close_names(name, custom.iter().map(|t| t.name.as_str())),
+            file: file.map(|f| f.display().to_string()),
         })
 }
 
-/// The registered names closest to `name`: those that contain it (or the other way round)
-/// first, then by edit distance; five at most, and always some, so an error can name them.
-fn close_names(name: &str) -> Vec<String> {
+/// The registered names (and `extra` ones) closest to `name`: those that contain it (or the
+/// other way round) first, then by edit distance; five at most, and always some, so an error
+/// can name them.
+fn close_names<'a>(name: &str, extra: impl Iterator<Item = &'a str>) -> Vec<String> {
     let lower = name.to_lowercase();
-    let mut scored: Vec<(usize, &str)> = NAMES
-        .iter()
+    let mut names: Vec<&str> = NAMES.iter().copied().chain(extra).collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut scored: Vec<(usize, &str)> = names
+        .into_iter()
         .map(|n| {
             let related = !lower.is_empty() && (n.contains(lower.as_str()) || lower.contains(n));
-            (if related { 0 } else { edit_distance(&lower, n) }, *n)
+            (if related { 0 } else { edit_distance(&lower, n) }, n)
         })
         .collect();
     scored.sort();
@@ -295,53 +312,138 @@ impl Def {
         self
     }
 
-    /// `register_template`'s defaults: the assistant ends with eos unless `efficient_eos`, the
-    /// system and user formatters are `{{content}}`, function calls reuse the assistant slots
-    /// in the default tool format, observations reuse the user formatter.
+    /// The template this call registers ([`TemplateSpec::build`] applies the defaults).
     fn build(self, name: &str) -> Template {
-        let content = vec![t("{{content}}")];
-        let default_slots = if self.efficient_eos {
-            content.clone()
-        } else {
-            vec![t("{{content}}"), eos()]
-        };
-        let assistant = self.assistant.unwrap_or(default_slots);
-        let (function_slots, function_format) = self
-            .function
-            .unwrap_or_else(|| (assistant.clone(), "default"));
-        let observation = self
-            .observation
-            .or_else(|| self.user.clone())
-            .unwrap_or_else(|| content.clone());
-        let (open, close) = self
-            .thought_words
-            .unwrap_or(("<think>\n", "\n</think>\n\n"));
-        let (call_open, call_close) = self
-            .tool_call_words
-            .unwrap_or(("<tool_call>", "</tool_call>"));
-        Template {
-            name: name.to_string(),
+        let slots = |s: Option<Vec<Slot>>| s.map(Formatter::String);
+        let words = |w: Option<(&str, &str)>| w.map(|(a, b)| (a.to_string(), b.to_string()));
+        TemplateSpec {
             kind: self.kind.unwrap_or(TemplateKind::Plain),
-            format_user: Formatter::String(self.user.unwrap_or_else(|| content.clone())),
-            format_assistant: Formatter::String(assistant),
-            format_system: Formatter::String(self.system.unwrap_or(content)),
-            format_function: Formatter::Function {
-                slots: function_slots,
-                tool_format: tool_format_of(function_format),
-            },
-            format_observation: Formatter::String(observation),
-            format_tools: self.tools.unwrap_or(Formatter::Tool(ToolFormat::Default)),
-            format_prefix: Formatter::Empty(self.prefix),
+            format_user: slots(self.user),
+            format_assistant: slots(self.assistant),
+            format_system: slots(self.system),
+            format_function: self.function.map(|(slots, format)| Formatter::Function {
+                slots,
+                tool_format: tool_format_of(format),
+            }),
+            format_observation: slots(self.observation),
+            format_tools: self.tools,
+            format_prefix: Some(Formatter::Empty(self.prefix)),
             default_system: self.default_system.to_string(),
             stop_words: self.stop_words.iter().map(|w| w.to_string()).collect(),
-            thought_words: (open.to_string(), close.to_string()),
-            tool_call_words: (call_open.to_string(), call_close.to_string()),
+            thought_words: words(self.thought_words),
+            tool_call_words: words(self.tool_call_words),
             efficient_eos: self.efficient_eos,
             replace_eos: self.replace_eos,
             replace_jinja_template: self.replace_jinja_template,
             enable_thinking: Some(true),
             preserve_thinking: false,
             mm_plugin: self.mm_plugin.map(str::to_string),
+        }
+        .build(name)
+    }
+}
+
+/// The arguments of `register_template` (owned): what the built-in definitions above and
+/// template files (`template_file`) both give.
+#[derive(Debug, Clone)]
+pub(crate) struct TemplateSpec {
+    pub kind: TemplateKind,
+    pub format_user: Option<Formatter>,
+    pub format_assistant: Option<Formatter>,
+    pub format_system: Option<Formatter>,
+    pub format_function: Option<Formatter>,
+    pub format_observation: Option<Formatter>,
+    pub format_tools: Option<Formatter>,
+    pub format_prefix: Option<Formatter>,
+    pub default_system: String,
+    pub stop_words: Vec<String>,
+    pub thought_words: Option<(String, String)>,
+    pub tool_call_words: Option<(String, String)>,
+    pub efficient_eos: bool,
+    pub replace_eos: bool,
+    pub replace_jinja_template: bool,
+    pub enable_thinking: Option<bool>,
+    pub preserve_thinking: bool,
+    pub mm_plugin: Option<String>,
+}
+
+impl Default for TemplateSpec {
+    /// `register_template`'s keyword defaults.
+    fn default() -> Self {
+        TemplateSpec {
+            kind: TemplateKind::Plain,
+            format_user: None,
+            format_assistant: None,
+            format_system: None,
+            format_function: None,
+            format_observation: None,
+            format_tools: None,
+            format_prefix: None,
+            default_system: String::new(),
+            stop_words: Vec::new(),
+            thought_words: None,
+            tool_call_words: None,
+            efficient_eos: false,
+            replace_eos: false,
+            replace_jinja_template: false,
+            enable_thinking: Some(true),
+            preserve_thinking: false,
+            mm_plugin: None,
+        }
+    }
+}
+
+impl TemplateSpec {
+    /// `register_template`'s defaults: the assistant ends with eos unless `efficient_eos`, the
+    /// system and user formatters are `{{content}}`, function calls reuse the assistant slots
+    /// in the default tool format, observations reuse the user formatter.
+    pub fn build(self, name: &str) -> Template {
+        let content = vec![t("{{content}}")];
+        let default_slots = if self.efficient_eos {
+            content.clone()
+        } else {
+            vec![t("{{content}}"), eos()]
+        };
+        let function = self.format_function.unwrap_or_else(|| Formatter::Function {
+            slots: match &self.format_assistant {
+                Some(f) => f.slots().to_vec(),
+                None => default_slots.clone(),
+            },
+            tool_format: ToolFormat::Default,
+        });
+        let assistant = self
+            .format_assistant
+            .unwrap_or(Formatter::String(default_slots));
+        let user = self
+            .format_user
+            .unwrap_or_else(|| Formatter::String(content.clone()));
+        let observation = self.format_observation.unwrap_or_else(|| user.clone());
+        Template {
+            name: name.to_string(),
+            kind: self.kind,
+            format_user: user,
+            format_assistant: assistant,
+            format_system: self.format_system.unwrap_or(Formatter::String(content)),
+            format_function: function,
+            format_observation: observation,
+            format_tools: self
+                .format_tools
+                .unwrap_or(Formatter::Tool(ToolFormat::Default)),
+            format_prefix: self.format_prefix.unwrap_or(Formatter::Empty(Vec::new())),
+            default_system: self.default_system,
+            stop_words: self.stop_words,
+            thought_words: self
+                .thought_words
+                .unwrap_or_else(|| ("<think>\n".into(), "\n</think>\n\n".into())),
+            tool_call_words: self
+                .tool_call_words
+                .unwrap_or_else(|| ("<tool_call>".into(), "</tool_call>".into())),
+            efficient_eos: self.efficient_eos,
+            replace_eos: self.replace_eos,
+            replace_jinja_template: self.replace_jinja_template,
+            enable_thinking: self.enable_thinking,
+            preserve_thinking: self.preserve_thinking,
+            mm_plugin: self.mm_plugin,
             tool_date: None,
         }
     }

@@ -24,7 +24,7 @@ pub enum TemplateKind {
 }
 
 /// A chat template (LLaMA-Factory's `Template` and its subclasses).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Template {
     pub(crate) name: String,
     pub(crate) kind: TemplateKind,

@@ -138,6 +138,31 @@ impl ToolFormat {
         })
     }
 
+    /// The tool formats, by their LLaMA-Factory names (`TOOLS` of `tool_utils.py`).
+    pub const NAMES: [&'static str; 13] = [
+        "default", "gemma4", "glm4", "glm4_moe", "lfm2", "ling", "llama3", "minimax1", "minimax2",
+        "mistral", "qwen", "qwen3_5", "seed_oss",
+    ];
+
+    /// The LLaMA-Factory name of this format (what [`ToolFormat::from_name`] reads).
+    pub fn name(self) -> &'static str {
+        match self {
+            ToolFormat::Default => "default",
+            ToolFormat::Gemma4 => "gemma4",
+            ToolFormat::Glm4 => "glm4",
+            ToolFormat::Glm4Moe => "glm4_moe",
+            ToolFormat::Lfm2 => "lfm2",
+            ToolFormat::Ling => "ling",
+            ToolFormat::Llama3 => "llama3",
+            ToolFormat::Minimax1 => "minimax1",
+            ToolFormat::Minimax2 => "minimax2",
+            ToolFormat::Mistral => "mistral",
+            ToolFormat::Qwen => "qwen",
+            ToolFormat::Qwen35 => "qwen3_5",
+            ToolFormat::SeedOss => "seed_oss",
+        }
+    }
+
     /// The system-prompt text describing `tools` (a parsed JSON list). `date` is the
     /// "Today Date" of the Llama 3 prompt (`%d %b %Y`).
     pub fn format_tools(self, tools: &[PyJson], date: &str) -> Result<String> {

@@ -94,6 +94,9 @@ pub struct TrainConfig {
     pub galore: Option<GaloreConfig>,
     /// `label_smoothing_factor` (pt / sft).
     pub label_smoothing: f64,
+    /// `moe_aux_loss_coef` (pt / sft): the weight of the MoE load-balancing loss, which LF
+    /// then turns on (`output_router_logits`); `None` (or 0) leaves config.json's choice.
+    pub moe_aux_loss_coef: Option<f64>,
     /// `neftune_noise_alpha` (pt / sft).
     pub neftune_noise_alpha: Option<f64>,
     /// `metric_for_best_model` as transformers resolves it (`loss` for `reduce_lr_on_plateau`).
@@ -207,6 +210,7 @@ impl TrainConfig {
             loraplus: None,
             galore: None,
             label_smoothing: 0.0,
+            moe_aux_loss_coef: None,
             neftune_noise_alpha: None,
             metric_for_best_model: None,
             greater_is_better: false,
@@ -307,6 +311,7 @@ impl TrainConfig {
                 .map(|r| (r, finetuning.loraplus_lr_embedding)),
             galore: GaloreConfig::from_args(training, finetuning)?,
             label_smoothing: training.label_smoothing_factor,
+            moe_aux_loss_coef: model.moe_aux_loss_coef.filter(|&c| c != 0.0),
             neftune_noise_alpha: training.neftune_noise_alpha,
             metric_for_best_model: metric_for_best_model(training),
             greater_is_better: training.greater_is_better.unwrap_or_else(|| {

@@ -77,13 +77,7 @@ impl ModelIo for HfModelIo {
 
     fn load(&self, model: &mut CausalLM, dir: &Path) -> Result<()> {
         let w = Weights::from_dir(dir)?;
-        for (name, var) in model.named_parameters_mut() {
-            if is_value_head_param(&name) {
-                continue;
-            }
-            let t = w.load(&name, var.shape(), var.dtype(), var.device())?;
-            *var.tensor_mut() = t;
-        }
+        model.load_hub_tensors(&w, is_value_head_param)?;
         load_value_head(model, dir)
     }
 }
@@ -197,12 +191,13 @@ pub type Entry = (String, Vec<usize>, safetensors::Dtype, Vec<u8>);
 /// `model-0000i-of-0000n.safetensors` + `model.safetensors.index.json` past `max_shard` bytes.
 pub fn save_weights(model: &CausalLM, dir: &Path, max_shard: usize) -> Result<()> {
     let mut entries = vec![];
-    for (name, var) in model.named_parameters() {
+    // MoE experts under the Hub's per-expert names, as transformers' save_pretrained
+    for (name, t) in model.hub_tensors()? {
         if is_value_head_param(&name) {
             continue; // value_head.safetensors, see save_value_head
         }
-        let (dt, bytes) = tensor_bytes(var.tensor())?;
-        entries.push((name, var.shape().to_vec(), dt, bytes));
+        let (dt, bytes) = tensor_bytes(&t)?;
+        entries.push((name, t.shape().to_vec(), dt, bytes));
     }
     save_entries(entries, dir, max_shard)
 }

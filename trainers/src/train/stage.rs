@@ -133,7 +133,7 @@ impl Stage for LmStage {
         let batch = make_batch(rows, first_row)?;
         let n = batch.labels.len();
         let labels = Tensor::from_vec(batch.labels.clone(), &[n], model.device)?;
-        let hidden = model.forward_hidden(&batch.seq, None)?;
+        let (hidden, aux) = model.forward_hidden_aux(&batch.seq)?;
         let (options, reduction) = if self.label_smoothing > 0.0 {
             (
                 CeOptions {
@@ -146,7 +146,12 @@ impl Stage for LmStage {
             (ce_options(model), CeReduction::Divide(num_items.max(1.0)))
         };
         let (hidden, head) = model.head_inputs(&hidden)?;
-        let loss = linear_cross_entropy(&hidden, &head, &labels, &options, reduction)?;
+        let mut loss = linear_cross_entropy(&hidden, &head, &labels, &options, reduction)?;
+        // transformers adds the weighted load-balancing loss to each micro-batch's loss
+        // (not divided by the accumulation steps: the model takes loss kwargs)
+        if let Some(aux) = aux {
+            loss = loss.add(&aux)?;
+        }
         Ok(MicroLoss {
             loss,
             tokens: batch.num_tokens(),
@@ -191,7 +196,8 @@ pub(crate) fn lm_batch_losses(
         for (i, chunk) in rows.chunks(bs).enumerate() {
             let refs: Vec<&Example> = chunk.iter().collect();
             let batch = make_batch(&refs, i * bs)?;
-            let (hidden, head) = model.head_inputs(&model.forward_hidden(&batch.seq, None)?)?;
+            let (hidden, aux) = model.forward_hidden_aux(&batch.seq)?;
+            let (hidden, head) = model.head_inputs(&hidden)?;
             let labels =
                 Tensor::from_vec(batch.labels.clone(), &[batch.labels.len()], model.device)?;
             // transformers 5.6's `prediction_step` passes the batch's `num_items_in_batch`
@@ -211,6 +217,10 @@ pub(crate) fn lm_batch_losses(
                 linear_cross_entropy(&hidden, &head, &labels, &options, reduction)?
                     .tensor()
                     .to_scalar::<f32>()?
+            };
+            let loss = match aux {
+                Some(a) => loss + a.tensor().to_scalar::<f32>()?,
+                None => loss,
             };
             losses.push((loss, chunk.len()));
         }

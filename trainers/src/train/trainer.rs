@@ -165,6 +165,13 @@ impl<'a, S: Stage> Trainer<'a, S> {
                 "`neftune_noise_alpha`: lmf applies NEFTune in the pt and sft stages only".into(),
             ));
         }
+        if cfg.moe_aux_loss_coef.is_some() && stage.padded_len(&[]).is_none() {
+            return Err(Error::Msg(
+                "`moe_aux_loss_coef`: lmf adds the MoE load-balancing loss in the pt and sft stages only"
+                    .into(),
+            ));
+        }
+        model.moe_aux_loss_coef = cfg.moe_aux_loss_coef;
         let (_, _, max_steps, epochs) = training_steps(cfg, train.len());
         let badam = match &cfg.badam {
             Some(b) => {
