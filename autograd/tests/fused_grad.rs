@@ -469,3 +469,66 @@ fn grouped_matmul_grad_with_an_empty_expert() {
     assert!(grouped_matmul(&x, &w, &[0, 2, 6, 9]).is_err());
     assert!(grouped_matmul(&x, &w, &[0, 6, 2, 6, 9]).is_err());
 }
+
+#[test]
+fn attention_with_sinks_grad_and_definition() {
+    use lmf_autograd::ops::fused::attention_with_sinks;
+    let cu = [0usize, 5, 11];
+    for p in [
+        params(4, 2, 3, true, None, None),
+        params(4, 2, 3, true, Some(2), None),
+    ] {
+        let inputs = [
+            rnd(&[11, 4, 3], 1, 1.0),
+            rnd(&[11, 2, 3], 2, 1.0),
+            rnd(&[11, 2, 3], 3, 1.0),
+            rnd(&[4], 4, 1.0),
+        ];
+        check_grads(&format!("attention sinks {p:?}"), &inputs, |v| {
+            attention_with_sinks(&v[0], &v[1], &v[2], &v[3], &cu, &cu, &p)
+        })
+        .unwrap();
+        // definition: softmax over [scores, sink], the sink's value 0
+        let vars: Vec<Var> = inputs.iter().map(|t| Var::constant(t.clone())).collect();
+        let got = attention_with_sinks(&vars[0], &vars[1], &vars[2], &vars[3], &cu, &cu, &p)
+            .unwrap()
+            .tensor()
+            .to_vec::<f64>()
+            .unwrap();
+        let (q, k, v, s) = (
+            inputs[0].to_vec::<f64>().unwrap(),
+            inputs[1].to_vec::<f64>().unwrap(),
+            inputs[2].to_vec::<f64>().unwrap(),
+            inputs[3].to_vec::<f64>().unwrap(),
+        );
+        for b in 0..2 {
+            for i in cu[b]..cu[b + 1] {
+                for h in 0..4 {
+                    let g = h / 2;
+                    let keys: Vec<usize> = (cu[b]..=i)
+                        .filter(|&j| p.window.is_none_or(|w| i - j < w))
+                        .collect();
+                    let sc: Vec<f64> = keys
+                        .iter()
+                        .map(|&j| {
+                            (0..3)
+                                .map(|x| q[(i * 4 + h) * 3 + x] * k[(j * 2 + g) * 3 + x])
+                                .sum::<f64>()
+                                * p.scale
+                        })
+                        .collect();
+                    let m = sc.iter().cloned().fold(s[h], f64::max);
+                    let z: f64 = sc.iter().map(|x| (x - m).exp()).sum::<f64>() + (s[h] - m).exp();
+                    for x in 0..3 {
+                        let want: f64 = keys
+                            .iter()
+                            .zip(&sc)
+                            .map(|(&j, sv)| (sv - m).exp() / z * v[(j * 2 + g) * 3 + x])
+                            .sum();
+                        assert!((got[(i * 4 + h) * 3 + x] - want).abs() < 1e-12);
+                    }
+                }
+            }
+        }
+    }
+}

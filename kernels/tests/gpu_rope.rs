@@ -134,6 +134,7 @@ fn rope_matches_cpu_twin() {
         mscale: None,
         mscale_all_dim: None,
         attention_factor: None,
+        truncate: true,
     };
     let case = |tokens, heads, head_dim, rotary_dim, scaling: &RopeScaling| Case {
         tokens,

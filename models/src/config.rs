@@ -30,6 +30,8 @@ pub enum Arch {
     Qwen3Moe,
     /// Mixtral (Mistral attention, top-k routed experts).
     Mixtral,
+    /// GPT-OSS (attention sinks, biased router and experts, clamped GLU, YaRN).
+    GptOss,
 }
 
 /// The `model_type` strings we accept.
@@ -43,6 +45,7 @@ pub const SUPPORTED_MODEL_TYPES: &[&str] = &[
     "gemma3_text",
     "qwen3_moe",
     "mixtral",
+    "gpt_oss",
 ];
 
 impl Arch {
@@ -58,6 +61,7 @@ impl Arch {
             "gemma3_text" => Arch::Gemma3,
             "qwen3_moe" => Arch::Qwen3Moe,
             "mixtral" => Arch::Mixtral,
+            "gpt_oss" => Arch::GptOss,
             _ => return None,
         })
     }
@@ -150,7 +154,20 @@ pub struct MoeConfig {
     pub output_router_logits: bool,
     /// Whether layer `i` is a MoE layer (else a dense MLP of `intermediate_size`).
     pub sparse_layers: Vec<bool>,
+    /// GPT-OSS: the router takes the top-k of its (biased) logits and softmaxes those k;
+    /// the experts have biases and the clamped GLU `(clamp(up) + 1) · g·σ(α·g)`, `g =
+    /// min(gate, limit)`. Else: softmax over all experts, then the top-k (Qwen-MoE, Mixtral).
+    pub gpt_oss: bool,
+    /// Whether LLaMA-Factory's `moe_aux_loss_coef` turns the load-balancing loss on for this
+    /// family (its `configure_moe` list: Mixtral, Qwen-MoE; not GPT-OSS).
+    pub lf_aux_loss: bool,
 }
+
+/// GPT-OSS's GLU constants, hard-coded in transformers' `GptOssExperts` (the config's
+/// `swiglu_limit` is not read).
+pub const GPT_OSS_ALPHA: f64 = 1.702;
+/// See [`GPT_OSS_ALPHA`].
+pub const GPT_OSS_LIMIT: f64 = 7.0;
 
 /// Typed access to the JSON object with errors naming the file and key.
 struct Keys<'a> {
@@ -271,6 +288,7 @@ impl ModelConfig {
         let head_dim = match (k.usize_opt("head_dim")?, arch) {
             (Some(d), _) => d,
             (None, Arch::Qwen3) => 128,
+            (None, Arch::GptOss) => 64,
             (None, Arch::Gemma | Arch::Gemma2 | Arch::Gemma3) => 256,
             (None, _) if hidden_size % num_heads == 0 => hidden_size / num_heads,
             (None, _) => {
@@ -303,7 +321,7 @@ impl ModelConfig {
         };
         let sliding_window = k.usize_opt("sliding_window")?;
         let layer_windows = layer_windows(&k, arch, num_layers, sliding_window)?;
-        let attn_bias = k.bool_or("attention_bias", false)?;
+        let attn_bias = k.bool_or("attention_bias", arch == Arch::GptOss)?;
         let query_pre_attn_scalar = match arch {
             Arch::Gemma2 => k.f64_opt("query_pre_attn_scalar")?,
             // Gemma3TextConfig's default
@@ -398,6 +416,8 @@ fn layer_windows(
     Ok((0..num_layers)
         .map(|i| match arch {
             Arch::Mistral | Arch::Mixtral => window,
+            // GptOssConfig: alternating, sliding first
+            Arch::GptOss => window.filter(|_| i % 2 == 0),
             // Qwen3MoeConfig drops the window unless `use_sliding_window`, then all layers
             Arch::Qwen3Moe => window.filter(|_| use_sliding),
             Arch::Gemma2 => window.filter(|_| i % 2 == 0),
@@ -455,6 +475,8 @@ fn moe_config(k: &Keys, arch: Arch, num_layers: usize) -> Result<Option<MoeConfi
                 sparse_layers: (0..num_layers)
                     .map(|i| !dense.contains(&i) && (i + 1) % step == 0)
                     .collect(),
+                gpt_oss: false,
+                lf_aux_loss: true,
             }
         }
         Arch::Mixtral => MoeConfig {
@@ -468,6 +490,29 @@ fn moe_config(k: &Keys, arch: Arch, num_layers: usize) -> Result<Option<MoeConfi
             router_aux_loss_coef: k.f64_opt("router_aux_loss_coef")?.unwrap_or(0.001),
             output_router_logits: k.bool_or("output_router_logits", false)?,
             sparse_layers: vec![true; num_layers],
+            gpt_oss: false,
+            lf_aux_loss: true,
+        },
+        Arch::GptOss => MoeConfig {
+            num_experts: positive(
+                "num_local_experts",
+                k.usize_opt("num_local_experts")?.unwrap_or(128),
+            )?,
+            // the Hub configs carry both names
+            top_k: match k.usize_opt("num_experts_per_tok")? {
+                Some(v) => positive("num_experts_per_tok", v)?,
+                None => positive(
+                    "experts_per_token",
+                    k.usize_opt("experts_per_token")?.unwrap_or(4),
+                )?,
+            },
+            intermediate_size: k.usize("intermediate_size")?,
+            norm_topk_prob: false,
+            router_aux_loss_coef: k.f64_opt("router_aux_loss_coef")?.unwrap_or(0.001),
+            output_router_logits: k.bool_or("output_router_logits", false)?,
+            sparse_layers: vec![true; num_layers],
+            gpt_oss: true,
+            lf_aux_loss: false,
         },
         _ => return Ok(None),
     };
@@ -596,6 +641,7 @@ fn rope_from(
                     mscale: s.f64_opt("mscale")?,
                     mscale_all_dim: s.f64_opt("mscale_all_dim")?,
                     attention_factor: s.f64_opt("attention_factor")?,
+                    truncate: s.bool_or("truncate", true)?,
                 },
                 other => {
                     return Err(Error::file(

@@ -121,6 +121,16 @@ pub fn checkpoint_quantization(dir: &Path) -> Result<Option<LoadQuant>> {
     let flag = |k: &str| q.get(k).and_then(Value::as_bool).unwrap_or(false);
     let int = |k: &str| q.get(k).and_then(Value::as_i64);
     let method = q.get("quant_method").and_then(Value::as_str).unwrap_or("");
+    if method == "mxfp4" {
+        // GPT-OSS's MXFP4 experts: the MoE loader dequantizes them (as transformers does
+        // without its triton kernels); every other layer is stored dense.
+        if value.get("model_type").and_then(Value::as_str) != Some("gpt_oss") {
+            return Err(bad(
+                "quant_method `mxfp4` is supported for gpt_oss models only".into(),
+            ));
+        }
+        return Ok(None);
+    }
     let saved = match method {
         "bitsandbytes" if flag("load_in_8bit") => SavedQuant::Bnb(QuantSpec::Eight {
             threshold: q
@@ -180,7 +190,7 @@ pub fn checkpoint_quantization(dir: &Path) -> Result<Option<LoadQuant>> {
         other => {
             return Err(bad(format!(
                 "quant_method `{other}` is not supported yet (lmf loads bitsandbytes, GPTQ and \
-                 AWQ checkpoints)"
+                 AWQ checkpoints, and GPT-OSS's MXFP4 experts)"
             )))
         }
     };

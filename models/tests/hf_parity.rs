@@ -19,10 +19,12 @@ const MODELS: &[&str] = &[
     "gemma3",
     "qwen3_moe",
     "mixtral",
+    "gpt_oss",
+    "gpt_oss_mxfp4",
 ];
 /// Fixtures made for architectures lmf does not load yet (issue 17: Phi-3, GPT-OSS); each
 /// moves to `MODELS` when its architecture lands.
-const PENDING: &[&str] = &["gpt_oss", "gpt_oss_mxfp4", "phi3"];
+const PENDING: &[&str] = &["phi3"];
 const TOL: f32 = 1e-4;
 
 fn fixtures() -> PathBuf {
@@ -237,8 +239,17 @@ fn check_model(name: &str) {
     check_packed(name, &model, &w);
     check_cached_decode(name, &model, &w);
     check_greedy(name, &model, &json);
-    if model.config.moe.is_some() {
-        check_aux_loss(name, &model, &w);
+    match &model.config.moe {
+        Some(mc) if mc.lf_aux_loss => check_aux_loss(name, &model, &w),
+        Some(_) => {
+            // GPT-OSS is not in LLaMA-Factory's `configure_moe` list: `moe_aux_loss_coef`
+            // leaves its loss alone
+            let mut m = model.clone();
+            m.moe_aux_loss_coef = Some(1.0);
+            let batch = SeqBatch::from_seqs(&[vec![60, 61, 62]]);
+            assert!(m.forward_hidden_aux(&batch).unwrap().1.is_none(), "{name}");
+        }
+        None => {}
     }
 }
 
@@ -296,6 +307,17 @@ fn mixtral_top2_sliding_window() {
 }
 
 #[test]
+fn gpt_oss_sinks_yarn_clamped_experts() {
+    check_model("gpt_oss");
+}
+
+/// The same model with its experts stored as MXFP4 blocks and scales (dequantized on load).
+#[test]
+fn gpt_oss_mxfp4_experts() {
+    check_model("gpt_oss_mxfp4");
+}
+
+#[test]
 fn every_fixture_model_is_tested() {
     let dir = fixtures().join("models");
     let mut found: Vec<String> = std::fs::read_dir(&dir)
@@ -345,4 +367,34 @@ fn generation_config_eos_matches_transformers() {
             .collect();
         assert_eq!(g.eos_token_ids, want, "{name}");
     }
+}
+
+/// lmf's MXFP4 dequantization equals transformers' `convert_moe_packed_tensors` of the same
+/// blocks and scales (the fixture's `dequant.*`, input-major as transformers holds them),
+/// value for value.
+#[test]
+fn gpt_oss_mxfp4_dequantization_equals_transformers() {
+    let model = load("gpt_oss_mxfp4");
+    let (w, _) = expected("gpt_oss_mxfp4");
+    let ours = model.hub_tensors().unwrap();
+    let mut checked = 0;
+    for (name, t) in &ours {
+        let key = format!("dequant.{name}");
+        if !w.contains(&key) {
+            continue;
+        }
+        let want = get(&w, &key);
+        assert_eq!(t.shape(), want.shape(), "{name}");
+        assert_eq!(
+            t.to_vec::<f32>().unwrap(),
+            want.to_vec::<f32>().unwrap(),
+            "{name}"
+        );
+        checked += 1;
+    }
+    assert_eq!(
+        checked,
+        2 * model.layers.len(),
+        "gate_up and down of every layer"
+    );
 }

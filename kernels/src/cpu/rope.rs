@@ -63,6 +63,9 @@ pub enum RopeScaling {
         mscale_all_dim: Option<f64>,
         /// Explicit attention factor; overrides the mscale rule.
         attention_factor: Option<f64>,
+        /// Floor / ceil the correction range (HF's default `truncate = True`; GPT-OSS sets
+        /// false and keeps the fractional bounds).
+        truncate: bool,
     },
 }
 
@@ -160,6 +163,7 @@ impl RopeConfig {
                 mscale,
                 mscale_all_dim,
                 attention_factor,
+                truncate,
             } => {
                 // Python truthiness in HF: both present and non-zero.
                 let af = match (attention_factor, mscale, mscale_all_dim) {
@@ -170,12 +174,15 @@ impl RopeConfig {
                     _ => yarn_mscale(factor, 1.0),
                 };
                 // HF's default `truncate = True`: floor / ceil the correction range.
-                let lo = yarn_correction_dim(beta_fast, r, base, orig)
-                    .floor()
-                    .max(0.0);
-                let mut hi = yarn_correction_dim(beta_slow, r, base, orig)
-                    .ceil()
-                    .min((r - 1) as f64);
+                let (mut lo, mut hi) = (
+                    yarn_correction_dim(beta_fast, r, base, orig),
+                    yarn_correction_dim(beta_slow, r, base, orig),
+                );
+                if truncate {
+                    (lo, hi) = (lo.floor(), hi.ceil());
+                }
+                let lo = lo.max(0.0);
+                let mut hi = hi.min((r - 1) as f64);
                 if lo == hi {
                     hi += 0.001; // avoid a zero-width ramp
                 }
@@ -349,6 +356,7 @@ mod tests {
             mscale,
             mscale_all_dim: all,
             attention_factor: af,
+            truncate: true,
         }
     }
 

@@ -8,7 +8,9 @@ use super::linear::Linear;
 use super::moe::MoeBlock;
 use crate::config::ModelConfig;
 use lmf_autograd::grad_mode::is_grad_enabled;
-use lmf_autograd::ops::fused::{attention, glu, rmsnorm, rope, rope_cos_sin, AttnParams};
+use lmf_autograd::ops::fused::{
+    attention, attention_with_sinks, glu, rmsnorm, rope, rope_cos_sin, AttnParams,
+};
 use lmf_autograd::{DType, Device, Result, Tensor, Var};
 
 /// `self_attn.*` of one layer.
@@ -26,6 +28,8 @@ pub struct Attention {
     pub q_norm: Option<Var>,
     /// Qwen3 `k_norm.weight: [head_dim]`.
     pub k_norm: Option<Var>,
+    /// GPT-OSS `sinks: [heads]`: a learned logit per head in the softmax denominator.
+    pub sinks: Option<Var>,
 }
 
 /// `mlp.*` of one layer: `down(act(gate(x)) ⊙ up(x))`.
@@ -167,9 +171,13 @@ impl DecoderLayer {
             scale: cfg.attn_scale,
             softcap: cfg.attn_softcap,
         };
+        let attend = |k: &Var, v: &Var, cu_k: &[usize]| match &at.sinks {
+            Some(sinks) => attention_with_sinks(&q, k, v, sinks, ctx.cu_seqlens, cu_k, &params),
+            None => attention(&q, k, v, ctx.cu_seqlens, cu_k, &params),
+        };
         let o = match cache {
-            None => attention(&q, &k, &v, ctx.cu_seqlens, ctx.cu_seqlens, &params)?,
-            Some(cache) if cache.is_host() && !is_grad_enabled() => {
+            None => attend(&k, &v, ctx.cu_seqlens)?,
+            Some(cache) if cache.is_host() && !is_grad_enabled() && at.sinks.is_none() => {
                 Var::constant(cache.attend_in_place(
                     self.index,
                     ctx.cu_seqlens,
@@ -183,7 +191,7 @@ impl DecoderLayer {
                 let (k_all, v_all, cu_k) =
                     cache.append(self.index, ctx.cu_seqlens, k.tensor(), v.tensor())?;
                 let (k_all, v_all) = (Var::constant(k_all), Var::constant(v_all));
-                attention(&q, &k_all, &v_all, ctx.cu_seqlens, &cu_k, &params)?
+                attend(&k_all, &v_all, &cu_k)?
             }
         };
         at.o_proj.forward(&o.reshape(&[n, h * d])?)

@@ -18,7 +18,7 @@ pub use linear::{batch_invariant, InputTap, Linear, Lora};
 pub use moe::MoeBlock;
 
 use crate::batch::SeqBatch;
-use crate::config::ModelConfig;
+use crate::config::{Arch, ModelConfig};
 use crate::quantize::{LoadQuant, QuantSpec};
 use crate::value_head::ValueHead;
 use crate::weights::Weights;
@@ -52,15 +52,24 @@ macro_rules! visit_params {
             if let Some(v) = $($r)+ a.k_norm {
                 $out.push((format!("{p}.self_attn.k_norm.weight"), v));
             }
+            if let Some(v) = $($r)+ a.sinks {
+                $out.push((format!("{p}.self_attn.sinks"), v));
+            }
             if let Some(mlp) = $($r)+ l.mlp {
                 mlp.gate_proj.$push(&format!("{p}.mlp.gate_proj"), &mut $out);
                 mlp.up_proj.$push(&format!("{p}.mlp.up_proj"), &mut $out);
                 mlp.down_proj.$push(&format!("{p}.mlp.down_proj"), &mut $out);
             }
             if let Some(moe) = $($r)+ l.moe {
-                moe.router.$push(&format!("{p}.mlp.gate"), &mut $out);
+                moe.router.$push(&format!("{p}.{}", moe::router_path(&$m.config)), &mut $out);
                 $out.push((format!("{p}.mlp.experts.gate_up_proj"), $($r)+ moe.gate_up));
+                if let Some(b) = $($r)+ moe.gate_up_bias {
+                    $out.push((format!("{p}.mlp.experts.gate_up_proj_bias"), b));
+                }
                 $out.push((format!("{p}.mlp.experts.down_proj"), $($r)+ moe.down));
+                if let Some(b) = $($r)+ moe.down_bias {
+                    $out.push((format!("{p}.mlp.experts.down_proj_bias"), b));
+                }
             }
             $out.push((format!("{p}.input_layernorm.weight"), $($r)+ l.input_layernorm));
             $out.push((format!("{p}.post_attention_layernorm.weight"), $($r)+ l.post_attention_layernorm));
@@ -214,6 +223,9 @@ impl CausalLM {
                             .qk_norm
                             .then(|| norm(&format!("{a}.k_norm"), c.head_dim))
                             .transpose()?,
+                        sinks: (c.arch == Arch::GptOss)
+                            .then(|| load(&format!("{a}.sinks"), &[c.num_heads]))
+                            .transpose()?,
                     },
                     post_attention_layernorm: norm(&format!("{p}.post_attention_layernorm"), hd)?,
                     pre_feedforward_layernorm: c
@@ -325,32 +337,31 @@ impl CausalLM {
     pub fn hub_tensors(&self) -> Result<Vec<(String, Tensor)>> {
         let mut out = vec![];
         for (name, v) in self.named_parameters() {
-            let Some(layer) = name.strip_suffix(".mlp.experts.gate_up_proj") else {
-                if name.ends_with(".mlp.experts.down_proj") || self.moe_router(&name).is_some() {
-                    continue; // written with the gate_up stack
+            match self.moe_param(&name) {
+                // the layer's whole block is written in place of its stacked gate_up
+                Some((layer, block)) if name.ends_with(".mlp.experts.gate_up_proj") => {
+                    out.extend(moe::hub_tensors(block, layer, &self.config)?);
                 }
-                out.push((name, v.tensor().clone()));
-                continue;
-            };
-            let block = self
-                .layers
-                .iter()
-                .find(|l| format!("model.layers.{}", l.index) == layer)
-                .and_then(|l| l.moe.as_ref())
-                .ok_or_else(|| Error::msg(format!("{name}: no such MoE layer")))?;
-            out.extend(moe::hub_tensors(block, layer, &self.config)?);
+                Some(_) => {}
+                None => out.push((name, v.tensor().clone())),
+            }
         }
         Ok(out)
     }
 
-    /// The MoE layer whose router parameter is `name` (`model.layers.{i}.mlp.gate.weight`).
-    fn moe_router(&self, name: &str) -> Option<&MoeBlock> {
-        let layer = name.strip_suffix(".mlp.gate.weight")?;
-        self.layers
+    /// The MoE layer (`model.layers.{i}`, block) that parameter `name` belongs to: its router
+    /// or its stacked experts.
+    fn moe_param<'n>(&self, name: &'n str) -> Option<(&'n str, &MoeBlock)> {
+        let router = format!(".{}.", moe::router_path(&self.config));
+        let at = name.find(".mlp.experts.").or_else(|| name.find(&router))?;
+        let layer = &name[..at];
+        let block = self
+            .layers
             .iter()
             .find(|l| format!("model.layers.{}", l.index) == layer)?
             .moe
-            .as_ref()
+            .as_ref()?;
+        Some((layer, block))
     }
 
     /// Replaces every parameter (except the value head, which `keep` may skip) with the
@@ -367,20 +378,33 @@ impl CausalLM {
                 experts.insert(layer, t);
             }
         }
+        let router = moe::router_path(&cfg);
         for (name, var) in self.named_parameters_mut() {
             if keep(&name) {
                 continue;
             }
-            let stacked = |suffix: &str| {
+            let part = |suffix: &str| {
                 name.strip_suffix(suffix)
                     .and_then(|layer| experts.get(layer))
             };
-            let t = if let Some((router, _, _)) = stacked(".mlp.gate.weight") {
-                router.clone()
-            } else if let Some((_, gu, _)) = stacked(".mlp.experts.gate_up_proj") {
-                gu.clone()
-            } else if let Some((_, _, dn)) = stacked(".mlp.experts.down_proj") {
-                dn.clone()
+            let t = if let Some(x) = part(&format!(".{router}.weight")) {
+                x.router.clone()
+            } else if let Some(b) =
+                part(&format!(".{router}.bias")).and_then(|x| x.router_bias.as_ref())
+            {
+                b.clone()
+            } else if let Some(x) = part(".mlp.experts.gate_up_proj") {
+                x.gate_up.clone()
+            } else if let Some(b) =
+                part(".mlp.experts.gate_up_proj_bias").and_then(|x| x.gate_up_bias.as_ref())
+            {
+                b.clone()
+            } else if let Some(x) = part(".mlp.experts.down_proj") {
+                x.down.clone()
+            } else if let Some(b) =
+                part(".mlp.experts.down_proj_bias").and_then(|x| x.down_bias.as_ref())
+            {
+                b.clone()
             } else {
                 w.load(&name, var.shape(), var.dtype(), var.device())?
             };
@@ -426,6 +450,7 @@ impl CausalLM {
     pub fn aux_loss_weight(&self) -> Option<f64> {
         let mc = self.config.moe.as_ref()?;
         self.moe_aux_loss_coef
+            .filter(|_| mc.lf_aux_loss)
             .or(mc.output_router_logits.then_some(mc.router_aux_loss_coef))
     }
 

@@ -21,7 +21,7 @@
 //! router learns through them (and through the load-balancing loss).
 
 use super::linear::Linear;
-use crate::config::{Arch, ModelConfig, MoeConfig};
+use crate::config::{Arch, ModelConfig, MoeConfig, GPT_OSS_ALPHA, GPT_OSS_LIMIT};
 use crate::weights::Weights;
 use lmf_autograd::ops::fused::{glu, grouped_matmul};
 use lmf_autograd::{DType, Device, Error, Result, Tensor, Var};
@@ -35,6 +35,10 @@ pub struct MoeBlock {
     pub gate_up: Var,
     /// The experts' down projections, `[E, H, I]`.
     pub down: Var,
+    /// GPT-OSS `gate_up_proj_bias`, `[E, 2I]` (gate entries first, as `gate_up`).
+    pub gate_up_bias: Option<Var>,
+    /// GPT-OSS `down_proj_bias`, `[E, H]`.
+    pub down_bias: Option<Var>,
 }
 
 /// The routing of one batch: which rows go to which expert, in grouped order.
@@ -117,10 +121,36 @@ impl Layout {
     }
 }
 
-/// Loads layer `layer`'s (`model.layers.{i}`) experts and router from any of the layouts
-/// checkpoints use: transformers 5's stacked `mlp.experts.gate_up_proj` `[E, 2I, H]` /
-/// `down_proj` `[E, H, I]`, the Hub's per-expert `mlp.experts.{e}.{gate,up,down}_proj`
-/// (Qwen-MoE), or Mixtral's `block_sparse_moe.experts.{e}.{w1,w3,w2}` (gate, up, down).
+/// One MoE layer's tensors in lmf's layout (see [`MoeBlock`]).
+pub(crate) struct ExpertTensors {
+    pub router: Tensor,
+    pub router_bias: Option<Tensor>,
+    pub gate_up: Tensor,
+    pub gate_up_bias: Option<Tensor>,
+    pub down: Tensor,
+    pub down_bias: Option<Tensor>,
+}
+
+/// GPT-OSS's expert activation: `g = min(gate, 7)`, `u = clamp(up, −7, 7)`,
+/// `(u + 1) · g · σ(1.702 · g)` (`[R, I]` each).
+pub fn gpt_oss_glu(gate: &Var, up: &Var) -> Result<Var> {
+    let lim = GPT_OSS_LIMIT;
+    let g = gate.clamp(f64::NEG_INFINITY, lim)?;
+    let u = up.clamp(-lim, lim)?;
+    let glu = g.mul(&g.scale(GPT_OSS_ALPHA)?.sigmoid()?)?;
+    u.affine(1.0, 1.0)?.mul(&glu)
+}
+
+/// The module path of a MoE layer's router: `mlp.router` (GPT-OSS) or `mlp.gate`.
+pub fn router_path(cfg: &ModelConfig) -> &'static str {
+    if cfg.arch == Arch::GptOss {
+        "mlp.router"
+    } else {
+        "mlp.gate"
+    }
+}
+
+/// Loads layer `layer`'s (`model.layers.{i}`) experts and router (see [`load_tensors`]).
 pub(crate) fn load(
     w: &Weights,
     layer: &str,
@@ -129,15 +159,38 @@ pub(crate) fn load(
     dtype: DType,
     device: Device,
 ) -> crate::Result<MoeBlock> {
-    let (router, gate_up, down) = load_tensors(w, layer, cfg, moe, dtype, device)?;
+    let t = load_tensors(w, layer, cfg, moe, dtype, device)?;
     Ok(MoeBlock {
-        router: Linear::new(Var::param(router), None),
-        gate_up: Var::param(gate_up),
-        down: Var::param(down),
+        router: Linear::new(Var::param(t.router), t.router_bias.map(Var::param)),
+        gate_up: Var::param(t.gate_up),
+        down: Var::param(t.down),
+        gate_up_bias: t.gate_up_bias.map(Var::param),
+        down_bias: t.down_bias.map(Var::param),
     })
 }
 
-/// `(router [E, H], gate_up [E, 2I, H], down [E, H, I])` of layer `layer` (see [`load`]).
+/// The permutation of GPT-OSS's interleaved gate/up outputs (`2j` gate `j`, `2j + 1` up `j`)
+/// into lmf's gate-first order: `[0, 2, …, 2I−2, 1, 3, …, 2I−1]`.
+fn deinterleave(i: usize) -> Vec<usize> {
+    (0..i)
+        .map(|j| 2 * j)
+        .chain((0..i).map(|j| 2 * j + 1))
+        .collect()
+}
+
+/// The inverse of [`deinterleave`].
+fn interleave(i: usize) -> Vec<usize> {
+    (0..2 * i)
+        .map(|c| if c % 2 == 0 { c / 2 } else { i + c / 2 })
+        .collect()
+}
+
+/// Layer `layer`'s router and experts from any of the layouts checkpoints use:
+/// transformers 5's stacked `mlp.experts.gate_up_proj` `[E, 2I, H]` / `down_proj`
+/// `[E, H, I]`, the Hub's per-expert `mlp.experts.{e}.{gate,up,down}_proj` (Qwen-MoE),
+/// Mixtral's `block_sparse_moe.experts.{e}.{w1,w3,w2}` (gate, up, down), and GPT-OSS's
+/// `mlp.router` + input-major `gate_up_proj` `[E, H, 2I]` (gate/up interleaved) /
+/// `down_proj` `[E, I, H]` with biases, dense or as MXFP4 `_blocks` / `_scales`.
 pub(crate) fn load_tensors(
     w: &Weights,
     layer: &str,
@@ -145,14 +198,16 @@ pub(crate) fn load_tensors(
     moe: &MoeConfig,
     dtype: DType,
     device: Device,
-) -> crate::Result<(Tensor, Tensor, Tensor)> {
+) -> crate::Result<ExpertTensors> {
     let (e, h, i) = (moe.num_experts, cfg.hidden_size, moe.intermediate_size);
+    if moe.gpt_oss {
+        return load_gpt_oss(w, layer, (e, h, i), dtype, device);
+    }
     let Layout { block, leaves } = Layout::found(w, layer);
     let router = w.load(&format!("{block}.gate.weight"), &[e, h], dtype, device)?;
     let stacked = format!("{block}.experts.gate_up_proj");
-    if w.contains(&stacked) {
-        return Ok((
-            router,
+    let (gate_up, down) = if w.contains(&stacked) {
+        (
             w.load(&stacked, &[e, 2 * i, h], dtype, device)?,
             w.load(
                 &format!("{block}.experts.down_proj"),
@@ -160,50 +215,183 @@ pub(crate) fn load_tensors(
                 dtype,
                 device,
             )?,
-        ));
-    }
-    let [g, u, d] = leaves;
-    let one = |ex: usize, name: &str, shape: &[usize]| -> crate::Result<Var> {
-        let t = w.load(
-            &format!("{block}.experts.{ex}.{name}.weight"),
-            shape,
-            dtype,
-            device,
-        )?;
-        Ok(Var::constant(t.reshape(&[1, shape[0], shape[1]])?))
+        )
+    } else {
+        let [g, u, d] = leaves;
+        let one = |ex: usize, name: &str, shape: &[usize]| -> crate::Result<Var> {
+            let t = w.load(
+                &format!("{block}.experts.{ex}.{name}.weight"),
+                shape,
+                dtype,
+                device,
+            )?;
+            Ok(Var::constant(t.reshape(&[1, shape[0], shape[1]])?))
+        };
+        let mut gu = Vec::with_capacity(e);
+        let mut dn = Vec::with_capacity(e);
+        for ex in 0..e {
+            // one expert's [2I, H]: gate rows, then up rows
+            gu.push(Var::cat(
+                &[&one(ex, g, &[i, h])?, &one(ex, u, &[i, h])?],
+                1,
+            )?);
+            dn.push(one(ex, d, &[h, i])?);
+        }
+        let cat = |v: &[Var]| -> crate::Result<Tensor> {
+            let refs: Vec<&Var> = v.iter().collect();
+            Ok(Var::cat(&refs, 0)?.into_tensor())
+        };
+        (cat(&gu)?, cat(&dn)?)
     };
-    let mut gu = Vec::with_capacity(e);
-    let mut dn = Vec::with_capacity(e);
-    for ex in 0..e {
-        // one expert's [2I, H]: gate rows, then up rows
-        gu.push(Var::cat(
-            &[&one(ex, g, &[i, h])?, &one(ex, u, &[i, h])?],
-            1,
-        )?);
-        dn.push(one(ex, d, &[h, i])?);
-    }
-    let cat = |v: &[Var]| -> crate::Result<Tensor> {
-        let refs: Vec<&Var> = v.iter().collect();
-        Ok(Var::cat(&refs, 0)?.into_tensor())
+    Ok(ExpertTensors {
+        router,
+        router_bias: None,
+        gate_up,
+        gate_up_bias: None,
+        down,
+        down_bias: None,
+    })
+}
+
+/// GPT-OSS's layer `layer` (see [`load_tensors`]).
+fn load_gpt_oss(
+    w: &Weights,
+    layer: &str,
+    (e, h, i): (usize, usize, usize),
+    dtype: DType,
+    device: Device,
+) -> crate::Result<ExpertTensors> {
+    let m = format!("{layer}.mlp");
+    let ld = |name: &str, shape: &[usize]| w.load(&format!("{m}.{name}"), shape, dtype, device);
+    let perm = ids(deinterleave(i), device)?;
+    // [E, 2I, H] with rows in gate-first order, from output-major rows `rows`
+    let gate_up_rows = |rows: Tensor| -> crate::Result<Tensor> { Ok(rows.index_select(&perm, 1)?) };
+    let (gate_up, down) = if w.contains(&format!("{m}.experts.gate_up_proj_blocks")) {
+        (
+            gate_up_rows(mxfp4(
+                w,
+                &format!("{m}.experts.gate_up_proj"),
+                (e, 2 * i, h),
+                dtype,
+                device,
+            )?)?,
+            mxfp4(
+                w,
+                &format!("{m}.experts.down_proj"),
+                (e, h, i),
+                dtype,
+                device,
+            )?,
+        )
+    } else {
+        // input-major [E, in, out] → output-major [E, out, in]
+        let gu = ld("experts.gate_up_proj", &[e, h, 2 * i])?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let dn = ld("experts.down_proj", &[e, i, h])?
+            .transpose(1, 2)?
+            .contiguous()?;
+        (gate_up_rows(gu)?, dn)
     };
-    Ok((router, cat(&gu)?, cat(&dn)?))
+    Ok(ExpertTensors {
+        router: ld("router.weight", &[e, h])?,
+        router_bias: Some(ld("router.bias", &[e])?),
+        gate_up,
+        gate_up_bias: Some(ld("experts.gate_up_proj_bias", &[e, 2 * i])?.index_select(&perm, 1)?),
+        down,
+        down_bias: Some(ld("experts.down_proj_bias", &[e, h])?),
+    })
+}
+
+/// MXFP4 values of the e2m1 codes.
+const FP4_VALUES: [f32; 16] = [
+    0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0,
+];
+
+/// Dequantizes `{name}_blocks` (u8 `[E, rows, cols/32, 16]`) and `{name}_scales` (u8 `[E,
+/// rows, cols/32]`) to `[E, rows, cols]`: element `c` of a row is
+/// `FP4_VALUES[code] · 2^(scale[c/32] − 127)`, its code the low nibble of byte `c/2` of the
+/// block for even `c`, the high nibble for odd `c` (transformers' `convert_moe_packed_tensors`).
+fn mxfp4(
+    w: &Weights,
+    name: &str,
+    (e, rows, cols): (usize, usize, usize),
+    dtype: DType,
+    device: Device,
+) -> crate::Result<Tensor> {
+    if cols % 32 != 0 {
+        return Err(crate::Error::msg(format!(
+            "{name}: MXFP4 needs a multiple of 32 input features, got {cols}"
+        )));
+    }
+    let nb = cols / 32;
+    let blocks = w.load(
+        &format!("{name}_blocks"),
+        &[e, rows, nb, 16],
+        DType::U8,
+        Device::Cpu,
+    )?;
+    let scales = w.load(
+        &format!("{name}_scales"),
+        &[e, rows, nb],
+        DType::U8,
+        Device::Cpu,
+    )?;
+    let (blocks, scales) = (blocks.to_vec::<u8>()?, scales.to_vec::<u8>()?);
+    let mut out = vec![0f32; e * rows * cols];
+    for (b, (chunk, &sc)) in out.chunks_mut(32).zip(&scales).enumerate() {
+        let unit = (2f32).powi(sc as i32 - 127);
+        for (j, byte) in blocks[b * 16..(b + 1) * 16].iter().enumerate() {
+            chunk[2 * j] = FP4_VALUES[(byte & 0x0f) as usize] * unit;
+            chunk[2 * j + 1] = FP4_VALUES[(byte >> 4) as usize] * unit;
+        }
+    }
+    Ok(Tensor::from_vec(out, &[e, rows, cols], device)?.to_dtype(dtype)?)
 }
 
 /// The checkpoint tensors of one MoE layer under the Hub's names (what transformers 5.6's
-/// `save_pretrained` writes): the router, then each expert's gate, up and down weights.
+/// `save_pretrained` writes): the router, then each expert's gate, up and down weights; for
+/// GPT-OSS its fused input-major tensors (dense, never MXFP4) with their biases.
 pub(crate) fn hub_tensors(
     block: &MoeBlock,
     layer: &str,
     cfg: &ModelConfig,
 ) -> crate::Result<Vec<(String, Tensor)>> {
-    let Layout {
-        block: prefix,
-        leaves,
-    } = Layout::hub(cfg, layer);
     let gu = block.gate_up.tensor();
     let dn = block.down.tensor();
     let (e, i2) = (gu.shape()[0], gu.shape()[1]);
     let i = i2 / 2;
+    if cfg.arch == Arch::GptOss {
+        let m = format!("{layer}.mlp");
+        let perm = ids(interleave(i), gu.device())?;
+        let mut out = vec![(
+            format!("{m}.router.weight"),
+            block.router.weight.tensor().clone(),
+        )];
+        if let Some(b) = &block.router.bias {
+            out.push((format!("{m}.router.bias"), b.tensor().clone()));
+        }
+        let gu_in = gu.index_select(&perm, 1)?.transpose(1, 2)?.contiguous()?;
+        out.push((format!("{m}.experts.gate_up_proj"), gu_in));
+        if let Some(b) = &block.gate_up_bias {
+            out.push((
+                format!("{m}.experts.gate_up_proj_bias"),
+                b.tensor().index_select(&perm, 1)?,
+            ));
+        }
+        out.push((
+            format!("{m}.experts.down_proj"),
+            dn.transpose(1, 2)?.contiguous()?,
+        ));
+        if let Some(b) = &block.down_bias {
+            out.push((format!("{m}.experts.down_proj_bias"), b.tensor().clone()));
+        }
+        return Ok(out);
+    }
+    let Layout {
+        block: prefix,
+        leaves,
+    } = Layout::hub(cfg, layer);
     let mut out = vec![(
         format!("{prefix}.gate.weight"),
         block.router.weight.tensor().clone(),
@@ -288,21 +476,36 @@ impl MoeBlock {
                 format!("router gives {:?}, expected [{n}, {e}]", logits.shape()),
             ));
         }
-        let probs = logits.softmax(1)?;
-        // selection on the values (no gradient), in f32 as torch's float softmax
-        let pv = probs.tensor().to_dtype(DType::F32)?.to_vec::<f32>()?;
-        let experts: Vec<usize> = (0..n)
-            .flat_map(|t| top_k(&pv[t * e..(t + 1) * e], k))
-            .collect();
-        // w: [N, k] routing weights, differentiable through the softmax
-        let flat = ids((0..n * k).map(|r| (r / k) * e + experts[r]), dev)?;
-        let mut w = probs
-            .reshape(&[n * e])?
-            .index_select(&flat, 0)?
-            .reshape(&[n, k])?;
-        if moe.norm_topk_prob {
-            w = w.div(&w.sum(&[1], true)?)?;
-        }
+        // selection on the values (no gradient), in f32 as torch's float softmax; w: [N, k]
+        // routing weights, differentiable
+        let (experts, w) = if moe.gpt_oss {
+            // top-k of the logits, softmax over those k
+            let lv = logits.tensor().to_dtype(DType::F32)?.to_vec::<f32>()?;
+            let experts: Vec<usize> = (0..n)
+                .flat_map(|t| top_k(&lv[t * e..(t + 1) * e], k))
+                .collect();
+            let flat = ids((0..n * k).map(|r| (r / k) * e + experts[r]), dev)?;
+            let top = logits
+                .reshape(&[n * e])?
+                .index_select(&flat, 0)?
+                .reshape(&[n, k])?;
+            (experts, top.softmax(1)?)
+        } else {
+            let probs = logits.softmax(1)?;
+            let pv = probs.tensor().to_dtype(DType::F32)?.to_vec::<f32>()?;
+            let experts: Vec<usize> = (0..n)
+                .flat_map(|t| top_k(&pv[t * e..(t + 1) * e], k))
+                .collect();
+            let flat = ids((0..n * k).map(|r| (r / k) * e + experts[r]), dev)?;
+            let mut w = probs
+                .reshape(&[n * e])?
+                .index_select(&flat, 0)?
+                .reshape(&[n, k])?;
+            if moe.norm_topk_prob {
+                w = w.div(&w.sum(&[1], true)?)?;
+            }
+            (experts, w)
+        };
         let routing = Routing { logits, experts };
         if n == 0 {
             return Ok((x.scale(0.0)?, routing));
@@ -310,13 +513,25 @@ impl MoeBlock {
         let (order, offsets) = group_by_expert(&routing.experts, e);
         // xs: [R, H], the token of each routed row in grouped order
         let xs = x.index_select(&ids(order.iter().map(|&r| r / k), dev)?, 0)?;
-        let gu = grouped_matmul(&xs, &self.gate_up, &offsets)?;
-        let a = glu(
-            &gu.narrow(1, 0, i)?.contiguous()?,
-            &gu.narrow(1, i, i)?.contiguous()?,
-            cfg.act,
-        )?;
-        let ys = grouped_matmul(&a, &self.down, &offsets)?;
+        // the expert of each grouped row, for the biases
+        let row_expert = || ids(order.iter().map(|&r| routing.experts[r]), dev);
+        let mut gu = grouped_matmul(&xs, &self.gate_up, &offsets)?;
+        if let Some(b) = &self.gate_up_bias {
+            gu = gu.add(&b.index_select(&row_expert()?, 0)?)?;
+        }
+        let (gate, up) = (
+            gu.narrow(1, 0, i)?.contiguous()?,
+            gu.narrow(1, i, i)?.contiguous()?,
+        );
+        let a = if moe.gpt_oss {
+            gpt_oss_glu(&gate, &up)?
+        } else {
+            glu(&gate, &up, cfg.act)?
+        };
+        let mut ys = grouped_matmul(&a, &self.down, &offsets)?;
+        if let Some(b) = &self.down_bias {
+            ys = ys.add(&b.index_select(&row_expert()?, 0)?)?;
+        }
         // back to (token, slot) order, weighted, summed over the slots
         let mut inverse = vec![0usize; order.len()];
         for (j, &r) in order.iter().enumerate() {

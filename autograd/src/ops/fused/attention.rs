@@ -133,3 +133,119 @@ pub fn attention(
         ])
     }))
 }
+
+/// Folds a per-head sink logit into a finished attention row (GPT-OSS): the sink joins the
+/// softmax denominator and adds no value, so with `lse' = logaddexp(lse, sink_h)` the output
+/// is `out · exp(lse − lse')`. `out: [tokens, heads, d]`, `lse: [heads, tokens]` (updated in
+/// place to `lse'`).
+pub fn fold_sinks<T: lmf_kernels::Real>(out: &mut [T], lse: &mut [T], sinks: &[T], d: usize) {
+    let h = sinks.len();
+    let tokens = lse.len() / h.max(1);
+    for (hh, &sink) in sinks.iter().enumerate() {
+        for t in 0..tokens {
+            let l = lse[hh * tokens + t];
+            let m = if l > sink { l } else { sink };
+            let new = m + ((l - m).exp() + (sink - m).exp()).ln();
+            let f = (l - new).exp();
+            lse[hh * tokens + t] = new;
+            out[(t * h + hh) * d..][..d]
+                .iter_mut()
+                .for_each(|x| *x *= f);
+        }
+    }
+}
+
+/// [`attention`] with GPT-OSS's attention sinks `sinks: [num_heads]`: one learned logit per
+/// head in every row's softmax denominator (a key whose value is zero).
+///
+/// Backward: the standard flash backward run with the sink-inclusive output and lse gives
+/// `dq`, `dk`, `dv` (its `P = exp(S − lse')` are the true probabilities and
+/// `D = rowsum(dO ⊙ O')` already counts the sink, whose `dP` is 0); and
+/// `dsink_h = −Σ_rows exp(sink_h − lse'_row) · D_row`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_with_sinks(
+    q: &Var,
+    k: &Var,
+    v: &Var,
+    sinks: &Var,
+    cu_seqlens_q: &[usize],
+    cu_seqlens_k: &[usize],
+    params: &AttnParams,
+) -> Result<Var> {
+    let (qt, kt, vt, st) = (q.tensor(), k.tensor(), v.tensor(), sinks.tensor());
+    check(qt, kt, vt, cu_seqlens_q, cu_seqlens_k, params)?;
+    check_shape(OP, "sinks", st, &[params.num_heads])?;
+    check_dtype(OP, "sinks", st, qt.dtype())?;
+    if qt.device().is_cuda() {
+        return Err(Error::cuda_unsupported(OP, "attention sinks"));
+    }
+    let (dtype, device) = (qt.dtype(), qt.device());
+    let (tq, h, d) = (qt.shape()[0], params.num_heads, params.head_dim);
+    let (out, lse) = with_real!(dtype, T => {
+        let mut out = vec![T::default(); qt.elem_count()];
+        let mut lse = vec![T::default(); h * tq];
+        attention_forward(
+            &qt.as_slice::<T>()?,
+            &kt.as_slice::<T>()?,
+            &vt.as_slice::<T>()?,
+            cu_seqlens_q,
+            cu_seqlens_k,
+            params,
+            &mut out,
+            &mut lse,
+        );
+        let sinks: Vec<T> = st.to_dtype(if dtype == lmf_runtime::DType::F64 { dtype } else { lmf_runtime::DType::F32 })?.to_vec::<T>()?;
+        fold_sinks(&mut out, &mut lse, &sinks, d);
+        (
+            from_kernel(out, qt.shape(), dtype, device)?,
+            Tensor::from_vec(lse, &[h, tq], device)?,
+        )
+    });
+    let saved = vec![
+        qt.clone(),
+        kt.clone(),
+        vt.clone(),
+        out.clone(),
+        lse,
+        st.clone(),
+    ];
+    let (cu_q, cu_k, p) = (cu_seqlens_q.to_vec(), cu_seqlens_k.to_vec(), *params);
+    Ok(record1(OP, &[q, k, v, sinks], out, saved, move |ctx| {
+        let s = ctx.saved_all();
+        let (q, k, v, out, lse, sk) = (&s[0], &s[1], &s[2], &s[3], &s[4], &s[5]);
+        let (dq, dk, dv, dsink) = with_real!(q.dtype(), T => {
+            let g = ctx.grad(0).as_slice::<T>()?;
+            let (o, l) = (out.as_slice::<T>()?, lse.as_slice::<T>()?);
+            let mut dq = vec![T::default(); q.elem_count()];
+            let mut dk = vec![T::default(); k.elem_count()];
+            let mut dv = vec![T::default(); v.elem_count()];
+            attention_backward(
+                &g, &q.as_slice::<T>()?, &k.as_slice::<T>()?, &v.as_slice::<T>()?, &o, &l,
+                &cu_q, &cu_k, &p, &mut dq, &mut dk, &mut dv,
+            );
+            let sinks: Vec<T> = sk.to_dtype(if q.dtype() == lmf_runtime::DType::F64 { q.dtype() } else { lmf_runtime::DType::F32 })?.to_vec::<T>()?;
+            let (h, d) = (p.num_heads, p.head_dim);
+            let tq = l.len() / h.max(1);
+            let mut dsink = vec![T::default(); h];
+            for (hh, ds) in dsink.iter_mut().enumerate() {
+                for t in 0..tq {
+                    let at = (t * h + hh) * d;
+                    let dd: T = g[at..at + d].iter().zip(&o[at..at + d]).map(|(&a, &b)| a * b).sum();
+                    *ds -= (sinks[hh] - l[hh * tq + t]).exp() * dd;
+                }
+            }
+            (
+                from_kernel(dq, q.shape(), q.dtype(), q.device())?,
+                from_kernel(dk, k.shape(), k.dtype(), k.device())?,
+                from_kernel(dv, v.shape(), v.dtype(), v.device())?,
+                from_kernel(dsink, sk.shape(), sk.dtype(), sk.device())?,
+            )
+        });
+        Ok(vec![
+            grad_if(ctx.needs(0), || Ok(dq))?,
+            grad_if(ctx.needs(1), || Ok(dk))?,
+            grad_if(ctx.needs(2), || Ok(dv))?,
+            grad_if(ctx.needs(3), || Ok(dsink))?,
+        ])
+    }))
+}

@@ -14,7 +14,7 @@ pub mod rmsnorm;
 pub mod rope;
 pub mod swiglu;
 
-pub use attention::{attention, AttnParams};
+pub use attention::{attention, attention_with_sinks, fold_sinks, AttnParams};
 pub use embedding::embedding;
 pub use grouped_matmul::grouped_matmul;
 pub use linear_ce::{linear_cross_entropy, CeOptions, CeReduction};
