@@ -84,6 +84,8 @@ fn exported_merge_gives_peft_merged_logits_and_chat_agrees() {
         ("llama_dora", "llama"),
         ("llama_lora_embed", "llama"),
         ("qwen3_lora_embed", "qwen3"),
+        ("qwen3_moe_lora", "qwen3_moe"),
+        ("gpt_oss_lora", "gpt_oss"),
     ] {
         let out = std::env::temp_dir().join(format!("lmf-export-{}-{case}", std::process::id()));
         let _ = std::fs::remove_dir_all(&out);

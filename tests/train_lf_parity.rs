@@ -396,3 +396,11 @@ fn moe_lora_qwen3_matches_llamafactory() {
 fn moe_full_mixtral_matches_llamafactory() {
     check_case_except("moe_full_mixtral", &["chat_template.jinja"]);
 }
+
+/// GPT-OSS (sinks, YaRN, biased router and experts, clamped GLU): LoRA on the attention
+/// linears resumed from a non-zero adapter, with evaluation; the `gpt_oss` template. LF runs
+/// with eager attention in place of its GPU-only flash-attn3 kernel (see `make_train.py`).
+#[test]
+fn moe_lora_gpt_oss_matches_llamafactory() {
+    check_case_except("moe_lora_gpt_oss", &["chat_template.jinja"]);
+}

@@ -44,6 +44,10 @@ fn base(name: &str) -> CausalLM {
 fn base_of(case: &str) -> &'static str {
     if case.starts_with("llama") {
         "llama"
+    } else if case.starts_with("qwen3_moe") {
+        "qwen3_moe"
+    } else if case.starts_with("gpt_oss") {
+        "gpt_oss"
     } else if case.starts_with("qwen3") {
         "qwen3"
     } else {
@@ -106,7 +110,7 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-const CASES: [&str; 8] = [
+const CASES: [&str; 10] = [
     "llama_lora",
     "llama_rslora",
     "llama_dora",
@@ -115,6 +119,8 @@ const CASES: [&str; 8] = [
     "qwen2_pissa",
     "llama_lora_embed",
     "qwen3_lora_embed",
+    "qwen3_moe_lora",
+    "gpt_oss_lora",
 ];
 
 #[test]
@@ -167,7 +173,7 @@ fn all_linear_modules_is_llamafactorys_lora_target_all() {
         &std::fs::read_to_string(Path::new(FIX).join("adapter/cases.json")).unwrap(),
     )
     .unwrap();
-    for name in ["llama", "qwen2"] {
+    for name in ["llama", "qwen2", "qwen3_moe", "gpt_oss"] {
         let lf: Vec<String> =
             serde_json::from_value(cases[format!("lf_all_linear_modules.{name}")].clone()).unwrap();
         assert_eq!(base(name).all_linear_modules(), lf, "{name}");

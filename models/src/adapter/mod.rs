@@ -368,7 +368,13 @@ impl CausalLM {
         if self.layers.is_empty() {
             return vec![];
         }
-        let mut names: Vec<String> = LINEAR_LEAVES.iter().map(|s| s.to_string()).collect();
+        // the MLP leaves only where some layer has a dense MLP (MoE experts are not nn.Linear)
+        let dense = self.layers.iter().any(|l| l.mlp.is_some());
+        let mut names: Vec<String> = LINEAR_LEAVES
+            .iter()
+            .filter(|n| dense || !matches!(**n, "gate_proj" | "up_proj" | "down_proj"))
+            .map(|s| s.to_string())
+            .collect();
         names.sort();
         names
     }
