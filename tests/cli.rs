@@ -14,7 +14,7 @@ fn env_reports_version_platform_and_cuda_state() {
     let out = lmf(&["env"]);
     assert!(
         String::from_utf8_lossy(&out.stdout)
-            .contains("- Architectures (model_type): llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, qwen3_moe, mixtral, gpt_oss\n"),
+            .contains("- Architectures (model_type): llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, qwen3_moe, mixtral, gpt_oss, phi3\n"),
         "lmf env lists the supported architectures"
     );
     assert!(out.status.success());

@@ -32,6 +32,8 @@ pub enum Arch {
     Mixtral,
     /// GPT-OSS (attention sinks, biased router and experts, clamped GLU, YaRN).
     GptOss,
+    /// Phi-3 / Phi-3.5 / Phi-4-mini (fused `qkv_proj` and `gate_up_proj`, LongRoPE).
+    Phi3,
 }
 
 /// The `model_type` strings we accept.
@@ -46,6 +48,7 @@ pub const SUPPORTED_MODEL_TYPES: &[&str] = &[
     "qwen3_moe",
     "mixtral",
     "gpt_oss",
+    "phi3",
 ];
 
 impl Arch {
@@ -62,6 +65,7 @@ impl Arch {
             "qwen3_moe" => Arch::Qwen3Moe,
             "mixtral" => Arch::Mixtral,
             "gpt_oss" => Arch::GptOss,
+            "phi3" => Arch::Phi3,
             _ => return None,
         })
     }
@@ -112,6 +116,8 @@ pub struct ModelConfig {
     pub mlp_bias: bool,
     /// Per-head RMSNorm on q and k before RoPE (Qwen3).
     pub qk_norm: bool,
+    /// Phi-3's fused `qkv_proj` and `gate_up_proj` in place of the separate projections.
+    pub fused_proj: bool,
     /// Post-attention and post-feedforward norms on the branch outputs (Gemma 2).
     pub sandwich_norms: bool,
     /// Embedding output multiplied by `sqrt(hidden)` (Gemma).
@@ -178,6 +184,15 @@ struct Keys<'a> {
 impl Keys<'_> {
     fn get(&self, key: &str) -> Option<&Value> {
         self.map.get(key).filter(|v| !v.is_null())
+    }
+
+    /// [`Keys::bad`], or "missing key" when `key` is absent.
+    fn bad_or_missing(&self, key: &str, want: &str) -> Error {
+        if self.map.contains_key(key) {
+            self.bad(key, want)
+        } else {
+            Error::file(self.path, format!("missing key `{key}` ({want})"))
+        }
     }
 
     fn bad(&self, key: &str, want: &str) -> Error {
@@ -367,6 +382,7 @@ impl ModelConfig {
             o_bias: !matches!(arch, Arch::Qwen2 | Arch::Mistral) && attn_bias,
             mlp_bias: arch == Arch::Llama && k.bool_or("mlp_bias", false)?,
             qk_norm: matches!(arch, Arch::Qwen3 | Arch::Qwen3Moe | Arch::Gemma3),
+            fused_proj: arch == Arch::Phi3,
             sandwich_norms: matches!(arch, Arch::Gemma2 | Arch::Gemma3),
             embed_scale: gemma.then(|| (hidden_size as f64).sqrt()),
             tie_word_embeddings: k.bool_or("tie_word_embeddings", gemma)?,
@@ -415,7 +431,8 @@ fn layer_windows(
     let max_window_layers = k.usize_opt("max_window_layers")?.unwrap_or(num_layers);
     Ok((0..num_layers)
         .map(|i| match arch {
-            Arch::Mistral | Arch::Mixtral => window,
+            // Phi3Model masks every layer with the window when the config has one
+            Arch::Mistral | Arch::Mixtral | Arch::Phi3 => window,
             // GptOssConfig: alternating, sliding first
             Arch::GptOss => window.filter(|_| i % 2 == 0),
             // Qwen3MoeConfig drops the window unless `use_sliding_window`, then all layers
@@ -602,7 +619,15 @@ fn rope_from(
         },
     };
     let max_pos = k.usize_opt("max_position_embeddings")?.unwrap_or(2048);
-    let partial = k.f64_opt("partial_rotary_factor")?.unwrap_or(1.0);
+    // transformers 5 moves `partial_rotary_factor` into rope_parameters
+    let partial = match sub
+        .as_ref()
+        .map(|s| s.f64_opt("partial_rotary_factor"))
+        .transpose()?
+    {
+        Some(Some(p)) => p,
+        _ => k.f64_opt("partial_rotary_factor")?.unwrap_or(1.0),
+    };
     let rotary_dim = ((head_dim as f64 * partial) as usize) & !1;
     let scaling = match sub {
         None => RopeScaling::Default,
@@ -633,6 +658,40 @@ fn rope_from(
                     high_freq_factor: s.f64_opt("high_freq_factor")?.unwrap_or(4.0),
                     original_max_position_embeddings: orig()?,
                 },
+                // Phi-3 (`su` is its older name): transformers' `_compute_longrope_parameters`
+                "longrope" | "su" => {
+                    let factors = |key: &str| -> Result<Vec<f64>> {
+                        let v = s
+                            .get(key)
+                            .and_then(Value::as_array)
+                            .and_then(|a| a.iter().map(Value::as_f64).collect::<Option<Vec<_>>>())
+                            .ok_or_else(|| s.bad_or_missing(key, "a list of numbers"))?;
+                        if v.len() != rotary_dim / 2 {
+                            return Err(Error::file(
+                                k.path,
+                                format!(
+                                    "rope `{key}` has {} entries; the rotary dimension {rotary_dim} needs {}",
+                                    v.len(),
+                                    rotary_dim / 2
+                                ),
+                            ));
+                        }
+                        Ok(v)
+                    };
+                    // the top-level `original_max_position_embeddings` wins (Phi3Config keeps it)
+                    let orig = k
+                        .usize_opt("original_max_position_embeddings")?
+                        .or(s.usize_opt("original_max_position_embeddings")?)
+                        .unwrap_or(max_pos)
+                        .max(1);
+                    let factor = max_pos as f64 / orig as f64;
+                    let af = match s.f64_opt("attention_factor")? {
+                        Some(a) => a,
+                        None if factor <= 1.0 => 1.0,
+                        None => (1.0 + factor.ln() / (orig as f64).ln()).sqrt(),
+                    };
+                    RopeScaling::longrope(factors("short_factor")?, factors("long_factor")?, orig, af)
+                }
                 "yarn" => RopeScaling::Yarn {
                     factor: factor()?,
                     original_max_position_embeddings: orig()?,
@@ -646,7 +705,7 @@ fn rope_from(
                 other => {
                     return Err(Error::file(
                         k.path,
-                        format!("unsupported rope type `{other}` (supported: default, linear, dynamic, llama3, yarn)"),
+                        format!("unsupported rope type `{other}` (supported: default, linear, dynamic, llama3, yarn, longrope)"),
                     ))
                 }
             }

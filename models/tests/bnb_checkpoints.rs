@@ -78,17 +78,10 @@ fn saved_bnb_weights_dequantize_to_bitsandbytes_weights() {
         let mut checked = 0;
         for l in &m.layers {
             let p = format!("model.layers.{}", l.index);
-            let a = &l.self_attn;
-            let m_ = l.mlp.as_ref().unwrap();
-            for (name, lin) in [
-                ("self_attn.q_proj", &a.q_proj),
-                ("self_attn.k_proj", &a.k_proj),
-                ("self_attn.v_proj", &a.v_proj),
-                ("self_attn.o_proj", &a.o_proj),
-                ("mlp.gate_proj", &m_.gate_proj),
-                ("mlp.up_proj", &m_.up_proj),
-                ("mlp.down_proj", &m_.down_proj),
-            ] {
+            let mut linears = l.self_attn.linears();
+            linears.extend(l.mlp.as_ref().unwrap().linears());
+            assert_eq!(linears.len(), 7);
+            for (name, lin) in linears {
                 let q: &QuantBase = lin.quant.as_deref().expect("quantized");
                 let e = want
                     .get(&format!("{p}.{name}.weight"), DType::F32, Device::Cpu)
@@ -178,17 +171,12 @@ fn dora_on_a_quantized_base_equals_dora_on_its_dequantized_weights() {
     let mut quant = load(&source_model("llama"), Some(&spec));
     let mut dense = load(&source_model("llama"), None);
     for (lq, ld) in quant.layers.iter().zip(dense.layers.iter_mut()) {
-        let (qm, dm) = (lq.mlp.as_ref().unwrap(), ld.mlp.as_mut().unwrap());
-        let pairs = [
-            (&lq.self_attn.q_proj, &mut ld.self_attn.q_proj),
-            (&lq.self_attn.k_proj, &mut ld.self_attn.k_proj),
-            (&lq.self_attn.v_proj, &mut ld.self_attn.v_proj),
-            (&lq.self_attn.o_proj, &mut ld.self_attn.o_proj),
-            (&qm.gate_proj, &mut dm.gate_proj),
-            (&qm.up_proj, &mut dm.up_proj),
-            (&qm.down_proj, &mut dm.down_proj),
-        ];
-        for (q, d) in pairs {
+        let mut quants = lq.self_attn.linears();
+        quants.extend(lq.mlp.as_ref().unwrap().linears());
+        let mut denses = ld.self_attn.linears_mut();
+        denses.extend(ld.mlp.as_mut().unwrap().linears_mut());
+        assert_eq!(quants.len(), 7);
+        for ((_, q), (_, d)) in quants.into_iter().zip(denses) {
             let (o, i) = q.dims();
             let w = q.quant.as_ref().unwrap().dequantize();
             d.weight = Var::leaf(Tensor::from_vec(w, &[o, i], Device::Cpu).unwrap(), false);

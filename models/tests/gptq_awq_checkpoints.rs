@@ -53,16 +53,10 @@ fn gptq_and_awq_weights_dequantize_to_gptqmodels() {
         let mut checked = 0;
         for l in &m.layers {
             let p = format!("model.layers.{}", l.index);
-            let (a, f) = (&l.self_attn, l.mlp.as_ref().unwrap());
-            for (name, lin) in [
-                ("self_attn.q_proj", &a.q_proj),
-                ("self_attn.k_proj", &a.k_proj),
-                ("self_attn.v_proj", &a.v_proj),
-                ("self_attn.o_proj", &a.o_proj),
-                ("mlp.gate_proj", &f.gate_proj),
-                ("mlp.up_proj", &f.up_proj),
-                ("mlp.down_proj", &f.down_proj),
-            ] {
+            let mut linears = l.self_attn.linears();
+            linears.extend(l.mlp.as_ref().unwrap().linears());
+            assert_eq!(linears.len(), 7);
+            for (name, lin) in linears {
                 let q: &QuantBase = lin.quant.as_deref().expect("quantized");
                 assert!(matches!(q, QuantBase::Group(_)), "{variant} {name}");
                 let e = f32s(&want, &format!("{p}.{name}.weight"));

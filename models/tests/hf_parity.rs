@@ -21,10 +21,11 @@ const MODELS: &[&str] = &[
     "mixtral",
     "gpt_oss",
     "gpt_oss_mxfp4",
+    "phi3",
 ];
 /// Fixtures made for architectures lmf does not load yet (issue 17: Phi-3, GPT-OSS); each
 /// moves to `MODELS` when its architecture lands.
-const PENDING: &[&str] = &["phi3"];
+const PENDING: &[&str] = &[];
 const TOL: f32 = 1e-4;
 
 fn fixtures() -> PathBuf {
@@ -315,6 +316,25 @@ fn gpt_oss_sinks_yarn_clamped_experts() {
 #[test]
 fn gpt_oss_mxfp4_experts() {
     check_model("gpt_oss_mxfp4");
+}
+
+#[test]
+fn phi3_fused_projections_longrope_partial_rotary() {
+    check_model("phi3");
+    // every batch above is longer than original_max_position_embeddings (long factor); the
+    // 7-token sequence alone takes the short one, and its logits differ from the batched ones
+    let model = load("phi3");
+    let (w, _) = expected("phi3");
+    let ids = ids_u32(&get(&w, "alone_short.input_ids"));
+    let batch = SeqBatch::from_seqs(&[ids]);
+    check_logits(
+        "phi3",
+        "alone_short",
+        &model,
+        &w,
+        &batch,
+        &(0..7).collect::<Vec<_>>(),
+    );
 }
 
 #[test]

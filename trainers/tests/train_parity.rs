@@ -139,9 +139,8 @@ fn matches_the_hf_trainer_step_by_step() {
     for (a, b) in norm.iter().zip(floats(&fx["final_norm_weight"])) {
         assert!((*a as f64 - b).abs() < 1e-4, "{a} vs {b}");
     }
-    let q = model.layers[0]
-        .self_attn
-        .q_proj
+    let q = model.layers[0].self_attn.linears()[0]
+        .1
         .weight
         .tensor()
         .to_vec::<f32>()

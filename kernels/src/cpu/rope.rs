@@ -67,6 +67,40 @@ pub enum RopeScaling {
         /// false and keeps the fractional bounds).
         truncate: bool,
     },
+    /// Phi-3 LongRoPE (see [`RopeScaling::longrope`]).
+    LongRope(Box<LongRope>),
+}
+
+impl RopeScaling {
+    /// Phi-3's LongRoPE: per-dimension divisors `short_factor` for sequences within the
+    /// pretrained context, `long_factor` beyond it (chosen per forward from the longest
+    /// position), and a fixed attention factor on cos and sin.
+    pub fn longrope(
+        short_factor: Vec<f64>,
+        long_factor: Vec<f64>,
+        original_max_position_embeddings: usize,
+        attention_factor: f64,
+    ) -> RopeScaling {
+        RopeScaling::LongRope(Box::new(LongRope {
+            short_factor,
+            long_factor,
+            original_max_position_embeddings,
+            attention_factor,
+        }))
+    }
+}
+
+/// The parameters of [`RopeScaling::LongRope`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct LongRope {
+    /// Divisors of `theta^(-2i/R)` within the pretrained context (`R/2` of them).
+    pub short_factor: Vec<f64>,
+    /// Divisors beyond it.
+    pub long_factor: Vec<f64>,
+    /// Context length the model was pretrained with.
+    pub original_max_position_embeddings: usize,
+    /// Multiplies cos and sin: `√(1 + ln(max_pos / orig) / ln(orig))` unless configured.
+    pub attention_factor: f64,
 }
 
 /// Rotary embedding parameters of one model.
@@ -116,8 +150,28 @@ impl RopeConfig {
             self.head_dim
         );
         let base = self.theta;
+        if let RopeScaling::LongRope(lr) = &self.scaling {
+            // transformers' `_compute_longrope_parameters` + `longrope_frequency_update`
+            let ext = if seq_len > lr.original_max_position_embeddings {
+                &lr.long_factor
+            } else {
+                &lr.short_factor
+            };
+            assert!(
+                ext.len() == r / 2,
+                "rope: longrope factors need rotary_dim / 2 = {} entries, got {}",
+                r / 2,
+                ext.len()
+            );
+            let inv = default_inv_freq(base, r)
+                .into_iter()
+                .zip(ext)
+                .map(|(f, e)| f / e);
+            return (inv.collect(), lr.attention_factor);
+        }
         match self.scaling {
             RopeScaling::Default => (default_inv_freq(base, r), 1.0),
+            RopeScaling::LongRope(_) => unreachable!("handled above"),
             RopeScaling::Linear { factor } => {
                 let inv = default_inv_freq(base, r).into_iter().map(|f| f / factor);
                 (inv.collect(), 1.0)

@@ -80,14 +80,17 @@ pub fn is_saved_module_param(name: &str, modules_to_save: &[String]) -> bool {
             .is_some_and(|(module, _)| matches_module(module, modules_to_save))
 }
 
-/// Leaf names of the linears of a decoder layer (what [`linears_mut`] visits).
-pub const LINEAR_LEAVES: [&str; 7] = [
+/// Leaf names the linears of a decoder layer can have (what [`linears_mut`] visits): the
+/// Llama family's seven, and Phi-3's fused `qkv_proj` / `gate_up_proj`.
+pub const LINEAR_LEAVES: [&str; 9] = [
     "q_proj",
     "k_proj",
     "v_proj",
+    "qkv_proj",
     "o_proj",
     "gate_proj",
     "up_proj",
+    "gate_up_proj",
     "down_proj",
 ];
 
@@ -108,19 +111,23 @@ pub(crate) fn linears_mut(m: &mut CausalLM) -> Vec<(String, &mut Linear)> {
 /// mixture-of-experts layer the attention's four (the router and the stacked experts are not
 /// `nn.Linear` modules, so PEFT never targets them).
 pub(crate) fn layer_linears_mut(l: &mut DecoderLayer) -> Vec<(&'static str, &mut Linear)> {
-    let a = &mut l.self_attn;
-    let mut out = vec![
-        ("self_attn.q_proj", &mut a.q_proj),
-        ("self_attn.k_proj", &mut a.k_proj),
-        ("self_attn.v_proj", &mut a.v_proj),
-        ("self_attn.o_proj", &mut a.o_proj),
-    ];
+    let mut out = l.self_attn.linears_mut();
     if let Some(f) = &mut l.mlp {
-        out.push(("mlp.gate_proj", &mut f.gate_proj));
-        out.push(("mlp.up_proj", &mut f.up_proj));
-        out.push(("mlp.down_proj", &mut f.down_proj));
+        out.extend(f.linears_mut());
     }
     out
+}
+
+/// The leaf names of [`layer_linears_mut`] (`q_proj`, ..., or Phi-3's `qkv_proj`,
+/// `gate_up_proj`).
+fn layer_linear_leaves(l: &DecoderLayer) -> Vec<&'static str> {
+    let mut out = l.self_attn.linears();
+    if let Some(f) = &l.mlp {
+        out.extend(f.linears());
+    }
+    out.into_iter()
+        .map(|(path, _)| path.rsplit('.').next().unwrap_or(path))
+        .collect()
 }
 
 /// The targeted linears, or an error naming the targets and the leaf names on offer.
@@ -362,20 +369,21 @@ impl CausalLM {
 
     /// The leaf names of every linear layer, sorted (`lm_head` is not one): LLaMA-Factory's
     /// `find_all_linear_modules`, i.e. what `lora_target: all` expands to.
-    /// Every decoder layer has the same seven linears (quantized or not), so this is
-    /// [`LINEAR_LEAVES`] sorted, or nothing for a model without layers.
+    /// Nothing for a model without layers.
     pub fn all_linear_modules(&self) -> Vec<String> {
         if self.layers.is_empty() {
             return vec![];
         }
-        // the MLP leaves only where some layer has a dense MLP (MoE experts are not nn.Linear)
-        let dense = self.layers.iter().any(|l| l.mlp.is_some());
-        let mut names: Vec<String> = LINEAR_LEAVES
+        // the leaves of every layer: MLP ones only where a layer has a dense MLP (MoE experts
+        // are not nn.Linear), Phi-3's fused names where it has them
+        let mut names: Vec<String> = self
+            .layers
             .iter()
-            .filter(|n| dense || !matches!(**n, "gate_proj" | "up_proj" | "down_proj"))
-            .map(|s| s.to_string())
+            .flat_map(layer_linear_leaves)
+            .map(str::to_string)
             .collect();
         names.sort();
+        names.dedup();
         names
     }
 

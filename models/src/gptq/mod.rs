@@ -100,9 +100,9 @@ pub fn quantize_model(
     if model.is_quantized() {
         return Err(Error::msg("GPTQ needs an unquantized model"));
     }
-    if model.config.moe.is_some() {
+    if model.config.moe.is_some() || model.config.fused_proj {
         return Err(Error::msg(format!(
-            "GPTQ export of mixture-of-experts models (`{}`) is not supported yet",
+            "GPTQ export of `{}` models (mixture of experts or fused projections) is not supported yet",
             model.config.model_type
         )));
     }

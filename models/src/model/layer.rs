@@ -13,15 +13,37 @@ use lmf_autograd::ops::fused::{
 };
 use lmf_autograd::{DType, Device, Result, Tensor, Var};
 
+/// The q, k, v projections of an attention block: separate, or Phi-3's fused `qkv_proj`
+/// (`[q; k; v]` rows in one `nn.Linear`, which is what PEFT adapts).
+#[derive(Clone)]
+#[allow(clippy::large_enum_variant)] // a few per layer; boxing would only add indirection
+pub enum QkvProj {
+    /// `q_proj: [heads·head_dim, hidden]`, `k_proj`, `v_proj: [kv_heads·head_dim, hidden]`.
+    Split {
+        q_proj: Linear,
+        k_proj: Linear,
+        v_proj: Linear,
+    },
+    /// `qkv_proj: [(heads + 2·kv_heads)·head_dim, hidden]`.
+    Fused { qkv_proj: Linear },
+}
+
+/// The gate and up projections of a gated MLP: separate, or Phi-3's fused `gate_up_proj`
+/// (gate rows, then up rows).
+#[derive(Clone)]
+#[allow(clippy::large_enum_variant)] // see QkvProj
+pub enum GateUpProj {
+    /// `gate_proj`, `up_proj: [intermediate, hidden]`.
+    Split { gate_proj: Linear, up_proj: Linear },
+    /// `gate_up_proj: [2·intermediate, hidden]`.
+    Fused { gate_up_proj: Linear },
+}
+
 /// `self_attn.*` of one layer.
 #[derive(Clone)]
 pub struct Attention {
-    /// `q_proj: [heads·head_dim, hidden]`.
-    pub q_proj: Linear,
-    /// `k_proj: [kv_heads·head_dim, hidden]`.
-    pub k_proj: Linear,
-    /// `v_proj: [kv_heads·head_dim, hidden]`.
-    pub v_proj: Linear,
+    /// The q, k, v projections.
+    pub qkv: QkvProj,
     /// `o_proj: [hidden, heads·head_dim]`.
     pub o_proj: Linear,
     /// Qwen3 `q_norm.weight: [head_dim]`.
@@ -35,12 +57,74 @@ pub struct Attention {
 /// `mlp.*` of one layer: `down(act(gate(x)) ⊙ up(x))`.
 #[derive(Clone)]
 pub struct Mlp {
-    /// `gate_proj: [intermediate, hidden]`.
-    pub gate_proj: Linear,
-    /// `up_proj: [intermediate, hidden]`.
-    pub up_proj: Linear,
+    /// The gate and up projections.
+    pub gate_up: GateUpProj,
     /// `down_proj: [hidden, intermediate]`.
     pub down_proj: Linear,
+}
+
+impl Attention {
+    /// The block's linears by their path inside the layer, in module order.
+    pub fn linears(&self) -> Vec<(&'static str, &Linear)> {
+        let mut out = match &self.qkv {
+            QkvProj::Split {
+                q_proj,
+                k_proj,
+                v_proj,
+            } => vec![
+                ("self_attn.q_proj", q_proj),
+                ("self_attn.k_proj", k_proj),
+                ("self_attn.v_proj", v_proj),
+            ],
+            QkvProj::Fused { qkv_proj } => vec![("self_attn.qkv_proj", qkv_proj)],
+        };
+        out.push(("self_attn.o_proj", &self.o_proj));
+        out
+    }
+
+    /// [`Attention::linears`], mutable.
+    pub fn linears_mut(&mut self) -> Vec<(&'static str, &mut Linear)> {
+        let mut out = match &mut self.qkv {
+            QkvProj::Split {
+                q_proj,
+                k_proj,
+                v_proj,
+            } => vec![
+                ("self_attn.q_proj", q_proj),
+                ("self_attn.k_proj", k_proj),
+                ("self_attn.v_proj", v_proj),
+            ],
+            QkvProj::Fused { qkv_proj } => vec![("self_attn.qkv_proj", qkv_proj)],
+        };
+        out.push(("self_attn.o_proj", &mut self.o_proj));
+        out
+    }
+}
+
+impl Mlp {
+    /// The block's linears by their path inside the layer, in module order.
+    pub fn linears(&self) -> Vec<(&'static str, &Linear)> {
+        let mut out = match &self.gate_up {
+            GateUpProj::Split { gate_proj, up_proj } => {
+                vec![("mlp.gate_proj", gate_proj), ("mlp.up_proj", up_proj)]
+            }
+            GateUpProj::Fused { gate_up_proj } => vec![("mlp.gate_up_proj", gate_up_proj)],
+        };
+        out.push(("mlp.down_proj", &self.down_proj));
+        out
+    }
+
+    /// [`Mlp::linears`], mutable.
+    pub fn linears_mut(&mut self) -> Vec<(&'static str, &mut Linear)> {
+        let mut out = match &mut self.gate_up {
+            GateUpProj::Split { gate_proj, up_proj } => {
+                vec![("mlp.gate_proj", gate_proj), ("mlp.up_proj", up_proj)]
+            }
+            GateUpProj::Fused { gate_up_proj } => vec![("mlp.gate_up_proj", gate_up_proj)],
+        };
+        out.push(("mlp.down_proj", &mut self.down_proj));
+        out
+    }
 }
 
 /// `model.layers.{i}`.
@@ -151,9 +235,26 @@ impl DecoderLayer {
         let n = x.shape()[0];
         let (h, kvh, d) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
         // q: [n, H, D], k, v: [n, KVH, D]
-        let mut q = at.q_proj.forward(x)?.reshape(&[n, h, d])?;
-        let mut k = at.k_proj.forward(x)?.reshape(&[n, kvh, d])?;
-        let v = at.v_proj.forward(x)?.reshape(&[n, kvh, d])?;
+        let (mut q, mut k, v) = match &at.qkv {
+            QkvProj::Split {
+                q_proj,
+                k_proj,
+                v_proj,
+            } => (q_proj.forward(x)?, k_proj.forward(x)?, v_proj.forward(x)?),
+            QkvProj::Fused { qkv_proj } => {
+                // [n, (H + 2·KVH)·D] → q | k | v columns
+                let y = qkv_proj.forward(x)?;
+                let part = |at: usize, len: usize| y.narrow(1, at, len)?.contiguous();
+                (
+                    part(0, h * d)?,
+                    part(h * d, kvh * d)?,
+                    part((h + kvh) * d, kvh * d)?,
+                )
+            }
+        };
+        q = q.reshape(&[n, h, d])?;
+        k = k.reshape(&[n, kvh, d])?;
+        let v = v.reshape(&[n, kvh, d])?;
         if let (Some(qn), Some(kn)) = (&at.q_norm, &at.k_norm) {
             q = rmsnorm(&q, qn, cfg.rms_norm_eps, cfg.norm_offset)?;
             k = rmsnorm(&k, kn, cfg.rms_norm_eps, cfg.norm_offset)?;
@@ -202,8 +303,20 @@ impl DecoderLayer {
     fn mlp(&self, x: &Var, cfg: &ModelConfig) -> Result<(Var, Option<Var>)> {
         match (&self.mlp, &self.moe, &cfg.moe) {
             (Some(mlp), _, _) => {
-                let g = mlp.gate_proj.forward(x)?;
-                let u = mlp.up_proj.forward(x)?;
+                let (g, u) = match &mlp.gate_up {
+                    GateUpProj::Split { gate_proj, up_proj } => {
+                        (gate_proj.forward(x)?, up_proj.forward(x)?)
+                    }
+                    GateUpProj::Fused { gate_up_proj } => {
+                        // [n, 2I] → gate | up columns
+                        let y = gate_up_proj.forward(x)?;
+                        let i = y.shape()[1] / 2;
+                        (
+                            y.narrow(1, 0, i)?.contiguous()?,
+                            y.narrow(1, i, i)?.contiguous()?,
+                        )
+                    }
+                };
                 Ok((mlp.down_proj.forward(&glu(&g, &u, cfg.act)?)?, None))
             }
             (None, Some(moe), Some(mc)) => {

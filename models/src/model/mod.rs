@@ -13,7 +13,7 @@ pub mod neftune;
 
 pub use embed_lora::EmbedLora;
 pub use kv_cache::KvCache;
-pub use layer::{Attention, DecoderLayer, Mlp};
+pub use layer::{Attention, DecoderLayer, GateUpProj, Mlp, QkvProj};
 pub use linear::{batch_invariant, InputTap, Linear, Lora};
 pub use moe::MoeBlock;
 
@@ -42,9 +42,16 @@ macro_rules! visit_params {
         for l in $($r)+ $m.layers {
             let p = format!("model.layers.{}", l.index);
             let a = $($r)+ l.self_attn;
-            a.q_proj.$push(&format!("{p}.self_attn.q_proj"), &mut $out);
-            a.k_proj.$push(&format!("{p}.self_attn.k_proj"), &mut $out);
-            a.v_proj.$push(&format!("{p}.self_attn.v_proj"), &mut $out);
+            match $($r)+ a.qkv {
+                QkvProj::Split { q_proj, k_proj, v_proj } => {
+                    q_proj.$push(&format!("{p}.self_attn.q_proj"), &mut $out);
+                    k_proj.$push(&format!("{p}.self_attn.k_proj"), &mut $out);
+                    v_proj.$push(&format!("{p}.self_attn.v_proj"), &mut $out);
+                }
+                QkvProj::Fused { qkv_proj } => {
+                    qkv_proj.$push(&format!("{p}.self_attn.qkv_proj"), &mut $out);
+                }
+            }
             a.o_proj.$push(&format!("{p}.self_attn.o_proj"), &mut $out);
             if let Some(v) = $($r)+ a.q_norm {
                 $out.push((format!("{p}.self_attn.q_norm.weight"), v));
@@ -56,8 +63,15 @@ macro_rules! visit_params {
                 $out.push((format!("{p}.self_attn.sinks"), v));
             }
             if let Some(mlp) = $($r)+ l.mlp {
-                mlp.gate_proj.$push(&format!("{p}.mlp.gate_proj"), &mut $out);
-                mlp.up_proj.$push(&format!("{p}.mlp.up_proj"), &mut $out);
+                match $($r)+ mlp.gate_up {
+                    GateUpProj::Split { gate_proj, up_proj } => {
+                        gate_proj.$push(&format!("{p}.mlp.gate_proj"), &mut $out);
+                        up_proj.$push(&format!("{p}.mlp.up_proj"), &mut $out);
+                    }
+                    GateUpProj::Fused { gate_up_proj } => {
+                        gate_up_proj.$push(&format!("{p}.mlp.gate_up_proj"), &mut $out);
+                    }
+                }
                 mlp.down_proj.$push(&format!("{p}.mlp.down_proj"), &mut $out);
             }
             if let Some(moe) = $($r)+ l.moe {
@@ -211,9 +225,22 @@ impl CausalLM {
                     index: i,
                     input_layernorm: norm(&format!("{p}.input_layernorm"), hd)?,
                     self_attn: Attention {
-                        q_proj: linear(&format!("{a}.q_proj"), q, hd, c.qkv_bias)?,
-                        k_proj: linear(&format!("{a}.k_proj"), kv, hd, c.qkv_bias)?,
-                        v_proj: linear(&format!("{a}.v_proj"), kv, hd, c.qkv_bias)?,
+                        qkv: if c.fused_proj {
+                            QkvProj::Fused {
+                                qkv_proj: linear(
+                                    &format!("{a}.qkv_proj"),
+                                    q + 2 * kv,
+                                    hd,
+                                    c.qkv_bias,
+                                )?,
+                            }
+                        } else {
+                            QkvProj::Split {
+                                q_proj: linear(&format!("{a}.q_proj"), q, hd, c.qkv_bias)?,
+                                k_proj: linear(&format!("{a}.k_proj"), kv, hd, c.qkv_bias)?,
+                                v_proj: linear(&format!("{a}.v_proj"), kv, hd, c.qkv_bias)?,
+                            }
+                        },
                         o_proj: linear(&format!("{a}.o_proj"), hd, q, c.o_bias)?,
                         q_norm: c
                             .qk_norm
@@ -239,19 +266,33 @@ impl CausalLM {
                     mlp: if sparse {
                         None
                     } else {
+                        let inter = c.intermediate_size;
                         Some(Mlp {
-                            gate_proj: linear(
-                                &format!("{m}.gate_proj"),
-                                c.intermediate_size,
-                                hd,
-                                c.mlp_bias,
-                            )?,
-                            up_proj: linear(
-                                &format!("{m}.up_proj"),
-                                c.intermediate_size,
-                                hd,
-                                c.mlp_bias,
-                            )?,
+                            gate_up: if c.fused_proj {
+                                GateUpProj::Fused {
+                                    gate_up_proj: linear(
+                                        &format!("{m}.gate_up_proj"),
+                                        2 * inter,
+                                        hd,
+                                        c.mlp_bias,
+                                    )?,
+                                }
+                            } else {
+                                GateUpProj::Split {
+                                    gate_proj: linear(
+                                        &format!("{m}.gate_proj"),
+                                        inter,
+                                        hd,
+                                        c.mlp_bias,
+                                    )?,
+                                    up_proj: linear(
+                                        &format!("{m}.up_proj"),
+                                        inter,
+                                        hd,
+                                        c.mlp_bias,
+                                    )?,
+                                }
+                            },
                             down_proj: linear(
                                 &format!("{m}.down_proj"),
                                 hd,
@@ -417,7 +458,7 @@ impl CausalLM {
     pub fn is_quantized(&self) -> bool {
         self.layers
             .iter()
-            .any(|l| l.self_attn.q_proj.quant.is_some())
+            .any(|l| l.self_attn.o_proj.quant.is_some())
     }
 
     /// The output head matrix `[vocab, hidden]` (the embedding when tied).
