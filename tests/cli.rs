@@ -216,15 +216,11 @@ fn train_help_lists_every_argument_and_its_status() {
     }
 }
 
-/// README's "Arguments lmf does not take yet" lists exactly the training arguments whose
-/// status is "not implemented yet" (each bullet: `- **Group** (why): `key`, ...`).
-#[test]
-fn readme_lists_every_refused_training_argument() {
+/// The keys README's section `heading` lists, each bullet `- **Group** (why): `key`, ...`.
+fn readme_keys(heading: &str) -> std::collections::BTreeSet<String> {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let start = readme
-        .find("## Arguments lmf does not take yet")
-        .expect("README section");
+    let start = readme.find(heading).expect("README section");
     let section = &readme[start..];
     let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
     let mut listed = std::collections::BTreeSet::new();
@@ -234,6 +230,14 @@ fn readme_lists_every_refused_training_argument() {
             assert!(listed.insert(k.to_string()), "{k} listed twice");
         }
     }
+    listed
+}
+
+/// README's "Arguments lmf does not take yet" lists exactly the training arguments whose
+/// status is "not implemented yet" (each bullet: `- **Group** (why): `key`, ...`).
+#[test]
+fn readme_lists_every_refused_training_argument() {
+    let listed = readme_keys("## Arguments lmf does not take yet");
     let refused: std::collections::BTreeSet<String> = lmf_trainers::args::train::train_fields()
         .into_iter()
         .filter(|f| f.status == lmf_trainers::args::spec::Status::NotImplemented)
@@ -251,20 +255,7 @@ fn readme_lists_every_refused_training_argument() {
 /// LLaMA-Factory's), and `lmf train -h` marks them.
 #[test]
 fn readme_lists_every_lmf_only_argument() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let start = readme
-        .find("## Arguments lmf adds")
-        .expect("README section");
-    let section = &readme[start..];
-    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
-    let mut listed = std::collections::BTreeSet::new();
-    for line in section.lines().filter(|l| l.starts_with("- **")) {
-        let (_, keys) = line.split_once("): ").expect("bullet with a reason");
-        for k in keys.split('`').skip(1).step_by(2) {
-            assert!(listed.insert(k.to_string()), "{k} listed twice");
-        }
-    }
+    let listed = readme_keys("## Arguments lmf adds");
     let ours: std::collections::BTreeSet<String> = lmf_trainers::args::train::train_fields()
         .into_iter()
         .filter(|f| f.status == lmf_trainers::args::spec::Status::LmfOnly)

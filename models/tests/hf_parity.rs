@@ -96,8 +96,8 @@ fn check_logits(
     assert!(err <= TOL, "{name}: {key} logits differ by {err}");
 }
 
-/// Right-padded `[3, 13]` batch with an attention mask: unpadded, compared at real tokens.
-fn check_padded(name: &str, model: &CausalLM, w: &Weights) {
+/// The fixture's right-padded `[3, 13]` batch, unpadded, with the rows of its real tokens.
+fn padded_batch(w: &Weights) -> (SeqBatch, Vec<usize>) {
     let ids = get(w, "padded.input_ids");
     let cols = ids.shape()[1];
     let mask: Vec<u8> = get(w, "padded.attention_mask")
@@ -106,7 +106,12 @@ fn check_padded(name: &str, model: &CausalLM, w: &Weights) {
         .iter()
         .map(|&m| m as u8)
         .collect();
-    let (batch, index) = SeqBatch::from_padded(&ids_u32(&ids), &mask, cols).unwrap();
+    SeqBatch::from_padded(&ids_u32(&ids), &mask, cols).unwrap()
+}
+
+/// Right-padded `[3, 13]` batch with an attention mask: unpadded, compared at real tokens.
+fn check_padded(name: &str, model: &CausalLM, w: &Weights) {
+    let (batch, index) = padded_batch(w);
     check_logits(name, "padded", model, w, &batch, &index);
 }
 
@@ -205,15 +210,7 @@ fn check_cached_decode(name: &str, model: &CausalLM, w: &Weights) {
 fn check_aux_loss(name: &str, model: &CausalLM, w: &Weights) {
     let mut model = model.clone();
     model.moe_aux_loss_coef = Some(1.0);
-    let ids = get(w, "padded.input_ids");
-    let cols = ids.shape()[1];
-    let mask: Vec<u8> = get(w, "padded.attention_mask")
-        .to_vec::<i64>()
-        .unwrap()
-        .iter()
-        .map(|&m| m as u8)
-        .collect();
-    let (padded, _) = SeqBatch::from_padded(&ids_u32(&ids), &mask, cols).unwrap();
+    let (padded, _) = padded_batch(w);
     let packed = SeqBatch::from_position_ids(
         &ids_u32(&get(w, "packed.input_ids")),
         &get(w, "packed.position_ids").to_vec::<i64>().unwrap(),

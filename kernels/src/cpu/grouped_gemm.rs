@@ -44,6 +44,25 @@ fn split_rows<'a, T>(mut data: &'a mut [T], offsets: &[usize], width: usize) -> 
     out
 }
 
+/// Runs `f(g, rows, dst_g)` for every group `g` with rows, in parallel, `dst_g` being group
+/// `g`'s rows of the row-major `[m, width]` buffer `dst`.
+fn per_group<T: Real>(
+    dst: &mut [T],
+    offsets: &[usize],
+    width: usize,
+    f: impl Fn(usize, usize, &mut [T]) + Sync,
+) {
+    split_rows(dst, offsets, width)
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(g, dst_g)| {
+            let rows = offsets[g + 1] - offsets[g];
+            if rows > 0 {
+                f(g, rows, dst_g);
+            }
+        });
+}
+
 /// `y[rows_e] = x[rows_e] · W_eᵀ` for every expert `e`: `x: [m, k]`, `w: [e, n, k]`,
 /// `y: [m, n]` (fully overwritten).
 pub fn grouped_gemm_forward<T: Real>(
@@ -57,24 +76,16 @@ pub fn grouped_gemm_forward<T: Real>(
     let m = offsets[e];
     check_offsets(offsets, e, m);
     assert!(x.len() == m * k && y.len() == m * n && w.len() == e * n * k);
-    split_rows(y, offsets, n)
-        .into_par_iter()
-        .enumerate()
-        .for_each(|(g, yg)| {
-            let rows = offsets[g + 1] - offsets[g];
-            if rows == 0 {
-                return;
-            }
-            let xg = &x[offsets[g] * k..offsets[g + 1] * k];
-            let wg = &w[g * n * k..(g + 1) * n * k];
-            gemm(
-                MatMut::new(yg, rows, n),
-                MatRef::new(xg, rows, k),
-                MatRef::new(wg, n, k).t(),
-                false,
-                T::one(),
-            );
-        });
+    per_group(y, offsets, n, |g, rows, yg| {
+        let xg = &x[offsets[g] * k..offsets[g + 1] * k];
+        let wg = &w[g * n * k..(g + 1) * n * k];
+        let (dst, a, b) = (
+            MatMut::new(yg, rows, n),
+            MatRef::new(xg, rows, k),
+            MatRef::new(wg, n, k).t(),
+        );
+        gemm(dst, a, b, false, T::one());
+    });
 }
 
 /// `dx[rows_e] = dy[rows_e] · W_e`: `dy: [m, n]`, `w: [e, n, k]`, `dx: [m, k]` (overwritten).
@@ -89,24 +100,16 @@ pub fn grouped_gemm_backward_x<T: Real>(
     let m = offsets[e];
     check_offsets(offsets, e, m);
     assert!(dx.len() == m * k && dy.len() == m * n && w.len() == e * n * k);
-    split_rows(dx, offsets, k)
-        .into_par_iter()
-        .enumerate()
-        .for_each(|(g, dxg)| {
-            let rows = offsets[g + 1] - offsets[g];
-            if rows == 0 {
-                return;
-            }
-            let dyg = &dy[offsets[g] * n..offsets[g + 1] * n];
-            let wg = &w[g * n * k..(g + 1) * n * k];
-            gemm(
-                MatMut::new(dxg, rows, k),
-                MatRef::new(dyg, rows, n),
-                MatRef::new(wg, n, k),
-                false,
-                T::one(),
-            );
-        });
+    per_group(dx, offsets, k, |g, rows, dxg| {
+        let dyg = &dy[offsets[g] * n..offsets[g + 1] * n];
+        let wg = &w[g * n * k..(g + 1) * n * k];
+        let (dst, a, b) = (
+            MatMut::new(dxg, rows, k),
+            MatRef::new(dyg, rows, n),
+            MatRef::new(wg, n, k),
+        );
+        gemm(dst, a, b, false, T::one());
+    });
 }
 
 /// `dW_e = dy[rows_e]ᵀ · x[rows_e]`: `dy: [m, n]`, `x: [m, k]`, `dw: [e, n, k]`

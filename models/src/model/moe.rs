@@ -88,35 +88,39 @@ struct Layout {
 }
 
 impl Layout {
+    /// Mixtral's Hub names: `block_sparse_moe.experts.{e}.{w1,w3,w2}`.
+    fn mixtral(layer: &str) -> Layout {
+        Layout {
+            block: format!("{layer}.block_sparse_moe"),
+            leaves: ["w1", "w3", "w2"],
+        }
+    }
+
+    /// Qwen-MoE's Hub names: `mlp.experts.{e}.{gate,up,down}_proj`.
+    fn mlp(layer: &str) -> Layout {
+        Layout {
+            block: format!("{layer}.mlp"),
+            leaves: ["gate_proj", "up_proj", "down_proj"],
+        }
+    }
+
     /// The Hub layout of `cfg`'s family for layer prefix `layer` (`model.layers.{i}`):
     /// what transformers 5.6's `save_pretrained` writes.
     fn hub(cfg: &ModelConfig, layer: &str) -> Layout {
         match cfg.arch {
-            Arch::Mixtral => Layout {
-                block: format!("{layer}.block_sparse_moe"),
-                leaves: ["w1", "w3", "w2"],
-            },
-            _ => Layout {
-                block: format!("{layer}.mlp"),
-                leaves: ["gate_proj", "up_proj", "down_proj"],
-            },
+            Arch::Mixtral => Layout::mixtral(layer),
+            _ => Layout::mlp(layer),
         }
     }
 
     /// The layout a checkpoint uses for layer `layer`: Mixtral's Hub names when its router
     /// is there, else `mlp.*`.
     fn found(w: &Weights, layer: &str) -> Layout {
-        let mixtral = format!("{layer}.block_sparse_moe");
-        if w.contains(&format!("{mixtral}.gate.weight")) {
-            Layout {
-                block: mixtral,
-                leaves: ["w1", "w3", "w2"],
-            }
+        let mixtral = Layout::mixtral(layer);
+        if w.contains(&format!("{}.gate.weight", mixtral.block)) {
+            mixtral
         } else {
-            Layout {
-                block: format!("{layer}.mlp"),
-                leaves: ["gate_proj", "up_proj", "down_proj"],
-            }
+            Layout::mlp(layer)
         }
     }
 }

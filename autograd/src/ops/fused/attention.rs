@@ -60,6 +60,52 @@ fn check(
     Ok(())
 }
 
+/// The forward kernel on tensors: `(out, lse)` with `lse: [num_heads, total_q]` kept in the
+/// compute type; with `sinks`, folded into every row ([`fold_sinks`]).
+fn forward_tensors(
+    qt: &Tensor,
+    kt: &Tensor,
+    vt: &Tensor,
+    cu_seqlens_q: &[usize],
+    cu_seqlens_k: &[usize],
+    params: &AttnParams,
+    sinks: Option<&Tensor>,
+) -> Result<(Tensor, Tensor)> {
+    let (dtype, device) = (qt.dtype(), qt.device());
+    let (tq, h) = (qt.shape()[0], params.num_heads);
+    Ok(with_real!(dtype, T => {
+        let mut out = vec![T::default(); qt.elem_count()];
+        let mut lse = vec![T::default(); h * tq];
+        attention_forward(
+            &qt.as_slice::<T>()?,
+            &kt.as_slice::<T>()?,
+            &vt.as_slice::<T>()?,
+            cu_seqlens_q,
+            cu_seqlens_k,
+            params,
+            &mut out,
+            &mut lse,
+        );
+        if let Some(st) = sinks {
+            fold_sinks(&mut out, &mut lse, &real_vec::<T>(st)?, params.head_dim);
+        }
+        (
+            from_kernel(out, qt.shape(), dtype, device)?,
+            Tensor::from_vec(lse, &[h, tq], device)?,
+        )
+    }))
+}
+
+/// `t`'s values in the kernels' compute type `T` (f64 for an F64 tensor, else f32).
+fn real_vec<T: lmf_runtime::Element>(t: &Tensor) -> Result<Vec<T>> {
+    let dt = if t.dtype() == lmf_runtime::DType::F64 {
+        lmf_runtime::DType::F64
+    } else {
+        lmf_runtime::DType::F32
+    };
+    t.to_dtype(dt)?.to_vec::<T>()
+}
+
 /// Attention over packed sequences: `q: [total_q, num_heads, head_dim]`, `k`, `v:
 /// [total_k, num_kv_heads, head_dim]`, sequence `b` owning rows `cu[b]..cu[b+1]`; returns
 /// `[total_q, num_heads, head_dim]`.
@@ -76,27 +122,7 @@ pub fn attention(
     if qt.device().is_cuda() {
         return super::cuda::attention::attention(q, k, v, cu_seqlens_q, cu_seqlens_k, params);
     }
-    let (dtype, device) = (qt.dtype(), qt.device());
-    let (tq, h) = (qt.shape()[0], params.num_heads);
-    let (out, lse) = with_real!(dtype, T => {
-        let mut out = vec![T::default(); qt.elem_count()];
-        // lse: [num_heads, total_q], kept in the compute type
-        let mut lse = vec![T::default(); h * tq];
-        attention_forward(
-            &qt.as_slice::<T>()?,
-            &kt.as_slice::<T>()?,
-            &vt.as_slice::<T>()?,
-            cu_seqlens_q,
-            cu_seqlens_k,
-            params,
-            &mut out,
-            &mut lse,
-        );
-        (
-            from_kernel(out, qt.shape(), dtype, device)?,
-            Tensor::from_vec(lse, &[h, tq], device)?,
-        )
-    });
+    let (out, lse) = forward_tensors(qt, kt, vt, cu_seqlens_q, cu_seqlens_k, params, None)?;
     let saved = vec![qt.clone(), kt.clone(), vt.clone(), out.clone(), lse];
     let (cu_q, cu_k, p) = (cu_seqlens_q.to_vec(), cu_seqlens_k.to_vec(), *params);
     Ok(record1(OP, &[q, k, v], out, saved, move |ctx| {
@@ -179,28 +205,7 @@ pub fn attention_with_sinks(
     if qt.device().is_cuda() {
         return Err(Error::cuda_unsupported(OP, "attention sinks"));
     }
-    let (dtype, device) = (qt.dtype(), qt.device());
-    let (tq, h, d) = (qt.shape()[0], params.num_heads, params.head_dim);
-    let (out, lse) = with_real!(dtype, T => {
-        let mut out = vec![T::default(); qt.elem_count()];
-        let mut lse = vec![T::default(); h * tq];
-        attention_forward(
-            &qt.as_slice::<T>()?,
-            &kt.as_slice::<T>()?,
-            &vt.as_slice::<T>()?,
-            cu_seqlens_q,
-            cu_seqlens_k,
-            params,
-            &mut out,
-            &mut lse,
-        );
-        let sinks: Vec<T> = st.to_dtype(if dtype == lmf_runtime::DType::F64 { dtype } else { lmf_runtime::DType::F32 })?.to_vec::<T>()?;
-        fold_sinks(&mut out, &mut lse, &sinks, d);
-        (
-            from_kernel(out, qt.shape(), dtype, device)?,
-            Tensor::from_vec(lse, &[h, tq], device)?,
-        )
-    });
+    let (out, lse) = forward_tensors(qt, kt, vt, cu_seqlens_q, cu_seqlens_k, params, Some(st))?;
     let saved = vec![
         qt.clone(),
         kt.clone(),
@@ -223,7 +228,7 @@ pub fn attention_with_sinks(
                 &g, &q.as_slice::<T>()?, &k.as_slice::<T>()?, &v.as_slice::<T>()?, &o, &l,
                 &cu_q, &cu_k, &p, &mut dq, &mut dk, &mut dv,
             );
-            let sinks: Vec<T> = sk.to_dtype(if q.dtype() == lmf_runtime::DType::F64 { q.dtype() } else { lmf_runtime::DType::F32 })?.to_vec::<T>()?;
+            let sinks: Vec<T> = real_vec::<T>(sk)?;
             let (h, d) = (p.num_heads, p.head_dim);
             let tq = l.len() / h.max(1);
             let mut dsink = vec![T::default(); h];
