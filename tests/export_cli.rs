@@ -3,35 +3,19 @@
 //! `tests/fixtures/hf/adapter/make_adapters.py`), and `lmf chat` with the adapter answers
 //! exactly as `lmf chat` on the exported model. `export_dir` is required, as in LLaMA-Factory.
 
+mod common;
+
 use lmf_autograd::no_grad;
 use lmf_models::{CausalLM, SeqBatch, Weights};
 use lmf_runtime::{DType, Device};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn lmf(args: &[&str], stdin: Option<&str>) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lmf"))
-        .current_dir(root())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run lmf");
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    child.wait_with_output().unwrap()
+    common::lmf_in_root(args, stdin)
 }
 
 /// The fixture's token sequences and PEFT's merged-model logits for `case` (for a tied model

@@ -63,6 +63,31 @@ fn per_group<T: Real>(
         });
 }
 
+/// `dst[rows_e] = a[rows_e] · op(W_e)` for every expert `e`, `W_e: [n, k]` and `op` the
+/// transpose when `transpose_w`: `a: [m, a_w]`, `dst: [m, dst_w]` (fully overwritten), with
+/// `(a_w, dst_w)` = `(k, n)` transposed, `(n, k)` plain. The product both the forward and dx
+/// are.
+fn rows_times_expert<T: Real>(
+    dst: &mut [T],
+    a: &[T],
+    w: &[T],
+    offsets: &[usize],
+    (n, k): (usize, usize),
+    transpose_w: bool,
+) {
+    let e = offsets.len() - 1;
+    let m = offsets[e];
+    check_offsets(offsets, e, m);
+    let (a_w, dst_w) = if transpose_w { (k, n) } else { (n, k) };
+    assert!(a.len() == m * a_w && dst.len() == m * dst_w && w.len() == e * n * k);
+    per_group(dst, offsets, dst_w, |g, rows, dst_g| {
+        let a_g = MatRef::new(&a[offsets[g] * a_w..offsets[g + 1] * a_w], rows, a_w);
+        let w_g = MatRef::new(&w[g * n * k..(g + 1) * n * k], n, k);
+        let w_g = if transpose_w { w_g.t() } else { w_g };
+        gemm(MatMut::new(dst_g, rows, dst_w), a_g, w_g, false, T::one());
+    });
+}
+
 /// `y[rows_e] = x[rows_e] · W_eᵀ` for every expert `e`: `x: [m, k]`, `w: [e, n, k]`,
 /// `y: [m, n]` (fully overwritten).
 pub fn grouped_gemm_forward<T: Real>(
@@ -72,20 +97,7 @@ pub fn grouped_gemm_forward<T: Real>(
     offsets: &[usize],
     (n, k): (usize, usize),
 ) {
-    let e = offsets.len() - 1;
-    let m = offsets[e];
-    check_offsets(offsets, e, m);
-    assert!(x.len() == m * k && y.len() == m * n && w.len() == e * n * k);
-    per_group(y, offsets, n, |g, rows, yg| {
-        let xg = &x[offsets[g] * k..offsets[g + 1] * k];
-        let wg = &w[g * n * k..(g + 1) * n * k];
-        let (dst, a, b) = (
-            MatMut::new(yg, rows, n),
-            MatRef::new(xg, rows, k),
-            MatRef::new(wg, n, k).t(),
-        );
-        gemm(dst, a, b, false, T::one());
-    });
+    rows_times_expert(y, x, w, offsets, (n, k), true);
 }
 
 /// `dx[rows_e] = dy[rows_e] · W_e`: `dy: [m, n]`, `w: [e, n, k]`, `dx: [m, k]` (overwritten).
@@ -96,20 +108,7 @@ pub fn grouped_gemm_backward_x<T: Real>(
     offsets: &[usize],
     (n, k): (usize, usize),
 ) {
-    let e = offsets.len() - 1;
-    let m = offsets[e];
-    check_offsets(offsets, e, m);
-    assert!(dx.len() == m * k && dy.len() == m * n && w.len() == e * n * k);
-    per_group(dx, offsets, k, |g, rows, dxg| {
-        let dyg = &dy[offsets[g] * n..offsets[g + 1] * n];
-        let wg = &w[g * n * k..(g + 1) * n * k];
-        let (dst, a, b) = (
-            MatMut::new(dxg, rows, k),
-            MatRef::new(dyg, rows, n),
-            MatRef::new(wg, n, k),
-        );
-        gemm(dst, a, b, false, T::one());
-    });
+    rows_times_expert(dx, dy, w, offsets, (n, k), false);
 }
 
 /// `dW_e = dy[rows_e]ᵀ · x[rows_e]`: `dy: [m, n]`, `x: [m, k]`, `dw: [e, n, k]`

@@ -480,36 +480,29 @@ impl MoeBlock {
                 format!("router gives {:?}, expected [{n}, {e}]", logits.shape()),
             ));
         }
-        // selection on the values (no gradient), in f32 as torch's float softmax; w: [N, k]
-        // routing weights, differentiable
-        let (experts, w) = if moe.gpt_oss {
-            // top-k of the logits, softmax over those k
-            let lv = logits.tensor().to_dtype(DType::F32)?.to_vec::<f32>()?;
-            let experts: Vec<usize> = (0..n)
-                .flat_map(|t| top_k(&lv[t * e..(t + 1) * e], k))
-                .collect();
-            let flat = ids((0..n * k).map(|r| (r / k) * e + experts[r]), dev)?;
-            let top = logits
-                .reshape(&[n * e])?
-                .index_select(&flat, 0)?
-                .reshape(&[n, k])?;
-            (experts, top.softmax(1)?)
+        // the scores the top-k is taken on: GPT-OSS the logits themselves, the others the
+        // softmax over all experts (in f32, as torch's float softmax)
+        let scores = if moe.gpt_oss {
+            logits.clone()
         } else {
-            let probs = logits.softmax(1)?;
-            let pv = probs.tensor().to_dtype(DType::F32)?.to_vec::<f32>()?;
-            let experts: Vec<usize> = (0..n)
-                .flat_map(|t| top_k(&pv[t * e..(t + 1) * e], k))
-                .collect();
-            let flat = ids((0..n * k).map(|r| (r / k) * e + experts[r]), dev)?;
-            let mut w = probs
-                .reshape(&[n * e])?
-                .index_select(&flat, 0)?
-                .reshape(&[n, k])?;
-            if moe.norm_topk_prob {
-                w = w.div(&w.sum(&[1], true)?)?;
-            }
-            (experts, w)
+            logits.softmax(1)?
         };
+        // selection on the values (no gradient)
+        let sv = scores.tensor().to_dtype(DType::F32)?.to_vec::<f32>()?;
+        let experts: Vec<usize> = (0..n)
+            .flat_map(|t| top_k(&sv[t * e..(t + 1) * e], k))
+            .collect();
+        // w: [N, k] routing weights, differentiable through the scores
+        let flat = ids((0..n * k).map(|r| (r / k) * e + experts[r]), dev)?;
+        let mut w = scores
+            .reshape(&[n * e])?
+            .index_select(&flat, 0)?
+            .reshape(&[n, k])?;
+        if moe.gpt_oss {
+            w = w.softmax(1)?; // softmax over the chosen k logits
+        } else if moe.norm_topk_prob {
+            w = w.div(&w.sum(&[1], true)?)?;
+        }
         let routing = Routing { logits, experts };
         if n == 0 {
             return Ok((x.scale(0.0)?, routing));
