@@ -36,6 +36,10 @@ ROWS = [
     ("ce_fwdbwd_ms", "linear-CE fwd+bwd 8k×4096→128256 (ms)", ("le", 1.0, "≤ torch")),
     ("ce_peak_gib", "linear-CE peak memory (GiB)", ("le", 0.25, "≤ ¼ torch")),
     ("gemv_nf4_8192", "NF4 GEMV 8192² (GB/s)", ("copy_ge", 0.80, "≥ 0.80 × copy BW")),
+    ("moe_grouped_fwd_bf16", "MoE grouped GEMM fwd, 128 experts (TFLOP/s)",
+     ("ge", 1.0, "≥ per-expert loop")),
+    ("moe_grouped_fwdbwd_bf16", "MoE grouped GEMM fwd+dx+dW (TFLOP/s)",
+     ("ge", 1.0, "≥ per-expert loop")),
     ("e2e_lora_tok_s", "LoRA step 1B seq 2048 (tokens/s)", ("ge", 1.5, "≥ 1.5× HF+peft")),
     ("e2e_lora_peak_gib", "LoRA step peak memory (GiB)", None),
 ]

@@ -62,19 +62,11 @@ fn gpt_oss_best_practice_train_merge_chat() {
         losses.iter().all(|l| l.is_finite() && *l > 0.0),
         "{losses:?}"
     );
-    let cfg: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(adapter.join("adapter_config.json")).unwrap(),
-    )
-    .unwrap();
-    let mut targets: Vec<&str> = cfg["target_modules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
-    targets.sort();
     // what LLaMA-Factory's `lora_target: all` finds in GPT-OSS: the attention linears
-    assert_eq!(targets, ["k_proj", "o_proj", "q_proj", "v_proj"]);
+    assert_eq!(
+        common::adapter_targets(&adapter),
+        ["k_proj", "o_proj", "q_proj", "v_proj"]
+    );
 
     let export: Vec<String> = [
         "export".to_string(),

@@ -19,19 +19,16 @@ fn run_case(case: &str) -> std::path::PathBuf {
     run_lmf_train("lfparity", case)
 }
 
+/// Runs one case and checks its logs, results, output files, adapter config and predictions
+/// against LF's.
 fn check_case(case: &str) {
-    check_case_except(case, &[]);
-}
-
-/// [`check_case`], not asking for the output files in `skip_files`.
-fn check_case_except(case: &str, skip_files: &[&str]) {
     let ours = run_case(case);
     let dir = case_dir(case);
     if dir.join("trainer_log.jsonl").is_file() && ours.join("trainer_log.jsonl").is_file() {
         check_logs(case, &ours);
     }
     check_results(case, &ours);
-    check_files_except(case, &ours, skip_files);
+    check_files_except(case, &ours, &[]);
     check_adapter_config(case, &ours);
     let pred = dir.join("generated_predictions.jsonl");
     if pred.is_file() {
@@ -382,19 +379,18 @@ fn load_best_model_at_end_restores_the_best_checkpoint() {
 /// what `lora_target: all` finds) resumed from a non-zero adapter, with `moe_aux_loss_coef`
 /// (the load-balancing loss in every logged and evaluated loss), and evaluation.
 ///
-/// The base folders (`tests/fixtures/hf/models`) have no chat template, so LF saves the one its
-/// template makes as `chat_template.jinja`; lmf copies the tokenizer files as they are and does
-/// not write that file yet (see README, "Differences").
+/// The base folders (`tests/fixtures/hf/models`) have no chat template: LF and lmf both save
+/// the one the template makes as `chat_template.jinja`.
 #[test]
 fn moe_lora_qwen3_matches_llamafactory() {
-    check_case_except("moe_lora_qwen3", &["chat_template.jinja"]);
+    check_case("moe_lora_qwen3");
 }
 
 /// Full fine-tuning of Mixtral: the experts (grouped GEMM backward) and the routers train,
 /// with the load-balancing loss under gradient accumulation.
 #[test]
 fn moe_full_mixtral_matches_llamafactory() {
-    check_case_except("moe_full_mixtral", &["chat_template.jinja"]);
+    check_case("moe_full_mixtral");
 }
 
 /// GPT-OSS (sinks, YaRN, biased router and experts, clamped GLU): LoRA on the attention
@@ -402,5 +398,13 @@ fn moe_full_mixtral_matches_llamafactory() {
 /// with eager attention in place of its GPU-only flash-attn3 kernel (see `make_train.py`).
 #[test]
 fn moe_lora_gpt_oss_matches_llamafactory() {
-    check_case_except("moe_lora_gpt_oss", &["chat_template.jinja"]);
+    check_case("moe_lora_gpt_oss");
+}
+
+/// GPT-OSS full fine-tuning: the attention sinks, the biased router, the stacked experts and
+/// their biases train (grouped GEMM and sink gradients), under LF's default gradient
+/// checkpointing; eager attention in LF as above.
+#[test]
+fn moe_full_gpt_oss_matches_llamafactory() {
+    check_case("moe_full_gpt_oss");
 }

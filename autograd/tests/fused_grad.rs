@@ -470,6 +470,47 @@ fn grouped_matmul_grad_with_an_empty_expert() {
     assert!(grouped_matmul(&x, &w, &[0, 6, 2, 6, 9]).is_err());
 }
 
+/// MXFP4 experts kept 4-bit: the gradient to x matches finite differences (the experts are
+/// frozen), and each group's rows equal the dense product with that expert dequantized.
+#[test]
+fn grouped_quant_matmul_grad_with_an_empty_expert() {
+    use lmf_autograd::ops::fused::{grouped_matmul, grouped_quant_matmul};
+    use lmf_kernels::cpu::quant::Mxfp4Experts;
+    use std::sync::Arc;
+    // 3 experts of [5, 32] over 6 routed rows; expert 1 gets none
+    let (e, n, k) = (3, 5, 32);
+    let mut rng = Lcg::new(11);
+    let blocks = (0..e * n * 16).map(|_| rng.below(256) as u8).collect();
+    let scales = (0..e * n).map(|_| 125 + rng.below(4) as u8).collect();
+    let w = Arc::new(Mxfp4Experts::new(e, n, k, blocks, scales).unwrap());
+    let offsets = [0usize, 2, 2, 6];
+    let x = rnd(&[6, k], 3, 1.0);
+    check_grads("grouped_quant_matmul", std::slice::from_ref(&x), |v| {
+        grouped_quant_matmul(&v[0], &w, &offsets)
+    })
+    .unwrap();
+    let dense = Tensor::from_vec(
+        w.dequantize().iter().map(|&v| v as f64).collect(),
+        &[e, n, k],
+        Device::Cpu,
+    )
+    .unwrap();
+    let xv = Var::param(x.clone());
+    let y = grouped_quant_matmul(&xv, &w, &offsets).unwrap();
+    let want = grouped_matmul(&Var::constant(x), &Var::constant(dense), &offsets).unwrap();
+    let (a, b) = (
+        y.tensor().to_vec::<f64>().unwrap(),
+        want.tensor().to_vec::<f64>().unwrap(),
+    );
+    assert!(a.iter().zip(&b).all(|(p, q)| (p - q).abs() < 1e-12));
+    assert!(a.iter().any(|&v| v != 0.0));
+    // bad offsets and a wrong width are shape errors, not panics
+    assert!(grouped_quant_matmul(&xv, &w, &[0, 2, 6]).is_err());
+    assert!(grouped_quant_matmul(&xv, &w, &[0, 4, 2, 6]).is_err());
+    let narrow = Var::constant(rnd(&[6, 16], 4, 1.0));
+    assert!(grouped_quant_matmul(&narrow, &w, &offsets).is_err());
+}
+
 #[test]
 fn attention_with_sinks_grad_and_definition() {
     use lmf_autograd::ops::fused::attention_with_sinks;

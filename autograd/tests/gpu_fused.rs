@@ -4,9 +4,9 @@
 //! Without a CUDA device: prints `skipped: no CUDA device` and passes.
 
 use lmf_autograd::ops::fused::{
-    attention, embedding, glu, linear_cross_entropy, linear_logprobs, lora_linear, rmsnorm, rope,
-    rope_cos_sin, AttnParams, CeOptions, CeReduction, GluActivation, LoraDropout, RopeConfig,
-    RopeScaling,
+    attention, attention_with_sinks, embedding, glu, grouped_matmul, linear_cross_entropy,
+    linear_logprobs, lora_linear, rmsnorm, rope, rope_cos_sin, AttnParams, CeOptions, CeReduction,
+    GluActivation, LoraDropout, RopeConfig, RopeScaling,
 };
 use lmf_autograd::Var;
 use lmf_kernels::cuda::testing::{assert_rel_close, gpu_or_skip, tolerance};
@@ -108,29 +108,42 @@ fn fused_ops_on_cuda_match_the_cpu() {
             embedding(&v[0], &Tensor::from_vec(ids.clone(), &[41], dev)?)
         });
         // Flash attention: two packed sequences (37 + 90), GQA 4/2, head_dim 64, causal and
-        // a sliding window.
+        // a sliding window; without and with GPT-OSS sinks (one logit per head).
         for window in [None, Some(16)] {
-            let p = AttnParams {
-                num_heads: 4,
-                num_kv_heads: 2,
-                head_dim: 64,
-                causal: true,
-                window,
-                scale: 0.125,
-                softcap: None,
-            };
-            let cu = [0usize, 37, 127];
-            compare(
-                "attention",
-                d,
-                &[
+            for sinks in [false, true] {
+                let p = AttnParams {
+                    num_heads: 4,
+                    num_kv_heads: 2,
+                    head_dim: 64,
+                    causal: true,
+                    window,
+                    scale: 0.125,
+                    softcap: None,
+                };
+                let cu = [0usize, 37, 127];
+                let mut inputs = vec![
                     rnd(&[127, 4, 64], 7, 1.0, d),
                     rnd(&[127, 2, 64], 8, 1.0, d),
                     rnd(&[127, 2, 64], 9, 1.0, d),
-                ],
-                move |v| attention(&v[0], &v[1], &v[2], &cu, &cu, &p),
-            );
+                ];
+                if sinks {
+                    inputs.push(rnd(&[4], 30, 2.0, d));
+                }
+                compare("attention", d, &inputs, move |v| match v.get(3) {
+                    Some(s) => attention_with_sinks(&v[0], &v[1], &v[2], s, &cu, &cu, &p),
+                    None => attention(&v[0], &v[1], &v[2], &cu, &cu, &p),
+                });
+            }
         }
+        // Grouped matmul of a MoE layer: 5 experts, one without rows, one past a 64-row tile;
+        // k 72, n 40.
+        let offsets = [0usize, 3, 3, 80, 81, 150];
+        compare(
+            "grouped_matmul",
+            d,
+            &[rnd(&[150, 72], 31, 1.0, d), rnd(&[5, 40, 72], 32, 0.2, d)],
+            move |v| grouped_matmul(&v[0], &v[1], &offsets),
+        );
         // LoRA linear: n 23, in 96, out 80, rank 8, with bias, dropout 0.1.
         let drop = LoraDropout {
             p: 0.1,

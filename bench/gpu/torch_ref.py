@@ -254,6 +254,55 @@ def bench_gemv(env):
          reason="no NF4 GEMV in PyTorch (target: lmf GEMV >= 0.80 x copy bandwidth)")
 
 
+# ---- MoE grouped GEMM (bench/src/gpu/moe.rs) ----------------------------------------------
+
+MOE_KEYS = [
+    ("moe_grouped_fwd_bf16", "per-expert loop of torch matmul bf16 fwd, 128 experts, 32768 rows, "
+     "2048->1536", "TFLOP/s"),
+    ("moe_grouped_fwdbwd_bf16", "per-expert loop of torch matmul bf16 fwd + dx + dW", "TFLOP/s"),
+]
+
+
+def moe_offsets(experts, rows):
+    """The uneven group sizes of bench/src/gpu/moe.rs: 256 + (37 e mod 129) - 64."""
+    off = [0]
+    for e in range(experts - 1):
+        off.append(off[e] + 256 + (37 * e) % 129 - 64)
+    off.append(rows)
+    return off
+
+
+def bench_moe(env):
+    experts, rows, k, n = (128, 32768, 2048, 1536) if not env.tiny else (8, 2048, 64, 48)
+    off = moe_offsets(experts, rows) if not env.tiny else [256 * e for e in range(experts + 1)]
+    dt = torch.bfloat16
+    x = torch.rand(rows, k, device=env.dev, dtype=dt) * 2 - 1
+    w = (torch.rand(experts, n, k, device=env.dev, dtype=dt) * 2 - 1) * 0.05
+    dy = torch.rand(rows, n, device=env.dev, dtype=dt) * 2 - 1
+    y = torch.empty(rows, n, device=env.dev, dtype=dt)
+    dx = torch.empty(rows, k, device=env.dev, dtype=dt)
+    dw = torch.empty(experts, n, k, device=env.dev, dtype=dt)
+    groups = [(e, off[e], off[e + 1]) for e in range(experts)]
+
+    def fwd():
+        for e, a, b in groups:
+            torch.matmul(x[a:b], w[e].t(), out=y[a:b])
+
+    def fwd_bwd():
+        fwd()
+        for e, a, b in groups:
+            torch.matmul(dy[a:b], w[e], out=dx[a:b])
+            torch.matmul(dy[a:b].t(), x[a:b], out=dw[e])
+
+    flops = 2.0 * rows * n * k
+    t = env.time(fwd)
+    emit(*MOE_KEYS[0], rate(t, flops, 1e12), **t)
+    t = env.time(fwd_bwd)
+    emit(*MOE_KEYS[1], rate(t, 3.0 * flops, 1e12), **t)
+    del x, w, dy, y, dx, dw
+    env.free()
+
+
 # ---- driver --------------------------------------------------------------------------------
 
 BENCHES = [
@@ -262,6 +311,7 @@ BENCHES = [
     ("attn", ATTN_KEYS, bench_attn),
     ("ce", CE_KEYS, bench_ce),
     ("gemv", GEMV_KEYS, bench_gemv),
+    ("moe", MOE_KEYS, bench_moe),
 ]
 
 

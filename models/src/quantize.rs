@@ -8,7 +8,8 @@
 //! model never exists in f32 at once.
 //!
 //! Checkpoints saved quantized (`quantization_config` in config.json: bitsandbytes, GPTQ,
-//! AWQ) are read as they are: [`checkpoint_quantization`], [`load_saved_linear`].
+//! AWQ) are read as they are: [`checkpoint_quantization`], [`load_saved_linear`]. GPT-OSS's
+//! MXFP4 experts are dequantized on load, unless [`QuantSpec::Mxfp4Experts`] keeps them.
 
 use crate::weights::Weights;
 use crate::{Error, Result};
@@ -27,7 +28,7 @@ pub const BLOCKSIZE_4BIT: usize = 64;
 /// `BitsAndBytesConfig.llm_int8_threshold`'s default.
 pub const LLM_INT8_THRESHOLD: f32 = 6.0;
 
-/// How to quantize (LLaMA-Factory's quantization arguments, method bnb).
+/// How to quantize (LLaMA-Factory's quantization arguments: method bnb, or mxfp4).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum QuantSpec {
     /// `quantization_bit: 4`: `quantization_type` nf4/fp4, `double_quantization`.
@@ -42,20 +43,30 @@ pub enum QuantSpec {
         /// `llm_int8_threshold`.
         threshold: f32,
     },
+    /// `quantization_bit: 4` with `quantization_method: mxfp4` on an MXFP4 GPT-OSS
+    /// checkpoint: its MoE experts stay MXFP4 (frozen, grouped dequant-matmul) instead of
+    /// being dequantized; every linear stays dense.
+    Mxfp4Experts,
 }
 
 impl QuantSpec {
     /// The bits per weight (4 or 8).
     pub fn bits(&self) -> u32 {
         match self {
-            QuantSpec::Four { .. } => 4,
+            QuantSpec::Four { .. } | QuantSpec::Mxfp4Experts => 4,
             QuantSpec::Eight { .. } => 8,
         }
     }
 
-    /// Quantizes one weight `w: [out, in]` (f32).
-    pub fn quantize(&self, w: &[f32], out_f: usize, in_f: usize) -> QuantBase {
-        match *self {
+    /// Whether the decoder linears are quantized (bitsandbytes), not only MoE experts kept.
+    pub fn quantizes_linears(&self) -> bool {
+        !matches!(self, QuantSpec::Mxfp4Experts)
+    }
+
+    /// Quantizes one weight `w: [out, in]` (f32); `None` when this spec leaves linears dense
+    /// ([`QuantSpec::Mxfp4Experts`]).
+    pub fn quantize(&self, w: &[f32], out_f: usize, in_f: usize) -> Option<QuantBase> {
+        Some(match *self {
             QuantSpec::Four { kind, double_quant } => QuantBase::Four(quantize_4bit(
                 w,
                 &[out_f, in_f],
@@ -67,7 +78,8 @@ impl QuantSpec {
                 rows: quantize_int8_rows(w, out_f, in_f),
                 threshold,
             },
-        }
+            QuantSpec::Mxfp4Experts => return None,
+        })
     }
 }
 
@@ -197,6 +209,35 @@ pub fn checkpoint_quantization(dir: &Path) -> Result<Option<LoadQuant>> {
     Ok(Some(LoadQuant::Saved(saved)))
 }
 
+/// Checks that `dir` holds an MXFP4 checkpoint (config.json's `quantization_config.quant_method`
+/// is `mxfp4`), which [`QuantSpec::Mxfp4Experts`] needs; the error names the quant_method found.
+pub fn require_mxfp4_checkpoint(dir: &Path) -> Result<()> {
+    let path = dir.join("config.json");
+    let value = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+    let Some(value) = value else {
+        return Ok(()); // ModelConfig::from_dir reports a missing or broken config.json
+    };
+    let found = match value
+        .get("quantization_config")
+        .map(|q| q.get("quant_method").and_then(Value::as_str))
+    {
+        Some(Some("mxfp4")) => return Ok(()),
+        Some(Some(m)) => format!("quantization_config.quant_method is `{m}`"),
+        Some(None) => "quantization_config has no quant_method".to_string(),
+        None => "there is no quantization_config (a dense checkpoint)".to_string(),
+    };
+    Err(Error::file(
+        &path,
+        format!(
+            "`quantization_method: mxfp4` with `quantization_bit: 4` keeps the MXFP4 experts \
+             of a GPT-OSS checkpoint 4-bit, but {found}; drop `quantization_bit`, or use \
+             `quantization_method: bnb`"
+        ),
+    ))
+}
+
 /// The saved quantized weight of linear `name` in `format`, or `None` when the checkpoint
 /// keeps this linear dense.
 pub fn load_saved_linear(
@@ -210,7 +251,7 @@ pub fn load_saved_linear(
         SavedQuant::Bnb(spec) => {
             let threshold = match spec {
                 QuantSpec::Eight { threshold } => threshold,
-                QuantSpec::Four { .. } => LLM_INT8_THRESHOLD,
+                QuantSpec::Four { .. } | QuantSpec::Mxfp4Experts => LLM_INT8_THRESHOLD,
             };
             load_bnb_linear(w, name, out_f, in_f, threshold)
         }

@@ -315,6 +315,74 @@ fn gpt_oss_mxfp4_experts() {
     check_model("gpt_oss_mxfp4");
 }
 
+/// The same checkpoint with its experts kept MXFP4 (`quantization_bit: 4`,
+/// `quantization_method: mxfp4`): no dense expert weights, quantized (no merge, no full
+/// save), and logits of the packed batch within 1e-5 of the dequantized load.
+#[test]
+fn gpt_oss_mxfp4_experts_kept_4bit_match_the_dequantized_load() {
+    use lmf_models::model::ExpertWeights;
+    let dir = fixtures().join("models").join("gpt_oss_mxfp4");
+    let dense = load("gpt_oss_mxfp4");
+    let kept = CausalLM::load_quantized(
+        &dir,
+        DType::F32,
+        Device::Cpu,
+        Some(&lmf_models::QuantSpec::Mxfp4Experts),
+    )
+    .unwrap();
+    assert!(kept.is_quantized() && !dense.is_quantized());
+    for l in &kept.layers {
+        let moe = l.moe.as_ref().unwrap();
+        assert!(matches!(moe.experts, ExpertWeights::Mxfp4 { .. }));
+        assert!(moe.experts.dense().is_none());
+    }
+    let names: Vec<String> = kept
+        .named_parameters()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(names
+        .iter()
+        .all(|n| !n.ends_with("experts.gate_up_proj") && !n.ends_with("experts.down_proj")));
+    assert!(names
+        .iter()
+        .any(|n| n.ends_with("experts.gate_up_proj_bias")));
+    let err = kept.hub_tensors().unwrap_err().to_string();
+    assert!(err.contains("MXFP4"), "{err}");
+    let (w, _) = expected("gpt_oss_mxfp4");
+    let batch = SeqBatch::from_position_ids(
+        &ids_u32(&get(&w, "packed.input_ids")),
+        &get(&w, "packed.position_ids").to_vec::<i64>().unwrap(),
+    )
+    .unwrap();
+    let logits = |m: &CausalLM| m.forward(&batch).unwrap().tensor().to_vec::<f32>().unwrap();
+    let (a, b) = (logits(&kept), logits(&dense));
+    assert_eq!(a.len(), b.len());
+    let err = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    eprintln!("gpt_oss_mxfp4 kept vs dequantized: max abs err {err:.2e}");
+    assert!(a.iter().all(|v| v.is_finite()) && err <= 1e-5, "{err}");
+    // and the checkpoint's transformers logits, as the dequantized load
+    check_packed("gpt_oss_mxfp4 kept", &kept, &w);
+    // a dense checkpoint has no MXFP4 experts to keep: the error names its quant_method
+    let err = CausalLM::load_quantized(
+        &fixtures().join("models").join("gpt_oss"),
+        DType::F32,
+        Device::Cpu,
+        Some(&lmf_models::QuantSpec::Mxfp4Experts),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("quantization_config") && err.contains("config.json"),
+        "{err}"
+    );
+}
+
 #[test]
 fn phi3_fused_projections_longrope_partial_rotary() {
     check_model("phi3");

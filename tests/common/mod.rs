@@ -68,6 +68,19 @@ pub fn read_jsonl(p: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// The sorted `target_modules` of the PEFT adapter in `dir`.
+pub fn adapter_targets(dir: &Path) -> Vec<String> {
+    let cfg = read_json(&dir.join("adapter_config.json"));
+    let mut t: Vec<String> = cfg["target_modules"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}: no target_modules list", dir.display()))
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    t.sort();
+    t
+}
+
 pub fn rel(a: f64, b: f64) -> f64 {
     (a - b).abs() / a.abs().max(1e-12)
 }

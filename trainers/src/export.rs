@@ -81,8 +81,15 @@ pub fn export_model(args: &InferArgs) -> Result<PathBuf> {
             .map_err(|e| Error::Msg(format!("{}: {e}", config_path.display())))?,
     )
     .map_err(|e| Error::Msg(format!("{}: {e}", config_path.display())))?;
-    // The tokenizer must load (LF loads it first and saves it with the model).
-    Tokenizer::from_dir(&src)?;
+    // The tokenizer must load (LF loads it first, fixes it with the template and saves it
+    // with the model: its chat template becomes `chat_template.jinja`).
+    let mut tokenizer = Tokenizer::from_dir(&src)?;
+    crate::template::Template::for_tokenizer(
+        args.data.template.as_deref(),
+        &mut tokenizer,
+        &args.data.template_options(),
+    )?;
+    let chat_template = tokenizer.chat_template().map(str::to_string);
     // LF's `export_model`: an adapter cannot be merged into a quantized base, whether it is
     // quantized on the fly (`quantization_bit`) or saved quantized (config.json's
     // `quantization_config`); without an adapter LF writes the quantized model, which lmf
@@ -114,7 +121,7 @@ pub fn export_model(args: &InferArgs) -> Result<PathBuf> {
         if let Some(obj) = config.as_object_mut() {
             obj.insert("quantization_config".into(), qc);
         }
-        return finish_export(args, &config, &src, out);
+        return finish_export(args, &config, &src, out, chat_template.as_deref());
     }
     let was_tied = model.lm_head.is_none();
     setup_lora(&mut model, m, &args.finetuning, false, 0)?;
@@ -139,7 +146,7 @@ pub fn export_model(args: &InferArgs) -> Result<PathBuf> {
             obj.insert("tie_word_embeddings".into(), Value::Bool(false));
         }
     }
-    finish_export(args, &config, &src, out)
+    finish_export(args, &config, &src, out, chat_template.as_deref())
 }
 
 /// Sets the checkpoint dtype in `config.json` (`dtype`, or `torch_dtype` when the source
@@ -153,12 +160,20 @@ fn set_config_dtype(obj: &mut serde_json::Map<String, Value>, dtype: DType) {
     obj.insert(key.into(), Value::from(dtype_name(dtype)));
 }
 
-/// Writes `config.json` and the side files next to the weights already in `out`.
-fn finish_export(args: &InferArgs, config: &Value, src: &Path, out: PathBuf) -> Result<PathBuf> {
+/// Writes `config.json`, the side files and the tokenizer's chat template next to the weights
+/// already in `out`.
+fn finish_export(
+    args: &InferArgs,
+    config: &Value,
+    src: &Path,
+    out: PathBuf,
+    chat_template: Option<&str>,
+) -> Result<PathBuf> {
     let text = serde_json::to_string_pretty(config)
         .map_err(|e| Error::Msg(format!("config.json: {e}")))?;
     write_atomic(&out.join("config.json"), (text + "\n").as_bytes())?;
     copy_side_files(src, &out, &SIDE_FILES)?;
+    crate::train::export::write_chat_template(&out, chat_template)?;
     if args.finetuning.stage == crate::args::finetuning::Stage::Rm {
         copy_value_head(args, src, &out)?;
     }

@@ -14,7 +14,7 @@ use lmf_models::CausalLM;
 
 use crate::args::finetuning::FinetuningArguments;
 use crate::args::model::ModelArguments;
-use crate::train::export::{load_value_head, save_value_head, ModelIo};
+use crate::train::export::{load_value_head, save_value_head, write_chat_template, ModelIo};
 use crate::train::io::copy_side_files;
 use crate::{Error, Result};
 
@@ -179,6 +179,9 @@ pub struct LoraModelIo {
     pub base_model: String,
     /// Folder the base model (and its tokenizer) came from.
     pub source_dir: Option<PathBuf>,
+    /// The tokenizer's chat template, written as `chat_template.jinja`
+    /// (`train::export::write_chat_template`).
+    pub chat_template: Option<String>,
 }
 
 impl ModelIo for LoraModelIo {
@@ -186,7 +189,10 @@ impl ModelIo for LoraModelIo {
         model.save_adapter(dir, &self.config, &self.base_model)?;
         save_value_head(model, dir)?;
         match &self.source_dir {
-            Some(src) => copy_side_files(src, dir, &TOKENIZER_FILES),
+            Some(src) => {
+                copy_side_files(src, dir, &TOKENIZER_FILES)?;
+                write_chat_template(dir, self.chat_template.as_deref())
+            }
             None => Ok(()),
         }
     }

@@ -649,6 +649,45 @@ fn chat_still_rejects_training_keys() {
     assert!(infer_fields().iter().all(|f| f.name != "learning_rate"));
 }
 
+/// `quantization_method: mxfp4` keeps MXFP4 experts 4-bit: only with `quantization_bit: 4`
+/// (the checkpoint itself is checked when the model loads), other widths refused by name.
+#[test]
+fn mxfp4_quantization_needs_four_bits() {
+    let parse = |extra: &[&str]| {
+        let mut words = vec![
+            "model_name_or_path=m",
+            "stage=sft",
+            "do_train=true",
+            "dataset=alpaca_demo",
+            "output_dir=o",
+            "finetuning_type=lora",
+            "quantization_method=mxfp4",
+        ];
+        words.extend_from_slice(extra);
+        lmf_trainers::args::train::parse_train_args(&argv(&words))
+    };
+    let args = parse(&["quantization_bit=4"]).unwrap();
+    assert_eq!(
+        args.model.quant_spec().unwrap(),
+        Some(lmf_models::QuantSpec::Mxfp4Experts)
+    );
+    for bits in ["8", "2"] {
+        let kv = format!("quantization_bit={bits}");
+        let e = parse(&[kv.as_str()])
+            .err()
+            .unwrap_or_else(|| panic!("{bits} bits accepted"))
+            .to_string();
+        assert!(
+            e.contains("quantization_method: mxfp4")
+                && e.contains("quantization_bit: 4")
+                && e.contains(&format!("quantization_bit: {bits}")),
+            "{e}"
+        );
+    }
+    // without `quantization_bit` nothing is quantized, as for bnb
+    assert_eq!(parse(&[]).unwrap().model.quant_spec().unwrap(), None);
+}
+
 /// The quantization arguments: LLaMA-Factory 0.9.5's own messages (its `hparams/parser.py`,
 /// `model_utils/quantization.py`, as its runs print them) for what it refuses, and lmf's for
 /// the methods it does not quantize with yet (LF 0.9.5 silently trains those unquantized).

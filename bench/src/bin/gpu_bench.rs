@@ -2,7 +2,7 @@
 //! `lmf_bench::gpu`), progress and errors on stderr.
 //!
 //! ```text
-//! gpu_bench [--quick] [NAME...]     NAME: gemm copy attn ce gemv (default: all)
+//! gpu_bench [--quick] [NAME...]     NAME: gemm copy attn ce gemv moe (default: all)
 //! gpu_bench list                    the benches and whether this build has them
 //! ```
 //!

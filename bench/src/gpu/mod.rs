@@ -14,6 +14,7 @@
 pub mod attn;
 pub mod blas;
 pub mod linear_ce;
+pub mod moe;
 pub mod quant;
 pub mod timing;
 
@@ -158,6 +159,11 @@ pub fn registry() -> Vec<Entry> {
             keys: quant::keys,
             run: quant::RUN,
         },
+        Entry {
+            name: "moe",
+            keys: moe::keys,
+            run: Ok(moe::moe),
+        },
     ]
 }
 
@@ -196,7 +202,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(seen.len(), 12);
+        assert_eq!(seen.len(), 14);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! bitsandbytes-compatible weight quantization on CPU: NF4/FP4 blockwise 4-bit (with
 //! optional double quantization of the absmax), LLM.int8 row-wise int8, and the
-//! dequant-matmul twin of the GPU kernels.
+//! dequant-matmul twin of the GPU kernels; plus GPT-OSS's MXFP4 expert stacks and their
+//! grouped dequant-matmul ([`mxfp4`]).
 //!
 //! Layouts follow bitsandbytes exactly (packed nibbles, per-block absmax, the nested 8-bit
 //! absmax with its own code, offset and absmax), so loading a bnb-quantized checkpoint is a
@@ -13,6 +14,7 @@ pub mod group;
 pub mod int8;
 pub mod llm_int8;
 pub mod matmul;
+pub mod mxfp4;
 pub mod torch_mean;
 
 pub use blockwise8::{dequantize_blockwise_8bit, quantize_blockwise_8bit};
@@ -22,3 +24,6 @@ pub use group::GroupQuant;
 pub use int8::{dequantize_int8_rows, quantize_int8_rows, round_f16, Int8Rows};
 pub use llm_int8::llm_int8_matmul;
 pub use matmul::{dequant_matmul, dequant_matmul_t, QuantMatrix};
+pub use mxfp4::{
+    grouped_dequant_matmul, grouped_dequant_matmul_t, Mxfp4Experts, Mxfp4Matrix, FP4_VALUES,
+};

@@ -17,14 +17,17 @@ pub mod testing;
 
 pub mod adamw;
 pub mod attention;
+pub mod attn_sinks;
 pub mod cast;
 pub mod elementwise;
 pub mod embedding;
 pub mod glu;
+pub mod grouped_gemm;
 pub mod index;
 pub mod linear_ce;
 pub mod linear_logp;
 pub mod lora;
+pub mod mxfp4;
 pub mod quant;
 pub mod random;
 pub mod reduce;

@@ -35,6 +35,7 @@ pub static HEADERS: &[(&str, &str)] = &[
 ];
 
 kernel_source!(ADAMW, "adamw");
+kernel_source!(ATTN_SINKS, "attn_sinks");
 kernel_source!(CAST, "cast");
 kernel_source!(DEQUANT, "dequant");
 kernel_source!(ELEMENTWISE, "elementwise");
@@ -42,9 +43,11 @@ kernel_source!(EMBEDDING, "embedding");
 kernel_source!(FLASH_ATTN_BWD, "flash_attn_bwd");
 kernel_source!(FLASH_ATTN_FWD, "flash_attn_fwd");
 kernel_source!(GLU, "glu");
+kernel_source!(GROUPED_GEMM, "grouped_gemm");
 kernel_source!(INDEX, "index");
 kernel_source!(LINEAR_CE, "linear_ce");
 kernel_source!(LORA, "lora");
+kernel_source!(MXFP4, "mxfp4");
 kernel_source!(RANDOM, "random");
 kernel_source!(REDUCE, "reduce");
 kernel_source!(RMSNORM, "rmsnorm");
@@ -54,6 +57,7 @@ kernel_source!(SOFTMAX, "softmax");
 /// Every kernel source (the CI compile check walks this list).
 pub static ALL: &[&KernelSource] = &[
     &ADAMW,
+    &ATTN_SINKS,
     &CAST,
     &DEQUANT,
     &ELEMENTWISE,
@@ -61,9 +65,11 @@ pub static ALL: &[&KernelSource] = &[
     &FLASH_ATTN_BWD,
     &FLASH_ATTN_FWD,
     &GLU,
+    &GROUPED_GEMM,
     &INDEX,
     &LINEAR_CE,
     &LORA,
+    &MXFP4,
     &RANDOM,
     &REDUCE,
     &RMSNORM,

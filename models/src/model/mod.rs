@@ -15,7 +15,7 @@ pub use embed_lora::EmbedLora;
 pub use kv_cache::KvCache;
 pub use layer::{Attention, DecoderLayer, GateUpProj, Mlp, QkvProj};
 pub use linear::{batch_invariant, InputTap, Linear, Lora};
-pub use moe::MoeBlock;
+pub use moe::{ExpertWeights, MoeBlock};
 
 use crate::batch::SeqBatch;
 use crate::config::{Arch, ModelConfig};
@@ -76,11 +76,20 @@ macro_rules! visit_params {
             }
             if let Some(moe) = $($r)+ l.moe {
                 moe.router.$push(&format!("{p}.{}", moe::router_path(&$m.config)), &mut $out);
-                $out.push((format!("{p}.mlp.experts.gate_up_proj"), $($r)+ moe.gate_up));
+                // experts kept MXFP4 are no parameters (frozen, like a QLoRA base)
+                let (gate_up, down) = match $($r)+ moe.experts {
+                    ExpertWeights::Dense { gate_up, down } => (Some(gate_up), Some(down)),
+                    ExpertWeights::Mxfp4 { .. } => (None, None),
+                };
+                if let Some(v) = gate_up {
+                    $out.push((format!("{p}.mlp.experts.gate_up_proj"), v));
+                }
                 if let Some(b) = $($r)+ moe.gate_up_bias {
                     $out.push((format!("{p}.mlp.experts.gate_up_proj_bias"), b));
                 }
-                $out.push((format!("{p}.mlp.experts.down_proj"), $($r)+ moe.down));
+                if let Some(v) = down {
+                    $out.push((format!("{p}.mlp.experts.down_proj"), v));
+                }
                 if let Some(b) = $($r)+ moe.down_bias {
                     $out.push((format!("{p}.mlp.experts.down_proj_bias"), b));
                 }
@@ -149,13 +158,18 @@ impl CausalLM {
     }
 
     /// [`CausalLM::load`], quantizing the decoder layers' linears on the fly per `quant`
-    /// (bitsandbytes 4/8-bit, see [`crate::quantize`]); quantized layers live on the CPU.
+    /// (bitsandbytes 4/8-bit, see [`crate::quantize`]), or with
+    /// [`QuantSpec::Mxfp4Experts`] keeping an MXFP4 GPT-OSS checkpoint's experts 4-bit;
+    /// quantized layers live on the CPU.
     pub fn load_quantized(
         dir: &Path,
         dtype: DType,
         device: Device,
         quant: Option<&QuantSpec>,
     ) -> Result<CausalLM> {
+        if quant == Some(&QuantSpec::Mxfp4Experts) {
+            crate::quantize::require_mxfp4_checkpoint(dir)?;
+        }
         let config = ModelConfig::from_dir(dir)?;
         // A checkpoint saved quantized keeps its own quantization (LLaMA-Factory: "`quantization_bit`
         // will not affect on the PTQ-quantized models").
@@ -183,6 +197,15 @@ impl CausalLM {
                  or drop `quantization_bit`",
             ));
         }
+        // MXFP4: only the experts stay quantized; every linear loads dense
+        let keep_mxfp4 = quant == Some(&LoadQuant::OnTheFly(QuantSpec::Mxfp4Experts));
+        if keep_mxfp4 && c.arch != Arch::GptOss {
+            return Err(Error::msg(format!(
+                "`quantization_method: mxfp4` keeps the MXFP4 experts of GPT-OSS checkpoints \
+                 4-bit; `{}` has none",
+                c.model_type
+            )));
+        }
         let load = |name: &str, shape: &[usize]| -> Result<Var> {
             Ok(Var::param(w.load(name, shape, dtype, device)?))
         };
@@ -201,12 +224,14 @@ impl CausalLM {
                         None => Ok(Linear::new(load(&wname, &[out, inp])?, bias)),
                     }
                 }
-                Some(LoadQuant::OnTheFly(q)) => {
+                Some(LoadQuant::OnTheFly(q)) if q.quantizes_linears() => {
                     let w32 = w.load(&wname, &[out, inp], DType::F32, Device::Cpu)?;
-                    let base = q.quantize(&w32.to_vec::<f32>()?, out, inp);
-                    Ok(Linear::quantized(base, bias)?)
+                    match q.quantize(&w32.to_vec::<f32>()?, out, inp) {
+                        Some(base) => Ok(Linear::quantized(base, bias)?),
+                        None => Ok(Linear::new(load(&wname, &[out, inp])?, bias)),
+                    }
                 }
-                None => Ok(Linear::new(load(&wname, &[out, inp])?, bias)),
+                _ => Ok(Linear::new(load(&wname, &[out, inp])?, bias)),
             }
         };
         let (hd, q, kv) = (
@@ -302,7 +327,9 @@ impl CausalLM {
                         })
                     },
                     moe: match (&c.moe, sparse) {
-                        (Some(mc), true) => Some(moe::load(w, &p, c, mc, dtype, device)?),
+                        (Some(mc), true) => {
+                            Some(moe::load(w, &p, c, mc, dtype, device, keep_mxfp4)?)
+                        }
                         _ => None,
                     },
                 })
@@ -375,7 +402,14 @@ impl CausalLM {
     /// and adapters included, as [`CausalLM::named_parameters`]): the same list, except that
     /// each MoE layer's stacked experts are split into the Hub's per-expert tensors, as
     /// transformers 5.6's `save_pretrained` writes them.
+    /// A model whose experts are kept MXFP4 ([`QuantSpec::Mxfp4Experts`]) is refused.
     pub fn hub_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        if self.has_mxfp4_experts() {
+            return Err(Error::msg(format!(
+                "cannot write the full model: {}",
+                moe::KEPT_MXFP4_SAVE
+            )));
+        }
         let mut out = vec![];
         for (name, v) in self.named_parameters() {
             match self.moe_param(&name) {
@@ -415,7 +449,7 @@ impl CausalLM {
             for l in self.layers.iter().filter(|l| l.moe.is_some()) {
                 let layer = format!("model.layers.{}", l.index);
                 let v = &l.self_attn.o_proj.weight;
-                let t = moe::load_tensors(w, &layer, &cfg, mc, v.dtype(), v.device())?;
+                let t = moe::load_tensors(w, &layer, &cfg, mc, v.dtype(), v.device(), false)?;
                 experts.insert(layer, t);
             }
         }
@@ -434,14 +468,18 @@ impl CausalLM {
                 part(&format!(".{router}.bias")).and_then(|x| x.router_bias.as_ref())
             {
                 b.clone()
-            } else if let Some(x) = part(".mlp.experts.gate_up_proj") {
-                x.gate_up.clone()
+            } else if let Some((gu, _)) =
+                part(".mlp.experts.gate_up_proj").and_then(|x| x.experts.dense())
+            {
+                gu.tensor().clone()
             } else if let Some(b) =
                 part(".mlp.experts.gate_up_proj_bias").and_then(|x| x.gate_up_bias.as_ref())
             {
                 b.clone()
-            } else if let Some(x) = part(".mlp.experts.down_proj") {
-                x.down.clone()
+            } else if let Some((_, dn)) =
+                part(".mlp.experts.down_proj").and_then(|x| x.experts.dense())
+            {
+                dn.tensor().clone()
             } else if let Some(b) =
                 part(".mlp.experts.down_proj_bias").and_then(|x| x.down_bias.as_ref())
             {
@@ -454,11 +492,20 @@ impl CausalLM {
         Ok(())
     }
 
-    /// Whether the decoder linears are quantized (QLoRA): their base cannot be merged into.
+    /// Whether the decoder linears are quantized (QLoRA), or the MoE experts kept MXFP4:
+    /// their base cannot be merged into, saved whole or fine-tuned.
     pub fn is_quantized(&self) -> bool {
         self.layers
             .iter()
             .any(|l| l.self_attn.o_proj.quant.is_some())
+            || self.has_mxfp4_experts()
+    }
+
+    /// Whether some MoE layer keeps its experts MXFP4 ([`QuantSpec::Mxfp4Experts`]).
+    pub fn has_mxfp4_experts(&self) -> bool {
+        self.layers
+            .iter()
+            .any(|l| l.moe.as_ref().is_some_and(|m| m.experts.is_quantized()))
     }
 
     /// The output head matrix `[vocab, hidden]` (the embedding when tied).

@@ -19,26 +19,82 @@
 //!
 //! The selection is not differentiated (as in torch's `topk`); the weights `w` are, so the
 //! router learns through them (and through the load-balancing loss).
+//!
+//! GPT-OSS's MXFP4 experts are dequantized on load, or, when asked
+//! ([`crate::QuantSpec::Mxfp4Experts`]), kept 4-bit and frozen: the two grouped GEMMs are then
+//! grouped dequant-matmuls ([`ExpertWeights::Mxfp4`]).
 
 use super::linear::Linear;
 use crate::config::{Arch, ModelConfig, MoeConfig, GPT_OSS_ALPHA, GPT_OSS_LIMIT};
 use crate::weights::Weights;
-use lmf_autograd::ops::fused::{glu, grouped_matmul};
+use lmf_autograd::ops::fused::{glu, grouped_matmul, grouped_quant_matmul};
 use lmf_autograd::{DType, Device, Error, Result, Tensor, Var};
+use lmf_kernels::cpu::quant::Mxfp4Experts;
+use std::sync::Arc;
 
 /// `mlp.*` of a MoE layer.
 #[derive(Clone)]
 pub struct MoeBlock {
     /// `mlp.gate`: the router, `[E, H]`.
     pub router: Linear,
-    /// The experts' gate and up projections stacked, `[E, 2I, H]` (gate rows first).
-    pub gate_up: Var,
-    /// The experts' down projections, `[E, H, I]`.
-    pub down: Var,
+    /// The experts' gate/up and down projections.
+    pub experts: ExpertWeights,
     /// GPT-OSS `gate_up_proj_bias`, `[E, 2I]` (gate entries first, as `gate_up`).
     pub gate_up_bias: Option<Var>,
     /// GPT-OSS `down_proj_bias`, `[E, H]`.
     pub down_bias: Option<Var>,
+}
+
+/// The experts' weights of a MoE layer: the gate and up projections stacked, `[E, 2I, H]`
+/// (gate rows first), and the down projections, `[E, H, I]`.
+#[derive(Clone)]
+pub enum ExpertWeights {
+    /// Dense parameters (`mlp.experts.gate_up_proj` / `down_proj`).
+    Dense {
+        /// `[E, 2I, H]`.
+        gate_up: Var,
+        /// `[E, H, I]`.
+        down: Var,
+    },
+    /// GPT-OSS's MXFP4 stacks kept 4-bit: frozen, no parameters (like a QLoRA base), shared
+    /// by copies of the model.
+    Mxfp4 {
+        /// `[E, 2I, H]`, rows permuted to gate-first at load.
+        gate_up: Arc<Mxfp4Experts>,
+        /// `[E, H, I]`.
+        down: Arc<Mxfp4Experts>,
+    },
+}
+
+impl ExpertWeights {
+    /// The dense `(gate_up, down)` parameters, `None` for kept MXFP4 experts.
+    pub fn dense(&self) -> Option<(&Var, &Var)> {
+        match self {
+            ExpertWeights::Dense { gate_up, down } => Some((gate_up, down)),
+            ExpertWeights::Mxfp4 { .. } => None,
+        }
+    }
+
+    /// Whether the experts are kept quantized (MXFP4).
+    pub fn is_quantized(&self) -> bool {
+        matches!(self, ExpertWeights::Mxfp4 { .. })
+    }
+
+    /// `xs: [R, H]` (grouped by `offsets`) times each row's expert gate/up: `[R, 2I]`.
+    fn gate_up(&self, xs: &Var, offsets: &[usize]) -> Result<Var> {
+        match self {
+            ExpertWeights::Dense { gate_up, .. } => grouped_matmul(xs, gate_up, offsets),
+            ExpertWeights::Mxfp4 { gate_up, .. } => grouped_quant_matmul(xs, gate_up, offsets),
+        }
+    }
+
+    /// `a: [R, I]` (grouped by `offsets`) times each row's expert down: `[R, H]`.
+    fn down(&self, a: &Var, offsets: &[usize]) -> Result<Var> {
+        match self {
+            ExpertWeights::Dense { down, .. } => grouped_matmul(a, down, offsets),
+            ExpertWeights::Mxfp4 { down, .. } => grouped_quant_matmul(a, down, offsets),
+        }
+    }
 }
 
 /// The routing of one batch: which rows go to which expert, in grouped order.
@@ -129,9 +185,8 @@ impl Layout {
 pub(crate) struct ExpertTensors {
     pub router: Tensor,
     pub router_bias: Option<Tensor>,
-    pub gate_up: Tensor,
+    pub experts: ExpertWeights,
     pub gate_up_bias: Option<Tensor>,
-    pub down: Tensor,
     pub down_bias: Option<Tensor>,
 }
 
@@ -162,16 +217,22 @@ pub(crate) fn load(
     moe: &MoeConfig,
     dtype: DType,
     device: Device,
+    keep_mxfp4: bool,
 ) -> crate::Result<MoeBlock> {
-    let t = load_tensors(w, layer, cfg, moe, dtype, device)?;
+    let t = load_tensors(w, layer, cfg, moe, dtype, device, keep_mxfp4)?;
     Ok(MoeBlock {
         router: Linear::new(Var::param(t.router), t.router_bias.map(Var::param)),
-        gate_up: Var::param(t.gate_up),
-        down: Var::param(t.down),
+        experts: t.experts,
         gate_up_bias: t.gate_up_bias.map(Var::param),
         down_bias: t.down_bias.map(Var::param),
     })
 }
+
+/// Why a model whose experts are kept MXFP4 cannot be saved whole.
+pub(crate) const KEPT_MXFP4_SAVE: &str =
+    "the MXFP4 experts are kept 4-bit (`quantization_bit: 4`, `quantization_method: mxfp4`): \
+     saving the full model is not supported; load it without `quantization_bit` (experts \
+     dequantized) to save or merge";
 
 /// The permutation of GPT-OSS's interleaved gate/up outputs (`2j` gate `j`, `2j + 1` up `j`)
 /// into lmf's gate-first order: `[0, 2, …, 2I−2, 1, 3, …, 2I−1]`.
@@ -195,6 +256,8 @@ fn interleave(i: usize) -> Vec<usize> {
 /// Mixtral's `block_sparse_moe.experts.{e}.{w1,w3,w2}` (gate, up, down), and GPT-OSS's
 /// `mlp.router` + input-major `gate_up_proj` `[E, H, 2I]` (gate/up interleaved) /
 /// `down_proj` `[E, I, H]` with biases, dense or as MXFP4 `_blocks` / `_scales`.
+/// `keep_mxfp4` keeps GPT-OSS's MXFP4 experts 4-bit instead of dequantizing them (an error
+/// when the layer has none).
 pub(crate) fn load_tensors(
     w: &Weights,
     layer: &str,
@@ -202,10 +265,19 @@ pub(crate) fn load_tensors(
     moe: &MoeConfig,
     dtype: DType,
     device: Device,
+    keep_mxfp4: bool,
 ) -> crate::Result<ExpertTensors> {
     let (e, h, i) = (moe.num_experts, cfg.hidden_size, moe.intermediate_size);
+    let packed = format!("{layer}.mlp.experts.gate_up_proj_blocks");
+    if keep_mxfp4 && !(moe.gpt_oss && w.contains(&packed)) {
+        return Err(crate::Error::msg(format!(
+            "{}: `quantization_method: mxfp4` keeps MXFP4 experts 4-bit, but the checkpoint \
+             has no `{packed}`",
+            w.describe()
+        )));
+    }
     if moe.gpt_oss {
-        return load_gpt_oss(w, layer, (e, h, i), dtype, device);
+        return load_gpt_oss(w, layer, (e, h, i), dtype, device, keep_mxfp4);
     }
     let Layout { block, leaves } = Layout::found(w, layer);
     let router = w.load(&format!("{block}.gate.weight"), &[e, h], dtype, device)?;
@@ -250,9 +322,11 @@ pub(crate) fn load_tensors(
     Ok(ExpertTensors {
         router,
         router_bias: None,
-        gate_up,
+        experts: ExpertWeights::Dense {
+            gate_up: Var::param(gate_up),
+            down: Var::param(down),
+        },
         gate_up_bias: None,
-        down,
         down_bias: None,
     })
 }
@@ -264,65 +338,72 @@ fn load_gpt_oss(
     (e, h, i): (usize, usize, usize),
     dtype: DType,
     device: Device,
+    keep_mxfp4: bool,
 ) -> crate::Result<ExpertTensors> {
     let m = format!("{layer}.mlp");
     let ld = |name: &str, shape: &[usize]| w.load(&format!("{m}.{name}"), shape, dtype, device);
     let perm = ids(deinterleave(i), device)?;
-    // [E, 2I, H] with rows in gate-first order, from output-major rows `rows`
-    let gate_up_rows = |rows: Tensor| -> crate::Result<Tensor> { Ok(rows.index_select(&perm, 1)?) };
-    let (gate_up, down) = if w.contains(&format!("{m}.experts.gate_up_proj_blocks")) {
-        (
-            gate_up_rows(mxfp4(
-                w,
-                &format!("{m}.experts.gate_up_proj"),
-                (e, 2 * i, h),
-                dtype,
-                device,
-            )?)?,
-            mxfp4(
-                w,
-                &format!("{m}.experts.down_proj"),
-                (e, h, i),
-                dtype,
-                device,
-            )?,
-        )
+    let experts = if w.contains(&format!("{m}.experts.gate_up_proj_blocks")) {
+        // the rows of the blocks are permuted before dequantizing (exact either way)
+        let (gu, dn) = gpt_oss_mxfp4(w, &m, (e, h, i))?;
+        if keep_mxfp4 {
+            ExpertWeights::Mxfp4 {
+                gate_up: Arc::new(gu),
+                down: Arc::new(dn),
+            }
+        } else {
+            let dense = |x: &Mxfp4Experts| -> crate::Result<Var> {
+                let t = Tensor::from_vec(x.dequantize(), &[x.experts, x.rows, x.cols], device)?;
+                Ok(Var::param(t.to_dtype(dtype)?))
+            };
+            ExpertWeights::Dense {
+                gate_up: dense(&gu)?,
+                down: dense(&dn)?,
+            }
+        }
     } else {
-        // input-major [E, in, out] → output-major [E, out, in]
+        // input-major [E, in, out] → output-major [E, out, in]; gate_up rows gate-first
         let gu = ld("experts.gate_up_proj", &[e, h, 2 * i])?
             .transpose(1, 2)?
             .contiguous()?;
         let dn = ld("experts.down_proj", &[e, i, h])?
             .transpose(1, 2)?
             .contiguous()?;
-        (gate_up_rows(gu)?, dn)
+        ExpertWeights::Dense {
+            gate_up: Var::param(gu.index_select(&perm, 1)?),
+            down: Var::param(dn),
+        }
     };
     Ok(ExpertTensors {
         router: ld("router.weight", &[e, h])?,
         router_bias: Some(ld("router.bias", &[e])?),
-        gate_up,
+        experts,
         gate_up_bias: Some(ld("experts.gate_up_proj_bias", &[e, 2 * i])?.index_select(&perm, 1)?),
-        down,
         down_bias: Some(ld("experts.down_proj_bias", &[e, h])?),
     })
 }
 
-/// MXFP4 values of the e2m1 codes.
-const FP4_VALUES: [f32; 16] = [
-    0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0,
-];
+/// GPT-OSS layer `m`'s (`model.layers.{i}.mlp`) MXFP4 experts in lmf's layout: `gate_up`
+/// `[E, 2I, H]` with its rows permuted to gate-first ([`deinterleave`]), `down` `[E, H, I]`.
+fn gpt_oss_mxfp4(
+    w: &Weights,
+    m: &str,
+    (e, h, i): (usize, usize, usize),
+) -> crate::Result<(Mxfp4Experts, Mxfp4Experts)> {
+    let gate_up = mxfp4(w, &format!("{m}.experts.gate_up_proj"), (e, 2 * i, h))?;
+    let down = mxfp4(w, &format!("{m}.experts.down_proj"), (e, h, i))?;
+    Ok((gate_up.permute_rows(&deinterleave(i)), down))
+}
 
-/// Dequantizes `{name}_blocks` (u8 `[E, rows, cols/32, 16]`) and `{name}_scales` (u8 `[E,
-/// rows, cols/32]`) to `[E, rows, cols]`: element `c` of a row is
-/// `FP4_VALUES[code] · 2^(scale[c/32] − 127)`, its code the low nibble of byte `c/2` of the
-/// block for even `c`, the high nibble for odd `c` (transformers' `convert_moe_packed_tensors`).
+/// Reads `{name}_blocks` (u8 `[E, rows, cols/32, 16]`) and `{name}_scales` (u8 `[E, rows,
+/// cols/32]`) as they are: element `c` of a row is `FP4_VALUES[code] · 2^(scale[c/32] − 127)`,
+/// its code the low nibble of byte `c/2` of the block for even `c`, the high nibble for odd
+/// `c` (transformers' `convert_moe_packed_tensors`; see [`Mxfp4Experts`]).
 fn mxfp4(
     w: &Weights,
     name: &str,
     (e, rows, cols): (usize, usize, usize),
-    dtype: DType,
-    device: Device,
-) -> crate::Result<Tensor> {
+) -> crate::Result<Mxfp4Experts> {
     if cols % 32 != 0 {
         return Err(crate::Error::msg(format!(
             "{name}: MXFP4 needs a multiple of 32 input features, got {cols}"
@@ -341,28 +422,29 @@ fn mxfp4(
         DType::U8,
         Device::Cpu,
     )?;
-    let (blocks, scales) = (blocks.to_vec::<u8>()?, scales.to_vec::<u8>()?);
-    let mut out = vec![0f32; e * rows * cols];
-    for (b, (chunk, &sc)) in out.chunks_mut(32).zip(&scales).enumerate() {
-        let unit = (2f32).powi(sc as i32 - 127);
-        for (j, byte) in blocks[b * 16..(b + 1) * 16].iter().enumerate() {
-            chunk[2 * j] = FP4_VALUES[(byte & 0x0f) as usize] * unit;
-            chunk[2 * j + 1] = FP4_VALUES[(byte >> 4) as usize] * unit;
-        }
-    }
-    Ok(Tensor::from_vec(out, &[e, rows, cols], device)?.to_dtype(dtype)?)
+    Mxfp4Experts::new(
+        e,
+        rows,
+        cols,
+        blocks.to_vec::<u8>()?,
+        scales.to_vec::<u8>()?,
+    )
+    .map_err(|m| crate::Error::msg(format!("{name}: {m}")))
 }
 
 /// The checkpoint tensors of one MoE layer under the Hub's names (what transformers 5.6's
 /// `save_pretrained` writes): the router, then each expert's gate, up and down weights; for
-/// GPT-OSS its fused input-major tensors (dense, never MXFP4) with their biases.
+/// GPT-OSS its fused input-major tensors (dense, never MXFP4) with their biases. Experts
+/// kept MXFP4 are refused.
 pub(crate) fn hub_tensors(
     block: &MoeBlock,
     layer: &str,
     cfg: &ModelConfig,
 ) -> crate::Result<Vec<(String, Tensor)>> {
-    let gu = block.gate_up.tensor();
-    let dn = block.down.tensor();
+    let Some((gu, dn)) = block.experts.dense() else {
+        return Err(crate::Error::msg(format!("{layer}: {KEPT_MXFP4_SAVE}")));
+    };
+    let (gu, dn) = (gu.tensor(), dn.tensor());
     let (e, i2) = (gu.shape()[0], gu.shape()[1]);
     let i = i2 / 2;
     if cfg.arch == Arch::GptOss {
@@ -512,7 +594,7 @@ impl MoeBlock {
         let xs = x.index_select(&ids(order.iter().map(|&r| r / k), dev)?, 0)?;
         // the expert of each grouped row, for the biases
         let row_expert = || ids(order.iter().map(|&r| routing.experts[r]), dev);
-        let mut gu = grouped_matmul(&xs, &self.gate_up, &offsets)?;
+        let mut gu = self.experts.gate_up(&xs, &offsets)?;
         if let Some(b) = &self.gate_up_bias {
             gu = gu.add(&b.index_select(&row_expert()?, 0)?)?;
         }
@@ -525,7 +607,7 @@ impl MoeBlock {
         } else {
             glu(&gate, &up, cfg.act)?
         };
-        let mut ys = grouped_matmul(&a, &self.down, &offsets)?;
+        let mut ys = self.experts.down(&a, &offsets)?;
         if let Some(b) = &self.down_bias {
             ys = ys.add(&b.index_select(&row_expert()?, 0)?)?;
         }

@@ -375,16 +375,28 @@ impl ModelArguments {
     }
 
     /// The on-the-fly quantization these arguments ask for (`quantization_bit` with
-    /// `quantization_method: bnb`), or `None`.
+    /// `quantization_method: bnb`), or `None`. `quantization_method: mxfp4` with
+    /// `quantization_bit: 4` keeps an MXFP4 GPT-OSS checkpoint's experts 4-bit
+    /// ([`lmf_models::QuantSpec::Mxfp4Experts`]; the load checks the checkpoint).
     pub fn quant_spec(&self) -> Result<Option<lmf_models::QuantSpec>> {
         use lmf_kernels::cpu::quant::FourBit;
         let Some(bits) = self.quantization_bit else {
             return Ok(None);
         };
+        if self.quantization_method == QuantizationMethod::Mxfp4 {
+            return match bits {
+                4 => Ok(Some(lmf_models::QuantSpec::Mxfp4Experts)),
+                b => Err(invalid(&format!(
+                    "`quantization_method: mxfp4` keeps MXFP4 experts 4-bit and needs \
+                     `quantization_bit: 4` (got `quantization_bit: {b}`)"
+                ))),
+            };
+        }
         if self.quantization_method != QuantizationMethod::Bnb {
             return Err(invalid(&format!(
                 "`quantization_method: {}` is not supported yet: lmf quantizes on the fly with \
-                 bitsandbytes' formats only (`quantization_method: bnb`)",
+                 bitsandbytes' formats only (`quantization_method: bnb`), or keeps MXFP4 \
+                 experts 4-bit (`quantization_method: mxfp4`)",
                 self.quantization_method
             )));
         }

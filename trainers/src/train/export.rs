@@ -47,6 +47,9 @@ pub struct HfModelIo {
     pub source_dir: Option<PathBuf>,
     /// Shard size limit in bytes.
     pub max_shard_bytes: usize,
+    /// The tokenizer's chat template (the run's template applied), written as
+    /// `chat_template.jinja` ([`write_chat_template`]).
+    pub chat_template: Option<String>,
 }
 
 impl HfModelIo {
@@ -55,7 +58,19 @@ impl HfModelIo {
         HfModelIo {
             source_dir,
             max_shard_bytes: MAX_SHARD_BYTES,
+            chat_template: None,
         }
+    }
+}
+
+/// Writes `chat_template` (when there is one) as `dir/chat_template.jinja`, over the copy of
+/// the source's: LLaMA-Factory saves the tokenizer with the chat template its `template`
+/// gave it (the template's own Jinja when the base had none or the template replaces it), and
+/// transformers 5's `save_pretrained` writes that file.
+pub fn write_chat_template(dir: &Path, chat_template: Option<&str>) -> Result<()> {
+    match chat_template {
+        Some(t) => write_atomic(&dir.join("chat_template.jinja"), t.as_bytes()),
+        None => Ok(()),
     }
 }
 
@@ -66,6 +81,7 @@ impl ModelIo for HfModelIo {
         match &self.source_dir {
             Some(src) => {
                 copy_side_files(src, dir, &COPIED_FILES)?;
+                write_chat_template(dir, self.chat_template.as_deref())?;
                 if !src.join("generation_config.json").is_file() {
                     write_default_generation_config(&src.join("config.json"), dir)?;
                 }

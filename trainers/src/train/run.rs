@@ -152,16 +152,21 @@ pub fn load_stage_dataset(
 
 /// How the run's weights are saved and restored: an HF model folder for full / freeze, a PEFT
 /// folder for LoRA (whose adapter this also sets up: merged, resumed or new, see
-/// [`crate::tuner::setup_lora`]).
+/// [`crate::tuner::setup_lora`]). `chat_template` (the tokenizer's, the run's template applied)
+/// is saved as `chat_template.jinja` with every save, as LLaMA-Factory's tokenizer save does.
 pub fn model_io(
     args: &TrainArgs,
     model: &mut CausalLM,
     model_dir: &Path,
+    chat_template: Option<String>,
 ) -> Result<Box<dyn ModelIo>> {
+    let hf = |chat_template| {
+        let mut io = HfModelIo::new(Some(model_dir.to_path_buf()));
+        io.chat_template = chat_template;
+        io
+    };
     match args.finetuning.finetuning_type {
-        FinetuningType::Full | FinetuningType::Freeze => {
-            Ok(Box::new(HfModelIo::new(Some(model_dir.to_path_buf()))))
-        }
+        FinetuningType::Full | FinetuningType::Freeze => Ok(Box::new(hf(chat_template))),
         FinetuningType::Lora => {
             let t = &args.training;
             let trainable = t.do_train;
@@ -178,9 +183,10 @@ pub fn model_io(
                     config,
                     base_model: base,
                     source_dir: Some(model_dir.to_path_buf()),
+                    chat_template,
                 })),
                 // eval / predict only: every adapter is merged and nothing is saved
-                None => Ok(Box::new(HfModelIo::new(Some(model_dir.to_path_buf())))),
+                None => Ok(Box::new(hf(chat_template))),
             }
         }
         other => Err(Error::Msg(format!(
@@ -227,8 +233,12 @@ pub fn run(argv: &[String]) -> Result<WorkflowOutcome> {
         );
     }
     let quant = m.quant_spec()?;
-    if let Some(q) = &quant {
-        eprintln!("Quantizing model to {} bit with bitsandbytes.", q.bits());
+    match &quant {
+        Some(lmf_models::QuantSpec::Mxfp4Experts) => {
+            eprintln!("Keeping the MXFP4 experts 4-bit (dequant-matmul).")
+        }
+        Some(q) => eprintln!("Quantizing model to {} bit with bitsandbytes.", q.bits()),
+        None => {}
     }
     let mut model = if m.train_from_scratch {
         if quant.is_some() {
@@ -250,7 +260,12 @@ pub fn run(argv: &[String]) -> Result<WorkflowOutcome> {
             "Quantized models can only be used for the LoRA or OFT tuning.".into(),
         ));
     }
-    let io = model_io(&args, &mut model, &dir)?;
+    let io = model_io(
+        &args,
+        &mut model,
+        &dir,
+        tokenizer.chat_template().map(str::to_string),
+    )?;
     let f = &args.finetuning;
     let out_dir = PathBuf::from(args.training.output_dir.as_deref().unwrap_or("."));
     // LLaMA-Factory's PissaConvertCallback: the initial PiSSA adapter is kept (as plain-init

@@ -5,7 +5,9 @@
 use super::{check_dtype, check_shape, from_kernel, with_real};
 use crate::tape::{grad_if, record1};
 use crate::var::Var;
-use lmf_kernels::cpu::attention::{attention_backward, attention_forward};
+use lmf_kernels::cpu::attention::{
+    attention_backward, attention_forward, fold_sinks, sinks_backward,
+};
 use lmf_runtime::{Error, Result, Tensor};
 
 pub use lmf_kernels::cpu::attention::AttnParams;
@@ -160,27 +162,6 @@ pub fn attention(
     }))
 }
 
-/// Folds a per-head sink logit into a finished attention row (GPT-OSS): the sink joins the
-/// softmax denominator and adds no value, so with `lse' = logaddexp(lse, sink_h)` the output
-/// is `out · exp(lse − lse')`. `out: [tokens, heads, d]`, `lse: [heads, tokens]` (updated in
-/// place to `lse'`).
-pub fn fold_sinks<T: lmf_kernels::Real>(out: &mut [T], lse: &mut [T], sinks: &[T], d: usize) {
-    let h = sinks.len();
-    let tokens = lse.len() / h.max(1);
-    for (hh, &sink) in sinks.iter().enumerate() {
-        for t in 0..tokens {
-            let l = lse[hh * tokens + t];
-            let m = if l > sink { l } else { sink };
-            let new = m + ((l - m).exp() + (sink - m).exp()).ln();
-            let f = (l - new).exp();
-            lse[hh * tokens + t] = new;
-            out[(t * h + hh) * d..][..d]
-                .iter_mut()
-                .for_each(|x| *x *= f);
-        }
-    }
-}
-
 /// [`attention`] with GPT-OSS's attention sinks `sinks: [num_heads]`: one learned logit per
 /// head in every row's softmax denominator (a key whose value is zero).
 ///
@@ -203,7 +184,15 @@ pub fn attention_with_sinks(
     check_shape(OP, "sinks", st, &[params.num_heads])?;
     check_dtype(OP, "sinks", st, qt.dtype())?;
     if qt.device().is_cuda() {
-        return Err(Error::cuda_unsupported(OP, "attention sinks"));
+        return super::cuda::attention::attention_sinks(
+            q,
+            k,
+            v,
+            Some(sinks),
+            cu_seqlens_q,
+            cu_seqlens_k,
+            params,
+        );
     }
     let (out, lse) = forward_tensors(qt, kt, vt, cu_seqlens_q, cu_seqlens_k, params, Some(st))?;
     let saved = vec![
@@ -228,17 +217,8 @@ pub fn attention_with_sinks(
                 &g, &q.as_slice::<T>()?, &k.as_slice::<T>()?, &v.as_slice::<T>()?, &o, &l,
                 &cu_q, &cu_k, &p, &mut dq, &mut dk, &mut dv,
             );
-            let sinks: Vec<T> = real_vec::<T>(sk)?;
-            let (h, d) = (p.num_heads, p.head_dim);
-            let tq = l.len() / h.max(1);
-            let mut dsink = vec![T::default(); h];
-            for (hh, ds) in dsink.iter_mut().enumerate() {
-                for t in 0..tq {
-                    let at = (t * h + hh) * d;
-                    let dd: T = g[at..at + d].iter().zip(&o[at..at + d]).map(|(&a, &b)| a * b).sum();
-                    *ds -= (sinks[hh] - l[hh * tq + t]).exp() * dd;
-                }
-            }
+            let mut dsink = vec![T::default(); p.num_heads];
+            sinks_backward(&g, &o, &l, &real_vec::<T>(sk)?, p.head_dim, &mut dsink);
             (
                 from_kernel(dq, q.shape(), q.dtype(), q.device())?,
                 from_kernel(dk, k.shape(), k.dtype(), k.device())?,

@@ -22,11 +22,13 @@
 
 mod backward;
 mod forward;
+pub mod sinks;
 #[cfg(test)]
 mod tests;
 
 pub use backward::attention_backward;
 pub use forward::{attention_forward, attention_forward_per_seq};
+pub use sinks::{fold_sinks, sinks_backward};
 
 use crate::cpu::gemm::{gemm_serial, MatMut, MatRef};
 use crate::Real;

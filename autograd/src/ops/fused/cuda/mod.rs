@@ -8,6 +8,7 @@
 pub mod attention;
 pub mod embedding;
 pub mod glu;
+pub mod grouped_matmul;
 pub mod linear_ce;
 pub mod linear_logp;
 pub mod lora;
