@@ -17,7 +17,7 @@ use crate::Real;
 use rayon::prelude::*;
 
 /// Checks that `offsets` is a non-decreasing partition of `0..m` into `e` groups.
-fn check_offsets(offsets: &[usize], e: usize, m: usize) {
+pub(crate) fn check_offsets(offsets: &[usize], e: usize, m: usize) {
     assert_eq!(
         offsets.len(),
         e + 1,
@@ -46,7 +46,7 @@ fn split_rows<'a, T>(mut data: &'a mut [T], offsets: &[usize], width: usize) -> 
 
 /// Runs `f(g, rows, dst_g)` for every group `g` with rows, in parallel, `dst_g` being group
 /// `g`'s rows of the row-major `[m, width]` buffer `dst`.
-fn per_group<T: Real>(
+pub(crate) fn per_group<T: Real>(
     dst: &mut [T],
     offsets: &[usize],
     width: usize,

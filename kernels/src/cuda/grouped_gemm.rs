@@ -25,8 +25,8 @@ const THREADS: u32 = 128;
 /// element offsets of B and C.
 type TileDesc = [i64; 6];
 
-/// Checks that `offsets` is a non-decreasing partition of `0..m` into `e` groups.
-fn check_offsets(what: &'static str, offsets: &[usize], m: usize) -> CudaResult<usize> {
+/// Checks that `offsets` is a non-decreasing partition of `0..m`; returns the group count.
+pub(crate) fn check_offsets(what: &'static str, offsets: &[usize], m: usize) -> CudaResult<usize> {
     let e = offsets.len().saturating_sub(1);
     ensure(
         offsets.len() >= 2

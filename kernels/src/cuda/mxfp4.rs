@@ -13,6 +13,7 @@ use super::blas::BlasFloat;
 use super::dtype::{entry, GpuFloat};
 use super::error::{ensure, CudaResult};
 use super::gpu::{grid_1d, Gpu};
+use super::grouped_gemm::check_offsets;
 use super::quant::{dequant_matmul_t_tiled, dequant_matmul_tiled, tile_rows, GpuQuantMatrix};
 use super::sources::MXFP4;
 use crate::cpu::quant::mxfp4::{Mxfp4Experts, MXFP4_BLOCK};
@@ -124,19 +125,10 @@ impl GpuQuantMatrix for GpuMxfp4Expert<'_> {
 
 /// Checks `offsets` (E + 1 entries from 0 to `m`, never decreasing) against `w`.
 fn check(what: &'static str, w: &GpuMxfp4Experts, offsets: &[usize], m: usize) -> CudaResult<()> {
-    ensure(
-        offsets.len() == w.experts + 1
-            && offsets[0] == 0
-            && offsets[w.experts] == m
-            && offsets.windows(2).all(|p| p[0] <= p[1]),
-        what,
-        || {
-            format!(
-                "offsets {offsets:?} must run from 0 to {m} in {} groups",
-                w.experts
-            )
-        },
-    )
+    let e = check_offsets(what, offsets, m)?;
+    ensure(e == w.experts, what, || {
+        format!("{e} groups of offsets for {} experts", w.experts)
+    })
 }
 
 /// `y[rows_e] = x[rows_e] · dequant(W_e)ᵀ` for every expert: `x: [m, cols]`, `y: [m, rows]`

@@ -12,8 +12,8 @@
 //! `convert_moe_packed_tensors`).
 
 use super::matmul::{dequant_matmul, dequant_matmul_t, QuantMatrix};
+use crate::cpu::grouped_gemm::{check_offsets, per_group};
 use crate::Real;
-use rayon::prelude::*;
 
 /// Values of the 16 e2m1 codes (sign bit 3, then exponent and mantissa).
 pub const FP4_VALUES: [f32; 16] = [
@@ -200,41 +200,6 @@ impl QuantMatrix for Mxfp4Matrix<'_> {
     }
 }
 
-/// Checks that `offsets` is a non-decreasing partition of `0..m` into `e` groups.
-fn check_offsets(offsets: &[usize], e: usize, m: usize) {
-    assert!(
-        offsets.len() == e + 1 && offsets[0] == 0 && offsets[e] == m,
-        "grouped dequant matmul: offsets must run from 0 to the row count in E + 1 entries"
-    );
-    assert!(
-        offsets.windows(2).all(|w| w[0] <= w[1]),
-        "grouped dequant matmul: offsets must not decrease"
-    );
-}
-
-/// Runs `f(e, rows, a_e, dst_e)` for every expert `e` with rows, in parallel: `a_e` and
-/// `dst_e` are rows `offsets[e] .. offsets[e + 1]` of `a: [m, a_w]` and `dst: [m, dst_w]`.
-fn per_group<T: Real>(
-    dst: &mut [T],
-    a: &[T],
-    offsets: &[usize],
-    (a_w, dst_w): (usize, usize),
-    f: impl Fn(usize, usize, &[T], &mut [T]) + Sync,
-) {
-    let mut groups = Vec::with_capacity(offsets.len() - 1);
-    let mut rest = dst;
-    for (e, w) in offsets.windows(2).enumerate() {
-        let (head, tail) = rest.split_at_mut((w[1] - w[0]) * dst_w);
-        if w[1] > w[0] {
-            groups.push((e, w[1] - w[0], &a[w[0] * a_w..w[1] * a_w], head));
-        }
-        rest = tail;
-    }
-    groups
-        .into_par_iter()
-        .for_each(|(e, rows, a_e, dst_e)| f(e, rows, a_e, dst_e));
-}
-
 /// `y[rows_e] = x[rows_e] · dequant(W_e)ᵀ` for every expert `e`: `x: [m, cols]`,
 /// `w: [E, rows, cols]`, `y: [m, rows]` (fully overwritten); `offsets: [E + 1]` from 0 to `m`.
 pub fn grouped_dequant_matmul<T: Real>(y: &mut [T], x: &[T], w: &Mxfp4Experts, offsets: &[usize]) {
@@ -244,7 +209,8 @@ pub fn grouped_dequant_matmul<T: Real>(y: &mut [T], x: &[T], w: &Mxfp4Experts, o
         x.len() == m * k && y.len() == m * n,
         "grouped dequant matmul: x / y shapes"
     );
-    per_group(y, x, offsets, (k, n), |e, rows, x_e, y_e| {
+    per_group(y, offsets, n, |e, rows, y_e| {
+        let x_e = &x[offsets[e] * k..offsets[e + 1] * k];
         dequant_matmul(x_e, &w.expert(e), rows, y_e);
     });
 }
@@ -264,7 +230,8 @@ pub fn grouped_dequant_matmul_t<T: Real>(
         dy.len() == m * n && dx.len() == m * k,
         "grouped dequant matmul: dy / dx shapes"
     );
-    per_group(dx, dy, offsets, (n, k), |e, rows, dy_e, dx_e| {
+    per_group(dx, offsets, k, |e, rows, dx_e| {
+        let dy_e = &dy[offsets[e] * n..offsets[e + 1] * n];
         dequant_matmul_t(dy_e, &w.expert(e), rows, dx_e);
     });
 }
