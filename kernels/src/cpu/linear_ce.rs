@@ -11,6 +11,7 @@
 //! `dx`/`dw` and only scales them by the upstream scalar in its backward.
 
 use crate::cpu::gemm::{gemm, MatMut, MatRef};
+use crate::cpu::simd::{exp_shift_sum_f64, max_of, scaled_exp_row};
 use crate::Real;
 use rayon::prelude::*;
 
@@ -259,8 +260,8 @@ fn row_loss<T: Real>(z: &mut [T], y: i64, o: &CeOptions, grad: Option<T>) -> f64
         z.iter_mut().for_each(|v| *v = cap * (*v * inv).tanh());
     }
     // Log-sum-exp with the max subtracted; the sums feed the loss, so they run in f64.
-    let max = z.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
-    let sum: f64 = z.iter().map(|&v| (v - max).exp().f64()).sum();
+    let max = max_of(z, T::neg_infinity());
+    let sum = exp_shift_sum_f64(z, max);
     let lse = max.f64() + sum.ln();
     let eps = o.label_smoothing;
     let nll = lse - z[y].f64();
@@ -276,23 +277,35 @@ fn row_loss<T: Real>(z: &mut [T], y: i64, o: &CeOptions, grad: Option<T>) -> f64
         let b = T::of(eps / vocab as f64) * scale;
         let lse_t = T::of(lse);
         let zy_grad = T::of(1.0 - eps) * scale;
-        let cap_inv = o.softcap.map(|c| T::of(1.0 / c));
-        for (j, v) in z.iter_mut().enumerate() {
-            let mut g = a * (*v - lse_t).exp() - b;
-            if j == y {
-                g -= zy_grad;
-            }
-            if let Some(ci) = cap_inv {
-                let t = *v * ci;
-                g *= T::one() - t * t;
-            }
-            // Flush subnormals to zero: far-off logits give p ~ e^-100, and subnormal
-            // operands make the two gradient gemms several times slower on x86. What is
-            // dropped is below the smallest normal float, as a GPU's FTZ would drop it.
+        // Results below the smallest normal float are flushed to zero: far-off logits give
+        // p ~ e^-100, and subnormal operands make the two gradient gemms several times
+        // slower on x86. What is dropped is below the smallest normal float, as a GPU's FTZ
+        // would drop it.
+        let flush = |g: T| {
             if g.abs() < T::min_positive_value() {
-                g = T::zero();
+                T::zero()
+            } else {
+                g
             }
-            *v = g;
+        };
+        match o.softcap {
+            None => {
+                let zy = z[y];
+                scaled_exp_row(z, lse_t, a, b);
+                z[y] = flush(a * (zy - lse_t).exp() - b - zy_grad);
+            }
+            Some(cap) => {
+                let ci = T::of(1.0 / cap);
+                for (j, v) in z.iter_mut().enumerate() {
+                    let mut g = a * (*v - lse_t).exp() - b;
+                    if j == y {
+                        g -= zy_grad;
+                    }
+                    let t = *v * ci;
+                    g *= T::one() - t * t;
+                    *v = flush(g);
+                }
+            }
         }
     }
     loss

@@ -15,4 +15,5 @@ pub mod philox;
 pub mod quant;
 pub mod rmsnorm;
 pub mod rope;
+pub mod simd;
 pub mod swiglu;

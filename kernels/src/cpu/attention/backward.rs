@@ -10,8 +10,9 @@
 
 use rayon::prelude::*;
 
-use super::{head_view, head_view_mut, score_tile, split_rows, tiles, AttnParams, BK, BQ};
-use crate::cpu::gemm::{gemm_serial, MatMut, MatRef};
+use super::{head_view, head_view_mut, score_tile, split_rows, tiles, AttnParams, KeysT, BK, BQ};
+use crate::cpu::gemm::{MatMut, MatRef};
+use crate::cpu::simd::{softmax_grad_row, tile_gemm};
 use crate::Real;
 
 /// Flash-style attention backward: overwrites `dq: [total_q, num_heads, head_dim]` and
@@ -66,11 +67,15 @@ pub fn attention_backward<T: Real>(
                     .sum();
             }
         });
+    // kᵀ and vᵀ per kv head, the right operands of S = Q·Kᵀ and dP = dO·Vᵀ
+    let kt = KeysT::new(|b| (k, cu_seqlens_k[b]), cu_seqlens_k, h_kv, d);
+    let vt = KeysT::new(|b| (v, cu_seqlens_k[b]), cu_seqlens_k, h_kv, d);
     let ctx = Ctx {
         dout,
         q,
         k,
-        v,
+        kt: &kt,
+        vt: &vt,
         lse,
         delta: &delta,
         cu_q: cu_seqlens_q,
@@ -118,7 +123,8 @@ struct Ctx<'a, T> {
     dout: &'a [T],
     q: &'a [T],
     k: &'a [T],
-    v: &'a [T],
+    kt: &'a KeysT<T>,
+    vt: &'a KeysT<T>,
     lse: &'a [T],
     delta: &'a [T],
     cu_q: &'a [usize],
@@ -142,7 +148,7 @@ impl<T: Real> Ctx<'_, T> {
         ds: &mut [T],
     ) {
         let p = self.p;
-        let (h_q, h_kv, d) = (p.num_heads, p.num_kv_heads, p.head_dim);
+        let (h_q, d) = (p.num_heads, p.head_dim);
         let g = h / p.group();
         let (q0, k0) = (self.cu_q[seq], self.cu_k[seq]);
         let sq = self.cu_q[seq + 1] - q0;
@@ -152,7 +158,7 @@ impl<T: Real> Ctx<'_, T> {
         score_tile(
             s,
             head_view(self.q, q0 + i0, rows, h_q, h, d),
-            head_view(self.k, k0 + j0, cols, h_kv, g, d),
+            self.kt.view(k0 + j0, cols, g),
             p,
             i0,
             j0,
@@ -160,31 +166,33 @@ impl<T: Real> Ctx<'_, T> {
         );
         // ds: [rows, cols] = dP = dO [rows, d] · vᵀ [d, cols]
         let dot = head_view(self.dout, q0 + i0, rows, h_q, h, d);
-        let vt = head_view(self.v, k0 + j0, cols, h_kv, g, d);
-        gemm_serial(MatMut::new(ds, rows, cols), dot, vt.t(), false, T::one());
-        let inv_cap = p.softcap.map(|c| T::of(1.0 / c));
+        let vt = self.vt.view(k0 + j0, cols, g);
+        tile_gemm(MatMut::new(ds, rows, cols), dot, vt, false, T::one());
         for r in 0..rows {
             let row = q0 + i0 + r;
             let lse = self.lse[h * self.total_q + row];
             let dl = self.delta[row * h_q + h];
             let (srow, dsrow) = (&mut s[r * cols..][..cols], &mut ds[r * cols..][..cols]);
+            if lse == T::neg_infinity() {
+                // a row that sees no key: P = 0 and dS = 0
+                srow.fill(T::zero());
+                dsrow.fill(T::zero());
+                continue;
+            }
+            let Some(cap) = p.softcap else {
+                softmax_grad_row(srow, dsrow, lse, dl);
+                continue;
+            };
+            let ic = T::of(1.0 / cap);
             for (x, y) in srow.iter_mut().zip(dsrow.iter_mut()) {
-                // P = exp(S - lse); masked entries (S = -inf) and empty rows (lse = -inf)
-                // give P = 0, and then dS = 0 exactly (this also keeps tanh' of -inf out).
-                let pr = if lse == T::neg_infinity() {
-                    T::zero()
-                } else {
-                    (*x - lse).exp()
-                };
+                // P = exp(S - lse); masked entries (S = -inf) give P = 0, and then dS = 0
+                // exactly (this also keeps tanh' of -inf out).
+                let pr = (*x - lse).exp();
                 *y = if pr == T::zero() {
                     T::zero()
                 } else {
-                    let dsc = pr * (*y - dl);
-                    match inv_cap {
-                        // d(cap·tanh(s/cap))/ds = 1 - tanh² = 1 - (capped / cap)²
-                        Some(ic) => dsc * (T::one() - (*x * ic) * (*x * ic)),
-                        None => dsc,
-                    }
+                    // d(cap·tanh(s/cap))/ds = 1 - tanh² = 1 - (capped / cap)²
+                    pr * (*y - dl) * (T::one() - (*x * ic) * (*x * ic))
                 };
                 *x = pr;
             }
@@ -217,7 +225,7 @@ impl<T: Real> Ctx<'_, T> {
             self.tile(seq, h, (i0, rows), (j0, cols), s, ds);
             // dV [cols, d] += Pᵀ [cols, rows] · dO [rows, d]
             let dot = head_view(self.dout, q0 + i0, rows, h_q, h, d);
-            gemm_serial(
+            tile_gemm(
                 head_view_mut(dv_t, 0, cols, h_kv, g, d),
                 MatRef::new(s, rows, cols).t(),
                 dot,
@@ -226,7 +234,7 @@ impl<T: Real> Ctx<'_, T> {
             );
             // dK [cols, d] += scale · dSᵀ [cols, rows] · Q [rows, d]
             let qt = head_view(self.q, q0 + i0, rows, h_q, h, d);
-            gemm_serial(
+            tile_gemm(
                 head_view_mut(dk_t, 0, cols, h_kv, g, d),
                 MatRef::new(ds, rows, cols).t(),
                 qt,
@@ -260,7 +268,7 @@ impl<T: Real> Ctx<'_, T> {
             self.tile(seq, h, (i0, rows), (j0, cols), s, ds);
             // dQ [rows, d] += scale · dS [rows, cols] · K [cols, d]
             let kt = head_view(self.k, k0 + j0, cols, h_kv, g, d);
-            gemm_serial(
+            tile_gemm(
                 head_view_mut(dq_t, 0, rows, h_q, h, d),
                 MatRef::new(ds, rows, cols),
                 kt,

@@ -5,8 +5,11 @@
 
 use rayon::prelude::*;
 
-use super::{head_view, head_view_mut, score_tile, split_rows, tiles, AttnParams, BK, BQ};
-use crate::cpu::gemm::{gemm_serial, MatRef};
+use super::{
+    head_view, head_view_mut, score_tile, split_rows, tiles, AttnParams, KeysT, BK, BQ, MIN_ROWS_T,
+};
+use crate::cpu::gemm::MatRef;
+use crate::cpu::simd::{exp_shift_sum, max_of, tile_gemm};
 use crate::Real;
 
 /// Flash-style attention forward over packed varlen sequences: writes `out: [total_q,
@@ -88,6 +91,18 @@ fn forward_over<'a, T: Real>(
     // One task per (sequence, query tile), all heads: it owns rows of `out` and returns its
     // lse block `[num_heads, rows]`, scattered below (lse is head-major, rows are not).
     let qt = tiles(cu_seqlens_q, BQ);
+    // tiles of MIN_ROWS_T queries or more read the keys transposed (decode steps do not)
+    let kt = qt.iter().any(|t| t.len >= MIN_ROWS_T).then(|| {
+        KeysT::new(
+            |b| {
+                let (k, _, k0) = keys(b);
+                (k, k0)
+            },
+            cu_seqlens_k,
+            p.num_kv_heads,
+            d,
+        )
+    });
     let chunks = split_rows(out, h_q * d, &qt);
     let lse_blocks: Vec<Vec<T>> = chunks
         .into_par_iter()
@@ -100,9 +115,11 @@ fn forward_over<'a, T: Real>(
             let mut lse_t = vec![T::zero(); h_q * t.len];
             let mut s = vec![T::zero(); BQ * BK];
             let (mut m, mut l) = (vec![T::zero(); t.len], vec![T::zero(); t.len]);
+            let kt = kt.as_ref().filter(|_| t.len >= MIN_ROWS_T);
             for h in 0..h_q {
                 tile_head(
                     (q, k, v),
+                    kt.map(|kt| (kt, cu_seqlens_k[t.seq])),
                     p,
                     (q0 + t.r0, k0),
                     (t.r0, t.len, sq, sk),
@@ -124,10 +141,13 @@ fn forward_over<'a, T: Real>(
 }
 
 /// One query tile × one head: `o` is the task's `[rows, num_heads, head_dim]` block of
-/// `out`; head `h`'s slice of it is the accumulator, normalised at the end.
+/// `out`; head `h`'s slice of it is the accumulator, normalised at the end. `kt`: the
+/// transposed keys and the packed row of this sequence's first key, when the tile reads
+/// them.
 #[allow(clippy::too_many_arguments)]
 fn tile_head<T: Real>(
     (q, k, v): (&[T], &[T], &[T]),
+    kt: Option<(&KeysT<T>, usize)>,
     p: &AttnParams,
     (qrow, k0): (usize, usize),
     (i0, rows, sq, sk): (usize, usize, usize, usize),
@@ -154,18 +174,15 @@ fn tile_head<T: Real>(
         let cols = BK.min(hi - j0);
         let s = &mut s[..rows * cols];
         // s: [rows, cols] masked scores of this tile
-        score_tile(
-            s,
-            qt,
-            head_view(k, k0 + j0, cols, h_kv, g, d),
-            p,
-            i0,
-            j0,
-            off,
-        );
+        // kᵀ [d, cols]: from the transposed copy, or a strided view of the keys
+        let ktile = match kt {
+            Some((kt, c0)) => kt.view(c0 + j0, cols, g),
+            None => head_view(k, k0 + j0, cols, h_kv, g, d).t(),
+        };
+        score_tile(s, qt, ktile, p, i0, j0, off);
         let acc = head_view_mut(o, 0, rows, h_q, h, d);
         for (r, row) in s.chunks_mut(cols).enumerate() {
-            let m_new = row.iter().fold(m[r], |a, &x| a.max(x));
+            let m_new = max_of(row, m[r]);
             if m_new == T::neg_infinity() {
                 // Nothing visible in this row yet: p = 0, and acc, l stay 0.
                 row.fill(T::zero());
@@ -173,11 +190,7 @@ fn tile_head<T: Real>(
             }
             // alpha rescales what was accumulated under the old max (0 when m was -inf).
             let alpha = (m[r] - m_new).exp();
-            let mut sum = T::zero();
-            for x in row.iter_mut() {
-                *x = (*x - m_new).exp();
-                sum += *x;
-            }
+            let sum = exp_shift_sum(row, m_new);
             l[r] = l[r] * alpha + sum;
             m[r] = m_new;
             if alpha != T::one() {
@@ -188,7 +201,7 @@ fn tile_head<T: Real>(
         }
         // acc [rows, d] += p [rows, cols] · v [cols, d]
         let pv = MatRef::new(s, rows, cols);
-        gemm_serial(
+        tile_gemm(
             acc,
             pv,
             head_view(v, k0 + j0, cols, h_kv, g, d),

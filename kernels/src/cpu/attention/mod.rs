@@ -30,7 +30,8 @@ pub use backward::attention_backward;
 pub use forward::{attention_forward, attention_forward_per_seq};
 pub use sinks::{fold_sinks, sinks_backward};
 
-use crate::cpu::gemm::{gemm_serial, MatMut, MatRef};
+use crate::cpu::gemm::{MatMut, MatRef};
+use crate::cpu::simd::tile_gemm;
 use crate::Real;
 
 /// Query rows per tile (the `Br` of FlashAttention-2).
@@ -222,6 +223,60 @@ fn head_view_mut<T>(
 /// Fills `s: [rows, cols]` with the scores of queries `qt: [rows, d]` (rows `i0..` of their
 /// sequence) against keys `kt: [cols, d]` (keys `j0..`): `scale · q·kᵀ`, softcapped, and
 /// `-inf` where masked.
+/// Queries per tile from which a tile's score product reads a transposed copy of the keys
+/// (see [`KeysT`]); smaller tiles (decode steps) read the keys where they are, so a decode
+/// step never copies its cache.
+pub(crate) const MIN_ROWS_T: usize = 16;
+
+/// Keys (or values) transposed per kv head, `[num_kv_heads, head_dim, total_k]`: the right
+/// operand of `q · kᵀ` with unit column stride, which the tile product wants. Built once per
+/// call, O(total_k · kv width), against O(seq²) for the tiles that read it.
+pub(crate) struct KeysT<T> {
+    data: Vec<T>,
+    total: usize,
+    d: usize,
+}
+
+impl<T: Real> KeysT<T> {
+    /// The transpose of the rows of sequence after sequence: `rows(b) = (buffer, first row)`
+    /// holds sequence `b`'s rows `cu[b]..cu[b + 1]`, each `[heads, d]`.
+    pub(crate) fn new<'a>(
+        rows: impl Fn(usize) -> (&'a [T], usize),
+        cu: &[usize],
+        heads: usize,
+        d: usize,
+    ) -> Self {
+        let total = cu[cu.len() - 1];
+        let mut data = vec![T::zero(); heads * d * total];
+        for b in 0..cu.len() - 1 {
+            let (x, r0) = rows(b);
+            for t in 0..cu[b + 1] - cu[b] {
+                let src = &x[(r0 + t) * heads * d..][..heads * d];
+                for (c, &val) in src.iter().enumerate() {
+                    data[c * total + cu[b] + t] = val;
+                }
+            }
+        }
+        KeysT { data, total, d }
+    }
+
+    /// `[d, cols]`: rows `row0..row0 + cols` (packed numbering) of kv head `g`, transposed.
+    pub(crate) fn view(&self, row0: usize, cols: usize, g: usize) -> MatRef<'_, T> {
+        let off = g * self.d * self.total + row0;
+        MatRef {
+            data: if cols == 0 {
+                &self.data[..0]
+            } else {
+                &self.data[off..]
+            },
+            rows: self.d,
+            cols,
+            rs: self.total,
+            cs: 1,
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn score_tile<T: Real>(
     s: &mut [T],
@@ -232,15 +287,9 @@ fn score_tile<T: Real>(
     j0: usize,
     off: isize,
 ) {
-    let (rows, cols) = (qt.rows, kt.rows);
+    let (rows, cols) = (qt.rows, kt.cols);
     // s: [rows, cols] = scale · q [rows, d] · kᵀ [d, cols]
-    gemm_serial(
-        MatMut::new(s, rows, cols),
-        qt,
-        kt.t(),
-        false,
-        T::of(p.scale),
-    );
+    tile_gemm(MatMut::new(s, rows, cols), qt, kt, false, T::of(p.scale));
     if let Some(cap) = p.softcap {
         let (cap, inv) = (T::of(cap), T::of(1.0 / cap));
         s.iter_mut().for_each(|x| *x = cap * (*x * inv).tanh());
