@@ -54,6 +54,33 @@ fn checkpointing_matches_plain_backward() {
     }
 }
 
+/// Under checkpointing, the layers that fit in `checkpoint_keep_bytes` (the last ones) run
+/// without a checkpoint; whatever the split, the loss and every gradient are the bits of the
+/// fully checkpointed run.
+#[test]
+fn partial_checkpointing_gives_the_same_bits() {
+    let dir = common::tiny_model("ckpt-partial", "llama");
+    let mut m = CausalLM::load(&dir, DType::F32, Device::Cpu).unwrap();
+    let layers = m.config.num_layers;
+    assert!(layers >= 2, "the test wants a split between layers");
+    let b = SeqBatch::from_seqs(&[vec![1u32, 5, 9, 3, 7], vec![2, 4, 6]]);
+    let labels =
+        Tensor::from_vec(vec![5i64, 9, 3, 7, -100, 4, 6, -100], &[8], Device::Cpu).unwrap();
+    m.gradient_checkpointing = true;
+    let (l_all, g_all) = loss_and_grads(&m, &b, &labels);
+    let per_layer = m.layer_activation_bytes(8);
+    assert!(per_layer > 0);
+    for kept in [1, layers - 1, layers, layers + 3] {
+        m.checkpoint_keep_bytes = kept * per_layer + per_layer / 2;
+        assert_eq!(m.unchecked_layers(8), kept.min(layers));
+        let (l, g) = loss_and_grads(&m, &b, &labels);
+        assert_eq!(l.to_bits(), l_all.to_bits(), "{kept} layers kept: loss");
+        assert_eq!(g, g_all, "{kept} layers kept: gradients");
+    }
+    m.checkpoint_keep_bytes = per_layer - 1;
+    assert_eq!(m.unchecked_layers(8), 0);
+}
+
 #[test]
 fn set_trainable_selects_parameters() {
     let dir = common::tiny_model("trainable", "llama");

@@ -146,6 +146,11 @@ pub struct CausalLM {
     /// Recompute each decoder layer in backward instead of keeping its activations
     /// (HF `gradient_checkpointing_enable`); only affects forwards that record a tape.
     pub gradient_checkpointing: bool,
+    /// Under gradient checkpointing, the bytes of activations the forward may keep for
+    /// layers it runs without a checkpoint: the last `budget / layer_activation_bytes`
+    /// layers are not checkpointed (their backward recomputes nothing). 0, the default,
+    /// checkpoints every layer. See [`CausalLM::unchecked_layers`].
+    pub checkpoint_keep_bytes: usize,
     /// LLaMA-Factory's `moe_aux_loss_coef` of a training run: the MoE load-balancing loss
     /// joins the loss with this weight (see [`CausalLM::aux_loss_weight`]).
     pub moe_aux_loss_coef: Option<f64>,
@@ -358,6 +363,7 @@ impl CausalLM {
             device,
             config,
             gradient_checkpointing: false,
+            checkpoint_keep_bytes: 0,
             moe_aux_loss_coef: None,
         })
     }
@@ -593,10 +599,13 @@ impl CausalLM {
             rope: &rope,
         };
         let checkpointing = self.gradient_checkpointing && cache.is_none() && is_grad_enabled();
+        // the last `kept` layers run without a checkpoint (see `unchecked_layers`)
+        let kept = self.unchecked_layers(batch.num_tokens());
+        let first_kept = self.layers.len() - kept;
         let mut logits = vec![];
-        for layer in &self.layers {
+        for (i, layer) in self.layers.iter().enumerate() {
             let router;
-            (h, router) = if checkpointing {
+            (h, router) = if checkpointing && i < first_kept {
                 checkpoint_layer(layer, &h, c, &batch.cu_seqlens, &rope)?
             } else {
                 layer.forward_routed(&h, &ctx, cache.as_deref_mut())?
@@ -610,6 +619,42 @@ impl CausalLM {
         }
         let h = rmsnorm(&h, &self.norm, c.rms_norm_eps, c.norm_offset)?;
         Ok((h, logits))
+    }
+
+    /// Estimated bytes one decoder layer's forward keeps for its backward over `tokens`
+    /// tokens: per token, the element size times `4·hidden + 2·q_width + 2·kv_width +
+    /// 3·mlp_width` (the layer input and the two normed inputs, q and the attention output,
+    /// k and v, the MLP's gate, up and their product; `mlp_width` is the dense
+    /// intermediate size, or top-k × the expert width when that is larger).
+    pub fn layer_activation_bytes(&self, tokens: usize) -> usize {
+        let c = &self.config;
+        let mlp = c
+            .moe
+            .as_ref()
+            .map_or(0, |m| m.top_k * m.intermediate_size)
+            .max(c.intermediate_size);
+        let per_token = 4 * c.hidden_size
+            + 2 * c.num_heads * c.head_dim
+            + 2 * c.num_kv_heads * c.head_dim
+            + 3 * mlp;
+        tokens * per_token * self.dtype.size_in_bytes()
+    }
+
+    /// How many of the last decoder layers a checkpointed training forward over `tokens`
+    /// tokens runs without a checkpoint: as many as fit in [`CausalLM::checkpoint_keep_bytes`]
+    /// at [`CausalLM::layer_activation_bytes`] each. The choice never changes a result
+    /// (a recomputed layer gives the bits of its first forward), only memory and time.
+    pub fn unchecked_layers(&self, tokens: usize) -> usize {
+        let per_layer = self.layer_activation_bytes(tokens).max(1);
+        (self.checkpoint_keep_bytes / per_layer).min(self.layers.len())
+    }
+
+    /// Bytes of every parameter, in its dtype.
+    pub fn parameter_bytes(&self) -> usize {
+        self.named_parameters()
+            .iter()
+            .map(|(_, v)| v.elem_count() * v.dtype().size_in_bytes())
+            .sum()
     }
 
     /// The input of the first decoder layer, `[tokens, hidden]`: the token embeddings (scaled

@@ -341,6 +341,7 @@ impl<'a, S: Stage> Trainer<'a, S> {
         }
         let gas = cfg.gradient_accumulation_steps.max(1);
         self.model.gradient_checkpointing = cfg.gradient_checkpointing;
+        self.model.checkpoint_keep_bytes = checkpoint_keep_bytes(self.model, cfg)?;
         manual_seed(cfg.seed);
 
         let mut epochs_trained = 0u64;
@@ -894,6 +895,37 @@ impl<'a, S: Stage> Trainer<'a, S> {
 /// GaLore's target parameters among `trainable`: the weights of the linears whose module name
 /// contains one of `galore_target` (`all`: the decoder linears, as LF's
 /// `find_all_linear_modules`), in model order.
+/// The activation bytes a checkpointed training forward may keep for layers it runs without
+/// a checkpoint ([`CausalLM::checkpoint_keep_bytes`]).
+///
+/// The rule (README, "Gradient checkpointing on the CPU"): on the CPU, a quarter of the
+/// memory available when training starts (Linux `MemAvailable`), and at least the weights'
+/// own size; `LMF_CHECKPOINT_KEEP_MB` sets it instead (0: checkpoint every layer). On a GPU,
+/// 0: every layer is checkpointed, as in Hugging Face. Which layers run un-checkpointed
+/// never changes a result, only memory and time.
+fn checkpoint_keep_bytes(model: &CausalLM, cfg: &TrainConfig) -> Result<usize> {
+    if !cfg.gradient_checkpointing || !model.device.is_cpu() {
+        return Ok(0);
+    }
+    if let Ok(v) = std::env::var("LMF_CHECKPOINT_KEEP_MB") {
+        let mb: usize = v.trim().parse().map_err(|_| {
+            Error::Msg(format!(
+                "LMF_CHECKPOINT_KEEP_MB must be a whole number of MiB, not {v:?}"
+            ))
+        })?;
+        return Ok(mb << 20);
+    }
+    Ok((available_memory().unwrap_or(0) / 4).max(model.parameter_bytes()))
+}
+
+/// Linux's `MemAvailable` in bytes (`None` elsewhere or when unreadable).
+fn available_memory() -> Option<usize> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb << 10)
+}
+
 fn galore_targets(model: &CausalLM, trainable: &[String], g: &GaloreConfig) -> Vec<String> {
     let leaves = if g.target.len() == 1 && g.target[0] == "all" {
         model.all_linear_modules()
