@@ -10,7 +10,8 @@
 //! element of `dst` is one chain of FMAs over `p` in order, then `·scale` and `+dst`: its
 //! bits depend only on its own row of `a` and column of `b`.
 //!
-//! [`tile_gemm`] runs this kernel when `T` is f32 on an AVX-512 machine and the strides
+//! [`tile_gemm`] runs this kernel (or its AVX2 twin, 6 × 16 in 12 ymm accumulators) when `T`
+//! is f32 at a vector [`super::level`] and the strides
 //! allow; otherwise it hands the product to [`gemm_serial`].
 
 use crate::cpu::gemm::{gemm_serial, MatMut, MatRef};
@@ -50,17 +51,23 @@ pub fn tile_gemm<T: Real>(
         if m == 0 || n == 0 {
             return;
         }
-        // SAFETY: T is f32 (`fast_f32` answered, which also means AVX-512 F is present),
-        // and the asserts above keep every addressed element inside its slice.
+        let args = (
+            (m, n, k),
+            (a.data.as_ptr() as *const f32, a.rs, a.cs),
+            (b.data.as_ptr() as *const f32, b.rs),
+            (dst.data.as_mut_ptr() as *mut f32, dst.rs),
+            super::to_f32(scale),
+            accumulate,
+        );
+        // SAFETY: T is f32 (`fast_f32` answered, which also means the CPU has the level's
+        // features), and the asserts above keep every addressed element inside its slice.
         unsafe {
-            avx512::tile(
-                (m, n, k),
-                (a.data.as_ptr() as *const f32, a.rs, a.cs),
-                (b.data.as_ptr() as *const f32, b.rs),
-                (dst.data.as_mut_ptr() as *mut f32, dst.rs),
-                super::to_f32(scale),
-                accumulate,
-            );
+            match super::level() {
+                super::Level::Avx512 => {
+                    avx512::tile(args.0, args.1, args.2, args.3, args.4, args.5)
+                }
+                _ => avx2::tile(args.0, args.1, args.2, args.3, args.4, args.5),
+            }
         }
         return;
     }
@@ -200,6 +207,151 @@ mod avx512 {
                         _mm512_mul_ps(*x, s)
                     };
                     _mm512_mask_storeu_ps(ci.add(16 * v), m, out);
+                }
+            }
+        }
+    }
+}
+
+/// The AVX2 + FMA twin of [`avx512`]: blocks of 6 rows × 16 columns (12 ymm accumulators),
+/// tails through `vmaskmovps`.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::super::exp::avx2::tail_mask;
+    use std::arch::x86_64::*;
+
+    const MR: usize = 6;
+    const NV: usize = 2;
+
+    /// See [`super::avx512::tile`].
+    ///
+    /// # Safety
+    /// AVX2 and FMA; the bounds of [`super::avx512::tile`].
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn tile(
+        (m, n, k): (usize, usize, usize),
+        (a, ars, acs): (*const f32, usize, usize),
+        (b, ldb): (*const f32, usize),
+        (c, ldc): (*mut f32, usize),
+        scale: f32,
+        acc: bool,
+    ) {
+        let mut j0 = 0;
+        while j0 < n {
+            let w = (n - j0).min(8 * NV);
+            let nv = w.div_ceil(8);
+            let last = w - 8 * (nv - 1);
+            let mask = tail_mask(last);
+            let mut i0 = 0;
+            while i0 < m {
+                let mr = (m - i0).min(MR);
+                // SAFETY: block (i0.., j0..) of the product, inside the caller's bounds.
+                unsafe {
+                    let blk = Block {
+                        k,
+                        a: a.add(i0 * ars),
+                        ars,
+                        acs,
+                        b: b.add(j0),
+                        ldb,
+                        c: c.add(i0 * ldc + j0),
+                        ldc,
+                        scale,
+                        acc,
+                        mask,
+                        short_last: last < 8,
+                    };
+                    dispatch(mr, nv, &blk);
+                }
+                i0 += mr;
+            }
+            j0 += 8 * NV;
+        }
+    }
+
+    struct Block {
+        k: usize,
+        a: *const f32,
+        ars: usize,
+        acs: usize,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        scale: f32,
+        acc: bool,
+        /// Lanes of the block's last vector inside `dst`, and whether that is fewer than 8.
+        mask: __m256i,
+        short_last: bool,
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dispatch(mr: usize, nv: usize, blk: &Block) {
+        macro_rules! go {
+            ($($r:literal),*) => {
+                match (mr, nv) {
+                    $(
+                        ($r, 1) => micro::<$r, 1>(blk),
+                        ($r, 2) => micro::<$r, 2>(blk),
+                    )*
+                    _ => unreachable!("tile_gemm block {mr}x{nv}"),
+                }
+            };
+        }
+        // SAFETY: forwarded from `tile`.
+        unsafe { go!(1, 2, 3, 4, 5, 6) }
+    }
+
+    /// `c[R, 8·V] (+)= scale · a[R, k] · b[k, 8·V]`, the last vector masked.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn micro<const R: usize, const V: usize>(blk: &Block) {
+        let mut acc = [[_mm256_setzero_ps(); V]; R];
+        // `vmaskmovps` only for a short last vector (it is slow on some CPUs)
+        let short = |v: usize| v + 1 == V && blk.short_last;
+        for p in 0..blk.k {
+            // SAFETY (all loads): inside the caller's bounds; masked lanes are not read.
+            unsafe {
+                let bp = blk.b.add(p * blk.ldb);
+                let mut bv = [_mm256_setzero_ps(); V];
+                for (v, x) in bv.iter_mut().enumerate() {
+                    *x = if short(v) {
+                        _mm256_maskload_ps(bp.add(8 * v), blk.mask)
+                    } else {
+                        _mm256_loadu_ps(bp.add(8 * v))
+                    };
+                }
+                let ap = blk.a.add(p * blk.acs);
+                for (i, row) in acc.iter_mut().enumerate() {
+                    let ai = _mm256_set1_ps(*ap.add(i * blk.ars));
+                    for (x, y) in row.iter_mut().zip(&bv) {
+                        *x = _mm256_fmadd_ps(ai, *y, *x);
+                    }
+                }
+            }
+        }
+        let s = _mm256_set1_ps(blk.scale);
+        for (i, row) in acc.iter().enumerate() {
+            // SAFETY: row i of the block, columns under the lane masks.
+            unsafe {
+                let ci = blk.c.add(i * blk.ldc);
+                for (v, x) in row.iter().enumerate() {
+                    let cv = ci.add(8 * v);
+                    if short(v) {
+                        let out = if blk.acc {
+                            _mm256_fmadd_ps(*x, s, _mm256_maskload_ps(cv, blk.mask))
+                        } else {
+                            _mm256_mul_ps(*x, s)
+                        };
+                        _mm256_maskstore_ps(cv, blk.mask, out);
+                    } else {
+                        let out = if blk.acc {
+                            _mm256_fmadd_ps(*x, s, _mm256_loadu_ps(cv))
+                        } else {
+                            _mm256_mul_ps(*x, s)
+                        };
+                        _mm256_storeu_ps(cv, out);
+                    }
                 }
             }
         }
