@@ -13,6 +13,7 @@
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -277,10 +278,14 @@ fn tensorboard_defaults_to_transformers_folder_under_output_dir() {
 }
 
 /// A `mlflow server` child killed on drop.
+/// A server started in a process group of its own (its pid is the group id), so that dropping
+/// it also ends the workers it forked (`mlflow server` runs uvicorn and huey children).
 struct Server(Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -304,6 +309,7 @@ fn start_mlflow(py: &str, dir: &Path) -> (Server, String) {
         .arg("--artifacts-destination")
         .arg(dir.join("artifacts"))
         .args(["--workers", "1"])
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::from(
             std::fs::File::create(dir.join("server.log")).unwrap(),
