@@ -1,8 +1,11 @@
-//! f32 matmul throughput (criterion's elements/s here are FLOP/s: 2·m·k·n per product).
+//! Matmul throughput, f32 (`gemm`) and bf16 inputs with f32 accumulation (`gemm_bf16`)
+//! (criterion's elements/s here are FLOP/s: 2·m·k·n per product).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use half::bf16;
 use lmf_bench::{inputs, MATMUL_SHAPES};
 use lmf_kernels::cpu::gemm::{gemm, MatMut, MatRef};
+use lmf_kernels::cpu::gemm_bf16::gemm_bf16;
 
 fn matmul(c: &mut Criterion) {
     let mut g = c.benchmark_group("matmul_f32");
@@ -15,6 +18,27 @@ fn matmul(c: &mut Criterion) {
         g.bench_function(format!("{m}x{k}x{n}"), |bch| {
             bch.iter(|| {
                 gemm(
+                    MatMut::new(&mut out, m, n),
+                    MatRef::new(&a, m, k),
+                    MatRef::new(&b, k, n),
+                    false,
+                    1.0,
+                )
+            })
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("matmul_bf16");
+    g.sample_size(10);
+    for &(m, k, n) in MATMUL_SHAPES {
+        let a: Vec<bf16> = inputs(m * k, 1).into_iter().map(bf16::from_f32).collect();
+        let b: Vec<bf16> = inputs(k * n, 2).into_iter().map(bf16::from_f32).collect();
+        let mut out = vec![0.0f32; m * n];
+        g.throughput(Throughput::Elements(2 * (m * k * n) as u64));
+        g.bench_function(format!("{m}x{k}x{n}"), |bch| {
+            bch.iter(|| {
+                gemm_bf16(
                     MatMut::new(&mut out, m, n),
                     MatRef::new(&a, m, k),
                     MatRef::new(&b, k, n),

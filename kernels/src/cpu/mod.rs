@@ -6,6 +6,7 @@ pub mod adamw;
 pub mod attention;
 pub mod embedding;
 pub mod gemm;
+pub mod gemm_bf16;
 mod gemm_skinny;
 pub mod grouped_gemm;
 pub mod linear_ce;
