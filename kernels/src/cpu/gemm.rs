@@ -117,6 +117,34 @@ fn span(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
     }
 }
 
+/// Panics unless `dst = a · b` has matching shapes and every view stays inside its slice
+/// (`what` names the caller in the message). The element types may differ (bf16 inputs, an
+/// f32 output).
+pub(crate) fn check_product<T, U, V>(
+    dst: &MatMut<'_, T>,
+    a: &MatRef<'_, U>,
+    b: &MatRef<'_, V>,
+    what: &str,
+) {
+    let (m, n, k) = (dst.rows, dst.cols, a.cols);
+    assert!(
+        a.rows == m && b.rows == k && b.cols == n,
+        "{what} shape mismatch"
+    );
+    assert!(
+        span(m, n, dst.rs, dst.cs) <= dst.data.len(),
+        "{what} dst out of bounds"
+    );
+    assert!(
+        span(m, k, a.rs, a.cs) <= a.data.len(),
+        "{what} lhs out of bounds"
+    );
+    assert!(
+        span(k, n, b.rs, b.cs) <= b.data.len(),
+        "{what} rhs out of bounds"
+    );
+}
+
 /// `dst = (accumulate ? dst : 0) + scale · a · b`, with `a: [m, k]`, `b: [k, n]`, `dst: [m, n]`.
 ///
 /// Panics if the shapes disagree or a view addresses past its slice (a caller bug, never
@@ -152,22 +180,7 @@ fn gemm_impl<T: Real>(
     parallel: bool,
 ) {
     let (m, n, k) = (dst.rows, dst.cols, a.cols);
-    assert!(
-        a.rows == m && b.rows == k && b.cols == n,
-        "gemm shape mismatch"
-    );
-    assert!(
-        span(m, n, dst.rs, dst.cs) <= dst.data.len(),
-        "gemm dst out of bounds"
-    );
-    assert!(
-        span(m, k, a.rs, a.cs) <= a.data.len(),
-        "gemm lhs out of bounds"
-    );
-    assert!(
-        span(k, n, b.rs, b.cs) <= b.data.len(),
-        "gemm rhs out of bounds"
-    );
+    check_product(&dst, &a, &b, "gemm");
     if m == 0 || n == 0 {
         return;
     }

@@ -23,7 +23,7 @@
 use half::bf16;
 use rayon::prelude::*;
 
-use super::gemm::{gemm, MatMut, MatRef};
+use super::gemm::{check_product, gemm, MatMut, MatRef};
 
 /// Rows of `b` per packed block (an even number: pairs never straddle blocks).
 const KC: usize = 2048;
@@ -33,14 +33,6 @@ const NC: usize = 128;
 const MR: usize = 6;
 /// Rows of `a` per rayon task (a multiple of `MR`).
 const ROWS_PER_TASK: usize = 8 * MR;
-
-fn span(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
-    if rows == 0 || cols == 0 {
-        0
-    } else {
-        (rows - 1) * rs + (cols - 1) * cs + 1
-    }
-}
 
 /// Whether the `vdpbf16ps` path runs: the CPU has AVX512-BF16 and `LMF_SIMD` allows AVX-512.
 pub fn has_bf16_dot() -> bool {
@@ -65,22 +57,7 @@ pub fn gemm_bf16(
     scale: f32,
 ) {
     let (m, n, k) = (dst.rows, dst.cols, a.cols);
-    assert!(
-        a.rows == m && b.rows == k && b.cols == n,
-        "gemm_bf16 shape mismatch"
-    );
-    assert!(
-        span(m, n, dst.rs, dst.cs) <= dst.data.len(),
-        "gemm_bf16 dst bounds"
-    );
-    assert!(
-        span(m, k, a.rs, a.cs) <= a.data.len(),
-        "gemm_bf16 lhs bounds"
-    );
-    assert!(
-        span(k, n, b.rs, b.cs) <= b.data.len(),
-        "gemm_bf16 rhs bounds"
-    );
+    check_product(&dst, &a, &b, "gemm_bf16");
     if m == 0 || n == 0 {
         return;
     }

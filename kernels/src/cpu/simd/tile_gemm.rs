@@ -14,7 +14,7 @@
 //! is f32 at a vector [`super::level`] and the strides
 //! allow; otherwise it hands the product to [`gemm_serial`].
 
-use crate::cpu::gemm::{gemm_serial, MatMut, MatRef};
+use crate::cpu::gemm::{check_product, gemm_serial, MatMut, MatRef};
 use crate::Real;
 
 /// `dst = (accumulate ? dst : 0) + scale · a · b` on the calling thread (see the module doc).
@@ -28,26 +28,7 @@ pub fn tile_gemm<T: Real>(
     #[cfg(target_arch = "x86_64")]
     if dst.cs == 1 && b.cs == 1 && super::fast_f32(a.data).is_some() {
         let (m, n, k) = (dst.rows, dst.cols, a.cols);
-        assert!(
-            a.rows == m && b.rows == k && b.cols == n,
-            "tile_gemm shape mismatch"
-        );
-        let span = |rows: usize, cols: usize, rs: usize, cs: usize| {
-            if rows == 0 || cols == 0 {
-                0
-            } else {
-                (rows - 1) * rs + (cols - 1) * cs + 1
-            }
-        };
-        assert!(
-            span(m, n, dst.rs, 1) <= dst.data.len(),
-            "tile_gemm dst bounds"
-        );
-        assert!(
-            span(m, k, a.rs, a.cs) <= a.data.len(),
-            "tile_gemm lhs bounds"
-        );
-        assert!(span(k, n, b.rs, 1) <= b.data.len(), "tile_gemm rhs bounds");
+        check_product(&dst, &a, &b, "tile_gemm");
         if m == 0 || n == 0 {
             return;
         }
