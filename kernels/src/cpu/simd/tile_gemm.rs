@@ -32,22 +32,24 @@ pub fn tile_gemm<T: Real>(
         if m == 0 || n == 0 {
             return;
         }
-        let args = (
-            (m, n, k),
-            (a.data.as_ptr() as *const f32, a.rs, a.cs),
-            (b.data.as_ptr() as *const f32, b.rs),
-            (dst.data.as_mut_ptr() as *mut f32, dst.rs),
-            super::to_f32(scale),
-            accumulate,
-        );
+        let prod = Product {
+            k,
+            a: a.data.as_ptr() as *const f32,
+            ars: a.rs,
+            acs: a.cs,
+            b: b.data.as_ptr() as *const f32,
+            ldb: b.rs,
+            c: dst.data.as_mut_ptr() as *mut f32,
+            ldc: dst.rs,
+            scale: super::to_f32(scale),
+            acc: accumulate,
+        };
         // SAFETY: T is f32 (`fast_f32` answered, which also means the CPU has the level's
-        // features), and the asserts above keep every addressed element inside its slice.
+        // features), and the checks above keep every addressed element inside its slice.
         unsafe {
             match super::level() {
-                super::Level::Avx512 => {
-                    avx512::tile(args.0, args.1, args.2, args.3, args.4, args.5)
-                }
-                _ => avx2::tile(args.0, args.1, args.2, args.3, args.4, args.5),
+                super::Level::Avx512 => avx512::tile(prod, m, n),
+                _ => avx2::tile(prod, m, n),
             }
         }
         return;
@@ -55,74 +57,88 @@ pub fn tile_gemm<T: Real>(
     gemm_serial(dst, a, b, accumulate, scale)
 }
 
+/// One product's operands as raw f32 pointers: `a(i, p)` at `a + i·ars + p·acs`, `b(p, j)` at
+/// `b + p·ldb + j`, `c(i, j)` at `c + i·ldc + j`, for `i < m`, `p < k`, `j < n`.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Product {
+    k: usize,
+    a: *const f32,
+    ars: usize,
+    acs: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    scale: f32,
+    acc: bool,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Product {
+    /// The sub-product whose `c(0, 0)` is this one's `c(i0, j0)`.
+    ///
+    /// # Safety
+    /// `(i0, j0)` lies inside the product.
+    unsafe fn at(self, i0: usize, j0: usize) -> Product {
+        // SAFETY: forwarded to the caller.
+        unsafe {
+            Product {
+                a: self.a.add(i0 * self.ars),
+                b: self.b.add(j0),
+                c: self.c.add(i0 * self.ldc + j0),
+                ..self
+            }
+        }
+    }
+}
+
+/// Rows per microkernel block (both instruction sets).
+#[cfg(target_arch = "x86_64")]
+const MR: usize = 6;
+
+/// Walks an `[m, n]` output in blocks of `MR` rows × `cols` columns, column block after
+/// column block, the last row and column blocks clipped: `f(i0, rows, j0, width)`.
+#[cfg(target_arch = "x86_64")]
+fn for_blocks(m: usize, n: usize, cols: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
+    for j0 in (0..n).step_by(cols) {
+        for i0 in (0..m).step_by(MR) {
+            f(i0, MR.min(m - i0), j0, cols.min(n - j0));
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::super::exp::avx512::tail_mask;
     use std::arch::x86_64::*;
 
-    /// Rows per microkernel block.
-    const MR: usize = 6;
+    use super::{for_blocks, Product};
+
     /// zmm vectors (of 16 columns) per microkernel block.
     const NV: usize = 4;
 
-    /// The whole product, block by block: column blocks of 64, row blocks of 6.
+    /// The whole `[m, n]` product, block by block: column blocks of 64, row blocks of 6.
     ///
     /// # Safety
-    /// AVX-512 F; `a + i·ars + p·acs`, `b + p·ldb + j`, `c + i·ldc + j` in bounds for
-    /// `i < m`, `p < k`, `j < n`.
+    /// AVX-512 F; `p` addresses only elements inside its slices for `i < m`, `j < n`.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn tile(
-        (m, n, k): (usize, usize, usize),
-        (a, ars, acs): (*const f32, usize, usize),
-        (b, ldb): (*const f32, usize),
-        (c, ldc): (*mut f32, usize),
-        scale: f32,
-        acc: bool,
-    ) {
-        let mut j0 = 0;
-        while j0 < n {
-            let w = (n - j0).min(16 * NV);
+    pub unsafe fn tile(p: Product, m: usize, n: usize) {
+        for_blocks(m, n, 16 * NV, |i0, mr, j0, w| {
             let nv = w.div_ceil(16);
-            let mask = tail_mask(w - 16 * (nv - 1));
-            let mut i0 = 0;
-            while i0 < m {
-                let mr = (m - i0).min(MR);
-                // SAFETY: block (i0.., j0..) of the product, inside the caller's bounds.
-                unsafe {
-                    let blk = Block {
-                        k,
-                        a: a.add(i0 * ars),
-                        ars,
-                        acs,
-                        b: b.add(j0),
-                        ldb,
-                        c: c.add(i0 * ldc + j0),
-                        ldc,
-                        scale,
-                        acc,
-                        mask,
-                    };
-                    dispatch(mr, nv, &blk);
-                }
-                i0 += mr;
-            }
-            j0 += 16 * NV;
-        }
+            let blk = Block {
+                // SAFETY: (i0, j0) is inside the product.
+                p: unsafe { p.at(i0, j0) },
+                mask: tail_mask(w - 16 * (nv - 1)),
+            };
+            // SAFETY: AVX-512 F (the caller's); the block lies inside the product.
+            unsafe { dispatch(mr, nv, &blk) }
+        });
     }
 
-    /// One microkernel block's operands.
+    /// One microkernel block: its operands and the lanes of its last vector inside `dst`.
     struct Block {
-        k: usize,
-        a: *const f32,
-        ars: usize,
-        acs: usize,
-        b: *const f32,
-        ldb: usize,
-        c: *mut f32,
-        ldc: usize,
-        scale: f32,
-        acc: bool,
-        /// Lanes of the block's last vector that are inside `dst`.
+        p: Product,
         mask: __mmask16,
     }
 
@@ -158,31 +174,31 @@ mod avx512 {
                 0xFFFF
             }
         };
-        for p in 0..blk.k {
+        for p in 0..blk.p.k {
             // SAFETY (all loads): inside the caller's bounds; masked lanes are not read.
             unsafe {
-                let bp = blk.b.add(p * blk.ldb);
+                let bp = blk.p.b.add(p * blk.p.ldb);
                 let mut bv = [_mm512_setzero_ps(); V];
                 for (v, x) in bv.iter_mut().enumerate() {
                     *x = _mm512_maskz_loadu_ps(lane_mask(v), bp.add(16 * v));
                 }
-                let ap = blk.a.add(p * blk.acs);
+                let ap = blk.p.a.add(p * blk.p.acs);
                 for (i, row) in acc.iter_mut().enumerate() {
-                    let ai = _mm512_set1_ps(*ap.add(i * blk.ars));
+                    let ai = _mm512_set1_ps(*ap.add(i * blk.p.ars));
                     for (x, y) in row.iter_mut().zip(&bv) {
                         *x = _mm512_fmadd_ps(ai, *y, *x);
                     }
                 }
             }
         }
-        let s = _mm512_set1_ps(blk.scale);
+        let s = _mm512_set1_ps(blk.p.scale);
         for (i, row) in acc.iter().enumerate() {
             // SAFETY: row i of the block, columns under the lane masks.
             unsafe {
-                let ci = blk.c.add(i * blk.ldc);
+                let ci = blk.p.c.add(i * blk.p.ldc);
                 for (v, x) in row.iter().enumerate() {
                     let m = lane_mask(v);
-                    let out = if blk.acc {
+                    let out = if blk.p.acc {
                         _mm512_fmadd_ps(*x, s, _mm512_maskz_loadu_ps(m, ci.add(16 * v)))
                     } else {
                         _mm512_mul_ps(*x, s)
@@ -201,7 +217,8 @@ mod avx2 {
     use super::super::exp::avx2::tail_mask;
     use std::arch::x86_64::*;
 
-    const MR: usize = 6;
+    use super::{for_blocks, Product};
+
     const NV: usize = 2;
 
     /// See [`super::avx512::tile`].
@@ -209,59 +226,25 @@ mod avx2 {
     /// # Safety
     /// AVX2 and FMA; the bounds of [`super::avx512::tile`].
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn tile(
-        (m, n, k): (usize, usize, usize),
-        (a, ars, acs): (*const f32, usize, usize),
-        (b, ldb): (*const f32, usize),
-        (c, ldc): (*mut f32, usize),
-        scale: f32,
-        acc: bool,
-    ) {
-        let mut j0 = 0;
-        while j0 < n {
-            let w = (n - j0).min(8 * NV);
+    pub unsafe fn tile(p: Product, m: usize, n: usize) {
+        for_blocks(m, n, 8 * NV, |i0, mr, j0, w| {
             let nv = w.div_ceil(8);
             let last = w - 8 * (nv - 1);
-            let mask = tail_mask(last);
-            let mut i0 = 0;
-            while i0 < m {
-                let mr = (m - i0).min(MR);
-                // SAFETY: block (i0.., j0..) of the product, inside the caller's bounds.
-                unsafe {
-                    let blk = Block {
-                        k,
-                        a: a.add(i0 * ars),
-                        ars,
-                        acs,
-                        b: b.add(j0),
-                        ldb,
-                        c: c.add(i0 * ldc + j0),
-                        ldc,
-                        scale,
-                        acc,
-                        mask,
-                        short_last: last < 8,
-                    };
-                    dispatch(mr, nv, &blk);
-                }
-                i0 += mr;
-            }
-            j0 += 8 * NV;
-        }
+            let blk = Block {
+                // SAFETY: (i0, j0) is inside the product.
+                p: unsafe { p.at(i0, j0) },
+                mask: tail_mask(last),
+                short_last: last < 8,
+            };
+            // SAFETY: AVX2 and FMA (the caller's); the block lies inside the product.
+            unsafe { dispatch(mr, nv, &blk) }
+        });
     }
 
+    /// One microkernel block: its operands, the lanes of its last vector inside `dst`, and
+    /// whether that is fewer than 8.
     struct Block {
-        k: usize,
-        a: *const f32,
-        ars: usize,
-        acs: usize,
-        b: *const f32,
-        ldb: usize,
-        c: *mut f32,
-        ldc: usize,
-        scale: f32,
-        acc: bool,
-        /// Lanes of the block's last vector inside `dst`, and whether that is fewer than 8.
+        p: Product,
         mask: __m256i,
         short_last: bool,
     }
@@ -290,10 +273,10 @@ mod avx2 {
         let mut acc = [[_mm256_setzero_ps(); V]; R];
         // `vmaskmovps` only for a short last vector (it is slow on some CPUs)
         let short = |v: usize| v + 1 == V && blk.short_last;
-        for p in 0..blk.k {
+        for p in 0..blk.p.k {
             // SAFETY (all loads): inside the caller's bounds; masked lanes are not read.
             unsafe {
-                let bp = blk.b.add(p * blk.ldb);
+                let bp = blk.p.b.add(p * blk.p.ldb);
                 let mut bv = [_mm256_setzero_ps(); V];
                 for (v, x) in bv.iter_mut().enumerate() {
                     *x = if short(v) {
@@ -302,31 +285,31 @@ mod avx2 {
                         _mm256_loadu_ps(bp.add(8 * v))
                     };
                 }
-                let ap = blk.a.add(p * blk.acs);
+                let ap = blk.p.a.add(p * blk.p.acs);
                 for (i, row) in acc.iter_mut().enumerate() {
-                    let ai = _mm256_set1_ps(*ap.add(i * blk.ars));
+                    let ai = _mm256_set1_ps(*ap.add(i * blk.p.ars));
                     for (x, y) in row.iter_mut().zip(&bv) {
                         *x = _mm256_fmadd_ps(ai, *y, *x);
                     }
                 }
             }
         }
-        let s = _mm256_set1_ps(blk.scale);
+        let s = _mm256_set1_ps(blk.p.scale);
         for (i, row) in acc.iter().enumerate() {
             // SAFETY: row i of the block, columns under the lane masks.
             unsafe {
-                let ci = blk.c.add(i * blk.ldc);
+                let ci = blk.p.c.add(i * blk.p.ldc);
                 for (v, x) in row.iter().enumerate() {
                     let cv = ci.add(8 * v);
                     if short(v) {
-                        let out = if blk.acc {
+                        let out = if blk.p.acc {
                             _mm256_fmadd_ps(*x, s, _mm256_maskload_ps(cv, blk.mask))
                         } else {
                             _mm256_mul_ps(*x, s)
                         };
                         _mm256_maskstore_ps(cv, blk.mask, out);
                     } else {
-                        let out = if blk.acc {
+                        let out = if blk.p.acc {
                             _mm256_fmadd_ps(*x, s, _mm256_loadu_ps(cv))
                         } else {
                             _mm256_mul_ps(*x, s)
