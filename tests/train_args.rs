@@ -4,6 +4,7 @@
 //!   names) and writes it so in `adapter_config.json`. A regex naming the same modules as a
 //!   list trains exactly the same adapter.
 //! - `pure_bf16` on a CPU: LLaMA-Factory's own refusal.
+//! - `fp16` on a CPU: no fp16 CPU kernels (bf16 is the CPU's mixed precision).
 //! - `lora_bias`: not an argument of LLaMA-Factory 0.9.5 (its parser refuses unknown keys).
 //! - DoRA or PiSSA with LoRA on `embed_tokens` / `lm_head`: refused (PEFT has them; lmf builds
 //!   plain LoRA and rsLoRA there), not silently trained without.
@@ -122,6 +123,8 @@ fn refused_arguments_fail_before_anything_is_written() {
             "This device does not support `pure_bf16`.",
         ),
         ("lora_bias=true", "lora_bias"),
+        // no fp16 CPU kernels: a clear refusal naming the key, not a silent fp32 run
+        ("fp16=true", "`fp16: true` on the CPU"),
     ] {
         let out = out_dir("refused");
         // a new adapter (the case's YAML resumes one, whose targets are fixed)

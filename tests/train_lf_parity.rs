@@ -9,8 +9,8 @@
 mod common;
 
 use common::{
-    case_dir, check_adapter_config, check_files_except, check_logs, check_results, read_jsonl, rel,
-    run_lmf_train, run_lmf_train_with,
+    case_dir, check_adapter_config, check_files_except, check_logs, check_logs_within,
+    check_results, read_jsonl, rel, run_lmf_train, run_lmf_train_with,
 };
 use serde_json::Value;
 
@@ -42,6 +42,33 @@ fn check_case(case: &str) {
 #[test]
 fn lora_llama_matches_llamafactory() {
     check_case("lora_llama");
+}
+
+/// `bf16: true` (+ the `use_cpu` transformers wants) on the CPU: LF trains under torch's CPU
+/// autocast (bf16 matmuls, fp32 weights), lmf with bf16 products and fp32 weights. Every
+/// logged loss and eval loss within 2e-2 relative of LF's, the output files LF's; and the run
+/// really multiplies in bf16: its losses are not those of the same YAML in fp32.
+#[test]
+fn lora_bf16_llama_tracks_llamafactory_autocast() {
+    let case = "lora_bf16_llama";
+    let ours = run_case(case);
+    check_logs_within(case, &ours, 2e-2, 2e-2);
+    check_files_except(case, &ours, &[]);
+    let fp32 = run_lmf_train_with("lfparity-fp32", case, &["bf16=false"]);
+    let losses = |d: &std::path::Path| -> Vec<f64> {
+        read_jsonl(&d.join("trainer_log.jsonl"))
+            .iter()
+            .filter_map(|l| l["loss"].as_f64())
+            .collect()
+    };
+    let (bf16, f32) = (losses(&ours), losses(&fp32));
+    assert_eq!(bf16.len(), f32.len());
+    assert!(
+        bf16.iter().zip(&f32).any(|(a, b)| rel(*a, *b) > 1e-6),
+        "bf16 products changed nothing: {bf16:?}"
+    );
+    let _ = std::fs::remove_dir_all(&ours);
+    let _ = std::fs::remove_dir_all(&fp32);
 }
 
 #[test]

@@ -12,6 +12,9 @@
 #   env THREADS: threads on both sides (default: min(2, nproc)); torch's OpenMP threads spin at
 #               barriers and slow down many-fold when another process takes a core
 #   env LMF: the lmf binary (default: `cargo build --release --bin lmf`, target/release/lmf)
+#   env EXTRA: key=value overrides given to both sides, e.g. EXTRA="bf16=true use_cpu=true"
+#               (bf16: LLaMA-Factory's CPU autocast, lmf's bf16 products; transformers wants
+#               use_cpu beside bf16 on a CPU) or EXTRA="finetuning_type=full" (full fine-tuning)
 #
 # Both sides run `<cli> train DIR/train.yaml output_dir=...` under `/usr/bin/time -v` (peak RSS)
 # from the bench folder; lf_train_bench.py timestamps each line of the run's trainer_log.jsonl
@@ -21,6 +24,7 @@
 # runs are printed too (same YAML and data, so they should agree).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+read -r -a extra <<<"${EXTRA:-}"
 steps=${1:-20}
 warmup=${2:-3}
 py=${PYTHON:-$HOME/.cache/lmf-reference-venv/bin/python}
@@ -40,7 +44,7 @@ lf_cli=$(dirname "$py")/llamafactory-cli
 
 cd "$dir"
 lf=$("$py" "$bench" watch llamafactory "$dir/out_lf" "$warmup" "$tokens" -- \
-  "$lf_cli" train train.yaml output_dir=out_lf)
+  "$lf_cli" train train.yaml output_dir=out_lf "${extra[@]}")
 cd - >/dev/null
 
 lmf_bin=${LMF:-}
@@ -51,7 +55,7 @@ fi
 cd "$dir"
 set +e
 lmf=$("$py" "$bench" watch lmf "$dir/out_lmf" "$warmup" "$tokens" -- \
-  "$lmf_bin" train train.yaml output_dir=out_lmf)
+  "$lmf_bin" train train.yaml output_dir=out_lmf "${extra[@]}")
 rc=$?
 set -e
 cd - >/dev/null
@@ -70,7 +74,7 @@ made = rows[0]
 res = {r["impl"]: r for r in rows[1:]}
 params = made["parameters"] / 1e6
 print(f"{params:.1f}M parameters, LoRA r8 all linear, packing, batch 4 x 512, "
-      f"'"$steps"' steps (first '"$warmup"' not timed), '"$threads"' threads")
+      f"'"$steps"' steps (first '"$warmup"' not timed), '"$threads"' threads; overrides: '"${EXTRA:-none}"'")
 print("%-13s %10s %14s %8s %11s" % ("", "tokens/s", "peak RSS MiB", "wall s", "last loss"))
 for name in ("llamafactory", "lmf"):
     r = res.get(name)

@@ -202,6 +202,11 @@ pub fn check_adapter_config(case: &str, ours: &Path) {
 
 /// The logged training / eval lines of LF and lmf agree.
 pub fn check_logs(case: &str, ours: &Path) {
+    check_logs_within(case, ours, 1e-3, 1e-4);
+}
+
+/// [`check_logs`] with the relative tolerances of the training and the eval losses given.
+pub fn check_logs_within(case: &str, ours: &Path, loss_tol: f64, eval_tol: f64) {
     let lf_log = case_dir(case).join("trainer_log.jsonl");
     let keyed = |v: &Vec<Value>| -> Vec<Value> {
         v.iter()
@@ -215,7 +220,7 @@ pub fn check_logs(case: &str, ours: &Path) {
     assert!(!lf.is_empty(), "{case}: LF logged nothing");
     for (a, b) in lf.iter().zip(&us) {
         assert_eq!(a["current_steps"], b["current_steps"], "{case}");
-        for (k, tol) in [("loss", 1e-3), ("eval_loss", 1e-4)] {
+        for (k, tol) in [("loss", loss_tol), ("eval_loss", eval_tol)] {
             if let Some(x) = a.get(k).and_then(Value::as_f64) {
                 let y = b[k]
                     .as_f64()

@@ -6,6 +6,10 @@
 //! Inside [`rows_independent`], products are computed so that each output row depends only
 //! on its own input row: serving runs many sequences through one forward and must give each
 //! the bits it would get alone (the `gemm` crate's blocking depends on the number of rows).
+//!
+//! Inside [`bf16_products`], f32 products take bf16 operands (each rounded to nearest even)
+//! with f32 accumulation through [`super::gemm_bf16`]: the matmul half of torch's CPU
+//! autocast, which `bf16: true` asks for.
 
 use crate::Real;
 use std::cell::Cell;
@@ -13,6 +17,20 @@ use std::cell::Cell;
 thread_local! {
     /// Whether products on this thread must be row-independent (see [`rows_independent`]).
     static ROWS_INDEPENDENT: Cell<bool> = const { Cell::new(false) };
+    /// Whether f32 products on this thread round their operands to bf16 (see [`bf16_products`]).
+    static BF16_PRODUCTS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Sets `flag` on this thread for the duration of `f`, restoring it also when `f` panics.
+fn with_flag<R>(flag: &'static std::thread::LocalKey<Cell<bool>>, f: impl FnOnce() -> R) -> R {
+    struct Restore(&'static std::thread::LocalKey<Cell<bool>>, bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            self.0.with(|r| r.set(self.1));
+        }
+    }
+    let _restore = Restore(flag, flag.with(|r| r.replace(true)));
+    f()
 }
 
 /// Runs `f` with every product started on this thread computed row by row in one fixed
@@ -23,14 +41,23 @@ thread_local! {
 ///
 /// Scope it to single products: work that `f` hands to other threads does not see it.
 pub fn rows_independent<R>(f: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            ROWS_INDEPENDENT.with(|r| r.set(self.0));
-        }
-    }
-    let _restore = Restore(ROWS_INDEPENDENT.with(|r| r.replace(true)));
-    f()
+    with_flag(&ROWS_INDEPENDENT, f)
+}
+
+/// Runs `f` with every f32 [`gemm`] started on this thread computed as
+/// `bf16(a) · bf16(b)` with f32 accumulation ([`super::gemm_bf16::gemm_rounded`]): torch's
+/// CPU autocast for matmuls. f64 products, and products inside [`rows_independent`], stay
+/// exact. Restores the previous state, also when `f` panics.
+///
+/// Like [`rows_independent`] it is per thread: kernels call `gemm` from the thread that
+/// runs the op, so it covers them; work `f` hands to rayon does not see it.
+pub fn bf16_products<R>(f: impl FnOnce() -> R) -> R {
+    with_flag(&BF16_PRODUCTS, f)
+}
+
+/// Whether [`bf16_products`] is in force on this thread.
+pub fn bf16_products_on() -> bool {
+    BF16_PRODUCTS.with(|r| r.get())
 }
 
 /// A read-only strided matrix view: element (i, j) is `data[i * rs + j * cs]`.
@@ -179,6 +206,66 @@ fn gemm_impl<T: Real>(
     scale: T,
     parallel: bool,
 ) {
+    let is_f32 = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>();
+    if is_f32 && a.cols > 0 && bf16_products_on() && !ROWS_INDEPENDENT.with(|r| r.get()) {
+        if let Some((dst, a, b)) = as_f32(dst, a, b) {
+            return super::gemm_bf16::gemm_rounded(dst, a, b, accumulate, scale.f64() as f32);
+        }
+        unreachable!("T is f32");
+    }
+    gemm_exact(dst, a, b, accumulate, scale, parallel)
+}
+
+/// The views retyped to f32 when `T` is f32.
+#[allow(clippy::type_complexity)]
+fn as_f32<'a, 'b, 'c, T: 'static>(
+    dst: MatMut<'a, T>,
+    a: MatRef<'b, T>,
+    b: MatRef<'c, T>,
+) -> Option<(MatMut<'a, f32>, MatRef<'b, f32>, MatRef<'c, f32>)> {
+    if std::any::TypeId::of::<T>() != std::any::TypeId::of::<f32>() {
+        return None;
+    }
+    // SAFETY: T is f32 (checked just above): the same slices, retyped.
+    unsafe {
+        Some((
+            MatMut {
+                data: std::slice::from_raw_parts_mut(
+                    dst.data.as_mut_ptr() as *mut f32,
+                    dst.data.len(),
+                ),
+                rows: dst.rows,
+                cols: dst.cols,
+                rs: dst.rs,
+                cs: dst.cs,
+            },
+            MatRef {
+                data: std::slice::from_raw_parts(a.data.as_ptr() as *const f32, a.data.len()),
+                rows: a.rows,
+                cols: a.cols,
+                rs: a.rs,
+                cs: a.cs,
+            },
+            MatRef {
+                data: std::slice::from_raw_parts(b.data.as_ptr() as *const f32, b.data.len()),
+                rows: b.rows,
+                cols: b.cols,
+                rs: b.rs,
+                cs: b.cs,
+            },
+        ))
+    }
+}
+
+/// [`gemm`] with the operands as given, whatever [`bf16_products`] says.
+pub(crate) fn gemm_exact<T: Real>(
+    dst: MatMut<'_, T>,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    accumulate: bool,
+    scale: T,
+    parallel: bool,
+) {
     let (m, n, k) = (dst.rows, dst.cols, a.cols);
     check_product(&dst, &a, &b, "gemm");
     if m == 0 || n == 0 {
@@ -218,7 +305,7 @@ fn gemm_impl<T: Real>(
                 rs: a.rs,
                 cs: a.cs,
             };
-            gemm_impl(row_dst, row_a, b, accumulate, scale, parallel);
+            gemm_exact(row_dst, row_a, b, accumulate, scale, parallel);
         }
         return;
     }

@@ -245,10 +245,10 @@ lf_args! {
         max_grad_norm: f64 = 1.0 => Implemented,
         /// Label smoothing.
         label_smoothing_factor: f64 = 0.0 => Implemented,
-        /// bf16 mixed precision.
-        bf16: bool = false => Ignored("on the CPU lmf trains in fp32 with fp32 optimizer state"),
-        /// fp16 mixed precision.
-        fp16: bool = false => Ignored("on the CPU lmf trains in fp32 with fp32 optimizer state"),
+        /// bf16 mixed precision (on the CPU: bf16 products, fp32 weights and state).
+        bf16: bool = false => Implemented,
+        /// fp16 mixed precision (GPU only: refused on the CPU).
+        fp16: bool = false => Implemented,
         /// Evaluate in full bf16.
         bf16_full_eval: bool = false => NotImplemented,
         /// Evaluate in full fp16.

@@ -88,6 +88,11 @@ pub struct TrainConfig {
     pub ignore_data_skip: bool,
     /// Recompute activations per layer in backward.
     pub gradient_checkpointing: bool,
+    /// `bf16: true`. On the CPU the model stays fp32 and every f32 product of the forward,
+    /// the backward and evaluation takes bf16 operands with f32 accumulation (torch's CPU
+    /// autocast for matmuls, [`lmf_kernels::cpu::gemm::bf16_products`]); on a GPU the model
+    /// itself computes in bf16 and this changes nothing more.
+    pub bf16: bool,
     /// LoRA+ `(loraplus_lr_ratio, loraplus_lr_embedding)`.
     pub loraplus: Option<(f64, f64)>,
     /// GaLore (`use_galore`).
@@ -207,6 +212,7 @@ impl TrainConfig {
             resume_from_checkpoint: None,
             ignore_data_skip: false,
             gradient_checkpointing: false,
+            bf16: false,
             loraplus: None,
             galore: None,
             label_smoothing: 0.0,
@@ -306,6 +312,7 @@ impl TrainConfig {
             resume_from_checkpoint: training.resume_from_checkpoint.as_ref().map(PathBuf::from),
             ignore_data_skip: training.ignore_data_skip,
             gradient_checkpointing: !model.disable_gradient_checkpointing,
+            bf16: training.bf16,
             loraplus: finetuning
                 .loraplus_lr_ratio
                 .map(|r| (r, finetuning.loraplus_lr_embedding)),

@@ -56,6 +56,35 @@ pub fn compute_dtype(device: Device, bf16: bool, fp16: bool) -> DType {
     }
 }
 
+/// Checks `bf16` / `fp16` for a CPU run and says what they mean there: `bf16` multiplies in
+/// bf16 (fp32 weights, activations and optimizer state; see `TrainConfig::bf16`), on
+/// `vdpbf16ps` where the CPU has AVX512-BF16; `fp16` is refused (fp16 products would need
+/// AVX512-FP16, which lmf does not use).
+pub fn cpu_precision_note(bf16: bool, fp16: bool) -> Result<()> {
+    if fp16 {
+        return Err(Error::Msg(
+            "`fp16: true` on the CPU: lmf has no fp16 CPU kernels (they would need AVX512-FP16); \
+             use `bf16: true` (bf16 products on AVX512-BF16) or neither (fp32)"
+                .into(),
+        ));
+    }
+    if bf16 {
+        if lmf_kernels::cpu::gemm_bf16::has_bf16_dot() {
+            eprintln!(
+                "note: bf16 on the CPU: products in bf16 with fp32 accumulation (AVX512-BF16), \
+                 fp32 weights and optimizer state"
+            );
+        } else {
+            eprintln!(
+                "note: bf16 on the CPU: this CPU has no AVX512-BF16 (or LMF_SIMD caps it), so \
+                 the bf16 products run as f32 products of bf16-rounded operands: the same \
+                 numbers, slower than fp32"
+            );
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

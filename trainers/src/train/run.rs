@@ -231,6 +231,8 @@ pub fn run(argv: &[String]) -> Result<WorkflowOutcome> {
         eprintln!(
             "note: training on {device} in {dtype} (fp32 master weights and optimizer state)"
         );
+    } else {
+        super::device::cpu_precision_note(t.bf16, t.fp16)?;
     }
     let quant = m.quant_spec()?;
     match &quant {

@@ -638,7 +638,7 @@ impl<'a, S: Stage> Trainer<'a, S> {
         // the backward's recomputed layers replay the same masks.
         set_training(stage.dropout());
         let neftune = self.cfg.neftune_noise_alpha;
-        let step = (|| -> Result<(f64, usize, Grads, Metrics)> {
+        let step = with_products(self.cfg.bf16, || -> Result<(f64, usize, Grads, Metrics)> {
             let micro = match (neftune, stage.padded_len(rows)) {
                 (Some(alpha), Some(len)) => {
                     with_neftune(alpha, len, || stage.micro_loss(model, rows, num_items, 0))?
@@ -650,7 +650,7 @@ impl<'a, S: Stage> Trainer<'a, S> {
                 return Ok((value, micro.tokens, Grads::new(), micro.metrics));
             }
             Ok((value, micro.tokens, micro.loss.backward()?, micro.metrics))
-        })();
+        });
         set_training(false);
         let (value, tokens, g, metrics) = step?;
         self.stored.push(metrics);
@@ -775,9 +775,10 @@ impl<'a, S: Stage> Trainer<'a, S> {
             } else {
                 format!("eval_{name}")
             };
-            let metrics =
+            let metrics = with_products(self.cfg.bf16, || {
                 self.stage
-                    .evaluate(self.model, rows, self.cfg.eval_batch_size, &prefix)?;
+                    .evaluate(self.model, rows, self.cfg.eval_batch_size, &prefix)
+            })?;
             self.log(metrics.clone())?;
             all.extend(metrics);
         }
@@ -892,9 +893,15 @@ impl<'a, S: Stage> Trainer<'a, S> {
     }
 }
 
-/// GaLore's target parameters among `trainable`: the weights of the linears whose module name
-/// contains one of `galore_target` (`all`: the decoder linears, as LF's
-/// `find_all_linear_modules`), in model order.
+/// Runs `f` with bf16 products on this thread when `bf16` (see [`TrainConfig::bf16`]).
+pub(crate) fn with_products<R>(bf16: bool, f: impl FnOnce() -> R) -> R {
+    if bf16 {
+        lmf_kernels::cpu::gemm::bf16_products(f)
+    } else {
+        f()
+    }
+}
+
 /// The activation bytes a checkpointed training forward may keep for layers it runs without
 /// a checkpoint ([`CausalLM::checkpoint_keep_bytes`]).
 ///
@@ -926,6 +933,9 @@ fn available_memory() -> Option<usize> {
     Some(kb << 10)
 }
 
+/// GaLore's target parameters among `trainable`: the weights of the linears whose module name
+/// contains one of `galore_target` (`all`: the decoder linears, as LF's
+/// `find_all_linear_modules`), in model order.
 fn galore_targets(model: &CausalLM, trainable: &[String], g: &GaloreConfig) -> Vec<String> {
     let leaves = if g.target.len() == 1 && g.target[0] == "all" {
         model.all_linear_modules()
