@@ -1,11 +1,13 @@
-//! Matmul throughput, f32 (`gemm`) and bf16 inputs with f32 accumulation (`gemm_bf16`)
+//! Matmul throughput, f32 (`gemm`), bf16 inputs with f32 accumulation (`gemm_bf16`), and f32
+//! inputs rounded to bf16 on the way in (`gemm_rounded`, what `bf16: true` trains with; here
+//! as training's `x · Wᵀ`, the weight stored `[n, k]`)
 //! (criterion's elements/s here are FLOP/s: 2·m·k·n per product).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use half::bf16;
 use lmf_bench::{inputs, MATMUL_SHAPES};
 use lmf_kernels::cpu::gemm::{gemm, MatMut, MatRef};
-use lmf_kernels::cpu::gemm_bf16::gemm_bf16;
+use lmf_kernels::cpu::gemm_bf16::{gemm_bf16, gemm_rounded};
 
 fn matmul(c: &mut Criterion) {
     let mut g = c.benchmark_group("matmul_f32");
@@ -42,6 +44,27 @@ fn matmul(c: &mut Criterion) {
                     MatMut::new(&mut out, m, n),
                     MatRef::new(&a, m, k),
                     MatRef::new(&b, k, n),
+                    false,
+                    1.0,
+                )
+            })
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("matmul_f32_as_bf16");
+    g.sample_size(10);
+    for &(m, k, n) in MATMUL_SHAPES {
+        let a = inputs(m * k, 1);
+        let w = inputs(n * k, 2);
+        let mut out = vec![0.0f32; m * n];
+        g.throughput(Throughput::Elements(2 * (m * k * n) as u64));
+        g.bench_function(format!("{m}x{k}x{n}"), |bch| {
+            bch.iter(|| {
+                gemm_rounded(
+                    MatMut::new(&mut out, m, n),
+                    MatRef::new(&a, m, k),
+                    MatRef::new(&w, n, k).t(),
                     false,
                     1.0,
                 )

@@ -44,10 +44,15 @@ pub fn rows_independent<R>(f: impl FnOnce() -> R) -> R {
     with_flag(&ROWS_INDEPENDENT, f)
 }
 
+/// Fewest rows and columns of a product that [`bf16_products`] rounds to bf16.
+pub const BF16_MIN_DIM: usize = 16;
+
 /// Runs `f` with every f32 [`gemm`] started on this thread computed as
 /// `bf16(a) · bf16(b)` with f32 accumulation ([`super::gemm_bf16::gemm_rounded`]): torch's
-/// CPU autocast for matmuls. f64 products, and products inside [`rows_independent`], stay
-/// exact. Restores the previous state, also when `f` panics.
+/// CPU autocast for matmuls. f64 products, products with fewer than [`BF16_MIN_DIM`] rows or
+/// columns (a rank-8 LoRA product: rounding its `[tokens, hidden]` operand would cost more
+/// than the product), and products inside [`rows_independent`] stay exact. Restores the
+/// previous state, also when `f` panics.
 ///
 /// Like [`rows_independent`] it is per thread: kernels call `gemm` from the thread that
 /// runs the op, so it covers them; work `f` hands to rayon does not see it.
@@ -207,7 +212,10 @@ fn gemm_impl<T: Real>(
     parallel: bool,
 ) {
     let is_f32 = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>();
-    if is_f32 && a.cols > 0 && bf16_products_on() && !ROWS_INDEPENDENT.with(|r| r.get()) {
+    // A product with fewer than `BF16_MIN_DIM` rows or columns (LoRA's rank-r products,
+    // decode rows) stays exact: rounding its large operand would cost more than the product.
+    let wide = dst.rows.min(dst.cols) >= BF16_MIN_DIM;
+    if is_f32 && wide && a.cols > 0 && bf16_products_on() && !ROWS_INDEPENDENT.with(|r| r.get()) {
         if let Some((dst, a, b)) = as_f32(dst, a, b) {
             return super::gemm_bf16::gemm_rounded(dst, a, b, accumulate, scale.f64() as f32);
         }

@@ -13,8 +13,8 @@
 //!   packed per block of `MR` rows;
 //! - the microkernel keeps `MR × 16·NV = 6 × 64` outputs in 24 zmm accumulators; per pair
 //!   step it loads `NV` panel vectors and issues one `vdpbf16ps` per accumulator;
-//! - rayon splits the column blocks when there are enough of them (two per thread), else
-//!   the rows of each; an odd `k` is padded with a zero row.
+//! - every block of `b` is packed once per call (in parallel), then rayon runs one task per
+//!   column block × chunk of `8·MR` rows; an odd `k` is padded with a zero row.
 //!
 //! Elsewhere (no AVX512-BF16, `LMF_SIMD` below `avx512`, or another arch) both operands are
 //! widened to f32 and multiplied by [`super::gemm::gemm`]: the same products, each exact in
@@ -447,46 +447,54 @@ mod avx512 {
         accumulate: bool,
         scale: f32,
     ) {
-        let (m, n) = (dst.rows, dst.cols);
+        let (m, n, k) = (dst.rows, dst.cols, a.cols);
         let (ldc, out) = (dst.rs, Out(dst.data.as_mut_ptr()));
-        let cols: Vec<usize> = (0..n).step_by(NC).collect();
-        if cols.len() >= 2 * rayon::current_num_threads() {
-            // wide products: one task per column block, each packing its own block of b
-            cols.par_iter().for_each(|&j0| {
-                column_block(&a, &b, j0, 0..m, out, ldc, scale, accumulate);
-            });
-        } else {
-            // otherwise the rows are split, per column block
-            for &j0 in &cols {
-                (0..m.div_ceil(ROWS_PER_TASK))
-                    .into_par_iter()
-                    .for_each(|t| {
-                        let rows = t * ROWS_PER_TASK..((t + 1) * ROWS_PER_TASK).min(m);
-                        column_block(&a, &b, j0, rows, out, ldc, scale, accumulate);
-                    });
-            }
-        }
+        let (cols, kbs) = (n.div_ceil(NC), k.div_ceil(KC));
+        // every (column block, k block) of b packed once, in parallel
+        let packed: Vec<Vec<u16>> = (0..cols * kbs)
+            .into_par_iter()
+            .map(|t| {
+                let (j0, p0) = ((t / kbs) * NC, (t % kbs) * KC);
+                pack_b(&b, p0, KC.min(k - p0), j0, NC.min(n - j0))
+            })
+            .collect();
+        // then one task per column block × row chunk, column-major: a thread's run of tasks
+        // mostly shares one column block, which stays in its L2
+        let chunks = m.div_ceil(ROWS_PER_TASK);
+        (0..cols * chunks).into_par_iter().for_each(|t| {
+            let (c, r) = (t / chunks, t % chunks);
+            let rows = r * ROWS_PER_TASK..((r + 1) * ROWS_PER_TASK).min(m);
+            let blocks = &packed[c * kbs..(c + 1) * kbs];
+            column_block(
+                &a,
+                blocks,
+                (c * NC, NC.min(n - c * NC)),
+                rows,
+                out,
+                ldc,
+                scale,
+                accumulate,
+            );
+        });
     }
 
-    /// Rows `rows` × columns `j0..j0 + NC` (clipped) of the product, over the whole `k`:
-    /// blocks of `KC` rows of `b`, each packed once here.
+    /// Rows `rows` × columns `j0..j0 + nc` of the product, over the whole `k`: the column
+    /// block's packed `b` blocks (`KC` rows each) in order.
     #[allow(clippy::too_many_arguments)]
-    fn column_block<B: Bf16Operand>(
+    fn column_block(
         a: &MatRef<'_, half::bf16>,
-        b: &MatRef<'_, B>,
-        j0: usize,
+        blocks: &[Vec<u16>],
+        (j0, nc): (usize, usize),
         rows: std::ops::Range<usize>,
         out: Out,
         ldc: usize,
         scale: f32,
         accumulate: bool,
     ) {
-        let (n, k) = (b.cols, b.rows);
-        let nc = NC.min(n - j0);
+        let k = a.cols;
         let mut ap = Vec::new();
-        for p0 in (0..k).step_by(KC) {
+        for (bp, p0) in blocks.iter().zip((0..k).step_by(KC)) {
             let kc = KC.min(k - p0);
-            let bp = pack_b(b, p0, kc, j0, nc);
             // the first block of k overwrites unless accumulating; later ones add
             let add = accumulate || p0 > 0;
             // rows of `a` whose pairs already lie in memory as 32-bit words are read in
@@ -503,11 +511,11 @@ mod avx512 {
                 };
                 // SAFETY: AVX512-BF16 is present (checked by `gemm_bf16`); the block writes
                 // rows i0..i0 + mr, columns j0..j0 + nc of `dst`, inside its bounds (asserted
-                // by `gemm_bf16`) and owned by this task (tasks split rows or columns).
+                // by `gemm_bf16`) and owned by this task (tasks split rows and columns).
                 unsafe {
                     block(
                         (a_words, a_rs),
-                        &bp,
+                        bp,
                         kc.div_ceil(2),
                         mr,
                         nc,
@@ -695,9 +703,10 @@ mod tests {
     }
 
     /// f32 operands rounded on the way in: the same as rounding them first and calling
-    /// `gemm_bf16` (bit for bit: same packing, same sums), for a strided and transposed `a`,
-    /// a transposed `b`, odd sizes and every tail of the vector rounding; and inside
-    /// `bf16_products` an f32 `gemm` takes that path while f64 stays exact.
+    /// `gemm_bf16` (bit for bit: same packing, same sums), for a transposed `a`, `b` in three
+    /// layouts, odd sizes and every tail of the vector rounding; and inside `bf16_products`
+    /// an f32 `gemm` of at least `BF16_MIN_DIM` rows and columns takes that path while
+    /// narrower ones and f64 stay exact.
     #[test]
     fn rounded_operands_match_rounding_first() {
         use crate::cpu::gemm::{bf16_products, bf16_products_on, gemm};
@@ -706,8 +715,9 @@ mod tests {
             (1, 1, 1),
             (9, 17, 33),
             (40, 130, 300),
-            (3, 2051, 7),
-            (2, 70, 530),
+            (17, 2051, 16),
+            (20, 70, 530),
+            (3, 9, 40),
         ];
         for (case, &(m, k, n)) in cases.iter().enumerate() {
             // a stored as [k, m] and used transposed; b stored as [n, k] used transposed, as
@@ -750,11 +760,17 @@ mod tests {
                 gemm(MatMut::new(&mut scoped, m, n), a, b, false, 1.5);
             });
             assert!(!bf16_products_on(), "the scope restores the flag");
-            assert_eq!(scoped, want, "{m}x{k}x{n} in scope");
             gemm(MatMut::new(&mut exact, m, n), a, b, false, 1.5);
             if k > 1 {
                 assert_ne!(exact, want, "{m}x{k}x{n}: outside the scope f32 is exact");
             }
+            // narrow products stay exact in the scope too
+            let wide = m.min(n) >= crate::cpu::gemm::BF16_MIN_DIM;
+            assert_eq!(
+                &scoped,
+                if wide { &want } else { &exact },
+                "{m}x{k}x{n} in scope"
+            );
             // f64 inside the scope: untouched
             let a64: Vec<f64> = at.iter().map(|&x| x as f64).collect();
             let b64: Vec<f64> = bt[..n * k].iter().map(|&x| x as f64).collect();
