@@ -73,7 +73,7 @@ rows = [json.loads(l) for l in sys.stdin if l.startswith("{")]
 made = rows[0]
 res = {r["impl"]: r for r in rows[1:]}
 params = made["parameters"] / 1e6
-print(f"{params:.1f}M parameters, LoRA r8 all linear, packing, batch 4 x 512, "
+print(f"{params:.1f}M parameters, LoRA r8 all linear unless overridden, packing, batch 4 x 512, "
       f"'"$steps"' steps (first '"$warmup"' not timed), '"$threads"' threads; overrides: '"${EXTRA:-none}"'")
 print("%-13s %10s %14s %8s %11s" % ("", "tokens/s", "peak RSS MiB", "wall s", "last loss"))
 for name in ("llamafactory", "lmf"):

@@ -246,7 +246,10 @@ pub fn run_ppo(
 
         let mult = scheduler.multiplier(scheduler.last_epoch());
         let t0 = Instant::now();
-        let out = ppo.step(model, &reference, &exp, mult)?;
+        // `bf16: true` on the CPU: the optimisation's products in bf16, as in every stage
+        let out = crate::train::trainer::with_products(cfg.bf16, || {
+            ppo.step(model, &reference, &exp, mult)
+        })?;
         // Where the step's time went (the PPO benchmark reads these lines).
         log.info(&format!(
             "ppo step {}: generate {gen_s:.4} s ({} new tokens), score {score_s:.4} s, optimize {:.4} s",
