@@ -267,6 +267,16 @@ mod avx512 {
         )
     }
 
+    /// `[0, stride, 2·stride, …, 15·stride]`: the word offsets of a 16-lane scatter.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn lane_offsets(stride: usize) -> __m512i {
+        _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32(stride as i32),
+        )
+    }
+
     /// [`pack_b`] of an f32 `b` with unit column stride: each pair step of a panel is two
     /// 16-float row pieces, rounded and interleaved in registers.
     ///
@@ -319,10 +329,7 @@ mod avx512 {
     ) {
         let pairs = kc.div_ceil(2);
         // word offsets of 16 consecutive pair steps of one panel column: 16 words apart
-        let steps = _mm512_mullo_epi32(
-            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-            _mm512_set1_epi32(16),
-        );
+        let steps = lane_offsets(16);
         let words = out.as_mut_ptr() as *mut i32;
         for l in 0..nc {
             let (panel, lane) = (l / 16, l % 16);
@@ -410,10 +417,7 @@ mod avx512 {
         let pairs = k / 2;
         let rows = dst.len() / k;
         let mask = super::super::simd::exp::avx512::tail_mask(rows);
-        let rows_at = _mm512_mullo_epi32(
-            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-            _mm512_set1_epi32(pairs as i32),
-        );
+        let rows_at = lane_offsets(pairs);
         let words = dst.as_mut_ptr() as *mut i32;
         for q in 0..pairs {
             // SAFETY: columns 2q, 2q + 1 of rows i0.. under the mask; word q of each row.
