@@ -60,16 +60,10 @@ pub fn gemm_bf16(
     accumulate: bool,
     scale: f32,
 ) {
-    let (m, n, k) = (dst.rows, dst.cols, a.cols);
     check_product(&dst, &a, &b, "gemm_bf16");
-    if m == 0 || n == 0 {
-        return;
+    if dst.rows > 0 && dst.cols > 0 {
+        multiply(dst, a, b, accumulate, scale);
     }
-    #[cfg(target_arch = "x86_64")]
-    if dst.cs == 1 && k > 0 && has_bf16_dot() {
-        return avx512::gemm(dst, a, b, accumulate, scale);
-    }
-    portable(dst, a, b, accumulate, scale)
 }
 
 /// `dst = (accumulate ? dst : 0) + scale · bf16(a) · bf16(b)` for f32 `a`, `b`: each operand
@@ -83,18 +77,27 @@ pub fn gemm_rounded(
     accumulate: bool,
     scale: f32,
 ) {
-    let (m, n, k) = (dst.rows, dst.cols, a.cols);
     check_product(&dst, &a, &b, "gemm_rounded");
-    if m == 0 || n == 0 {
-        return;
+    if dst.rows > 0 && dst.cols > 0 {
+        let ab = round_rows(&a);
+        multiply(dst, MatRef::new(&ab, a.rows, a.cols), b, accumulate, scale);
     }
-    let ab = round_rows(&a);
-    let a16 = MatRef::new(&ab, m, k);
+}
+
+/// The checked, non-empty product of a bf16 `a` by `b`: `vdpbf16ps` where it runs (a
+/// unit-stride `dst`, `k > 0`), else the portable twin.
+fn multiply<B: Bf16Operand>(
+    dst: MatMut<'_, f32>,
+    a: MatRef<'_, bf16>,
+    b: MatRef<'_, B>,
+    accumulate: bool,
+    scale: f32,
+) {
     #[cfg(target_arch = "x86_64")]
-    if dst.cs == 1 && k > 0 && has_bf16_dot() {
-        return avx512::gemm(dst, a16, b, accumulate, scale);
+    if dst.cs == 1 && a.cols > 0 && has_bf16_dot() {
+        return avx512::gemm(dst, a, b, accumulate, scale);
     }
-    portable(dst, a16, b, accumulate, scale)
+    portable(dst, a, b, accumulate, scale)
 }
 
 /// An operand element that `vdpbf16ps` can take: a bf16, or an f32 rounded to one.

@@ -206,6 +206,10 @@ pub fn run(argv: &[String]) -> Result<WorkflowOutcome> {
     }
     // Before any loading, so a bad LMF_DEVICE fails at once.
     let device = super::device::train_device(args.training.use_cpu)?;
+    if device.is_cpu() {
+        // `fp16` is refused before anything loads
+        super::device::cpu_precision_note(args.training.bf16, args.training.fp16)?;
+    }
     if args.finetuning.pure_bf16 {
         // LF's check is `is_torch_bf16_gpu_available()`: a CPU never qualifies.
         return Err(Error::Msg(if device.is_cpu() {
@@ -231,8 +235,6 @@ pub fn run(argv: &[String]) -> Result<WorkflowOutcome> {
         eprintln!(
             "note: training on {device} in {dtype} (fp32 master weights and optimizer state)"
         );
-    } else {
-        super::device::cpu_precision_note(t.bf16, t.fp16)?;
     }
     let quant = m.quant_spec()?;
     match &quant {
