@@ -5,6 +5,7 @@
 //! settings follow LLaMA-Factory's `_process_args` (a fresh generation config built from the
 //! generating arguments, not the model's `generation_config.json`).
 
+use crate::args::model::InferDtype;
 use crate::args::{
     DataArguments, FinetuningArguments, GenerateRequest, GeneratingArguments, InferArgs,
     ModelArguments,
@@ -196,8 +197,10 @@ impl ChatModel {
 
 /// The model, tokenizer and template an inference command loads (LLaMA-Factory's
 /// `load_tokenizer` + `get_template_and_fix_tokenizer` + `load_model` without training):
-/// every adapter is merged into the weights (`_setup_lora_tuning`); CPU compute is f32
-/// whatever `infer_dtype` says (bf16 storage is a GPU concern).
+/// every adapter is merged into the weights (`_setup_lora_tuning`). On the CPU (where
+/// LLaMA-Factory's `auto` is float32) `infer_dtype: bfloat16` keeps the linear weights and the
+/// head in bf16 ([`CausalLM::keep_weights_bf16`]: half the bytes per decoded token, bf16
+/// products with f32 sums, as a bf16 torch model there); anything else computes in f32.
 pub fn load_for_inference(
     m: &ModelArguments,
     d: &DataArguments,
@@ -214,6 +217,16 @@ pub fn load_for_inference(
     let quant = m.quant_spec()?;
     let mut model = CausalLM::load_quantized(&dir, DType::F32, Device::Cpu, quant.as_ref())?;
     setup_lora(&mut model, m, finetuning, false, 0)?;
+    match m.infer_dtype {
+        InferDtype::Bfloat16 => {
+            model.keep_weights_bf16()?;
+        }
+        InferDtype::Float16 => eprintln!(
+            "note: `infer_dtype: float16` computes in float32 on the CPU (lmf has no fp16 CPU \
+             kernels; `bfloat16` keeps the weights in bf16)"
+        ),
+        InferDtype::Auto | InferDtype::Float32 => {}
+    }
     Ok((model, tokenizer, template))
 }
 

@@ -224,3 +224,45 @@ fn gpt_oss_thinking_switch_appends_the_empty_thought() {
         .unwrap()
         .ends_with(&thought));
 }
+
+/// `infer_dtype: bfloat16` on the CPU keeps the linears and the head in bf16 (LLaMA-Factory's
+/// `auto` there is float32, which stays dense), and the model still chats: the reply has the
+/// asked number of tokens and decodes to text.
+#[test]
+fn bfloat16_infer_dtype_keeps_bf16_weights() {
+    let model = format!("{FIXTURES}/train/models/llama");
+    let chat_with = |dtype: &str| {
+        let argv: Vec<String> = [
+            "--model_name_or_path",
+            &model,
+            "--template",
+            "llama3",
+            "--do_sample",
+            "false",
+            "--max_new_tokens",
+            "12",
+            "--infer_dtype",
+            dtype,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        ChatModel::from_args(&parse_infer_args(&argv).unwrap()).unwrap()
+    };
+    let messages = vec![Message::new(Role::User, "Name three colours.")];
+    for dtype in ["auto", "float32"] {
+        assert!(chat_with(dtype).model.head_bf16.is_none(), "{dtype}");
+    }
+    let chat = chat_with("bfloat16");
+    assert!(chat.model.head_bf16.is_some());
+    let o_proj = &chat.model.layers[0].self_attn.o_proj;
+    assert!(o_proj.quant.as_ref().is_some_and(|q| q.is_bf16()));
+    assert!(!chat.model.is_quantized());
+    let r = chat.chat(&messages, None, None).unwrap();
+    assert_eq!(r.token_ids.len(), 12);
+    assert_eq!(r.finish_reason, FinishReason::Length);
+    assert_eq!(
+        r.response_text,
+        chat.tokenizer.decode(&r.token_ids, true).unwrap()
+    );
+}

@@ -1,12 +1,16 @@
-//! Greedy generation throughput of lmf on CPU, for `scripts/generate_vs_transformers.sh` to
-//! put beside transformers' numbers (`scripts/hf_generate.py run`, measured the same way).
+//! Greedy generation throughput of lmf on CPU, for `scripts/generate_vs_transformers.sh` and
+//! `scripts/decode_vs_llamacpp.sh` to put beside transformers' and llama.cpp's numbers
+//! (`scripts/hf_generate.py run`, `scripts/decode_bench.py`, measured the same way).
 //!
-//! usage: `generate_tps <model_dir> <prompts.json> <new_tokens> <repeats> [hf_tokens.json]`
+//! usage: `generate_tps [--bf16] <model_dir> <prompts.json> <new_tokens> <repeats> [hf_tokens.json]`
 //!
 //! `prompts.json` maps each batch size ("1", "4") to its prompts; every row generates exactly
 //! `new_tokens` tokens (no eos), timed as the median of `repeats` runs after one warm-up, and
 //! printed as one JSON line per batch with tokens/s counting the tokens of all rows. Given
 //! transformers' batch-1 tokens, it also says whether ours are the same.
+//!
+//! With `--bf16` the weights are kept in bf16 (`CausalLM::keep_weights_bf16`, what
+//! `infer_dtype: bfloat16` gives `lmf chat` on the CPU).
 //!
 //! With `LMF_GEN_PROFILE=1` it first runs each batch once through its own copy of the
 //! greedy loop and prints where the time goes: prefill, then per decode step the decoder
@@ -22,9 +26,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let bf16 = args.iter().any(|a| a == "--bf16");
+    args.retain(|a| a != "--bf16");
     if args.len() != 4 && args.len() != 5 {
-        bail!("usage: generate_tps <model_dir> <prompts.json> <new_tokens> <repeats> [hf_tokens.json]");
+        bail!("usage: generate_tps [--bf16] <model_dir> <prompts.json> <new_tokens> <repeats> [hf_tokens.json]");
     }
     let new_tokens: usize = args[2]
         .parse()
@@ -35,14 +41,19 @@ fn main() -> Result<()> {
     if repeats == 0 {
         bail!("repeats must be at least 1");
     }
-    let model = CausalLM::load(Path::new(&args[0]), DType::F32, Device::Cpu)
+    let mut model = CausalLM::load(Path::new(&args[0]), DType::F32, Device::Cpu)
         .with_context(|| format!("loading the model from {}", args[0]))?;
-    let prompts = read_prompts(Path::new(&args[1]))?;
-    let expected = args.get(4).map(|p| read_tokens(Path::new(p))).transpose()?;
+    let weights = if bf16 { "bf16" } else { "f32" };
     println!(
         "{}",
-        json!({"impl": "lmf", "parameters": model.num_parameters()})
+        json!({"impl": "lmf", "parameters": model.num_parameters(), "weights": weights})
     );
+    if bf16 {
+        // what `infer_dtype: bfloat16` does for `lmf chat` on the CPU
+        model.keep_weights_bf16()?;
+    }
+    let prompts = read_prompts(Path::new(&args[1]))?;
+    let expected = args.get(4).map(|p| read_tokens(Path::new(p))).transpose()?;
     let cfg = GenerationConfig {
         max_new_tokens: new_tokens,
         do_sample: false,

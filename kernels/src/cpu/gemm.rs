@@ -44,6 +44,11 @@ pub fn rows_independent<R>(f: impl FnOnce() -> R) -> R {
     with_flag(&ROWS_INDEPENDENT, f)
 }
 
+/// Whether [`rows_independent`] is in force on this thread.
+pub fn rows_independent_on() -> bool {
+    ROWS_INDEPENDENT.with(|r| r.get())
+}
+
 /// Fewest rows and columns of a product that [`bf16_products`] rounds to bf16.
 pub const BF16_MIN_DIM: usize = 16;
 

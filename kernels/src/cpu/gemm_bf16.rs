@@ -159,7 +159,7 @@ fn round_rows(a: &MatRef<'_, f32>) -> Vec<bf16> {
 
 /// `dst[i] = bf16(src[i])`, nearest even (`vcvtneps2bf16` where AVX512-BF16 runs the
 /// products: like `vdpbf16ps` it reads subnormal inputs as zero).
-fn round_slice(src: &[f32], dst: &mut [bf16]) {
+pub(crate) fn round_slice(src: &[f32], dst: &mut [bf16]) {
     #[cfg(target_arch = "x86_64")]
     if has_bf16_dot() {
         // SAFETY: AVX512-BF16 is present (checked just above).

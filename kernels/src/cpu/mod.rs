@@ -4,6 +4,7 @@
 
 pub mod adamw;
 pub mod attention;
+pub mod bf16_weight;
 pub mod embedding;
 pub mod gemm;
 pub mod gemm_bf16;

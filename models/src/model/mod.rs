@@ -26,9 +26,11 @@ use crate::{Error, Result};
 use layer::{LayerCtx, RopeTables};
 use lmf_autograd::checkpoint::checkpoint;
 use lmf_autograd::grad_mode::is_grad_enabled;
-use lmf_autograd::ops::fused::{embedding, rmsnorm};
+use lmf_autograd::ops::fused::{embedding, quant_linear, rmsnorm, QuantBase};
 use lmf_autograd::{DType, Device, Tensor, Var};
+use lmf_kernels::cpu::bf16_weight::Bf16Weight;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Walks the parameters of a [`CausalLM`] in HF checkpoint order, pushing `(name, $r param)`
 /// into `$out` (`$push` is `Linear::push_params` or its `_mut` twin).
@@ -143,6 +145,9 @@ pub struct CausalLM {
     /// The value head of stages rm and ppo (`v_head.summary.*`, listed last by
     /// [`CausalLM::named_parameters`]); `None` for a plain causal LM.
     pub value_head: Option<ValueHead>,
+    /// The output head kept in bf16 by [`CausalLM::keep_weights_bf16`]; when set, [`CausalLM::logits`]
+    /// uses it (and an untied `lm_head` holds an empty `[0, hidden]` placeholder).
+    pub head_bf16: Option<Arc<QuantBase>>,
     /// Recompute each decoder layer in backward instead of keeping its activations
     /// (HF `gradient_checkpointing_enable`); only affects forwards that record a tape.
     pub gradient_checkpointing: bool,
@@ -359,6 +364,7 @@ impl CausalLM {
             embed_lora: None,
             head_lora: None,
             value_head: None,
+            head_bf16: None,
             dtype,
             device,
             config,
@@ -501,10 +507,63 @@ impl CausalLM {
     /// Whether the decoder linears are quantized (QLoRA), or the MoE experts kept MXFP4:
     /// their base cannot be merged into, saved whole or fine-tuned.
     pub fn is_quantized(&self) -> bool {
-        self.layers
-            .iter()
-            .any(|l| l.self_attn.o_proj.quant.is_some())
-            || self.has_mxfp4_experts()
+        self.layers.iter().any(|l| {
+            l.self_attn
+                .o_proj
+                .quant
+                .as_ref()
+                .is_some_and(|q| !q.is_bf16())
+        }) || self.has_mxfp4_experts()
+    }
+
+    /// Keeps every dense linear weight without an adapter (the decoder's attention and MLP
+    /// linears, and the output head) in bf16 for inference (`infer_dtype: bfloat16` on the
+    /// CPU): half the bytes each decode step streams, products with bf16 activations and f32
+    /// sums ([`lmf_kernels::cpu::bf16_weight`]). The embedding lookups, norms, attention
+    /// and KV cache stay f32. Frozen from then on: call it on a model that only infers.
+    /// A CPU f32 model only; returns how many weights it converted.
+    pub fn keep_weights_bf16(&mut self) -> Result<usize> {
+        if self.device != Device::Cpu || self.dtype != DType::F32 {
+            return Err(Error::Msg(format!(
+                "bf16 weights are kept only for an f32 model on the CPU (this one is {} on {:?})",
+                self.dtype, self.device
+            )));
+        }
+        let mut converted = 0;
+        for layer in &mut self.layers {
+            let mut linears = layer.self_attn.linears_mut();
+            if let Some(mlp) = &mut layer.mlp {
+                linears.extend(mlp.linears_mut());
+            }
+            for (_, lin) in linears {
+                if lin.quant.is_some() || lin.lora.is_some() {
+                    continue;
+                }
+                let (out, inp) = lin.dims();
+                let w = lin.weight.tensor().to_vec::<f32>()?;
+                let bias = lin.bias.take();
+                *lin =
+                    Linear::quantized(QuantBase::Bf16(Bf16Weight::from_f32(&w, out, inp)), bias)?;
+                converted += 1;
+            }
+        }
+        if self.head_lora.is_none() {
+            let w = self.head_weight();
+            let (vocab, hidden) = (w.shape()[0], w.shape()[1]);
+            let data = w.tensor().to_vec::<f32>()?;
+            self.head_bf16 = Some(Arc::new(QuantBase::Bf16(Bf16Weight::from_f32(
+                &data, vocab, hidden,
+            ))));
+            // an untied head's f32 copy is not read again
+            if self.lm_head.is_some() {
+                self.lm_head = Some(Var::leaf(
+                    Tensor::zeros(&[0, hidden], DType::F32, Device::Cpu)?,
+                    false,
+                ));
+            }
+            converted += 1;
+        }
+        Ok(converted)
     }
 
     /// Whether some MoE layer keeps its experts MXFP4 ([`QuantSpec::Mxfp4Experts`]).
@@ -697,8 +756,13 @@ impl CausalLM {
     /// Logits `[rows, vocab]` of hidden states `[rows, hidden]` (with Gemma 2's final
     /// soft-cap).
     pub fn logits(&self, hidden: &Var) -> Result<Var> {
-        let (h, w) = self.head_inputs(hidden)?;
-        let mut logits = linear::weight_product(&h, &w)?;
+        let mut logits = match &self.head_bf16 {
+            Some(w) => quant_linear(hidden, w, false)?,
+            None => {
+                let (h, w) = self.head_inputs(hidden)?;
+                linear::weight_product(&h, &w)?
+            }
+        };
         if let Some(cap) = self.config.final_softcap {
             logits = logits.scale(1.0 / cap)?.tanh()?.scale(cap)?;
         }

@@ -10,6 +10,7 @@
 use super::{from_kernel, with_real};
 use crate::tape::{grad_if, record1};
 use crate::var::Var;
+use lmf_kernels::cpu::bf16_weight::Bf16Weight;
 use lmf_kernels::cpu::quant::{
     dequant_matmul, dequant_matmul_t, llm_int8_matmul, GroupQuant, Int8Rows, Quant4,
 };
@@ -33,6 +34,9 @@ pub enum QuantBase {
     },
     /// Group-wise integer codes with scales and zero points (GPTQ, AWQ checkpoints).
     Group(GroupQuant),
+    /// A dense weight kept in bf16 (`infer_dtype: bfloat16` inference on the CPU): the
+    /// products round the activations to bf16 too, as a bf16 `nn.Linear` does.
+    Bf16(Bf16Weight),
 }
 
 impl QuantBase {
@@ -42,7 +46,13 @@ impl QuantBase {
             QuantBase::Four(q) => (q.shape[0], q.shape[1]),
             QuantBase::Int8 { rows, .. } => (rows.rows, rows.cols),
             QuantBase::Group(g) => (g.rows, g.cols),
+            QuantBase::Bf16(w) => (w.rows, w.cols),
         }
+    }
+
+    /// Whether this is a dense bf16 weight rather than a quantized one.
+    pub fn is_bf16(&self) -> bool {
+        matches!(self, QuantBase::Bf16(_))
     }
 
     /// Bytes the quantized weight takes (codes and scales).
@@ -51,6 +61,7 @@ impl QuantBase {
             QuantBase::Four(q) => q.packed.len() + 4 * q.absmax.len(),
             QuantBase::Int8 { rows, .. } => rows.q.len() + 4 * rows.absmax.len(),
             QuantBase::Group(g) => (g.q.len() * g.bits as usize).div_ceil(8) + 5 * g.scales.len(),
+            QuantBase::Bf16(w) => w.bytes(),
         }
     }
 
@@ -60,6 +71,7 @@ impl QuantBase {
             QuantBase::Four(q) => lmf_kernels::cpu::quant::dequantize_4bit(q),
             QuantBase::Int8 { rows, .. } => lmf_kernels::cpu::quant::dequantize_int8_rows(rows),
             QuantBase::Group(g) => g.dequantize(),
+            QuantBase::Bf16(w) => w.data.iter().map(|v| v.to_f32()).collect(),
         }
     }
 }
@@ -106,6 +118,7 @@ pub fn quant_linear(x: &Var, w: &Arc<QuantBase>, llm_int8: bool) -> Result<Var> 
                 }
             }
             QuantBase::Group(g) => dequant_matmul(&xs, g, n, &mut y),
+            QuantBase::Bf16(w) => w.matmul_real(&xs, n, &mut y),
         }
         from_kernel(y, &[n, out_f], dtype, device)?
     });
@@ -121,6 +134,7 @@ pub fn quant_linear(x: &Var, w: &Arc<QuantBase>, llm_int8: bool) -> Result<Var> 
                     QuantBase::Four(q) => dequant_matmul_t(&gs, q, n, &mut dx),
                     QuantBase::Int8 { rows, .. } => dequant_matmul_t(&gs, rows, n, &mut dx),
                     QuantBase::Group(q) => dequant_matmul_t(&gs, q, n, &mut dx),
+                    QuantBase::Bf16(q) => dequant_matmul_t(&gs, q, n, &mut dx),
                 }
                 from_kernel(dx, &[n, in_f], g.dtype(), g.device())
             })
