@@ -11,7 +11,7 @@
 //! `dx`/`dw` and only scales them by the upstream scalar in its backward.
 
 use crate::cpu::gemm::{gemm, MatMut, MatRef};
-use crate::cpu::simd::{exp_shift_sum_f64, max_of, scaled_exp_row};
+use crate::cpu::simd::{exp_shift_sum_f64, max_of, scaled_exp_row, softcap_in_place};
 use crate::Real;
 use rayon::prelude::*;
 
@@ -256,8 +256,7 @@ fn row_loss<T: Real>(z: &mut [T], y: i64, o: &CeOptions, grad: Option<T>) -> f64
     let y = y as usize; // validated by the caller
     let vocab = z.len();
     if let Some(cap) = o.softcap {
-        let (cap, inv) = (T::of(cap), T::of(1.0 / cap));
-        z.iter_mut().for_each(|v| *v = cap * (*v * inv).tanh());
+        softcap_in_place(z, cap);
     }
     // Log-sum-exp with the max subtracted; the sums feed the loss, so they run in f64.
     let max = max_of(z, T::neg_infinity());

@@ -31,7 +31,7 @@ pub use forward::{attention_forward, attention_forward_per_seq};
 pub use sinks::{fold_sinks, sinks_backward};
 
 use crate::cpu::gemm::{MatMut, MatRef};
-use crate::cpu::simd::tile_gemm;
+use crate::cpu::simd::{softcap_in_place, tile_gemm};
 use crate::Real;
 
 /// Query rows per tile (the `Br` of FlashAttention-2).
@@ -291,8 +291,7 @@ fn score_tile<T: Real>(
     // s: [rows, cols] = scale · q [rows, d] · kᵀ [d, cols]
     tile_gemm(MatMut::new(s, rows, cols), qt, kt, false, T::of(p.scale));
     if let Some(cap) = p.softcap {
-        let (cap, inv) = (T::of(cap), T::of(1.0 / cap));
-        s.iter_mut().for_each(|x| *x = cap * (*x * inv).tanh());
+        softcap_in_place(s, cap);
     }
     // The visible set is a band in j - i, so the two extreme corners decide whether the
     // tile is fully visible; only tiles straddling the band edge need per-element tests.

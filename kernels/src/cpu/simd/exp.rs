@@ -22,18 +22,6 @@
 use super::{fast_f32, fast_f32_mut, to_f32};
 use crate::Real;
 
-/// Calls `$f` of the module of the running vector level (only reached once `fast_f32*`
-/// answered, so the level is AVX-512 or AVX2 and the CPU has its features).
-#[cfg(target_arch = "x86_64")]
-macro_rules! by_level {
-    ($f:ident($($a:expr),*)) => {
-        match super::level() {
-            super::Level::Avx512 => avx512::$f($($a),*),
-            _ => avx2::$f($($a),*),
-        }
-    };
-}
-
 /// `x[i] = exp(x[i] − shift)` for every `i`; returns the sum of the new values.
 ///
 /// The vector path sums in 16 lanes and folds them at the end; the scalar path sums in order.
@@ -143,6 +131,29 @@ pub(crate) mod avx512 {
     #[inline]
     #[target_feature(enable = "avx512f")]
     pub fn exp_ps(x: __m512) -> __m512 {
+        let (n, r, q) = reduce(x);
+        _mm512_scalef_ps(_mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0)), n)
+    }
+
+    /// `exp` of each lane as an unevaluated sum `hi + lo`: `hi` is [`exp_ps`], `lo` the
+    /// rounding error of its last step `p = 1 + q·r` (one more FMA: `q·r + (1 − p)`, where
+    /// `1 − p` is exact), so the pair carries only the reduction's and the polynomial's
+    /// errors, not the final rounding (see [`super::super::sigmoid`]).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub fn exp_pair_ps(x: __m512) -> (__m512, __m512) {
+        let (n, r, q) = reduce(x);
+        let one = _mm512_set1_ps(1.0);
+        let p = _mm512_fmadd_ps(q, r, one);
+        let lo = _mm512_fmadd_ps(q, r, _mm512_sub_ps(one, p));
+        (_mm512_scalef_ps(p, n), _mm512_scalef_ps(lo, n))
+    }
+
+    /// `e^x = 2ⁿ · (1 + q·r)`: the clamp, the reduction and the polynomial but its last
+    /// step (see the module doc).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn reduce(x: __m512) -> (__m512, __m512, __m512) {
         // second operands: a NaN x passes through both
         let x = _mm512_max_ps(_mm512_set1_ps(-104.0), x);
         let x = _mm512_min_ps(_mm512_set1_ps(89.0), x);
@@ -155,10 +166,7 @@ pub(crate) mod avx512 {
         for c in &C[1..] {
             p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(*c));
         }
-        let one = _mm512_set1_ps(1.0);
-        p = _mm512_fmadd_ps(p, r, one);
-        p = _mm512_fmadd_ps(p, r, one);
-        _mm512_scalef_ps(p, n)
+        (n, r, _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0)))
     }
 
     /// Lanes `0..len` set (`len ≤ 16`).
@@ -295,6 +303,31 @@ pub(crate) mod avx2 {
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     pub fn exp_ps(x: __m256) -> __m256 {
+        let (n, r, q) = reduce(x);
+        let (p1, p2) = pow2(n);
+        let p = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0));
+        _mm256_mul_ps(_mm256_mul_ps(p, p1), p2)
+    }
+
+    /// [`super::avx512::exp_pair_ps`]'s twin: `exp` of each lane as `hi + lo`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub fn exp_pair_ps(x: __m256) -> (__m256, __m256) {
+        let (n, r, q) = reduce(x);
+        let (p1, p2) = pow2(n);
+        let one = _mm256_set1_ps(1.0);
+        let p = _mm256_fmadd_ps(q, r, one);
+        let lo = _mm256_fmadd_ps(q, r, _mm256_sub_ps(one, p));
+        (
+            _mm256_mul_ps(_mm256_mul_ps(p, p1), p2),
+            _mm256_mul_ps(_mm256_mul_ps(lo, p1), p2),
+        )
+    }
+
+    /// `e^x = 2ⁿ · (1 + q·r)`: [`super::avx512`]'s reduction.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn reduce(x: __m256) -> (__m256, __m256, __m256) {
         // second operands: a NaN x passes through both
         let x = _mm256_max_ps(_mm256_set1_ps(-104.0), x);
         let x = _mm256_min_ps(_mm256_set1_ps(89.0), x);
@@ -307,17 +340,21 @@ pub(crate) mod avx2 {
         for c in &C[1..] {
             p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(*c));
         }
-        let one = _mm256_set1_ps(1.0);
-        p = _mm256_fmadd_ps(p, r, one);
-        p = _mm256_fmadd_ps(p, r, one);
-        // n ∈ [−150, 128], so both halves are in [−75, 64]: normal exponents
+        (n, r, _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0)))
+    }
+
+    /// `2ⁿ` as two normal powers of two `2^(n>>1) · 2^(n − (n>>1))`, to be applied one after
+    /// the other: n ∈ [−150, 128], so both halves are in [−75, 64].
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn pow2(n: __m256) -> (__m256, __m256) {
         let ni = _mm256_cvtps_epi32(n);
         let n1 = _mm256_srai_epi32::<1>(ni);
         let n2 = _mm256_sub_epi32(ni, n1);
         let bias = _mm256_set1_epi32(127);
         let p1 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(n1, bias)));
         let p2 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(n2, bias)));
-        _mm256_mul_ps(_mm256_mul_ps(p, p1), p2)
+        (p1, p2)
     }
 
     /// All-ones in lanes `0..len` (`len ≤ 8`), the mask of `vmaskmovps`.
@@ -335,7 +372,7 @@ pub(crate) mod avx2 {
     /// `m` is [`tail_mask`] of `c.len() ≤ 8`.
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn load(c: &[f32], m: __m256i) -> __m256 {
+    pub unsafe fn load(c: &[f32], m: __m256i) -> __m256 {
         // SAFETY: 8 elements, or the mask covers exactly the chunk's elements.
         unsafe {
             if c.len() == 8 {
@@ -352,7 +389,7 @@ pub(crate) mod avx2 {
     /// `m` is [`tail_mask`] of `c.len() ≤ 8`.
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn store(c: &mut [f32], m: __m256i, v: __m256) {
+    pub unsafe fn store(c: &mut [f32], m: __m256i, v: __m256) {
         // SAFETY: 8 elements, or the mask covers exactly the chunk's elements.
         unsafe {
             if c.len() == 8 {

@@ -8,15 +8,39 @@
 //!
 //! - [`exp`]: `exp` of 16 floats at once (≤ 1 ulp on normal results, see its doc) and the
 //!   row operations of the softmaxes built on it;
+//! - [`log`]: natural `log` (≤ 1 ulp, subnormal inputs included);
+//! - [`tanh`]: `tanh` (≤ 1 ulp) and the logit softcap `cap · tanh(x / cap)` built on it;
+//! - [`sigmoid`]: the logistic function `1 / (1 + e⁻ˣ)` (≤ 1 ulp on normal results),
+//!   saturating to exactly 0 and 1;
 //! - [`tile_gemm`]: a register-blocked product for the small tiles of attention, without the
 //!   packing a general GEMM pays on every call.
 
+/// Calls `$f` of the module of the running vector level (only reached once `fast_f32*`
+/// answered, so the level is AVX-512 or AVX2 and the CPU has its features).
+#[cfg(target_arch = "x86_64")]
+macro_rules! by_level {
+    ($f:ident($($a:expr),*)) => {
+        match super::level() {
+            super::Level::Avx512 => avx512::$f($($a),*),
+            _ => avx2::$f($($a),*),
+        }
+    };
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod accuracy;
 pub mod exp;
+pub mod log;
+pub mod sigmoid;
+pub mod tanh;
 pub mod tile_gemm;
 
 pub use exp::{
     exp_in_place, exp_shift_sum, exp_shift_sum_f64, max_of, scaled_exp_row, softmax_grad_row,
 };
+pub use log::ln_in_place;
+pub use sigmoid::sigmoid_in_place;
+pub use tanh::{softcap_in_place, tanh_in_place};
 pub use tile_gemm::tile_gemm;
 
 use std::sync::OnceLock;
