@@ -26,6 +26,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn main() -> Result<()> {
+    // as `lmf chat` runs: this thread is one of the pool's (`compute_on_this_thread` in
+    // src/main.rs)
+    let _ = rayon::ThreadPoolBuilder::new()
+        .use_current_thread()
+        .build_global();
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let bf16 = args.iter().any(|a| a == "--bf16");
     args.retain(|a| a != "--bf16");
