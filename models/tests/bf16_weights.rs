@@ -10,6 +10,7 @@ mod common;
 use half::bf16;
 use lmf_autograd::{no_grad, Tensor, Var};
 use lmf_kernels::cpu::gemm::bf16_products;
+use lmf_models::model::QkvProj;
 use lmf_models::{CausalLM, SeqBatch};
 use lmf_runtime::{DType, Device};
 
@@ -68,8 +69,12 @@ fn bf16_weights_give_the_bf16_products_of_the_rounded_model() {
         let dir = common::tiny_model(&format!("bf16w-{t}"), t);
         let f32_model = CausalLM::load(&dir, DType::F32, Device::Cpu).unwrap();
         let mut m = f32_model.clone();
-        // 7 linears per layer and the head
-        assert_eq!(m.keep_weights_bf16().unwrap(), 2 * 7 + 1, "{t}");
+        // per layer fused q/k/v, o, fused gate/up, down; and the head
+        assert_eq!(m.keep_weights_bf16().unwrap(), 2 * 4 + 1, "{t}");
+        assert!(
+            matches!(m.layers[1].self_attn.qkv, QkvProj::Fused { .. }),
+            "{t}"
+        );
         let b = SeqBatch::from_seqs(&seqs());
         let got = logits(&m, &b);
         let reference = rounded(f32_model.clone());

@@ -10,7 +10,7 @@
 //!   once, straight from memory, and dots it with the ≤ 8 rounded activation rows held in L1.
 //!   On AVX512-BF16 one `vdpbf16ps` multiplies 32 weights by 32 activations; elsewhere the
 //!   weights are widened to f32 (a 16-bit shift) for an AVX2 FMA, or the portable loop.
-//!   Rayon splits the output columns, ~256 KiB of weights per task.
+//!   Rayon splits the output columns, ~64 KiB of weights per task.
 //! - **many rows** (prefill): `x` rounded once, then [`gemm_bf16`] by `Wᵀ`.
 
 use half::bf16;
@@ -103,7 +103,9 @@ impl Bf16Weight {
     /// `y[i, j] = Σ_p x[i, p] · W[j, p]` for `m ≤ GEMV_M` rounded rows `x: [m, cols]`.
     fn gemv(&self, x: &[bf16], m: usize, y: &mut [f32]) {
         let (n, k) = (self.rows, self.cols);
-        let cols_per_task = (131_072 / k.max(1)).clamp(8, n);
+        // ~64 KiB of weights per task: both threads stream nearby rows, and stealing evens
+        // out the end
+        let cols_per_task = (32_768 / k.max(1)).clamp(8, n);
         // out: per task, its columns × m, column-major ([cols, m]); one row needs no scatter
         let mut out = if m == 1 {
             Vec::new()

@@ -519,9 +519,11 @@ impl CausalLM {
     /// Keeps every dense linear weight without an adapter (the decoder's attention and MLP
     /// linears, and the output head) in bf16 for inference (`infer_dtype: bfloat16` on the
     /// CPU): half the bytes each decode step streams, products with bf16 activations and f32
-    /// sums ([`lmf_kernels::cpu::bf16_weight`]). The embedding lookups, norms, attention
-    /// and KV cache stay f32. Frozen from then on: call it on a model that only infers.
-    /// A CPU f32 model only; returns how many weights it converted.
+    /// sums ([`lmf_kernels::cpu::bf16_weight`]). q/k/v and gate/up become one fused linear
+    /// each ([`QkvProj::Fused`], [`GateUpProj::Fused`]: the same sums per output, one pass
+    /// over the input). The embedding lookups, norms, attention and KV cache stay f32. Frozen
+    /// from then on: call it on a model that only infers (parameter names change with the
+    /// fusion). A CPU f32 model only; returns how many bf16 weights it made.
     pub fn keep_weights_bf16(&mut self) -> Result<usize> {
         if self.device != Device::Cpu || self.dtype != DType::F32 {
             return Err(Error::Msg(format!(
@@ -531,6 +533,26 @@ impl CausalLM {
         }
         let mut converted = 0;
         for layer in &mut self.layers {
+            // q/k/v and gate/up read the same input: one product each (fewer passes)
+            if let QkvProj::Split {
+                q_proj,
+                k_proj,
+                v_proj,
+            } = &layer.self_attn.qkv
+            {
+                if let Some(qkv_proj) = fused_bf16(&[q_proj, k_proj, v_proj])? {
+                    layer.self_attn.qkv = QkvProj::Fused { qkv_proj };
+                    converted += 1;
+                }
+            }
+            if let Some(mlp) = &mut layer.mlp {
+                if let GateUpProj::Split { gate_proj, up_proj } = &mlp.gate_up {
+                    if let Some(gate_up_proj) = fused_bf16(&[gate_proj, up_proj])? {
+                        mlp.gate_up = GateUpProj::Fused { gate_up_proj };
+                        converted += 1;
+                    }
+                }
+            }
             let mut linears = layer.self_attn.linears_mut();
             if let Some(mlp) = &mut layer.mlp {
                 linears.extend(mlp.linears_mut());
@@ -824,4 +846,38 @@ fn checkpoint_layer(
     )?;
     let h = out.remove(0);
     Ok((h, out.pop()))
+}
+
+/// One bf16 linear whose output is the outputs of `parts` side by side (their weights stacked
+/// by rows, their biases joined), or `None` when a part has an adapter or is not dense, or
+/// only some parts have a bias.
+fn fused_bf16(parts: &[&Linear]) -> Result<Option<Linear>> {
+    if parts.iter().any(|l| l.quant.is_some() || l.lora.is_some())
+        || !(parts.iter().all(|l| l.bias.is_some()) || parts.iter().all(|l| l.bias.is_none()))
+    {
+        return Ok(None);
+    }
+    let inp = parts[0].dims().1;
+    if parts.iter().any(|l| l.dims().1 != inp) {
+        return Ok(None);
+    }
+    let mut w = Vec::new();
+    let mut bias = Vec::new();
+    for l in parts {
+        w.extend(l.weight.tensor().to_vec::<f32>()?);
+        if let Some(b) = &l.bias {
+            bias.extend(b.tensor().to_vec::<f32>()?);
+        }
+    }
+    let out = w.len() / inp;
+    let bias = if parts[0].bias.is_some() {
+        Some(Var::leaf(
+            Tensor::from_vec(bias, &[out], Device::Cpu)?,
+            false,
+        ))
+    } else {
+        None
+    };
+    let base = QuantBase::Bf16(Bf16Weight::from_f32(&w, out, inp));
+    Ok(Some(Linear::quantized(base, bias)?))
 }
