@@ -179,6 +179,21 @@ pub(crate) mod avx512 {
         }
     }
 
+    /// `x[i] = f(x[i])`, 16 lanes at a time, the tail through a masked load and store (the
+    /// slice functions of the vector `exp`, `ln`, `tanh` and `sigmoid`).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub fn map_in_place(x: &mut [f32], f: impl Fn(__m512) -> __m512) {
+        for c in x.chunks_mut(16) {
+            let m = tail_mask(c.len());
+            // SAFETY: the mask covers exactly the chunk's elements.
+            unsafe {
+                let v = _mm512_maskz_loadu_ps(m, c.as_ptr());
+                _mm512_mask_storeu_ps(c.as_mut_ptr(), m, f(v));
+            }
+        }
+    }
+
     /// See [`super::exp_shift_sum`].
     ///
     /// # Safety
@@ -400,6 +415,17 @@ pub(crate) mod avx2 {
         }
     }
 
+    /// `x[i] = f(x[i])`, 8 lanes at a time (a masked tail).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub fn map_in_place(x: &mut [f32], f: impl Fn(__m256) -> __m256) {
+        for c in x.chunks_mut(8) {
+            let m = tail_mask(c.len());
+            // SAFETY: `m` is the tail mask of this chunk.
+            unsafe { store(c, m, f(load(c, m))) };
+        }
+    }
+
     #[inline]
     #[target_feature(enable = "avx2")]
     fn sum8(v: __m256) -> f32 {
@@ -513,6 +539,7 @@ pub(crate) mod avx2 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::accuracy::ulps;
     use super::*;
 
     /// The vector ISAs this CPU has, each as its in-place `exp` (whatever `LMF_SIMD` says:
@@ -541,22 +568,6 @@ mod tests {
             eprintln!("no vector ISA here: the vector exp is not run");
         }
         out
-    }
-
-    /// Distance in units in the last place of `want` (the f64 exp rounded to f32), counting
-    /// subnormal results in units of 2⁻¹⁴⁹.
-    fn ulps(got: f32, want: f64) -> f64 {
-        let w = want as f32;
-        if w.is_infinite() || got.is_infinite() {
-            return if got == w { 0.0 } else { f64::INFINITY };
-        }
-        let unit = if w.abs() < f32::MIN_POSITIVE {
-            2f64.powi(-149)
-        } else {
-            let e = (w.abs() as f64).log2().floor() as i32;
-            2f64.powi(e - 23)
-        };
-        (got as f64 - want).abs() / unit
     }
 
     #[test]

@@ -48,7 +48,7 @@ const C: [f32; 4] = [2.0 / 9.0, 2.0 / 7.0, 2.0 / 5.0, 2.0 / 3.0];
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512 {
-    use super::super::exp::avx512::tail_mask;
+    use super::super::exp::avx512::map_in_place;
     use super::{C, LN2_HI, LN2_LO};
     use std::arch::x86_64::*;
 
@@ -106,21 +106,14 @@ pub(crate) mod avx512 {
     /// The CPU must have AVX-512 F.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn ln_in_place(x: &mut [f32]) {
-        for c in x.chunks_mut(16) {
-            let m = tail_mask(c.len());
-            // SAFETY: the mask covers exactly the chunk's elements.
-            unsafe {
-                let v = _mm512_maskz_loadu_ps(m, c.as_ptr());
-                _mm512_mask_storeu_ps(c.as_mut_ptr(), m, log_ps(v));
-            }
-        }
+        map_in_place(x, |v| log_ps(v));
     }
 }
 
 /// The AVX2 + FMA twins of [`avx512`]'s functions: 8 lanes, tails through `vmaskmovps`.
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
-    use super::super::exp::avx2::{load, store, tail_mask};
+    use super::super::exp::avx2::map_in_place;
     use super::{C, LN2_HI, LN2_LO};
     use std::arch::x86_64::*;
 
@@ -187,14 +180,7 @@ pub(crate) mod avx2 {
     /// The CPU must have AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn ln_in_place(x: &mut [f32]) {
-        for c in x.chunks_mut(8) {
-            let m = tail_mask(c.len());
-            // SAFETY: the mask covers exactly the chunk's elements.
-            unsafe {
-                let v = load(c, m);
-                store(c, m, log_ps(v));
-            }
-        }
+        map_in_place(x, |v| log_ps(v));
     }
 }
 

@@ -39,7 +39,7 @@ pub fn sigmoid_in_place<T: Real>(x: &mut [T]) {
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512 {
-    use super::super::exp::avx512::{exp_pair_ps, tail_mask};
+    use super::super::exp::avx512::{exp_pair_ps, map_in_place};
     use std::arch::x86_64::*;
 
     /// `σ` of each lane (see the module doc for the method and its error).
@@ -73,21 +73,14 @@ pub(crate) mod avx512 {
     /// The CPU must have AVX-512 F.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn sigmoid_in_place(x: &mut [f32]) {
-        for c in x.chunks_mut(16) {
-            let m = tail_mask(c.len());
-            // SAFETY: the mask covers exactly the chunk's elements.
-            unsafe {
-                let v = _mm512_maskz_loadu_ps(m, c.as_ptr());
-                _mm512_mask_storeu_ps(c.as_mut_ptr(), m, sigmoid_ps(v));
-            }
-        }
+        map_in_place(x, |v| sigmoid_ps(v));
     }
 }
 
 /// The AVX2 + FMA twins of [`avx512`]'s functions: 8 lanes, tails through `vmaskmovps`.
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
-    use super::super::exp::avx2::{exp_pair_ps, load, store, tail_mask};
+    use super::super::exp::avx2::{exp_pair_ps, map_in_place};
     use std::arch::x86_64::*;
 
     /// `σ` of each lane: [`super::avx512::sigmoid_ps`]'s method (with `vrcpps`, 12 bits,
@@ -114,14 +107,7 @@ pub(crate) mod avx2 {
     /// The CPU must have AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn sigmoid_in_place(x: &mut [f32]) {
-        for c in x.chunks_mut(8) {
-            let m = tail_mask(c.len());
-            // SAFETY: the mask covers exactly the chunk's elements.
-            unsafe {
-                let v = load(c, m);
-                store(c, m, sigmoid_ps(v));
-            }
-        }
+        map_in_place(x, |v| sigmoid_ps(v));
     }
 }
 

@@ -66,7 +66,7 @@ const P: [f32; 6] = [
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512 {
-    use super::super::exp::avx512::{exp_pair_ps, tail_mask};
+    use super::super::exp::avx512::{exp_pair_ps, map_in_place, tail_mask};
     use super::{P, SMALL};
     use std::arch::x86_64::*;
 
@@ -116,14 +116,7 @@ pub(crate) mod avx512 {
     /// The CPU must have AVX-512 F.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn tanh_in_place(x: &mut [f32]) {
-        for c in x.chunks_mut(16) {
-            let m = tail_mask(c.len());
-            // SAFETY: the mask covers exactly the chunk's elements.
-            unsafe {
-                let v = _mm512_maskz_loadu_ps(m, c.as_ptr());
-                _mm512_mask_storeu_ps(c.as_mut_ptr(), m, tanh_ps(v));
-            }
-        }
+        map_in_place(x, |v| tanh_ps(v));
     }
 
     /// See [`super::softcap_in_place`].
@@ -148,7 +141,7 @@ pub(crate) mod avx512 {
 /// The AVX2 + FMA twins of [`avx512`]'s functions: 8 lanes, tails through `vmaskmovps`.
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
-    use super::super::exp::avx2::{exp_pair_ps, load, store, tail_mask};
+    use super::super::exp::avx2::{exp_pair_ps, load, map_in_place, store, tail_mask};
     use super::{P, SMALL};
     use std::arch::x86_64::*;
 
@@ -192,14 +185,7 @@ pub(crate) mod avx2 {
     /// The CPU must have AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn tanh_in_place(x: &mut [f32]) {
-        for c in x.chunks_mut(8) {
-            let m = tail_mask(c.len());
-            // SAFETY: the mask covers exactly the chunk's elements.
-            unsafe {
-                let v = load(c, m);
-                store(c, m, tanh_ps(v));
-            }
-        }
+        map_in_place(x, |v| tanh_ps(v));
     }
 
     /// See [`super::softcap_in_place`].
