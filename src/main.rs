@@ -97,12 +97,17 @@ fn main() -> std::process::ExitCode {
 }
 
 /// Makes this thread one of the global rayon pool's (`RAYON_NUM_THREADS` threads in all, this
-/// one included), for the commands whose model work all runs here (every one but `api` and
-/// `webui`; `LMF_POOL_MAIN=0` turns it off): a parallel op started here
-/// then runs partly on this thread while the other workers steal the rest, instead of being
-/// handed to the pool and waited for. A decode step starts ~100 small parallel products, and
-/// each hand-off cost two thread switches (about a tenth of a batch-1 decode step on 2 cores).
-/// Not for commands that compute on other threads (`api`, `webui`): they would lose a worker.
+/// one included), for the inference commands (`chat`, `eval`, `export`; `LMF_POOL_MAIN=0`
+/// turns it off): a parallel op started here then runs partly on this thread while the other
+/// workers steal the rest, instead of being handed to the pool and waited for. A decode step
+/// starts ~100 small parallel products, and each hand-off cost two thread switches (about a
+/// tenth of a batch-1 decode step on 2 cores).
+///
+/// Not for `train`: its thread-local kernel switches (`bf16_products`) must not reach the
+/// tasks of a parallel op, and with this thread in the pool the tasks it runs itself would
+/// see them (attention's tiles and the experts' products would turn bf16 on some tasks and
+/// not others). Not for `api`/`webui` either: they compute on other threads, and the pool
+/// would lose a worker.
 fn compute_on_this_thread() {
     // Fails only if the pool already exists (nothing has used rayon yet here).
     let _ = rayon::ThreadPoolBuilder::new()
@@ -113,8 +118,10 @@ fn compute_on_this_thread() {
 fn run(cli: Cli) -> anyhow::Result<()> {
     // A bad LMF_NOW fails every command up front instead of quietly using the system clock.
     lmf_trainers::clock::check_env().map_err(anyhow::Error::msg)?;
-    if !matches!(cli.command, Command::Api { .. } | Command::Webui)
-        && std::env::var_os("LMF_POOL_MAIN").is_none_or(|v| v != "0")
+    if matches!(
+        cli.command,
+        Command::Chat { .. } | Command::Eval { .. } | Command::Export { .. }
+    ) && std::env::var_os("LMF_POOL_MAIN").is_none_or(|v| v != "0")
     {
         compute_on_this_thread();
     }
