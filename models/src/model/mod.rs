@@ -540,14 +540,14 @@ impl CausalLM {
                 v_proj,
             } = &layer.self_attn.qkv
             {
-                if let Some(qkv_proj) = fused_bf16(&[q_proj, k_proj, v_proj])? {
+                if let Some(qkv_proj) = bf16_linear(&[q_proj, k_proj, v_proj])? {
                     layer.self_attn.qkv = QkvProj::Fused { qkv_proj };
                     converted += 1;
                 }
             }
             if let Some(mlp) = &mut layer.mlp {
                 if let GateUpProj::Split { gate_proj, up_proj } = &mlp.gate_up {
-                    if let Some(gate_up_proj) = fused_bf16(&[gate_proj, up_proj])? {
+                    if let Some(gate_up_proj) = bf16_linear(&[gate_proj, up_proj])? {
                         mlp.gate_up = GateUpProj::Fused { gate_up_proj };
                         converted += 1;
                     }
@@ -558,15 +558,10 @@ impl CausalLM {
                 linears.extend(mlp.linears_mut());
             }
             for (_, lin) in linears {
-                if lin.quant.is_some() || lin.lora.is_some() {
-                    continue;
+                if let Some(bf16) = bf16_linear(&[lin])? {
+                    *lin = bf16;
+                    converted += 1;
                 }
-                let (out, inp) = lin.dims();
-                let w = lin.weight.tensor().to_vec::<f32>()?;
-                let bias = lin.bias.take();
-                *lin =
-                    Linear::quantized(QuantBase::Bf16(Bf16Weight::from_f32(&w, out, inp)), bias)?;
-                converted += 1;
             }
         }
         if self.head_lora.is_none() {
@@ -849,9 +844,9 @@ fn checkpoint_layer(
 }
 
 /// One bf16 linear whose output is the outputs of `parts` side by side (their weights stacked
-/// by rows, their biases joined), or `None` when a part has an adapter or is not dense, or
-/// only some parts have a bias.
-fn fused_bf16(parts: &[&Linear]) -> Result<Option<Linear>> {
+/// by rows, their biases joined; one part: that linear in bf16), or `None` when a part has an
+/// adapter or is not dense, or only some parts have a bias.
+fn bf16_linear(parts: &[&Linear]) -> Result<Option<Linear>> {
     if parts.iter().any(|l| l.quant.is_some() || l.lora.is_some())
         || !(parts.iter().all(|l| l.bias.is_some()) || parts.iter().all(|l| l.bias.is_none()))
     {
