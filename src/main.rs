@@ -118,6 +118,8 @@ fn compute_on_this_thread() {
 fn run(cli: Cli) -> anyhow::Result<()> {
     // A bad LMF_NOW fails every command up front instead of quietly using the system clock.
     lmf_trainers::clock::check_env().map_err(anyhow::Error::msg)?;
+    // every command that computes: per-op buffers reuse freed heap memory (runtime::malloc)
+    lmf_runtime::malloc::keep_freed_memory();
     if matches!(
         cli.command,
         Command::Chat { .. } | Command::Eval { .. } | Command::Export { .. }

@@ -17,6 +17,8 @@
 //! - `index`: `index_select` (embedding), `index_add` (its backward), `cat`, `stack`.
 //! - `matmul`: batched, broadcasting matmul through the strided CPU gemm (no copies).
 //! - `random`: `rand`, `randn`, `dropout_mask` from Philox keyed by (seed, offset).
+//! - `malloc`: the allocator policy the `lmf` commands run under (freed buffers stay in the
+//!   process).
 //!
 //! Compute rule: F32/BF16/F16 compute in f32, F64 and the integer types in f64; results keep
 //! the input dtype. Contiguous F32/F64 inputs are borrowed, never copied.
@@ -41,6 +43,7 @@ pub mod elementwise;
 pub mod error;
 pub mod index;
 pub mod layout;
+pub mod malloc;
 pub mod matmul;
 pub mod random;
 pub mod reduce;

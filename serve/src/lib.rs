@@ -113,25 +113,12 @@ fn load(
     ))
 }
 
-/// Keeps large allocations in the heap and freed heap memory in the process: every decode
-/// step gathers each layer's KV cache into new multi-megabyte buffers, and with glibc's
-/// defaults each of them is a fresh `mmap` whose pages fault in again on every step (15% of a
-/// 16-client run's time in page faults; this setting gave +16% output tokens/s on the api
-/// bench). Memory use stays bounded by the largest step's buffers.
-fn tune_malloc() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator parameters; called before the server threads
-    // allocate anything large.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
-    }
-}
-
 /// `lmf api config.yaml [key=value ...]`: serves until Ctrl-C or SIGTERM, then stops taking
 /// connections, lets the requests in flight finish, and exits.
 pub fn run(argv: &[String]) -> anyhow::Result<()> {
-    tune_malloc();
+    // every decode step's per-layer buffers reuse freed heap memory instead of faulting in
+    // fresh mmaps (+16% output tokens/s on the 16-client api bench)
+    lmf_runtime::malloc::keep_freed_memory();
     let args = parse_infer_args(argv)?;
     for note in &args.notes {
         eprintln!("note: {note}");
