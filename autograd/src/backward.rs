@@ -100,6 +100,21 @@ impl Var {
         }
         backward_multi(&[(self, grad.clone())])
     }
+
+    /// [`Var::backward`] that frees each node's saved tensors (and its backward) as soon as
+    /// the node has run, as torch's default `retain_graph=False` does: a training step's
+    /// activations are released layer by layer while its gradients are made, instead of
+    /// living until the loss var drops. The graph behind this var cannot be walked again: a
+    /// second backward through it is an error.
+    pub fn backward_releasing(&self) -> Result<Grads> {
+        if self.elem_count() != 1 || !self.requires_grad() {
+            return self.backward();
+        }
+        let seed = Tensor::ones(self.shape(), self.dtype(), self.device())?;
+        let mut grads = Grads::new();
+        run_with(vec![(self.meta.clone(), seed)], &mut grads, true)?;
+        Ok(grads)
+    }
 }
 
 /// Gradients of several outputs at once, each with its own incoming grad; contributions to
@@ -193,6 +208,11 @@ fn deliver(
 /// The engine: backpropagates `roots` (output identity, incoming grad) and accumulates the
 /// leaf grads into `store`. Output grads are dropped as soon as their node has run.
 pub(crate) fn run(roots: Vec<(Arc<Meta>, Tensor)>, store: &mut Grads) -> Result<()> {
+    run_with(roots, store, false)
+}
+
+/// [`run`]; with `release`, each node's saved tensors and backward are dropped once it ran.
+fn run_with(roots: Vec<(Arc<Meta>, Tensor)>, store: &mut Grads, release: bool) -> Result<()> {
     let order = post_order(&roots);
     let mut pending = Pending::new();
     for (meta, g) in &roots {
@@ -211,13 +231,33 @@ pub(crate) fn run(roots: Vec<(Arc<Meta>, Tensor)>, store: &mut Grads) -> Result<
             })
             .collect::<Result<Vec<_>>>()?;
         let needs: Vec<bool> = node.inputs.iter().map(|m| m.requires_grad).collect();
+        let mut work = node.work();
+        let Some(backward) = work.backward.as_ref() else {
+            return Err(Error::invalid(
+                "backward",
+                format!(
+                    "op {}: its graph was already walked by a releasing backward \
+                     (Var::backward_releasing frees it)",
+                    node.name
+                ),
+            ));
+        };
         let mut ctx = BackwardCtx {
             grads: &grads,
-            saved: &node.saved,
+            saved: &work.saved,
             needs: &needs,
             store,
         };
-        let in_grads = (node.backward)(&mut ctx)?;
+        let in_grads = backward(&mut ctx)?;
+        if release {
+            // drop the activations (and the closure's captures) outside the lock's scope
+            let released = (std::mem::take(&mut work.saved), work.backward.take());
+            drop(work);
+            drop(released);
+        } else {
+            drop(work);
+        }
+        drop(grads);
         if in_grads.len() != node.inputs.len() {
             return Err(contract_error(
                 node.name,

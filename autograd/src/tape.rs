@@ -15,7 +15,7 @@ use crate::grad_mode::is_grad_enabled;
 use crate::var::{Meta, Var};
 use lmf_runtime::{DType, Device, Error, Result, Tensor};
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A node's backward: reads the output grads and saved tensors from the context, returns
 /// one optional grad per input (`None`: no gradient, e.g. the input does not need one).
@@ -28,12 +28,27 @@ pub(crate) struct Node {
     pub(crate) name: &'static str,
     /// Graph identities of the inputs, in the order the backward returns their grads.
     pub(crate) inputs: Vec<Arc<Meta>>,
-    /// Tensors kept for the backward (counted by `tape_stats`).
-    pub(crate) saved: Vec<Tensor>,
+    /// Tensors kept for the backward (counted by `tape_stats`), with the backward itself
+    /// (which may hold tensors of its own). A releasing backward
+    /// ([`Var::backward_releasing`]) takes both out once the node has run, so a step's
+    /// activations are freed while its backward proceeds.
+    pub(crate) work: Mutex<NodeWork>,
     /// Shape, dtype and device of each output (to zero-fill outputs that got no grad).
     pub(crate) outputs: Vec<(Vec<usize>, DType, Device)>,
-    /// The backward.
-    pub(crate) backward: BackwardFn,
+}
+
+/// What a node's backward needs: gone (`backward: None`) after a releasing backward ran it.
+pub(crate) struct NodeWork {
+    pub(crate) saved: Vec<Tensor>,
+    pub(crate) backward: Option<BackwardFn>,
+}
+
+impl Node {
+    /// The node's saved tensors and backward (a poisoned lock only means another backward
+    /// panicked; the data is still whole).
+    pub(crate) fn work(&self) -> MutexGuard<'_, NodeWork> {
+        self.work.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl Drop for Node {
@@ -138,12 +153,14 @@ pub(crate) fn record_node(
     let node = Arc::new(Node {
         name,
         inputs: inputs.iter().map(|v| v.meta.clone()).collect(),
-        saved,
+        work: Mutex::new(NodeWork {
+            saved,
+            backward: Some(Box::new(backward)),
+        }),
         outputs: outputs
             .iter()
             .map(|t| (t.shape().to_vec(), t.dtype(), t.device()))
             .collect(),
-        backward: Box::new(backward),
     });
     outputs
         .into_iter()
@@ -190,7 +207,7 @@ pub fn tape_stats(roots: &[&Var]) -> TapeStats {
             continue;
         }
         stats.nodes += 1;
-        for t in &node.saved {
+        for t in &node.work().saved {
             if seen_storage.insert(t.storage() as *const _) {
                 stats.saved_tensors += 1;
                 stats.saved_bytes += t.storage().len() * t.dtype().size_in_bytes();

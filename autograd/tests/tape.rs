@@ -224,3 +224,42 @@ fn backward_rejects_wrongly_shaped_grads() {
     let e = y.sum_all().unwrap().backward().unwrap_err();
     assert!(e.to_string().contains("bad"), "{e}");
 }
+
+#[test]
+fn releasing_backward_frees_the_graph_as_it_goes() {
+    let p = Var::param(rnd(&[3, 5], 7));
+    let q = Var::param(rnd(&[5, 2], 8));
+    let build = || {
+        p.exp()
+            .unwrap()
+            .matmul(&q)
+            .unwrap()
+            .tanh()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+    };
+    let y = build();
+    let kept = tape_stats(&[&y]);
+    assert!(
+        kept.saved_bytes > 0,
+        "the graph holds saved tensors: {kept:?}"
+    );
+    let plain = build().backward().unwrap();
+    let g = y.backward_releasing().unwrap();
+    // the same gradients as a plain backward, bit for bit
+    for v in [&p, &q] {
+        assert_eq!(vals(g.get(v).unwrap()), vals(plain.get(v).unwrap()));
+    }
+    // nodes stay (the var still points at them) but nothing they saved is alive
+    let after = tape_stats(&[&y]);
+    assert_eq!(after.nodes, kept.nodes);
+    assert_eq!((after.saved_tensors, after.saved_bytes), (0, 0));
+    // a second walk through the released graph is refused, naming why
+    let err = y.backward().unwrap_err().to_string();
+    assert!(err.contains("releasing backward"), "{err}");
+    // a plain backward keeps the graph: it can run again
+    let z = build();
+    let (a, b) = (z.backward().unwrap(), z.backward().unwrap());
+    assert_eq!(vals(a.get(&p).unwrap()), vals(b.get(&p).unwrap()));
+}

@@ -14,9 +14,13 @@ pub const MMAP_THRESHOLD: usize = 256 << 20;
 /// Free memory at the top of the heap that is kept rather than returned to the kernel.
 pub const TRIM_THRESHOLD: usize = 512 << 20;
 
-/// Applies the policy to glibc's `malloc` (a no-op elsewhere). Call it once, before the work
-/// allocates anything large; a program that links lmf as a library decides for itself.
+/// Applies the policy to glibc's `malloc` (a no-op elsewhere, and with `LMF_KEEP_FREED=0`,
+/// which keeps glibc's defaults for comparison). Call it once, before the work allocates
+/// anything large; a program that links lmf as a library decides for itself.
 pub fn keep_freed_memory() {
+    if std::env::var_os("LMF_KEEP_FREED").is_some_and(|v| v == "0") {
+        return;
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator parameters.
     unsafe {

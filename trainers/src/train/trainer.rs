@@ -649,7 +649,12 @@ impl<'a, S: Stage> Trainer<'a, S> {
             if !value.is_finite() {
                 return Ok((value, micro.tokens, Grads::new(), micro.metrics));
             }
-            Ok((value, micro.tokens, micro.loss.backward()?, micro.metrics))
+            Ok((
+                value,
+                micro.tokens,
+                micro.loss.backward_releasing()?,
+                micro.metrics,
+            ))
         });
         set_training(false);
         let (value, tokens, g, metrics) = step?;

@@ -415,7 +415,7 @@ impl Ppo {
         }
         let g = loss
             .scale(1.0 / cfg.gradient_accumulation_steps as f64)?
-            .backward()?;
+            .backward_releasing()?;
         accumulate_grads(model, &g, grads)?;
         let one = |x: &[f64]| vec![x.to_vec()];
         Ok(vec![
