@@ -3,8 +3,9 @@
 
 use lmf_autograd::gradcheck::{check_grads, GradCheck};
 use lmf_autograd::ops::fused::{
-    attention, embedding, geglu, linear_cross_entropy, linear_logprobs, lora_linear, rmsnorm, rope,
-    rope_cos_sin, swiglu, AttnParams, CeOptions, CeReduction, LoraDropout, RopeConfig, RopeScaling,
+    attention, embedding, geglu, glu, glu_matmul, linear_cross_entropy, linear_logprobs,
+    lora_linear, rmsnorm, rope, rope_cos_sin, swiglu, AttnParams, CeOptions, CeReduction,
+    GluActivation, LoraDropout, RopeConfig, RopeScaling,
 };
 use lmf_autograd::Var;
 use lmf_kernels::testing::Lcg;
@@ -307,6 +308,46 @@ fn glu_grad() {
         assert!((a - b).abs() < 1e-14);
     }
     assert!(swiglu(&g, &Var::param(rnd(&[37, 3], 3, 1.0))).is_err());
+}
+
+#[test]
+fn glu_matmul_grad_and_bits() {
+    use lmf_autograd::tape_stats;
+    for act in [GluActivation::Silu, GluActivation::GeluTanh] {
+        // gate, up: [5, 37], b: a transposed [4, 37] weight, as a down projection takes it
+        let inputs = [
+            rnd(&[5, 37], 1, 2.0),
+            rnd(&[5, 37], 2, 1.0),
+            rnd(&[4, 37], 3, 1.0),
+        ];
+        check_grads(&format!("glu_matmul {act:?}"), &inputs, |v| {
+            glu_matmul(&v[0], &v[1], act, &v[2].t()?)
+        })
+        .unwrap();
+        // f32: the same bits as glu then matmul, forward and every gradient
+        let f32s: Vec<Var> = inputs
+            .iter()
+            .map(|t| Var::param(t.to_dtype(DType::F32).unwrap()))
+            .collect();
+        let (g, u, w) = (&f32s[0], &f32s[1], &f32s[2]);
+        let dy = Var::constant(rnd(&[5, 4], 4, 1.0).to_dtype(DType::F32).unwrap());
+        let fused = glu_matmul(g, u, act, &w.t().unwrap()).unwrap();
+        let plain = glu(g, u, act).unwrap().matmul(&w.t().unwrap()).unwrap();
+        let bits = |v: &Var| v.tensor().to_vec::<f32>().unwrap();
+        assert_eq!(bits(&fused), bits(&plain));
+        // the fused node keeps gate, up and the weight, not the [5, 37] product
+        let kept = |v: &Var| tape_stats(&[v]).saved_bytes;
+        assert_eq!(kept(&fused) + 5 * 37 * 4, kept(&plain));
+        let loss = |y: &Var| y.mul(&dy).unwrap().sum_all().unwrap();
+        let (gf, gp) = (
+            loss(&fused).backward().unwrap(),
+            loss(&plain).backward().unwrap(),
+        );
+        for v in [g, u, w] {
+            let grad = |gr: &lmf_autograd::Grads| gr.get(v).unwrap().to_vec::<f32>().unwrap();
+            assert_eq!(grad(&gf), grad(&gp), "{act:?}");
+        }
+    }
 }
 
 #[test]

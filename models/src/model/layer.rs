@@ -9,7 +9,7 @@ use super::moe::MoeBlock;
 use crate::config::ModelConfig;
 use lmf_autograd::grad_mode::is_grad_enabled;
 use lmf_autograd::ops::fused::{
-    attention, attention_with_sinks, glu, rmsnorm, rope, rope_cos_sin, AttnParams,
+    attention, attention_with_sinks, rmsnorm, rope, rope_cos_sin, AttnParams,
 };
 use lmf_autograd::{DType, Device, Result, Tensor, Var};
 
@@ -317,7 +317,7 @@ impl DecoderLayer {
                         )
                     }
                 };
-                Ok((mlp.down_proj.forward(&glu(&g, &u, cfg.act)?)?, None))
+                Ok((mlp.down_proj.forward_glu(&g, &u, cfg.act)?, None))
             }
             (None, Some(moe), Some(mc)) => {
                 let (y, routing) = moe.forward(x, cfg, mc)?;

@@ -3,7 +3,9 @@
 //! optional LoRA adapter (PEFT's `lora.Linear`): plain LoRA and rsLoRA through the fused
 //! `lora_linear` node, DoRA from autograd ops with PEFT's formula.
 
-use lmf_autograd::ops::fused::{lora_linear, quant_linear, LoraDropout, QuantBase};
+use lmf_autograd::ops::fused::{
+    glu, glu_matmul, lora_linear, quant_linear, GluActivation, LoraDropout, QuantBase,
+};
 use lmf_autograd::rng::reserve;
 use lmf_autograd::{Result, Tensor, Var};
 use std::cell::Cell;
@@ -169,6 +171,28 @@ impl Linear {
             (Some(_), Some(b), _) => b.dtype(),
             (Some(_), None, Some(l)) => l.a.dtype(),
             _ => self.weight.dtype(),
+        }
+    }
+
+    /// `act(gate) ⊙ up` (the MLP's gated unit, `[n, in]` each) → this layer → `[n, out]`.
+    ///
+    /// A plain dense layer (no active adapter, not quantized, no tap) takes the fused
+    /// `glu_matmul` node, which keeps gate and up for the backward but not their `[n, in]`
+    /// product; the results are the same bits as [`Linear::forward`] of `glu(gate, up)`.
+    pub fn forward_glu(&self, gate: &Var, up: &Var, act: GluActivation) -> Result<Var> {
+        let adapter = self.lora.is_some() && !adapters_disabled();
+        if adapter || self.quant.is_some() || self.tap.is_some() {
+            return self.forward(&glu(gate, up, act)?);
+        }
+        let wt = self.weight.t()?;
+        let y = if BATCH_INVARIANT.with(|a| a.get()) {
+            lmf_kernels::cpu::gemm::rows_independent(|| glu_matmul(gate, up, act, &wt))?
+        } else {
+            glu_matmul(gate, up, act, &wt)?
+        };
+        match &self.bias {
+            Some(b) => y.add(b),
+            None => Ok(y),
         }
     }
 

@@ -26,7 +26,7 @@ pub use lora::{lora_linear, LoraDropout};
 pub use quant_linear::{quant_linear, QuantBase};
 pub use rmsnorm::rmsnorm;
 pub use rope::{rope, rope_cos_sin, RopeConfig, RopeScaling};
-pub use swiglu::{geglu, glu, swiglu, GluActivation};
+pub use swiglu::{geglu, glu, glu_matmul, swiglu, GluActivation};
 
 use lmf_runtime::{DType, Device, Element, Result, Tensor};
 
