@@ -77,6 +77,25 @@ impl Var {
     /// Gradients of this scalar (one element) loss with respect to every leaf that requires
     /// grad, seeding `d loss = 1`.
     pub fn backward(&self) -> Result<Grads> {
+        self.walk(&self.loss_seed()?, false)
+    }
+
+    /// [`Var::backward`] that frees each node's saved tensors (and its backward) as soon as
+    /// the node has run, as torch's default `retain_graph=False` does: a training step's
+    /// activations are released layer by layer while its gradients are made, instead of
+    /// living until the loss var drops. The graph behind this var cannot be walked again: a
+    /// second backward through it is an error.
+    pub fn backward_releasing(&self) -> Result<Grads> {
+        self.walk(&self.loss_seed()?, true)
+    }
+
+    /// Gradients when this var's own gradient is `grad` (same shape): for non-scalar outputs.
+    pub fn backward_with(&self, grad: &Tensor) -> Result<Grads> {
+        self.walk(grad, false)
+    }
+
+    /// `d loss = 1` for this var, which must be a scalar (one element).
+    fn loss_seed(&self) -> Result<Tensor> {
         if self.elem_count() != 1 {
             return Err(Error::shape(
                 "backward",
@@ -86,33 +105,19 @@ impl Var {
                 ),
             ));
         }
-        let seed = Tensor::ones(self.shape(), self.dtype(), self.device())?;
-        self.backward_with(&seed)
+        Tensor::ones(self.shape(), self.dtype(), self.device())
     }
 
-    /// Gradients when this var's own gradient is `grad` (same shape): for non-scalar outputs.
-    pub fn backward_with(&self, grad: &Tensor) -> Result<Grads> {
+    /// Backpropagates `grad` from this var (releasing the graph with `release`).
+    fn walk(&self, grad: &Tensor, release: bool) -> Result<Grads> {
         if !self.requires_grad() {
             return Err(Error::invalid(
                 "backward",
                 "the output does not require grad: no param reaches it (or it was built under no_grad)",
             ));
         }
-        backward_multi(&[(self, grad.clone())])
-    }
-
-    /// [`Var::backward`] that frees each node's saved tensors (and its backward) as soon as
-    /// the node has run, as torch's default `retain_graph=False` does: a training step's
-    /// activations are released layer by layer while its gradients are made, instead of
-    /// living until the loss var drops. The graph behind this var cannot be walked again: a
-    /// second backward through it is an error.
-    pub fn backward_releasing(&self) -> Result<Grads> {
-        if self.elem_count() != 1 || !self.requires_grad() {
-            return self.backward();
-        }
-        let seed = Tensor::ones(self.shape(), self.dtype(), self.device())?;
         let mut grads = Grads::new();
-        run_with(vec![(self.meta.clone(), seed)], &mut grads, true)?;
+        run_with(vec![(self.meta.clone(), grad.clone())], &mut grads, release)?;
         Ok(grads)
     }
 }
@@ -249,15 +254,10 @@ fn run_with(roots: Vec<(Arc<Meta>, Tensor)>, store: &mut Grads, release: bool) -
             store,
         };
         let in_grads = backward(&mut ctx)?;
-        if release {
-            // drop the activations (and the closure's captures) outside the lock's scope
-            let released = (std::mem::take(&mut work.saved), work.backward.take());
-            drop(work);
-            drop(released);
-        } else {
-            drop(work);
-        }
-        drop(grads);
+        // the activations (and the closure's captures) are dropped after the lock is
+        let released = release.then(|| (std::mem::take(&mut work.saved), work.backward.take()));
+        drop(work);
+        drop((released, grads));
         if in_grads.len() != node.inputs.len() {
             return Err(contract_error(
                 node.name,

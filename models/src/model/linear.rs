@@ -41,10 +41,15 @@ pub fn batch_invariant<T>(f: impl FnOnce() -> T) -> T {
 /// (the mode is scoped to this one product, so the kernels' own worker threads never see it).
 pub(crate) fn weight_product(x: &Var, w: &Var) -> Result<Var> {
     let wt = w.t()?;
+    invariant_scope(|| x.matmul(&wt))
+}
+
+/// Runs one weight product `f`, row-independent inside [`batch_invariant`].
+fn invariant_scope(f: impl FnOnce() -> Result<Var>) -> Result<Var> {
     if BATCH_INVARIANT.with(|a| a.get()) {
-        lmf_kernels::cpu::gemm::rows_independent(|| x.matmul(&wt))
+        lmf_kernels::cpu::gemm::rows_independent(f)
     } else {
-        x.matmul(&wt)
+        f()
     }
 }
 
@@ -185,11 +190,11 @@ impl Linear {
             return self.forward(&glu(gate, up, act)?);
         }
         let wt = self.weight.t()?;
-        let y = if BATCH_INVARIANT.with(|a| a.get()) {
-            lmf_kernels::cpu::gemm::rows_independent(|| glu_matmul(gate, up, act, &wt))?
-        } else {
-            glu_matmul(gate, up, act, &wt)?
-        };
+        self.add_bias(invariant_scope(|| glu_matmul(gate, up, act, &wt))?)
+    }
+
+    /// `y + bias` (`y` itself without a bias).
+    fn add_bias(&self, y: Var) -> Result<Var> {
         match &self.bias {
             Some(b) => y.add(b),
             None => Ok(y),
@@ -206,11 +211,7 @@ impl Linear {
         }
         let lora = self.lora.as_ref().filter(|_| !adapters_disabled());
         let Some(l) = lora else {
-            let y = self.base_product(x)?;
-            return match &self.bias {
-                Some(b) => y.add(b),
-                None => Ok(y),
-            };
+            return self.add_bias(self.base_product(x)?);
         };
         let p = if is_training() { l.dropout } else { 0.0 };
         match &l.magnitude {

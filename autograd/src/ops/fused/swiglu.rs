@@ -92,15 +92,13 @@ pub fn glu_matmul(gate: &Var, up: &Var, act: GluActivation, b: &Var) -> Result<V
             let (g, gate, up, b) = (ctx.grad(0), ctx.saved(0), ctx.saved(1), ctx.saved(2));
             // db: [k, n] = aᵀ · g, with a recomputed; da: [m, k] = g · bᵀ, then through the glu
             let db = grad_if(ctx.needs(2), || glu_tensor(gate, up, act)?.t()?.matmul(g))?;
-            let (dgate, dup) = if ctx.needs(0) || ctx.needs(1) {
-                let (dg, du) = glu_grads(&g.matmul(&b.t()?)?, gate, up, act)?;
-                (Some(dg), Some(du))
-            } else {
-                (None, None)
-            };
+            if !ctx.needs(0) && !ctx.needs(1) {
+                return Ok(vec![None, None, db]);
+            }
+            let (dgate, dup) = glu_grads(&g.matmul(&b.t()?)?, gate, up, act)?;
             Ok(vec![
-                dgate.filter(|_| ctx.needs(0)),
-                dup.filter(|_| ctx.needs(1)),
+                ctx.needs(0).then_some(dgate),
+                ctx.needs(1).then_some(dup),
                 db,
             ])
         },
